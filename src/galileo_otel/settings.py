@@ -1,0 +1,378 @@
+"""GalileoSettings: every option of galileo-otel, from arguments or env vars, validated once.
+
+Precedence, first wins: a keyword argument, the ``GALILEO_*`` env var, the matching ``OTEL_*``
+env var (converted to our units: OTel's batch settings are in milliseconds), the default.
+A bad value raises :class:`~galileo_otel.errors.ConfigError` naming the argument or env var and
+what is wrong with it, never the API key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+from urllib.parse import urlsplit
+
+import pydantic
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.exceptions import SettingsError
+
+from galileo_otel.errors import ConfigError
+
+__all__ = ["GalileoSettings", "parse_duration"]
+
+DEFAULT_CONSOLE_URL = "https://app.galileo.ai"
+DEFAULT_LOCAL_API_URL = "http://localhost:8088"
+DEFAULT_SESSION_IDLE_TIMEOUT_S = 1800.0
+DEFAULT_BATCH_DELAY_S = 1.0
+DEFAULT_EXPORT_TIMEOUT_S = 30.0
+DEFAULT_MAX_QUEUE_SPANS = 20_480
+DEFAULT_BATCH_MAX_TRACES = 100
+
+_DURATION = re.compile(r"^\s*(?P<num>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>ms|s|m|h)?\s*$")
+_UNIT_S = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
+_DISABLED_WORDS = {"off", "none", "false", "0", "disabled"}
+
+
+def parse_duration(value: Any) -> float:
+    """Parse a duration in seconds: ``1.5``, ``"30"``, ``"500ms"``, ``"2m"``, ``"1h"``.
+
+    Raises:
+        ValueError: The value is not a non-negative duration.
+    """
+    if isinstance(value, bool):
+        raise ValueError("not a duration in seconds")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError("not a duration in seconds (e.g. 30, 1.5, 500ms, 2m)")
+        seconds = float(match["num"]) * _UNIT_S[match["unit"]]
+    else:
+        raise ValueError("not a duration in seconds")
+    if seconds < 0 or seconds != seconds:  # negative or NaN
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _user_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "galileo-otel"
+
+
+def _check_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http(s) URL with a host, e.g. https://api.galileo.ai")
+    return value.strip().rstrip("/")
+
+
+def _check_uuid(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise ValueError("not a UUID") from None
+
+
+# OTel env vars that fill a Galileo setting when its GALILEO_* var is unset, with the factor that
+# turns the OTel unit into ours.
+_OTEL_FALLBACKS: dict[str, tuple[str, float | None]] = {
+    "max_queue_spans": ("OTEL_BSP_MAX_QUEUE_SIZE", None),
+    "batch_delay": ("OTEL_BSP_SCHEDULE_DELAY", 0.001),
+    "export_timeout": ("OTEL_BSP_EXPORT_TIMEOUT", 0.001),
+    "logging_disabled": ("OTEL_SDK_DISABLED", None),
+    "service_name": ("OTEL_SERVICE_NAME", None),
+}
+
+
+class _OtelEnvSource(PydanticBaseSettingsSource):
+    """Reads the ``OTEL_*`` fallbacks, converting milliseconds to seconds."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        env_name, factor = _OTEL_FALLBACKS.get(field_name, ("", None))
+        raw = os.environ.get(env_name) if env_name else None
+        if raw is None or raw.strip() == "":
+            return None, field_name, False
+        if factor is not None:
+            try:
+                return float(raw) * factor, field_name, False
+            except ValueError:
+                return raw, field_name, False  # let the field's validator word the error
+        return raw, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
+
+
+class GalileoSettings(BaseSettings):
+    """Every option of galileo-otel. Each field names its env var; arguments win over env vars.
+
+    Example:
+        >>> settings = GalileoSettings(api_key="k", project="my-app", reliable=False)
+        >>> settings.resolved_api_url()
+        'https://api.galileo.ai'
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="GALILEO_",
+        case_sensitive=False,
+        env_ignore_empty=True,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    # --- where to send -----------------------------------------------------------------------
+    api_key: SecretStr | None = Field(None, description="GALILEO_API_KEY: the API key.")
+    api_url: str | None = Field(
+        None, description="GALILEO_API_URL: the API base URL; derived from the console URL if unset."
+    )
+    console_url: str = Field(
+        DEFAULT_CONSOLE_URL, description="GALILEO_CONSOLE_URL: the console URL the API URL is derived from."
+    )
+    project: str | None = Field(None, description="GALILEO_PROJECT: project name.")
+    project_id: str | None = Field(None, description="GALILEO_PROJECT_ID: project id (wins over the name).")
+    log_stream: str | None = Field(None, description="GALILEO_LOG_STREAM: log stream name.")
+    log_stream_id: str | None = Field(
+        None, description="GALILEO_LOG_STREAM_ID: log stream id (wins over the name)."
+    )
+    experiment_id: str | None = Field(
+        None, description="GALILEO_EXPERIMENT_ID: log to this experiment instead of a log stream."
+    )
+    create_missing: bool = Field(
+        True,
+        description="GALILEO_CREATE_MISSING: create the named project / log stream when it does not exist.",
+    )
+    extra_headers: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="GALILEO_EXTRA_HEADERS: a JSON object of extra HTTP headers for every request.",
+    )
+    logging_disabled: bool = Field(
+        False, description="GALILEO_LOGGING_DISABLED (or OTEL_SDK_DISABLED): export nothing."
+    )
+    service_name: str | None = Field(
+        None, description="GALILEO_SERVICE_NAME (or OTEL_SERVICE_NAME): stamped in session metadata."
+    )
+    connect_timeout: Duration = Field(5.0, description="GALILEO_CONNECT_TIMEOUT: seconds to connect.")
+    read_timeout: Duration = Field(30.0, description="GALILEO_READ_TIMEOUT: seconds to wait for an answer.")
+
+    # --- delivery ------------------------------------------------------------------------------
+    reliable: bool = Field(
+        True,
+        description="GALILEO_RELIABLE: true = confirmed delivery (wait, retry, spool); false = fire-and-forget.",
+    )
+    batch_max_traces: int = Field(
+        DEFAULT_BATCH_MAX_TRACES, ge=1, description="GALILEO_BATCH_MAX_TRACES: traces per Log Traces request."
+    )
+    batch_max_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="GALILEO_BATCH_MAX_BYTES: encoded size cap of one request."
+    )
+    batch_delay: Duration = Field(
+        DEFAULT_BATCH_DELAY_S,
+        description="GALILEO_BATCH_DELAY (or OTEL_BSP_SCHEDULE_DELAY, ms): seconds between sends.",
+    )
+    max_queue_spans: int = Field(
+        DEFAULT_MAX_QUEUE_SPANS,
+        ge=1,
+        description="GALILEO_MAX_QUEUE_SPANS (or OTEL_BSP_MAX_QUEUE_SIZE): spans held before dropping.",
+    )
+    max_in_flight: int = Field(
+        4, ge=1, description="GALILEO_MAX_IN_FLIGHT: Log Traces requests sent at once."
+    )
+    export_timeout: Duration = Field(
+        DEFAULT_EXPORT_TIMEOUT_S,
+        description="GALILEO_EXPORT_TIMEOUT (or OTEL_BSP_EXPORT_TIMEOUT, ms): deadline for one batch, retries included.",
+    )
+    spool_dir: str | None = Field(
+        None,
+        description="GALILEO_SPOOL_DIR: durable queue for reliable mode; default under the user cache dir; 'off' disables.",
+    )
+    max_spans_per_trace: int = Field(
+        5_000, ge=1, description="GALILEO_MAX_SPANS_PER_TRACE: spans kept per trace; the rest are counted and cut."
+    )
+    max_open_traces: int = Field(
+        10_000, ge=1, description="GALILEO_MAX_OPEN_TRACES: traces assembled at once."
+    )
+    trace_timeout: Duration = Field(
+        300.0, description="GALILEO_TRACE_TIMEOUT: seconds before a trace whose root never ends ships incomplete."
+    )
+
+    # --- sessions ------------------------------------------------------------------------------
+    session_idle_timeout: Duration = Field(
+        DEFAULT_SESSION_IDLE_TIMEOUT_S,
+        description="GALILEO_SESSION_IDLE_TIMEOUT: seconds of quiet that close a session.",
+    )
+    session_max_age: Duration | None = Field(
+        None, description="GALILEO_SESSION_MAX_AGE: seconds after which a session rotates even if busy."
+    )
+    session_store: str = Field(
+        "memory",
+        description="GALILEO_SESSION_STORE: 'memory', 'sqlite' or 'sqlite:///path' (several processes).",
+    )
+    session_baggage: bool = Field(
+        False, description="GALILEO_SESSION_BAGGAGE: propagate session() through OTel baggage."
+    )
+    session_metadata_attributes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="GALILEO_SESSION_METADATA_ATTRIBUTES: comma-separated span attributes copied to session metadata.",
+    )
+    max_tracked_sessions: int = Field(
+        10_000, ge=1, description="GALILEO_MAX_TRACKED_SESSIONS: session keys remembered for rotation and chaining."
+    )
+
+    _secret_fields: ClassVar[frozenset[str]] = frozenset({"api_key", "extra_headers"})
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except pydantic.ValidationError as exc:
+            raise ConfigError(_describe(exc, set(values))) from None
+        except SettingsError as exc:  # pragma: no cover - pydantic-settings decoding errors
+            raise ConfigError(str(exc)) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Argument > ``GALILEO_*`` > ``OTEL_*`` > default."""
+        return (init_settings, env_settings, _OtelEnvSource(settings_cls))
+
+    # --- validators ----------------------------------------------------------------------------
+    @field_validator("api_url", "console_url", mode="before")
+    @classmethod
+    def _url(cls, value: Any) -> Any:
+        return _check_url(value) if isinstance(value, str) else value
+
+    @field_validator("project_id", "log_stream_id", "experiment_id", mode="before")
+    @classmethod
+    def _uuid(cls, value: Any) -> Any:
+        return _check_uuid(value) if value is not None else None
+
+    @field_validator("extra_headers", mode="before")
+    @classmethod
+    def _headers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON ({exc.msg} at position {exc.pos})") from None
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ValueError('must be a JSON object of string values, e.g. {"X-Team": "ml"}')
+        return value
+
+    @field_validator("session_metadata_attributes", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("session_store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        if value == "memory" or value == "sqlite" or value.startswith("sqlite:///"):
+            return value
+        raise ValueError("must be 'memory', 'sqlite' or 'sqlite:///path/to/file.db'")
+
+    # --- derived values ------------------------------------------------------------------------
+    def resolved_api_url(self) -> str:
+        """The API base URL: ``api_url`` if set, else derived from ``console_url``.
+
+        ``app.galileo.ai`` maps to ``https://api.galileo.ai``; ``localhost`` / ``127.0.0.1``
+        to ``http://localhost:8088``; any other host has ``console`` replaced by ``api``.
+        """
+        if self.api_url:
+            return self.api_url
+        return derive_api_url(self.console_url)
+
+    def spool_path(self) -> Path | None:
+        """Where reliable mode keeps undelivered batches, or ``None`` when spooling is off."""
+        if not self.reliable:
+            return None
+        if self.spool_dir is None:
+            return _user_cache_dir() / "spool"
+        if self.spool_dir.strip().lower() in _DISABLED_WORDS:
+            return None
+        return Path(self.spool_dir).expanduser()
+
+    def session_store_path(self) -> Path | None:
+        """The SQLite file of the session store, or ``None`` for the in-memory store."""
+        if self.session_store == "memory":
+            return None
+        if self.session_store == "sqlite":
+            return _user_cache_dir() / "sessions.db"
+        return Path(self.session_store[len("sqlite:///") :]).expanduser()
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            if name == "extra_headers" and value:
+                yield name, {k: "**********" for k in value}
+            else:
+                yield name, value
+
+
+def derive_api_url(console_url: str) -> str:
+    """Derive the API base URL from a console URL, as the official Galileo SDK does."""
+    parts = urlsplit(console_url)
+    host = parts.hostname or ""
+    if "app.galileo.ai" in console_url:
+        return "https://api.galileo.ai"
+    if host in ("localhost", "127.0.0.1"):
+        return DEFAULT_LOCAL_API_URL
+    return f"{parts.scheme}://{parts.netloc.replace('console', 'api')}"
+
+
+def _source_of(field: str, init_keys: set[str]) -> str:
+    """Name where a field's value came from, the way the user would write it."""
+    if field in init_keys:
+        return f"argument {field!r}"
+    env = f"GALILEO_{field.upper()}"
+    if env in os.environ:
+        return env
+    otel = _OTEL_FALLBACKS.get(field)
+    if otel and otel[0] in os.environ:
+        return otel[0]
+    return f"setting {field!r}"
+
+
+def _describe(exc: pydantic.ValidationError, init_keys: set[str]) -> str:
+    """Turn pydantic's errors into one line per bad setting, hiding secret values."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=True):
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        where = _source_of(field, init_keys)
+        msg = err["msg"].removeprefix("Value error, ")
+        if field in GalileoSettings._secret_fields or field not in GalileoSettings.model_fields:
+            lines.append(f"{where}: {msg}")
+        else:
+            lines.append(f"{where}={err.get('input')!r}: {msg}")
+    return "invalid galileo-otel configuration: " + "; ".join(lines)
