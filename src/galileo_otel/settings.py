@@ -39,7 +39,9 @@ DEFAULT_EXPORT_TIMEOUT_S = 30.0
 DEFAULT_MAX_QUEUE_SPANS = 20_480
 DEFAULT_BATCH_MAX_TRACES = 100
 
-_DURATION = re.compile(r"^\s*(?P<num>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>ms|s|m|h)?\s*$")
+_DURATION = re.compile(
+    r"^\s*(?P<num>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>ms|s|m|h)?\s*$"
+)
 _UNIT_S = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
 _DISABLED_WORDS = {"off", "none", "false", "0", "disabled"}
 
@@ -147,13 +149,17 @@ class GalileoSettings(BaseSettings):
     # --- where to send -----------------------------------------------------------------------
     api_key: SecretStr | None = Field(None, description="GALILEO_API_KEY: the API key.")
     api_url: str | None = Field(
-        None, description="GALILEO_API_URL: the API base URL; derived from the console URL if unset."
+        None,
+        description="GALILEO_API_URL: the API base URL; derived from the console URL if unset.",
     )
     console_url: str = Field(
-        DEFAULT_CONSOLE_URL, description="GALILEO_CONSOLE_URL: the console URL the API URL is derived from."
+        DEFAULT_CONSOLE_URL,
+        description="GALILEO_CONSOLE_URL: the console URL the API URL is derived from.",
     )
     project: str | None = Field(None, description="GALILEO_PROJECT: project name.")
-    project_id: str | None = Field(None, description="GALILEO_PROJECT_ID: project id (wins over the name).")
+    project_id: str | None = Field(
+        None, description="GALILEO_PROJECT_ID: project id (wins over the name)."
+    )
     log_stream: str | None = Field(None, description="GALILEO_LOG_STREAM: log stream name.")
     log_stream_id: str | None = Field(
         None, description="GALILEO_LOG_STREAM_ID: log stream id (wins over the name)."
@@ -173,10 +179,15 @@ class GalileoSettings(BaseSettings):
         False, description="GALILEO_LOGGING_DISABLED (or OTEL_SDK_DISABLED): export nothing."
     )
     service_name: str | None = Field(
-        None, description="GALILEO_SERVICE_NAME (or OTEL_SERVICE_NAME): stamped in session metadata."
+        None,
+        description="GALILEO_SERVICE_NAME (or OTEL_SERVICE_NAME): stamped in session metadata.",
     )
-    connect_timeout: Duration = Field(5.0, description="GALILEO_CONNECT_TIMEOUT: seconds to connect.")
-    read_timeout: Duration = Field(30.0, description="GALILEO_READ_TIMEOUT: seconds to wait for an answer.")
+    connect_timeout: Duration = Field(
+        5.0, description="GALILEO_CONNECT_TIMEOUT: seconds to connect."
+    )
+    read_timeout: Duration = Field(
+        30.0, description="GALILEO_READ_TIMEOUT: seconds to wait for an answer."
+    )
 
     # --- delivery ------------------------------------------------------------------------------
     reliable: bool = Field(
@@ -184,10 +195,14 @@ class GalileoSettings(BaseSettings):
         description="GALILEO_RELIABLE: true = confirmed delivery (wait, retry, spool); false = fire-and-forget.",
     )
     batch_max_traces: int = Field(
-        DEFAULT_BATCH_MAX_TRACES, ge=1, description="GALILEO_BATCH_MAX_TRACES: traces per Log Traces request."
+        DEFAULT_BATCH_MAX_TRACES,
+        ge=1,
+        description="GALILEO_BATCH_MAX_TRACES: traces per Log Traces request.",
     )
     batch_max_bytes: int = Field(
-        4 * 1024 * 1024, ge=1024, description="GALILEO_BATCH_MAX_BYTES: encoded size cap of one request."
+        4 * 1024 * 1024,
+        ge=1024,
+        description="GALILEO_BATCH_MAX_BYTES: encoded size cap of one request.",
     )
     batch_delay: Duration = Field(
         DEFAULT_BATCH_DELAY_S,
@@ -210,13 +225,16 @@ class GalileoSettings(BaseSettings):
         description="GALILEO_SPOOL_DIR: durable queue for reliable mode; default under the user cache dir; 'off' disables.",
     )
     max_spans_per_trace: int = Field(
-        5_000, ge=1, description="GALILEO_MAX_SPANS_PER_TRACE: spans kept per trace; the rest are counted and cut."
+        5_000,
+        ge=1,
+        description="GALILEO_MAX_SPANS_PER_TRACE: spans kept per trace; the rest are counted and cut.",
     )
     max_open_traces: int = Field(
         10_000, ge=1, description="GALILEO_MAX_OPEN_TRACES: traces assembled at once."
     )
     trace_timeout: Duration = Field(
-        300.0, description="GALILEO_TRACE_TIMEOUT: seconds before a trace whose root never ends ships incomplete."
+        300.0,
+        description="GALILEO_TRACE_TIMEOUT: seconds before a trace whose root never ends ships incomplete.",
     )
 
     # --- sessions ------------------------------------------------------------------------------
@@ -225,7 +243,8 @@ class GalileoSettings(BaseSettings):
         description="GALILEO_SESSION_IDLE_TIMEOUT: seconds of quiet that close a session.",
     )
     session_max_age: Duration | None = Field(
-        None, description="GALILEO_SESSION_MAX_AGE: seconds after which a session rotates even if busy."
+        None,
+        description="GALILEO_SESSION_MAX_AGE: seconds after which a session rotates even if busy.",
     )
     session_store: str = Field(
         "memory",
@@ -239,7 +258,9 @@ class GalileoSettings(BaseSettings):
         description="GALILEO_SESSION_METADATA_ATTRIBUTES: comma-separated span attributes copied to session metadata.",
     )
     max_tracked_sessions: int = Field(
-        10_000, ge=1, description="GALILEO_MAX_TRACKED_SESSIONS: session keys remembered for rotation and chaining."
+        10_000,
+        ge=1,
+        description="GALILEO_MAX_TRACKED_SESSIONS: session keys remembered for rotation and chaining.",
     )
 
     _secret_fields: ClassVar[frozenset[str]] = frozenset({"api_key", "extra_headers"})
