@@ -1,0 +1,1519 @@
+"""GalileoClient and AsyncGalileoClient: the Galileo REST API over httpx, with auth, retries and errors.
+
+Every method raises only :mod:`galileo_otel.errors` types. Transient failures (connection errors,
+timeouts, 408, 429, 5xx) are retried with exponential backoff and jitter inside a deadline,
+honouring ``Retry-After``; 400/401/403/404/422 never are. The API key goes only into the
+``Galileo-API-Key`` header: never into a repr, a log line or an exception message.
+
+The high-level methods are written once, as generators that yield the HTTP requests they need
+(:class:`_Req`) and receive the parsed answers; the sync and async clients only differ in how
+they send a request and how they sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json as jsonlib
+import logging
+import platform
+import random
+import time
+import uuid
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+import pydantic
+
+from galileo_otel._version import __version__
+from galileo_otel.api.filters import FilterInput, to_filter_list, to_filter_tree
+from galileo_otel.api.models import (
+    LoggingMethod,
+    LogRecordsQueryCountRequest,
+    LogRecordsQueryCountResponse,
+    LogRecordsQueryRequest,
+    LogRecordsQueryResponse,
+    LogStream,
+    LogStreamCreateRequest,
+    LogTracesIngestRequest,
+    LogTracesIngestResponse,
+    Project,
+    ProjectCreateRequest,
+    QuerySort,
+    SessionCreateRequest,
+    SessionCreateResponse,
+    Trace,
+    to_wire,
+)
+from galileo_otel.errors import (
+    APIError,
+    AuthError,
+    ConfigError,
+    GalileoError,
+    NotFoundError,
+    RateLimitError,
+    TransportError,
+    ValidationError,
+)
+from galileo_otel.settings import GalileoSettings
+
+__all__ = [
+    "DEFAULT_LOG_STREAM",
+    "AsyncGalileoClient",
+    "Destination",
+    "GalileoClient",
+    "RetryPolicy",
+    "parse_retry_after",
+]
+
+logger = logging.getLogger("galileo_otel.api")
+
+DEFAULT_LOG_STREAM = "default"
+"""The log stream used when neither a log stream nor an experiment is configured (as the SDK does)."""
+
+_API_KEY_HEADER = "Galileo-API-Key"
+_RETRYABLE_STATUS = frozenset({408, 429})
+_MAX_MESSAGE_CHARS = 500
+_MAX_PAGES = 100_000  # a server that never stops paginating must not loop us forever
+
+T = TypeVar("T")
+
+
+# ------------------------------------------------------------------------------------------------
+# Retry policy
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a request is retried when it fails transiently.
+
+    Attributes:
+        max_attempts: Attempts in all, the first included (1 = no retry).
+        deadline_s: Overall time budget of a request, retries and waits included; ``None`` for
+            none (then ``max_attempts`` alone bounds it). No attempt starts past it and a wait
+            that would end past it is not taken.
+        backoff_initial_s: Wait before the second attempt; doubles each time.
+        backoff_max_s: Cap of the doubling wait.
+        jitter: Fraction of each wait that is random (0 = none, 1 = "full jitter"), so many
+            clients failing together do not retry together.
+        max_retry_after_s: A ``Retry-After`` longer than this is not waited for: the error is
+            raised with ``retry_after`` set, for the caller to schedule.
+        reconnect_only: Retry only connection failures where the request surely never reached
+            the server (see :meth:`reconnect_once`).
+    """
+
+    max_attempts: int = 5
+    deadline_s: float | None = 30.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 8.0
+    jitter: float = 0.5
+    max_retry_after_s: float = 60.0
+    reconnect_only: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError("RetryPolicy.max_attempts must be at least 1")
+        if self.deadline_s is not None and self.deadline_s <= 0:
+            raise ConfigError("RetryPolicy.deadline_s must be positive or None")
+        if not 0.0 <= self.jitter <= 1.0:
+            raise ConfigError("RetryPolicy.jitter must be between 0 and 1")
+        if self.backoff_initial_s < 0 or self.backoff_max_s < 0:
+            raise ConfigError("RetryPolicy backoff times cannot be negative")
+
+    @classmethod
+    def none(cls, *, deadline_s: float | None = None) -> RetryPolicy:
+        """A single attempt, no retry."""
+        return cls(max_attempts=1, deadline_s=deadline_s)
+
+    @classmethod
+    def reconnect_once(cls, *, deadline_s: float | None = None) -> RetryPolicy:
+        """One more attempt only when the connection failed before the request was sent.
+
+        Safe for fire-and-forget delivery: it never sends a request twice.
+        """
+        return cls(
+            max_attempts=2, deadline_s=deadline_s, backoff_initial_s=0.0, reconnect_only=True
+        )
+
+    def backoff_s(self, attempt: int, rand: float) -> float:
+        """The wait after failed attempt number ``attempt`` (1-based); ``rand`` is in [0, 1)."""
+        base = min(self.backoff_max_s, self.backoff_initial_s * (2.0 ** (attempt - 1)))
+        return base * (1.0 - self.jitter * rand)
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+# ------------------------------------------------------------------------------------------------
+# Destination
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where traces go: a project and a log stream (or an experiment), as ids.
+
+    Attributes:
+        project_id: The project id.
+        project_name: The project name, when it was looked up by name.
+        log_stream_id: The log stream id, unless logging to an experiment.
+        experiment_id: The experiment id, when logging to an experiment.
+        log_stream_name: The log stream name, when it was looked up by name.
+    """
+
+    project_id: str
+    project_name: str | None = None
+    log_stream_id: str | None = None
+    experiment_id: str | None = None
+    log_stream_name: str | None = None
+
+
+# ------------------------------------------------------------------------------------------------
+# Sans-IO core
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Req:
+    """One HTTP request an operation needs; the driver sends it and returns the parsed JSON."""
+
+    method: str
+    path: str
+    json: Any = None
+    params: Mapping[str, str] | None = None
+    retry: RetryPolicy | None = None
+    require_key: bool = True
+
+
+_Op = Generator[_Req, Any, T]
+
+
+@dataclass
+class _Failure:
+    """A failed attempt: the error to raise, and whether the request surely never left."""
+
+    error: APIError
+    never_sent: bool = False
+
+
+def _encode(body: Any) -> bytes:
+    try:
+        return jsonlib.dumps(
+            body, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"request body is not JSON-serialisable: {exc}") from None
+
+
+def _id(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _summarise_detail(detail: Any) -> str:
+    """FastAPI's 422 detail list as one readable line."""
+    if isinstance(detail, list):
+        parts = []
+        for item in detail[:5]:
+            if isinstance(item, Mapping):
+                loc = ".".join(str(p) for p in item.get("loc", ()))
+                parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg", "")))
+            else:
+                parts.append(str(item))
+        more = f" (+{len(detail) - 5} more)" if len(detail) > 5 else ""
+        return "; ".join(parts) + more
+    return str(detail)
+
+
+def _server_message(response: httpx.Response) -> tuple[str, Any]:
+    """The server's own words about an error, and its ``detail`` (parsed JSON when possible)."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return text[:_MAX_MESSAGE_CHARS], text[:_MAX_MESSAGE_CHARS] or None
+    if isinstance(body, Mapping):
+        for key in ("detail", "message", "error", "error_message"):
+            if key in body and body[key] not in (None, ""):
+                return _summarise_detail(body[key])[:_MAX_MESSAGE_CHARS], body[key]
+    return jsonlib.dumps(body)[:_MAX_MESSAGE_CHARS], body
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    Args:
+        value: The header value, or ``None``.
+        now: The current wall-clock time (seconds since the epoch), for HTTP dates.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:  # pragma: no cover - older Pythons returned None instead of raising
+            return None
+        seconds = when.timestamp() - now
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+class _Core:
+    """Configuration, headers, error mapping and the operations shared by both clients."""
+
+    def __init__(
+        self,
+        *,
+        settings: GalileoSettings | None,
+        api_key: str | None,
+        api_url: str | None,
+        project_id: str | None,
+        log_stream_id: str | None,
+        experiment_id: str | None,
+        reliable: bool | None,
+        timeout: float | httpx.Timeout | None,
+        retry: RetryPolicy | None,
+        clock: Callable[[], float],
+        wall_clock: Callable[[], float],
+        rand: Callable[[], float],
+        logging_method: str | LoggingMethod,
+        client_version: str | None,
+    ) -> None:
+        overrides = {
+            "api_key": api_key,
+            "api_url": api_url,
+            "project_id": project_id,
+            "log_stream_id": log_stream_id,
+            "experiment_id": experiment_id,
+            "reliable": reliable,
+        }
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if settings is None:
+            settings = GalileoSettings(**overrides)
+        elif overrides:
+            # Re-validate, so a bad argument fails the way a bad env var does.
+            settings = GalileoSettings(**{**dict(settings), **overrides})
+        self.settings = settings
+        self.base_url = settings.resolved_api_url()
+        self.project_id = settings.project_id
+        self.log_stream_id = settings.log_stream_id
+        self.experiment_id = settings.experiment_id
+        self.reliable = settings.reliable
+        try:
+            self.logging_method = LoggingMethod(logging_method).value
+        except ValueError:
+            allowed = ", ".join(m.value for m in LoggingMethod)
+            raise ConfigError(f"logging_method must be one of: {allowed}") from None
+        self.client_version = client_version
+        self.retry = retry or DEFAULT_RETRY
+        if timeout is None:
+            self.timeout = httpx.Timeout(
+                settings.read_timeout,
+                connect=settings.connect_timeout,
+                pool=settings.connect_timeout,
+            )
+        elif isinstance(timeout, httpx.Timeout):
+            self.timeout = timeout
+        else:
+            self.timeout = httpx.Timeout(float(timeout))
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._rand = rand
+        self._api_key = settings.api_key.get_secret_value() if settings.api_key else None
+        self._base_headers = {
+            "User-Agent": (
+                f"galileo-otel/{__version__} python/{platform.python_version()} "
+                f"httpx/{httpx.__version__}"
+            ),
+            "Accept": "application/json",
+            **settings.extra_headers,
+        }
+        lowered = {k.lower() for k in settings.extra_headers}
+        # A key or token set through GALILEO_EXTRA_HEADERS counts as credentials too.
+        self._has_credentials = bool(self._api_key) or bool(
+            {_API_KEY_HEADER.lower(), "authorization"} & lowered
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(api_url={self.base_url!r}, project_id={self.project_id!r}, "
+            f"log_stream_id={self.log_stream_id!r}, reliable={self.reliable!r}, "
+            f"api_key={'***' if self._api_key else None})"
+        )
+
+    # --- request plumbing ------------------------------------------------------------------------
+
+    def _headers(self, *, require_key: bool, has_body: bool) -> dict[str, str]:
+        if require_key and not self._has_credentials:
+            raise ConfigError(
+                "no Galileo API key: set GALILEO_API_KEY or pass api_key= "
+                "(the local server `galileo-otel serve` needs one too)"
+            )
+        headers = dict(self._base_headers)
+        if self._api_key:
+            headers[_API_KEY_HEADER] = self._api_key
+        if has_body:
+            headers["Content-Type"] = "application/json"
+        return headers
+
+    def _redact(self, text: str) -> str:
+        # A server may echo what it was sent; the key must not reach a message or log line.
+        if self._api_key and self._api_key in text:
+            text = text.replace(self._api_key, "***")
+        return text
+
+    def _redact_any(self, value: Any) -> Any:
+        if not self._api_key:
+            return value
+        if isinstance(value, str):
+            return self._redact(value)
+        if isinstance(value, list):
+            return [self._redact_any(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._redact_any(v) for k, v in value.items()}
+        return value
+
+    def _attempt_timeout(
+        self, timeout: float | None, policy: RetryPolicy, start: float
+    ) -> httpx.Timeout:
+        base = httpx.Timeout(timeout) if timeout is not None else self.timeout
+        if policy.deadline_s is None:
+            return base
+        # No single attempt may outlive the request's deadline.
+        remaining = max(0.001, policy.deadline_s - (self._clock() - start))
+
+        def cap(value: float | None) -> float:
+            return remaining if value is None else min(value, remaining)
+
+        return httpx.Timeout(
+            connect=cap(base.connect),
+            read=cap(base.read),
+            write=cap(base.write),
+            pool=cap(base.pool),
+        )
+
+    def _transport_failure(self, exc: httpx.HTTPError, method: str, url: str) -> _Failure:
+        never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+        transient = isinstance(
+            exc,
+            (
+                httpx.TimeoutException,
+                httpx.NetworkError,
+                httpx.RemoteProtocolError,
+            ),
+        )
+        kind = type(exc).__name__
+        reason = self._redact(str(exc)) or kind
+        what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+        return _Failure(
+            TransportError(
+                f"{method} {url} {what}: {kind}: {reason}",
+                retryable=transient,
+                method=method,
+                url=url,
+            ),
+            never_sent=never_sent,
+        )
+
+    def _status_failure(self, response: httpx.Response, method: str, url: str) -> _Failure:
+        status = response.status_code
+        message, detail = _server_message(response)
+        message = self._redact(message)
+        detail = self._redact_any(detail)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), now=self._wall_clock())
+        retryable = status in _RETRYABLE_STATUS or status >= 500
+        text = f"{method} {url} failed: HTTP {status} {response.reason_phrase}"
+        if message:
+            text += f": {message}"
+        cls: type[APIError]
+        if status in (401, 403):
+            cls = AuthError
+            if status == 401:
+                text += " (check GALILEO_API_KEY)"
+        elif status == 404:
+            cls = NotFoundError
+        elif status == 422:
+            cls = ValidationError
+        elif status == 429:
+            cls = RateLimitError
+        else:
+            cls = APIError
+        error = cls(
+            text,
+            status_code=status,
+            retryable=retryable,
+            retry_after=retry_after,
+            detail=detail,
+            method=method,
+            url=url,
+        )
+        return _Failure(error)
+
+    def _parse_success(self, response: httpx.Response, method: str, url: str) -> Any:
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise APIError(
+                f"{method} {url}: HTTP {response.status_code} answer is not JSON",
+                status_code=response.status_code,
+                method=method,
+                url=url,
+            ) from None
+
+    def _next_delay(
+        self, failure: _Failure, policy: RetryPolicy, attempt: int, start: float
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or ``None`` to give up and raise."""
+        error = failure.error
+        if not error.retryable or attempt >= policy.max_attempts:
+            return None
+        if policy.reconnect_only and not failure.never_sent:
+            return None
+        if error.retry_after is not None:
+            if error.retry_after > policy.max_retry_after_s:
+                return None
+            delay = error.retry_after
+        else:
+            delay = policy.backoff_s(attempt, self._rand())
+        if policy.deadline_s is not None:
+            if (self._clock() - start) + delay >= policy.deadline_s:
+                return None
+        return delay
+
+    def _log_retry(
+        self, failure: _Failure, delay: float, attempt: int, policy: RetryPolicy
+    ) -> None:
+        logger.info(
+            "retrying in %.2fs (attempt %d of %d): %s",
+            delay,
+            attempt + 1,
+            policy.max_attempts,
+            failure.error.message,
+        )
+
+    def _url(self, path: str) -> str:
+        return self.base_url + (path if path.startswith("/") else "/" + path)
+
+    # --- defaults --------------------------------------------------------------------------------
+
+    def _project(self, project_id: Any) -> str:
+        pid = _id(project_id) or self.project_id
+        if not pid:
+            raise ConfigError(
+                "no project: pass project_id= or set GALILEO_PROJECT_ID "
+                "(resolve_destination() looks a project up by name)"
+            )
+        try:
+            # It goes into the URL path: only a UUID may.
+            return str(uuid.UUID(pid))
+        except ValueError:
+            raise ConfigError(f"project_id {pid!r} is not a UUID") from None
+
+    def _target(self, log_stream_id: Any, experiment_id: Any) -> tuple[str | None, str | None]:
+        """The log stream / experiment of a request: explicit ones win, else the client's."""
+        if log_stream_id is not None or experiment_id is not None:
+            return _id(log_stream_id), _id(experiment_id)
+        if self.experiment_id:
+            return None, self.experiment_id
+        return self.log_stream_id, None
+
+    def _validated(self, model: type[pydantic.BaseModel], data: dict[str, Any], what: str) -> Any:
+        try:
+            return model.model_validate(data)
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+                for err in exc.errors(include_url=False)[:5]
+            )
+            raise ConfigError(f"invalid {what}: {problems}") from None
+
+    def _answer(self, model: type[pydantic.BaseModel], data: Any, what: str) -> Any:
+        try:
+            return model.model_validate(data)
+        except pydantic.ValidationError as exc:
+            raise APIError(
+                f"unexpected {what} answer from {self.base_url}: "
+                f"{exc.error_count()} problem(s), first: {exc.errors(include_url=False)[0]['msg']}"
+            ) from None
+
+    # --- operations (sans-IO) --------------------------------------------------------------------
+
+    def _op_healthcheck(self) -> _Op[bool]:
+        try:
+            yield _Req("GET", "/healthcheck", retry=RetryPolicy.none(), require_key=False)
+        except APIError:
+            return False
+        return True
+
+    def _op_get_project(self, name: str) -> _Op[Project | None]:
+        data = yield _Req("GET", "/projects", params={"project_name": name, "type": "gen_ai"})
+        if isinstance(data, Mapping):
+            data = data.get("projects", data.get("items", []))
+        if not isinstance(data, list):
+            raise APIError(f"unexpected GET /projects answer from {self.base_url}: not a list")
+        for item in data:
+            project: Project = self._answer(Project, item, "GET /projects")
+            # The lookup may match loosely; only an exact name is this project.
+            if project.name == name:
+                return project
+        return None
+
+    def _op_create_project(self, name: str) -> _Op[Project]:
+        body = to_wire(self._validated(ProjectCreateRequest, {"name": name}, "project"))
+        data = yield _Req("POST", "/projects", json=body)
+        project: Project = self._answer(Project, data, "POST /projects")
+        return project
+
+    def _op_list_log_streams(self, project_id: Any) -> _Op[list[LogStream]]:
+        pid = self._project(project_id)
+        data = yield _Req("GET", f"/v2/projects/{pid}/log_streams")
+        if isinstance(data, Mapping):
+            data = data.get("log_streams", data.get("items", []))
+        if not isinstance(data, list):
+            raise APIError(f"unexpected GET log_streams answer from {self.base_url}: not a list")
+        return [self._answer(LogStream, item, "GET log_streams") for item in data]
+
+    def _op_create_log_stream(self, project_id: Any, name: str) -> _Op[LogStream]:
+        pid = self._project(project_id)
+        body = to_wire(self._validated(LogStreamCreateRequest, {"name": name}, "log stream"))
+        data = yield _Req("POST", f"/v2/projects/{pid}/log_streams", json=body)
+        stream: LogStream = self._answer(LogStream, data, "POST log_streams")
+        return stream
+
+    def _op_resolve(
+        self,
+        project: str | None,
+        project_id: Any,
+        log_stream: str | None,
+        log_stream_id: Any,
+        experiment_id: Any,
+        create: bool,
+    ) -> _Op[Destination]:
+        s = self.settings
+        # An id wins over a name; arguments win over settings.
+        pid = _id(project_id)
+        if pid is None and not project:
+            pid, project = (s.project_id, None) if s.project_id else (None, s.project)
+        lsid = _id(log_stream_id)
+        if lsid is None and not log_stream:
+            lsid, log_stream = (s.log_stream_id, None) if s.log_stream_id else (None, s.log_stream)
+        eid = _id(experiment_id)
+        if eid is None and lsid is None and not log_stream:
+            eid = s.experiment_id
+        project_name: str | None = None
+
+        if pid is None:
+            if not project:
+                raise ConfigError("no project: set GALILEO_PROJECT (a name) or GALILEO_PROJECT_ID")
+            found = yield from self._op_get_project(project)
+            if found is None:
+                if not create:
+                    raise NotFoundError(
+                        f"project {project!r} does not exist and creation is off "
+                        "(GALILEO_CREATE_MISSING=false); create it or set GALILEO_PROJECT_ID"
+                    )
+                found = yield from self._create_or_refind_project(project)
+            pid, project_name = str(found.id), found.name
+        else:
+            pid = self._project(pid)
+
+        # Listing the log streams also proves the project id exists (404 otherwise).
+        try:
+            streams = yield from self._op_list_log_streams(pid)
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"project {pid} not found: {exc.message}",
+                status_code=404,
+                method=exc.method,
+                url=exc.url,
+            ) from None
+        if eid is not None:
+            return Destination(pid, project_name, None, eid)
+        if lsid is not None:
+            if not any(str(st.id) == lsid for st in streams):
+                raise NotFoundError(
+                    f"log stream {lsid} not found in project {pid}", status_code=404
+                )
+            return Destination(pid, project_name, lsid, None)
+        name = log_stream or DEFAULT_LOG_STREAM
+        for st in streams:
+            if st.name == name:
+                return Destination(pid, project_name, str(st.id), None, st.name)
+        if not create:
+            raise NotFoundError(
+                f"log stream {name!r} does not exist in project {pid} and creation is off "
+                "(GALILEO_CREATE_MISSING=false); create it or set GALILEO_LOG_STREAM_ID"
+            )
+        try:
+            created = yield from self._op_create_log_stream(pid, name)
+        except APIError as exc:
+            if exc.status_code != 409:
+                raise
+            # Another process created it first: use theirs.
+            streams = yield from self._op_list_log_streams(pid)
+            match = [st for st in streams if st.name == name]
+            if not match:
+                raise
+            created = match[0]
+        return Destination(pid, project_name, str(created.id), None, created.name)
+
+    def _create_or_refind_project(self, name: str) -> _Op[Project]:
+        try:
+            return (yield from self._op_create_project(name))
+        except APIError as exc:
+            if exc.status_code != 409:
+                raise
+            # Another process created it first: use theirs.
+            found = yield from self._op_get_project(name)
+            if found is None:
+                raise
+            return found
+
+    def _op_create_session(self, **kw: Any) -> _Op[SessionCreateResponse]:
+        pid = self._project(kw.pop("project_id"))
+        lsid, eid = self._target(kw.pop("log_stream_id"), kw.pop("experiment_id"))
+        reliable = kw.pop("reliable")
+        body = {
+            **{k: v for k, v in kw.items() if v is not None},
+            "log_stream_id": lsid,
+            "experiment_id": eid,
+            "logging_method": self.logging_method,
+            "client_version": self.client_version,
+            "reliable": self.reliable if reliable is None else reliable,
+        }
+        request = self._validated(SessionCreateRequest, body, "create_session arguments")
+        data = yield _Req("POST", f"/v2/projects/{pid}/sessions", json=to_wire(request))
+        response: SessionCreateResponse = self._answer(
+            SessionCreateResponse, data, "Create Session"
+        )
+        return response
+
+    def _query_body(
+        self,
+        filters: Any,
+        filter_tree: Any,
+        log_stream_id: Any,
+        experiment_id: Any,
+        metrics_testing_id: Any,
+    ) -> dict[str, Any]:
+        lsid, eid = self._target(log_stream_id, experiment_id)
+        body: dict[str, Any] = {
+            "log_stream_id": lsid,
+            "experiment_id": eid,
+            "metrics_testing_id": _id(metrics_testing_id),
+        }
+        if filters is not None:
+            body["filters"] = to_filter_list(filters)
+        if filter_tree is not None:
+            body["filter_tree"] = to_filter_tree(filter_tree)
+        return body
+
+    def _op_count_sessions(self, project_id: Any, **kw: Any) -> _Op[int]:
+        pid = self._project(project_id)
+        request = self._validated(
+            LogRecordsQueryCountRequest, self._query_body(**kw), "count_sessions arguments"
+        )
+        data = yield _Req("POST", f"/v2/projects/{pid}/sessions/count", json=to_wire(request))
+        answer: LogRecordsQueryCountResponse = self._answer(
+            LogRecordsQueryCountResponse, data, "Count Sessions"
+        )
+        return answer.total_count
+
+    def _op_search_sessions(
+        self,
+        project_id: Any,
+        starting_token: int,
+        limit: int,
+        sort: QuerySort | Mapping[str, Any] | None,
+        **kw: Any,
+    ) -> _Op[LogRecordsQueryResponse]:
+        pid = self._project(project_id)
+        body = self._query_body(**kw)
+        body.update(starting_token=starting_token, limit=limit, sort=sort)
+        request = self._validated(LogRecordsQueryRequest, body, "search_sessions arguments")
+        data = yield _Req("POST", f"/v2/projects/{pid}/sessions/search", json=to_wire(request))
+        answer: LogRecordsQueryResponse = self._answer(
+            LogRecordsQueryResponse, data, "Query Sessions"
+        )
+        return answer
+
+    def _op_log_traces(
+        self,
+        traces: Sequence[Trace | Mapping[str, Any]],
+        project_id: Any,
+        reliable: bool | None,
+        log_stream_id: Any,
+        experiment_id: Any,
+        **kw: Any,
+    ) -> _Op[LogTracesIngestResponse]:
+        pid = self._project(project_id)
+        lsid, eid = self._target(log_stream_id, experiment_id)
+        body = {
+            **{k: v for k, v in kw.items() if v is not None},
+            "traces": list(traces),
+            "log_stream_id": lsid,
+            "experiment_id": eid,
+            "logging_method": self.logging_method,
+            "client_version": self.client_version,
+            "reliable": self.reliable if reliable is None else reliable,
+        }
+        request = self._validated(LogTracesIngestRequest, body, "log_traces arguments")
+        data = yield _Req("POST", f"/v2/projects/{pid}/traces", json=to_wire(request))
+        answer: LogTracesIngestResponse = self._answer(LogTracesIngestResponse, data, "Log Traces")
+        return answer
+
+    def build_log_traces_body(
+        self,
+        traces: list[dict[str, Any]],
+        *,
+        session_id: str | None = None,
+        session_external_id: str | None = None,
+        reliable: bool | None = None,
+        is_complete: bool = True,
+        include_trace_ids: bool = False,
+        log_stream_id: str | None = None,
+        experiment_id: str | None = None,
+    ) -> dict[str, Any]:
+        """The Log Traces body for already-converted trace dicts, without pydantic (hot path).
+
+        Stamps ``logging_method``, ``client_version`` and ``reliable`` like :meth:`log_traces`;
+        encode it and hand it to ``log_traces_raw``.
+        """
+        lsid, eid = self._target(log_stream_id, experiment_id)
+        body: dict[str, Any] = {
+            "traces": traces,
+            "logging_method": self.logging_method,
+            "reliable": self.reliable if reliable is None else reliable,
+            "is_complete": is_complete,
+            "include_trace_ids": include_trace_ids,
+        }
+        if self.client_version is not None:
+            body["client_version"] = self.client_version
+        for key, value in (
+            ("log_stream_id", lsid),
+            ("experiment_id", eid),
+            ("session_id", session_id),
+            ("session_external_id", session_external_id),
+        ):
+            if value is not None:
+                body[key] = value
+        return body
+
+
+# ------------------------------------------------------------------------------------------------
+# Sync client
+# ------------------------------------------------------------------------------------------------
+
+
+class GalileoClient(_Core):
+    """A synchronous Galileo API client; use it as a context manager (or call :meth:`close`).
+
+    Args:
+        settings: Where missing values come from; built from ``GALILEO_*`` env vars when ``None``.
+        api_key: The API key (``GALILEO_API_KEY``).
+        api_url: The API base URL (``GALILEO_API_URL``; else derived from ``GALILEO_CONSOLE_URL``).
+        project_id: Default project of every call.
+        log_stream_id: Default log stream of every call.
+        experiment_id: Default experiment (wins over the log stream when both are set).
+        reliable: The ``reliable`` flag stamped on Create Session and Log Traces.
+        timeout: Seconds (or an ``httpx.Timeout``) per attempt; default from the settings'
+            connect and read timeouts.
+        transport: An httpx transport, e.g. ``httpx.MockTransport`` in tests.
+        retry: The default :class:`RetryPolicy`.
+        sleep: How to wait between attempts (injected by tests).
+        clock: A monotonic clock for deadlines (injected by tests).
+        wall_clock: Seconds since the epoch, for ``Retry-After`` HTTP dates.
+        rand: A uniform [0, 1) source for jitter.
+        logging_method: Stamped on Create Session and Log Traces.
+        client_version: Stamped on Create Session and Log Traces.
+
+    Raises:
+        ConfigError: A setting or argument is invalid.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: GalileoSettings | None = None,
+        api_key: str | None = None,
+        api_url: str | None = None,
+        project_id: str | None = None,
+        log_stream_id: str | None = None,
+        experiment_id: str | None = None,
+        reliable: bool | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        transport: httpx.BaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+        logging_method: str | LoggingMethod = LoggingMethod.python_client,
+        client_version: str | None = __version__,
+    ) -> None:
+        super().__init__(
+            settings=settings,
+            api_key=api_key,
+            api_url=api_url,
+            project_id=project_id,
+            log_stream_id=log_stream_id,
+            experiment_id=experiment_id,
+            reliable=reliable,
+            timeout=timeout,
+            retry=retry,
+            clock=clock,
+            wall_clock=wall_clock,
+            rand=rand,
+            logging_method=logging_method,
+            client_version=client_version,
+        )
+        self._sleep = sleep
+        self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout, transport=transport)
+
+    def __enter__(self) -> GalileoClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    # --- low level -------------------------------------------------------------------------------
+
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        require_key: bool = True,
+    ) -> Any:
+        """Send one request (with retries) and return the parsed JSON answer (``None`` if empty).
+
+        Args:
+            method: The HTTP method.
+            path: The path under the API base URL, e.g. ``/v2/projects/<id>/traces``.
+            json: A JSON-able body, encoded here.
+            content: An already-encoded JSON body (wins over ``json``).
+            params: Query parameters.
+            retry: The retry policy of this request (default: the client's).
+            timeout: Seconds per attempt (default: the client's).
+            require_key: Fail with ConfigError before sending when no API key is configured.
+
+        Raises:
+            ConfigError: No API key, or a body that is not JSON-able.
+            APIError: The server answered an error, or no answer came (TransportError).
+        """
+        policy = retry or self.retry
+        body = content if content is not None else (None if json is None else _encode(json))
+        headers = self._headers(require_key=require_key, has_body=body is not None)
+        url = self._url(path)
+        start = self._clock()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._http.request(
+                    method,
+                    url,
+                    content=body,
+                    params=params,
+                    headers=headers,
+                    timeout=self._attempt_timeout(timeout, policy, start),
+                )
+            except httpx.HTTPError as exc:
+                failure = self._transport_failure(exc, method, url)
+            else:
+                if response.is_success:
+                    return self._parse_success(response, method, url)
+                failure = self._status_failure(response, method, url)
+            delay = self._next_delay(failure, policy, attempt, start)
+            if delay is None:
+                raise failure.error
+            self._log_retry(failure, delay, attempt, policy)
+            self._sleep(delay)
+
+    def log_traces_raw(
+        self, body: bytes, *, project_id: str, retry: RetryPolicy | None = None
+    ) -> dict[str, Any]:
+        """POST an already-encoded Log Traces body; return the answer as a plain dict.
+
+        Raises:
+            APIError: The server answered an error, or no answer came (TransportError).
+        """
+        answer = self.request_json(
+            "POST", f"/v2/projects/{project_id}/traces", content=body, retry=retry
+        )
+        return answer if isinstance(answer, dict) else {}
+
+    def _run(self, op: _Op[T]) -> T:
+        try:
+            req = next(op)
+            while True:
+                try:
+                    result = self.request_json(
+                        req.method,
+                        req.path,
+                        json=req.json,
+                        params=req.params,
+                        retry=req.retry,
+                        require_key=req.require_key,
+                    )
+                except GalileoError as exc:
+                    req = op.throw(exc)
+                else:
+                    req = op.send(result)
+        except StopIteration as stop:
+            value: T = stop.value
+            return value
+        finally:
+            op.close()
+
+    # --- API -------------------------------------------------------------------------------------
+
+    def healthcheck(self) -> bool:
+        """Whether the API answers ``GET /healthcheck`` with success (one attempt, no key needed)."""
+        return self._run(self._op_healthcheck())
+
+    def get_project(self, name: str) -> Project | None:
+        """The gen_ai project called ``name``, or ``None``."""
+        return self._run(self._op_get_project(name))
+
+    def create_project(self, name: str) -> Project:
+        """Create a gen_ai project called ``name``."""
+        return self._run(self._op_create_project(name))
+
+    def list_log_streams(self, project_id: str | None = None) -> list[LogStream]:
+        """The log streams of a project (404 -> NotFoundError when the project does not exist)."""
+        return self._run(self._op_list_log_streams(project_id))
+
+    def create_log_stream(self, project_id: str | None, name: str) -> LogStream:
+        """Create a log stream called ``name`` in a project."""
+        return self._run(self._op_create_log_stream(project_id, name))
+
+    def resolve_destination(
+        self,
+        *,
+        project: str | None = None,
+        project_id: str | None = None,
+        log_stream: str | None = None,
+        log_stream_id: str | None = None,
+        experiment_id: str | None = None,
+        create: bool = True,
+    ) -> Destination:
+        """Turn names into ids: find (or create) the project and the log stream.
+
+        Missing arguments come from the settings. An id wins over a name; with no log stream and
+        no experiment, the log stream ``"default"`` is used (as the official SDK does).
+
+        Raises:
+            ConfigError: Neither a project name nor id is known.
+            NotFoundError: An id does not exist, or a name does not and ``create`` is False.
+        """
+        return self._run(
+            self._op_resolve(project, project_id, log_stream, log_stream_id, experiment_id, create)
+        )
+
+    def create_session(
+        self,
+        *,
+        project_id: str | None = None,
+        name: str | None = None,
+        external_id: str | None = None,
+        previous_session_id: str | None = None,
+        user_metadata: Mapping[str, str] | None = None,
+        log_stream_id: str | None = None,
+        experiment_id: str | None = None,
+        metrics_testing_id: str | None = None,
+        reliable: bool | None = None,
+    ) -> SessionCreateResponse:
+        """Create a session; stamps ``logging_method``, ``client_version`` and ``reliable``."""
+        return self._run(
+            self._op_create_session(
+                project_id=project_id,
+                name=name,
+                external_id=external_id,
+                previous_session_id=_id(previous_session_id),
+                user_metadata=None if user_metadata is None else dict(user_metadata),
+                log_stream_id=log_stream_id,
+                experiment_id=experiment_id,
+                metrics_testing_id=metrics_testing_id,
+                reliable=reliable,
+            )
+        )
+
+    def count_sessions(
+        self,
+        *,
+        project_id: str | None = None,
+        filters: FilterInput | Iterable[FilterInput] | None = None,
+        filter_tree: FilterInput | None = None,
+        log_stream_id: str | None = None,
+        experiment_id: str | None = None,
+        metrics_testing_id: str | None = None,
+    ) -> int:
+        """How many sessions match. ``filters`` are and-ed; ``filter_tree`` adds and/or/not.
+
+        Both take :mod:`galileo_otel.api.filters` objects, filter models or plain dicts.
+        """
+        return self._run(
+            self._op_count_sessions(
+                project_id,
+                filters=filters,
+                filter_tree=filter_tree,
+                log_stream_id=log_stream_id,
+                experiment_id=experiment_id,
+                metrics_testing_id=metrics_testing_id,
+            )
+        )
+
+    def search_sessions(
+        self,
+        *,
+        project_id: str | None = None,
+        filters: FilterInput | Iterable[FilterInput] | None = None,
+        filter_tree: FilterInput | None = None,
+        log_stream_id: str | None = None,
+        experiment_id: str | None = None,
+        metrics_testing_id: str | None = None,
+        starting_token: int = 0,
+        limit: int = 100,
+        sort: QuerySort | Mapping[str, Any] | None = None,
+    ) -> LogRecordsQueryResponse:
+        """One page of sessions that match (see :meth:`iter_sessions` for all of them)."""
+        return self._run(
+            self._op_search_sessions(
+                project_id,
+                starting_token,
+                limit,
+                sort,
+                filters=filters,
+                filter_tree=filter_tree,
+                log_stream_id=log_stream_id,
+                experiment_id=experiment_id,
+                metrics_testing_id=metrics_testing_id,
+            )
+        )
+
+    def iter_sessions(
+        self,
+        *,
+        project_id: str | None = None,
+        filters: FilterInput | Iterable[FilterInput] | None = None,
+        filter_tree: FilterInput | None = None,
+        log_stream_id: str | None = None,
+        experiment_id: str | None = None,
+        metrics_testing_id: str | None = None,
+        limit: int = 100,
+        sort: QuerySort | Mapping[str, Any] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every session that matches, page after page."""
+        if filters is not None and not isinstance(filters, (list, tuple)):
+            filters = to_filter_list(filters)  # a one-shot iterable must survive every page
+        token = 0
+        for _ in range(_MAX_PAGES):
+            page = self.search_sessions(
+                project_id=project_id,
+                filters=filters,
+                filter_tree=filter_tree,
+                log_stream_id=log_stream_id,
+                experiment_id=experiment_id,
+                metrics_testing_id=metrics_testing_id,
+                starting_token=token,
+                limit=limit,
+                sort=sort,
+            )
+            yield from page.records
+            nxt = page.next_starting_token
+            if not page.paginated or nxt is None or nxt <= token or not page.records:
+                return
+            token = nxt
+
+    def log_traces(
+        self,
+        traces: Sequence[Trace | Mapping[str, Any]],
+        *,
+        project_id: str | None = None,
+        session_id: str | None = None,
+        session_external_id: str | None = None,
+        reliable: bool | None = None,
+        is_complete: bool = True,
+        include_trace_ids: bool = False,
+        log_stream_id: str | None = None,
+        experiment_id: str | None = None,
+        metrics_testing_id: str | None = None,
+    ) -> LogTracesIngestResponse:
+        """Log traces (models or dicts); stamps ``logging_method``, ``client_version``, ``reliable``."""
+        return self._run(
+            self._op_log_traces(
+                traces,
+                project_id,
+                reliable,
+                log_stream_id,
+                experiment_id,
+                session_id=_id(session_id),
+                session_external_id=session_external_id,
+                is_complete=is_complete,
+                include_trace_ids=include_trace_ids,
+                metrics_testing_id=_id(metrics_testing_id),
+            )
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# Async client
+# ------------------------------------------------------------------------------------------------
+
+
+class AsyncGalileoClient(_Core):
+    """The asyncio twin of :class:`GalileoClient`: same arguments, awaitable methods.
+
+    ``sleep`` is awaited (default :func:`asyncio.sleep`) and ``transport`` is an
+    ``httpx.AsyncBaseTransport``. Use ``async with`` (or ``await client.aclose()``).
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: GalileoSettings | None = None,
+        api_key: str | None = None,
+        api_url: str | None = None,
+        project_id: str | None = None,
+        log_stream_id: str | None = None,
+        experiment_id: str | None = None,
+        reliable: bool | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+        logging_method: str | LoggingMethod = LoggingMethod.python_client,
+        client_version: str | None = __version__,
+    ) -> None:
+        super().__init__(
+            settings=settings,
+            api_key=api_key,
+            api_url=api_url,
+            project_id=project_id,
+            log_stream_id=log_stream_id,
+            experiment_id=experiment_id,
+            reliable=reliable,
+            timeout=timeout,
+            retry=retry,
+            clock=clock,
+            wall_clock=wall_clock,
+            rand=rand,
+            logging_method=logging_method,
+            client_version=client_version,
+        )
+        self._sleep = sleep
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=self.timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> AsyncGalileoClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        require_key: bool = True,
+    ) -> Any:
+        """Send one request (with retries) and return the parsed JSON answer (``None`` if empty).
+
+        See :meth:`GalileoClient.request_json`.
+
+        Raises:
+            ConfigError: No API key, or a body that is not JSON-able.
+            APIError: The server answered an error, or no answer came (TransportError).
+        """
+        policy = retry or self.retry
+        body = content if content is not None else (None if json is None else _encode(json))
+        headers = self._headers(require_key=require_key, has_body=body is not None)
+        url = self._url(path)
+        start = self._clock()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._http.request(
+                    method,
+                    url,
+                    content=body,
+                    params=params,
+                    headers=headers,
+                    timeout=self._attempt_timeout(timeout, policy, start),
+                )
+            except httpx.HTTPError as exc:
+                failure = self._transport_failure(exc, method, url)
+            else:
+                if response.is_success:
+                    return self._parse_success(response, method, url)
+                failure = self._status_failure(response, method, url)
+            delay = self._next_delay(failure, policy, attempt, start)
+            if delay is None:
+                raise failure.error
+            self._log_retry(failure, delay, attempt, policy)
+            await self._sleep(delay)
+
+    async def log_traces_raw(
+        self, body: bytes, *, project_id: str, retry: RetryPolicy | None = None
+    ) -> dict[str, Any]:
+        """POST an already-encoded Log Traces body; return the answer as a plain dict."""
+        answer = await self.request_json(
+            "POST", f"/v2/projects/{project_id}/traces", content=body, retry=retry
+        )
+        return answer if isinstance(answer, dict) else {}
+
+    async def _run(self, op: _Op[T]) -> T:
+        try:
+            req = next(op)
+            while True:
+                try:
+                    result = await self.request_json(
+                        req.method,
+                        req.path,
+                        json=req.json,
+                        params=req.params,
+                        retry=req.retry,
+                        require_key=req.require_key,
+                    )
+                except GalileoError as exc:
+                    req = op.throw(exc)
+                else:
+                    req = op.send(result)
+        except StopIteration as stop:
+            value: T = stop.value
+            return value
+        finally:
+            op.close()
+
+    async def healthcheck(self) -> bool:
+        """Whether the API answers ``GET /healthcheck`` with success."""
+        return await self._run(self._op_healthcheck())
+
+    async def get_project(self, name: str) -> Project | None:
+        """The gen_ai project called ``name``, or ``None``."""
+        return await self._run(self._op_get_project(name))
+
+    async def create_project(self, name: str) -> Project:
+        """Create a gen_ai project called ``name``."""
+        return await self._run(self._op_create_project(name))
+
+    async def list_log_streams(self, project_id: str | None = None) -> list[LogStream]:
+        """The log streams of a project."""
+        return await self._run(self._op_list_log_streams(project_id))
+
+    async def create_log_stream(self, project_id: str | None, name: str) -> LogStream:
+        """Create a log stream called ``name`` in a project."""
+        return await self._run(self._op_create_log_stream(project_id, name))
+
+    async def resolve_destination(
+        self,
+        *,
+        project: str | None = None,
+        project_id: str | None = None,
+        log_stream: str | None = None,
+        log_stream_id: str | None = None,
+        experiment_id: str | None = None,
+        create: bool = True,
+    ) -> Destination:
+        """Turn names into ids (see :meth:`GalileoClient.resolve_destination`)."""
+        return await self._run(
+            self._op_resolve(project, project_id, log_stream, log_stream_id, experiment_id, create)
+        )
+
+    async def create_session(
+        self,
+        *,
+        project_id: str | None = None,
+        name: str | None = None,
+        external_id: str | None = None,
+        previous_session_id: str | None = None,
+        user_metadata: Mapping[str, str] | None = None,
+        log_stream_id: str | None = None,
+        experiment_id: str | None = None,
+        metrics_testing_id: str | None = None,
+        reliable: bool | None = None,
+    ) -> SessionCreateResponse:
+        """Create a session; stamps ``logging_method``, ``client_version`` and ``reliable``."""
+        return await self._run(
+            self._op_create_session(
+                project_id=project_id,
+                name=name,
+                external_id=external_id,
+                previous_session_id=_id(previous_session_id),
+                user_metadata=None if user_metadata is None else dict(user_metadata),
+                log_stream_id=log_stream_id,
+                experiment_id=experiment_id,
+                metrics_testing_id=metrics_testing_id,
+                reliable=reliable,
+            )
+        )
+
+    async def count_sessions(
+        self,
+        *,
+        project_id: str | None = None,
+        filters: FilterInput | Iterable[FilterInput] | None = None,
+        filter_tree: FilterInput | None = None,
+        log_stream_id: str | None = None,
+        experiment_id: str | None = None,
+        metrics_testing_id: str | None = None,
+    ) -> int:
+        """How many sessions match (see :meth:`GalileoClient.count_sessions`)."""
+        return await self._run(
+            self._op_count_sessions(
+                project_id,
+                filters=filters,
+                filter_tree=filter_tree,
+                log_stream_id=log_stream_id,
+                experiment_id=experiment_id,
+                metrics_testing_id=metrics_testing_id,
+            )
+        )
+
+    async def search_sessions(
+        self,
+        *,
+        project_id: str | None = None,
+        filters: FilterInput | Iterable[FilterInput] | None = None,
+        filter_tree: FilterInput | None = None,
+        log_stream_id: str | None = None,
+        experiment_id: str | None = None,
+        metrics_testing_id: str | None = None,
+        starting_token: int = 0,
+        limit: int = 100,
+        sort: QuerySort | Mapping[str, Any] | None = None,
+    ) -> LogRecordsQueryResponse:
+        """One page of sessions that match."""
+        return await self._run(
+            self._op_search_sessions(
+                project_id,
+                starting_token,
+                limit,
+                sort,
+                filters=filters,
+                filter_tree=filter_tree,
+                log_stream_id=log_stream_id,
+                experiment_id=experiment_id,
+                metrics_testing_id=metrics_testing_id,
+            )
+        )
+
+    async def iter_sessions(
+        self,
+        *,
+        project_id: str | None = None,
+        filters: FilterInput | Iterable[FilterInput] | None = None,
+        filter_tree: FilterInput | None = None,
+        log_stream_id: str | None = None,
+        experiment_id: str | None = None,
+        metrics_testing_id: str | None = None,
+        limit: int = 100,
+        sort: QuerySort | Mapping[str, Any] | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every session that matches, page after page (``async for``)."""
+        if filters is not None and not isinstance(filters, (list, tuple)):
+            filters = to_filter_list(filters)
+        token = 0
+        for _ in range(_MAX_PAGES):
+            page = await self.search_sessions(
+                project_id=project_id,
+                filters=filters,
+                filter_tree=filter_tree,
+                log_stream_id=log_stream_id,
+                experiment_id=experiment_id,
+                metrics_testing_id=metrics_testing_id,
+                starting_token=token,
+                limit=limit,
+                sort=sort,
+            )
+            for record in page.records:
+                yield record
+            nxt = page.next_starting_token
+            if not page.paginated or nxt is None or nxt <= token or not page.records:
+                return
+            token = nxt
+
+    async def log_traces(
+        self,
+        traces: Sequence[Trace | Mapping[str, Any]],
+        *,
+        project_id: str | None = None,
+        session_id: str | None = None,
+        session_external_id: str | None = None,
+        reliable: bool | None = None,
+        is_complete: bool = True,
+        include_trace_ids: bool = False,
+        log_stream_id: str | None = None,
+        experiment_id: str | None = None,
+        metrics_testing_id: str | None = None,
+    ) -> LogTracesIngestResponse:
+        """Log traces (models or dicts); stamps ``logging_method``, ``client_version``, ``reliable``."""
+        return await self._run(
+            self._op_log_traces(
+                traces,
+                project_id,
+                reliable,
+                log_stream_id,
+                experiment_id,
+                session_id=_id(session_id),
+                session_external_id=session_external_id,
+                is_complete=is_complete,
+                include_trace_ids=include_trace_ids,
+                metrics_testing_id=_id(metrics_testing_id),
+            )
+        )
