@@ -1,0 +1,371 @@
+"""SessionTracker: which session a finished trace belongs to, when sessions rotate, how they chain.
+
+Runs on the export pipeline's background thread, never on the app thread. Rotation uses span
+timestamps, not the wall clock, so the outcome depends only on the traces themselves.
+
+Chaining rule (``previous_session_id`` of a new session), first match wins:
+
+1. the app's ``session.previous_id`` on the root span: a key of ours maps to that key's latest
+   session; otherwise a UUID v4 is taken as a Galileo session id as-is; anything else is ignored;
+2. a keyed session (conversation) whose key had a session before (it rotated, idle or max age):
+   that key's previous session, so a conversation keeps its own chain;
+3. the user's latest session (any kind: keyed or automatic), so a user's new conversation and
+   their automatic sessions form one history;
+4. an automatic session without a user: the previous automatic session of the process/service.
+
+A keyed session with no user and no earlier session of its key has no previous session.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from galileo_otel.sessions.resolve import (
+    GALILEO_SESSION_METADATA,
+    GALILEO_SESSION_NAME,
+    SERVICE_NAME,
+    USER_ID,
+    as_uuid4,
+    previous_id,
+    session_key,
+    user_id,
+)
+from galileo_otel.sessions.store import (
+    MemorySessionStore,
+    SessionRecord,
+    SessionStore,
+    store_from_settings,
+)
+from galileo_otel.settings import DEFAULT_SESSION_IDLE_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from galileo_otel.settings import GalileoSettings
+
+__all__ = ["SessionRecord", "SessionTracker", "scope_of"]
+
+logger = logging.getLogger(__name__)
+
+_NS = 1_000_000_000
+# A chain of sessions none of which is created yet only grows while Create Session keeps failing;
+# walk back at most this far.
+_MAX_CHAIN = 1_000
+
+
+def scope_of(key: str | None, user: str | None, service_name: str | None) -> str:
+    """The store scope of a trace: its key, else its user's, else the process's automatic session.
+
+    Args:
+        key: The session key from the context or attributes.
+        user: The user id from the attributes.
+        service_name: The service name (the owner of anonymous automatic sessions).
+    """
+    if key is not None:
+        return "key:" + key
+    if user is not None:
+        return "user:" + user
+    return "auto:" + (service_name or "")
+
+
+def _str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value), default=str)
+    return str(value)
+
+
+class SessionTracker:
+    """Assigns traces to sessions and creates each session in Galileo exactly once.
+
+    Args:
+        store: Where sessions are kept; a :class:`MemorySessionStore` by default.
+        idle_timeout_s: A session whose last trace ended longer ago than this is closed.
+        max_age_s: A session older than this (from its first trace) rotates even if busy;
+            ``None`` never.
+        metadata_attributes: Root-span attributes copied (as strings) into ``user_metadata``.
+        service_name: Stamped as ``service.name`` in ``user_metadata``; also names the automatic
+            session of anonymous traces.
+        max_tracked: Size of the default memory store (ignored when ``store`` is given).
+    """
+
+    def __init__(
+        self,
+        store: SessionStore | None = None,
+        *,
+        idle_timeout_s: float = DEFAULT_SESSION_IDLE_TIMEOUT_S,
+        max_age_s: float | None = None,
+        metadata_attributes: Iterable[str] = (),
+        service_name: str | None = None,
+        max_tracked: int = 10_000,
+    ) -> None:
+        if idle_timeout_s < 0 or (max_age_s is not None and max_age_s < 0):
+            raise ValueError("session timeouts cannot be negative")
+        self._store: SessionStore = (
+            store if store is not None else MemorySessionStore(max_tracked=max_tracked)
+        )
+        self._idle_ns = int(idle_timeout_s * _NS)
+        self._max_age_ns = None if max_age_s is None else int(max_age_s * _NS)
+        self._metadata_attributes = tuple(metadata_attributes)
+        self._service_name = service_name
+        self._counts_lock = threading.Lock()
+        self._counts = {
+            "traces": 0,
+            "sessions_opened": 0,
+            "rotated_idle": 0,
+            "rotated_max_age": 0,
+            "sessions_created": 0,
+            "create_failed": 0,
+            "previous_id_ignored": 0,
+        }
+
+    @classmethod
+    def from_settings(cls, settings: GalileoSettings) -> SessionTracker:
+        """A tracker configured by ``GALILEO_SESSION_*`` settings and ``GALILEO_SERVICE_NAME``.
+
+        Args:
+            settings: The settings (store, idle timeout, max age, metadata attributes, ...).
+        """
+        return cls(
+            store_from_settings(settings),
+            idle_timeout_s=settings.session_idle_timeout,
+            max_age_s=settings.session_max_age,
+            metadata_attributes=settings.session_metadata_attributes,
+            service_name=settings.service_name,
+            max_tracked=settings.max_tracked_sessions,
+        )
+
+    @property
+    def store(self) -> SessionStore:
+        """The session store."""
+        return self._store
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._counts_lock:
+            self._counts[name] += n
+
+    # --- which session ------------------------------------------------------------------------
+    def session_for_trace(
+        self,
+        root_attributes: Mapping[str, Any] | None,
+        start_ns: int,
+        end_ns: int,
+        *,
+        root_name: str | None = None,
+    ) -> SessionRecord:
+        """The session of a finished trace, opening (and chaining) a new one when needed.
+
+        Call in trace-end order. Every span of the trace belongs to the returned session.
+
+        Args:
+            root_attributes: Attributes of the trace's root span (already stamped by the
+                processor with the ``session()`` context or baggage).
+            start_ns: Start of the root span (ns since the epoch).
+            end_ns: End of the root span (ns since the epoch).
+            root_name: Name of the root span; names a session that has no explicit name.
+        """
+        attrs: Mapping[str, Any] = root_attributes or {}
+        key = session_key(attrs)
+        user = user_id(attrs)
+        scope = scope_of(key, user, self._service_name)
+        self._count("traces")
+
+        # The app's session.previous_id, looked up before the atomic section (which must not do
+        # I/O); only consulted if this trace opens a new session.
+        app_previous: SessionRecord | None = None
+        app_previous_uuid: str | None = None
+        raw_previous = previous_id(attrs)
+        if raw_previous is not None:
+            app_previous = self._store.latest("key:" + raw_previous)
+            if app_previous is None:
+                app_previous_uuid = as_uuid4(raw_previous)
+
+        idle_ns, max_age_ns = self._idle_ns, self._max_age_ns
+        reason: list[str] = []
+        opened: list[bool] = []
+
+        def is_live(current: SessionRecord, last_end_ns: int) -> bool:
+            if start_ns - last_end_ns > idle_ns:
+                reason[:] = ["rotated_idle"]
+                return False
+            if max_age_ns is not None and start_ns - current.started_ns > max_age_ns:
+                reason[:] = ["rotated_max_age"]
+                return False
+            return True
+
+        def open_new(
+            scope_last: SessionRecord | None, user_last: SessionRecord | None
+        ) -> SessionRecord:
+            opened.append(True)
+            previous: SessionRecord | None
+            if app_previous is not None and app_previous.key == scope:
+                # Our own key: the store's view is fresher than the lookup made before.
+                previous = scope_last or app_previous
+            elif app_previous is not None:
+                previous = app_previous
+            elif app_previous_uuid is not None:
+                previous = None
+            elif key is not None:
+                previous = scope_last or user_last
+            else:
+                previous = user_last or scope_last
+            return SessionRecord(
+                local_id=str(uuid.uuid4()),
+                key=scope,
+                external_id=key,
+                name=self._name(attrs, key, root_name),
+                user_id=user,
+                previous_local_id=previous.local_id if previous else None,
+                previous_galileo_id=(
+                    previous.galileo_id if previous is not None else app_previous_uuid
+                ),
+                user_metadata=self._metadata(attrs, user),
+                started_ns=start_ns,
+            )
+
+        record = self._store.open_or_join(
+            scope,
+            user_key=user,
+            end_ns=end_ns,
+            is_live=is_live,
+            open_new=open_new,
+        )
+        if opened:
+            self._count("sessions_opened")
+            if reason:
+                self._count(reason[0])
+        if raw_previous is not None and app_previous is None and app_previous_uuid is None:
+            self._count("previous_id_ignored")
+        return record
+
+    @staticmethod
+    def _name(attrs: Mapping[str, Any], key: str | None, root_name: str | None) -> str | None:
+        explicit = attrs.get(GALILEO_SESSION_NAME)
+        if isinstance(explicit, str) and explicit:
+            return explicit
+        if root_name:
+            return root_name
+        return key
+
+    def _metadata(self, attrs: Mapping[str, Any], user: str | None) -> dict[str, str]:
+        meta: dict[str, str] = {}
+        if user is not None:
+            meta[USER_ID] = user
+        service = self._service_name or attrs.get(SERVICE_NAME)
+        if service:
+            meta[SERVICE_NAME] = _str(service)
+        for name in self._metadata_attributes:
+            value = attrs.get(name)
+            if value is not None:
+                meta[name] = _str(value)
+        extra = attrs.get(GALILEO_SESSION_METADATA)
+        if isinstance(extra, str) and extra:
+            try:
+                parsed = json.loads(extra)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict):
+                meta.update({str(k): _str(v) for k, v in parsed.items()})
+        return meta
+
+    # --- Create Session -----------------------------------------------------------------------
+    def payload(self, record: SessionRecord) -> dict[str, Any]:
+        """The Create Session arguments of ``record``, given what is known of its previous session.
+
+        Keys: ``name``, ``external_id``, ``previous_session_id``, ``user_metadata``.
+        """
+        previous_galileo_id = record.previous_galileo_id
+        if record.previous_local_id is not None:
+            previous = self._store.get(record.previous_local_id)
+            if previous is not None and previous.galileo_id is not None:
+                previous_galileo_id = previous.galileo_id
+        return {
+            "name": record.name,
+            "external_id": record.external_id,
+            "previous_session_id": previous_galileo_id,
+            "user_metadata": dict(record.user_metadata),
+        }
+
+    def ensure_created(
+        self,
+        record: SessionRecord,
+        create: Callable[[dict[str, Any]], str],
+        *,
+        timeout_s: float | None = None,
+    ) -> str:
+        """The Galileo id of ``record``, creating it (and, first, its uncreated predecessors).
+
+        ``create(payload)`` is called exactly once per session across the threads and processes
+        that share the store; ``payload`` holds the :meth:`payload` keys. If ``create`` raises
+        (e.g. :class:`~galileo_otel.errors.APIError`), nothing is recorded and the error
+        propagates; a later call tries again.
+
+        Args:
+            record: A record from :meth:`session_for_trace` (or restored with ``from_dict``).
+            create: Calls Create Session and returns the new session's id.
+            timeout_s: Longest wait for another thread or process that is creating the same
+                session; ``None`` waits until its lease runs out.
+
+        Raises:
+            TimeoutError: ``timeout_s`` passed while someone else was still creating it.
+        """
+        if record.galileo_id is not None:
+            return record.galileo_id
+        self._store.put(record)  # a record restored from the spool may be unknown here
+        if record.galileo_id is not None:
+            return record.galileo_id
+        # Chain order: the previous session must exist before the next one names it.
+        chain = [record]
+        seen = {record.local_id}
+        previous_local_id = record.previous_local_id
+        while previous_local_id is not None and len(chain) < _MAX_CHAIN:
+            if previous_local_id in seen:
+                break
+            previous = self._store.get(previous_local_id)
+            if previous is None or previous.galileo_id is not None:
+                break
+            chain.append(previous)
+            seen.add(previous_local_id)
+            previous_local_id = previous.previous_local_id
+        for pending in reversed(chain):
+            payload = self.payload(pending)
+            try:
+                galileo_id = self._store.create_once(
+                    pending.local_id, _bind(create, payload, self._created), timeout_s=timeout_s
+                )
+            except BaseException:
+                self._count("create_failed")
+                raise
+            if payload["previous_session_id"] is not None and pending.previous_galileo_id is None:
+                pending.previous_galileo_id = payload["previous_session_id"]
+            pending.galileo_id = galileo_id
+        return record.galileo_id or galileo_id
+
+    def _created(self) -> None:
+        self._count("sessions_created")
+
+    def stats(self) -> dict[str, int]:
+        """Counters (traces, sessions opened/rotated/created, failures) and the store's counts."""
+        with self._counts_lock:
+            counts = dict(self._counts)
+        counts.update({f"store_{k}": v for k, v in self._store.stats().items()})
+        return counts
+
+    def close(self) -> None:
+        """Close the store."""
+        self._store.close()
+
+
+def _bind(
+    create: Callable[[dict[str, Any]], str], payload: dict[str, Any], counted: Callable[[], None]
+) -> Callable[[], str]:
+    def call() -> str:
+        galileo_id = create(payload)
+        counted()
+        return galileo_id
+
+    return call
