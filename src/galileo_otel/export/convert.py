@@ -1,0 +1,1006 @@
+"""Conversion of assembled OTel traces into Galileo trace trees (plain JSON-able dicts).
+
+Reads the OpenTelemetry GenAI conventions (attributes and the older message events) and
+OpenInference; any other span becomes a workflow step. Runs on the background worker: plain
+dicts only, no pydantic, no logging per span.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
+
+from galileo_otel.export.assemble import AssembledTrace
+
+__all__ = [
+    "MAX_METADATA_ENTRIES",
+    "MAX_METADATA_VALUE_CHARS",
+    "convert_span",
+    "convert_trace",
+    "span_uuid",
+    "trace_uuid",
+]
+
+MAX_METADATA_VALUE_CHARS = 2_000
+"""A `user_metadata` value longer than this is cut (and ends with an ellipsis)."""
+MAX_METADATA_ENTRIES = 64
+"""At most this many attributes per step go to `user_metadata`; the number left out is recorded
+under ``otel.dropped_attributes``."""
+
+# --- ids ------------------------------------------------------------------------------------------
+_MASK64 = (1 << 64) - 1
+# RFC 4122 version 4 and variant bits: the API validates ids as uuid4.
+_V4_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+_V4_SET = (0x4 << 76) | (0x2 << 62)
+
+
+def _uuid4_shape(value: int) -> str:
+    h = f"{(value & _V4_CLEAR) | _V4_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def trace_uuid(trace_id: int) -> str:
+    """The Galileo id of an OTel trace: its 128 bits with the uuid4 version/variant bits set.
+
+    Deterministic (a resent trace keeps its id) and readable: most hex digits match the OTel id.
+    """
+    return _uuid4_shape(trace_id)
+
+
+def span_uuid(trace_id: int, span_id: int) -> str:
+    """The Galileo id of an OTel span: span id (high 64 bits) + low half of the trace id."""
+    return _uuid4_shape((span_id << 64) | (trace_id & _MASK64))
+
+
+def _part_uuid(trace_id: int, part: int) -> str:
+    # Later parts of a trace (spans that ended after it shipped) must not reuse its id.
+    digest = hashlib.blake2b(f"{trace_id:032x}/{part}".encode(), digest_size=16).digest()
+    return _uuid4_shape(int.from_bytes(digest, "big"))
+
+
+# --- timestamps -----------------------------------------------------------------------------------
+_iso_seconds_cache: dict[int, str] = {}
+
+
+def _iso(ns: int) -> str:
+    """ISO 8601 UTC with microseconds; the seconds part is cached (spans cluster in time)."""
+    seconds, rest = divmod(ns, 1_000_000_000)
+    prefix = _iso_seconds_cache.get(seconds)
+    if prefix is None:
+        if len(_iso_seconds_cache) > 4096:
+            _iso_seconds_cache.clear()
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _iso_seconds_cache[seconds] = prefix
+    return f"{prefix}.{rest // 1000:06d}Z"
+
+
+# --- attribute names (local constants: several GenAI names are moving between packages) ---------
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_PROMPT_TOKENS = "gen_ai.usage.prompt_tokens"  # before semconv 1.27
+GEN_AI_USAGE_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"  # before semconv 1.27
+GEN_AI_RESPONSE_TTFC = "gen_ai.response.time_to_first_chunk"
+GEN_AI_TOOL_NAME = "gen_ai.tool.name"
+GEN_AI_TOOL_CALL_ID = "gen_ai.tool.call.id"
+GEN_AI_TOOL_CALL_ARGUMENTS = "gen_ai.tool.call.arguments"
+GEN_AI_TOOL_CALL_RESULT = "gen_ai.tool.call.result"
+GEN_AI_TOOL_DEFINITIONS = "gen_ai.tool.definitions"
+GEN_AI_AGENT_NAME = "gen_ai.agent.name"
+GEN_AI_RETRIEVAL_QUERY = "gen_ai.retrieval.query.text"
+GEN_AI_RETRIEVAL_DOCUMENTS = "gen_ai.retrieval.documents"
+GEN_AI_PROMPT = "gen_ai.prompt"  # legacy JSON list (event gen_ai.content.prompt)
+GEN_AI_COMPLETION = "gen_ai.completion"  # legacy JSON list (event gen_ai.content.completion)
+GEN_AI_EVENT_CONTENT = "gen_ai.event.content"  # JSON body of a message event (Azure SDKs)
+OI_SPAN_KIND = "openinference.span.kind"
+INPUT_VALUE = "input.value"
+OUTPUT_VALUE = "output.value"
+LLM_MODEL_NAME = "llm.model_name"
+LLM_INVOCATION_PARAMETERS = "llm.invocation_parameters"
+LLM_TOKEN_PROMPT = "llm.token_count.prompt"
+LLM_TOKEN_COMPLETION = "llm.token_count.completion"
+LLM_TOKEN_TOTAL = "llm.token_count.total"
+LLM_FINISH_REASON = "llm.finish_reason"
+EMBEDDING_MODEL_NAME = "embedding.model_name"
+TOOL_NAME = "tool.name"
+TOOL_CALL_ID = "tool_call.id"
+AGENT_NAME = "agent.name"
+RERANKER_QUERY = "reranker.query"
+GALILEO_TAGS = "galileo.tags"
+OI_TAGS = "tag.tags"
+HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+HTTP_STATUS_CODE = "http.status_code"  # before semconv 1.21
+
+_LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
+_AGENT_OPERATIONS = frozenset({"invoke_agent", "create_agent"})
+_OI_KINDS = {
+    "LLM": "llm",
+    "EMBEDDING": "llm",
+    "TOOL": "tool",
+    "RETRIEVER": "retriever",
+    "RERANKER": "retriever",
+    "AGENT": "agent",
+}
+
+# Attributes that become first-class fields (or are session plumbing) and so are not copied
+# into user_metadata.
+_CONSUMED = frozenset(
+    {
+        GEN_AI_INPUT_MESSAGES,
+        GEN_AI_OUTPUT_MESSAGES,
+        GEN_AI_SYSTEM_INSTRUCTIONS,
+        GEN_AI_RESPONSE_MODEL,
+        GEN_AI_REQUEST_TEMPERATURE,
+        GEN_AI_RESPONSE_FINISH_REASONS,
+        GEN_AI_USAGE_INPUT_TOKENS,
+        GEN_AI_USAGE_OUTPUT_TOKENS,
+        GEN_AI_USAGE_PROMPT_TOKENS,
+        GEN_AI_USAGE_COMPLETION_TOKENS,
+        GEN_AI_RESPONSE_TTFC,
+        GEN_AI_TOOL_CALL_ARGUMENTS,
+        GEN_AI_TOOL_CALL_RESULT,
+        GEN_AI_TOOL_CALL_ID,
+        GEN_AI_TOOL_DEFINITIONS,
+        GEN_AI_RETRIEVAL_QUERY,
+        GEN_AI_RETRIEVAL_DOCUMENTS,
+        GEN_AI_PROMPT,
+        GEN_AI_COMPLETION,
+        OI_SPAN_KIND,
+        INPUT_VALUE,
+        OUTPUT_VALUE,
+        "input.mime_type",
+        "output.mime_type",
+        LLM_MODEL_NAME,
+        LLM_TOKEN_PROMPT,
+        LLM_TOKEN_COMPLETION,
+        LLM_TOKEN_TOTAL,
+        LLM_FINISH_REASON,
+        EMBEDDING_MODEL_NAME,
+        RERANKER_QUERY,
+        TOOL_CALL_ID,
+        GALILEO_TAGS,
+        OI_TAGS,
+    }
+)
+_CONSUMED_PREFIXES = (
+    "llm.input_messages.",
+    "llm.output_messages.",
+    "llm.tools.",
+    "embedding.embeddings.",
+    "retrieval.documents.",
+    "reranker.input_documents.",
+    "reranker.output_documents.",
+    "gen_ai.prompt.",  # OpenLLMetry's flattened prompts
+    "gen_ai.completion.",
+    "session.",
+    "galileo.session.",
+)
+
+_ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function", "agent"})
+_ROLE_ALIASES = {
+    "model": "assistant",
+    "ai": "assistant",
+    "bot": "assistant",
+    "human": "user",
+    "ipython": "tool",
+}
+_EVENT_ROLES = {
+    "gen_ai.system.message": "system",
+    "gen_ai.user.message": "user",
+    "gen_ai.assistant.message": "assistant",
+    "gen_ai.tool.message": "tool",
+}
+_INFERENCE_DETAILS_EVENT = "gen_ai.client.inference.operation.details"
+_OI_FIRST_TOKEN_EVENT = "First Token Stream Event"
+
+
+# --- small helpers ----------------------------------------------------------------------------------
+def _role(value: Any, default: str = "user") -> str:
+    if isinstance(value, str):
+        role = value.lower()
+        if role in _ROLES:
+            return role
+        return _ROLE_ALIASES.get(role, default)
+    return default
+
+
+def _text(value: Any) -> str:
+    """Any attribute or JSON value as text: strings as they are, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _json(value: Any) -> Any:
+    """Decode a JSON attribute; structured values (event bodies) pass through; bad JSON -> None."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _meta_value(value: Any) -> str:
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (int, float)):
+        text = str(value)
+    else:
+        text = _text(list(value) if isinstance(value, tuple) else value)
+    if len(text) > MAX_METADATA_VALUE_CHARS:
+        text = text[: MAX_METADATA_VALUE_CHARS - 1] + "…"
+    return text
+
+
+def _tags(attrs: Mapping[str, Any]) -> list[str]:
+    tags: list[str] = []
+    for key in (GALILEO_TAGS, OI_TAGS):
+        value = attrs.get(key)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            decoded = _json(value) if value.startswith("[") else None
+            if isinstance(decoded, list):
+                tags.extend(str(t) for t in decoded)
+            else:
+                tags.extend(t.strip() for t in value.split(",") if t.strip())
+        elif isinstance(value, Sequence):
+            tags.extend(str(t) for t in value)
+    return tags
+
+
+# --- messages -------------------------------------------------------------------------------------
+def _tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    call: dict[str, Any] = {"function": {"name": _text(name), "arguments": _text(arguments)}}
+    if call_id is not None:
+        call["id"] = _text(call_id)
+    return call
+
+
+def _openai_tool_calls(value: Any) -> list[dict[str, Any]]:
+    """OpenAI-shaped tool calls (``[{id, function: {name, arguments}}]``), JSON or decoded."""
+    calls = _json(value)
+    out: list[dict[str, Any]] = []
+    if isinstance(calls, list):
+        for call in calls:
+            if isinstance(call, dict):
+                fn = call["function"] if isinstance(call.get("function"), dict) else call
+                out.append(_tool_call(call.get("id"), fn.get("name"), fn.get("arguments")))
+    return out
+
+
+def _message(role: str, content: str, **extra: Any) -> dict[str, Any]:
+    msg: dict[str, Any] = {"role": role, "content": content}
+    for key, value in extra.items():
+        if value:
+            msg[key] = value
+    return msg
+
+
+def _part_text(part: dict[str, Any]) -> str | None:
+    kind = part.get("type")
+    if kind == "text" or kind is None:
+        value = part.get("content", part.get("text"))
+        return None if value is None else _text(value)
+    if kind in ("blob", "uri", "file"):
+        # Media is not copied (it can be megabytes of base64): a short placeholder keeps its place.
+        label = part.get("modality") or part.get("mime_type") or kind
+        ref = part.get("uri") or part.get("file_id") or ""
+        return f"[{label}{': ' + str(ref) if ref else ''}]"
+    return None  # reasoning and unknown parts are not conversation content
+
+
+def _parts_text(parts: list[Any]) -> str:
+    texts = [_part_text(p) for p in parts if isinstance(p, dict)]
+    return "\n".join(t for t in texts if t)
+
+
+def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, Any]]:
+    """GenAI structured messages (``[{role, parts: [...]}]``) -> Galileo messages."""
+    items = _json(value)
+    out: list[dict[str, Any]] = []
+    if not isinstance(items, list):
+        return out
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        role = _role(item.get("role"), default_role)
+        parts = item.get("parts")
+        if parts is None:  # OpenAI-shaped message ({role, content, tool_calls})
+            content = item.get("content")
+            if isinstance(content, list):
+                content = _parts_text(content)
+            out.append(
+                _message(
+                    role,
+                    _text(content),
+                    tool_calls=_openai_tool_calls(item.get("tool_calls")),
+                    tool_call_id=(item.get("tool_call_id") or item.get("id"))
+                    if role == "tool"
+                    else None,
+                )
+            )
+            continue
+        texts: list[str] = []
+        calls: list[dict[str, Any]] = []
+        for part in parts if isinstance(parts, list) else ():
+            if not isinstance(part, dict):
+                continue
+            kind = part.get("type")
+            if kind == "tool_call":
+                calls.append(_tool_call(part.get("id"), part.get("name"), part.get("arguments")))
+            elif kind == "tool_call_response":
+                # One Galileo message per response: a message carries one tool_call_id.
+                out.append(
+                    _message(
+                        "tool", _text(part.get("response")), tool_call_id=_text(part.get("id"))
+                    )
+                )
+            else:
+                text = _part_text(part)
+                if text is not None:
+                    texts.append(text)
+        if texts or calls:
+            out.append(_message(role, "\n".join(texts), tool_calls=calls))
+        finish = item.get("finish_reason")
+        if finish and out:
+            out[-1]["_finish_reason"] = str(finish)
+    return out
+
+
+def _system_message(value: Any) -> dict[str, Any] | None:
+    parts = _json(value)
+    if isinstance(parts, str):
+        return _message("system", parts)
+    if isinstance(parts, list):
+        text = _parts_text(parts)
+        if text:
+            return _message("system", text)
+    return None
+
+
+def _oi_messages(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
+    """OpenInference flattened messages: ``llm.input_messages.N.message.role`` and friends."""
+    by_index: dict[int, dict[str, Any]] = {}
+    n = len(prefix)
+    for key, value in attrs.items():
+        if not key.startswith(prefix):
+            continue
+        index, _, rest = key[n:].partition(".message.")
+        if not index.isdigit():
+            continue
+        msg = by_index.setdefault(int(index), {})
+        if rest in ("role", "content", "name", "tool_call_id"):
+            msg[rest] = value
+        elif rest.startswith("tool_calls."):
+            k, _, field = rest[11:].partition(".tool_call.")
+            if k.isdigit():
+                msg.setdefault("calls", {}).setdefault(int(k), {})[field] = value
+        elif rest.startswith("contents."):
+            j, _, field = rest[9:].partition(".message_content.")
+            if j.isdigit() and field == "text":
+                msg.setdefault("texts", {})[int(j)] = _text(value)
+        elif rest == "function_call_name":
+            msg.setdefault("calls", {}).setdefault(0, {})["function.name"] = value
+        elif rest == "function_call_arguments_json":
+            msg.setdefault("calls", {}).setdefault(0, {})["function.arguments"] = value
+    out: list[dict[str, Any]] = []
+    for i in sorted(by_index):
+        msg = by_index[i]
+        content = msg.get("content")
+        if content is None and "texts" in msg:
+            content = "\n".join(msg["texts"][j] for j in sorted(msg["texts"]))
+        calls = [
+            _tool_call(c.get("id"), c.get("function.name"), c.get("function.arguments"))
+            for _, c in sorted(msg.get("calls", {}).items())
+        ]
+        out.append(
+            _message(
+                _role(msg.get("role"), "user" if prefix.startswith("llm.input") else "assistant"),
+                _text(content),
+                tool_calls=calls,
+                tool_call_id=_text(msg["tool_call_id"]) if "tool_call_id" in msg else None,
+            )
+        )
+    return out
+
+
+def _flat_messages(
+    attrs: Mapping[str, Any], prefix: str, default_role: str
+) -> list[dict[str, Any]]:
+    """OpenLLMetry flattened messages: ``gen_ai.prompt.N.role`` / ``.content`` / ``.tool_calls``."""
+    by_index: dict[int, dict[str, Any]] = {}
+    n = len(prefix)
+    for key, value in attrs.items():
+        if key.startswith(prefix):
+            index, _, field = key[n:].partition(".")
+            if index.isdigit():
+                by_index.setdefault(int(index), {})[field] = value
+    out = []
+    for i in sorted(by_index):
+        m = by_index[i]
+        out.append(
+            _message(
+                _role(m.get("role"), default_role),
+                _text(m.get("content")),
+                tool_call_id=m.get("tool_call_id"),
+            )
+        )
+    return out
+
+
+def _event_messages(span: ReadableSpan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Messages carried by span events: the older GenAI message events and the details event."""
+    inputs: list[dict[str, Any]] = []
+    outputs: list[dict[str, Any]] = []
+    for event in span.events:
+        name = event.name
+        attrs = event.attributes or {}
+        role = _EVENT_ROLES.get(name)
+        if role is not None or name == "gen_ai.choice":
+            body = _json(attrs.get(GEN_AI_EVENT_CONTENT))
+            fields: Mapping[str, Any] = body if isinstance(body, dict) else attrs
+            if name == "gen_ai.choice":
+                message = _json(fields.get("message"))
+                if not isinstance(message, dict):
+                    message = {
+                        "role": fields.get("message.role"),
+                        "content": fields.get("message.content"),
+                        "tool_calls": fields.get("message.tool_calls") or fields.get("tool_calls"),
+                    }
+                msg = _message(
+                    _role(message.get("role"), "assistant"),
+                    _text(message.get("content")),
+                    tool_calls=_openai_tool_calls(message.get("tool_calls")),
+                )
+                if fields.get("finish_reason"):
+                    msg["_finish_reason"] = str(fields["finish_reason"])
+                outputs.append(msg)
+            else:
+                assert role is not None
+                content = fields.get("content")
+                if isinstance(content, list):  # content parts
+                    content = _parts_text(content)
+                inputs.append(
+                    _message(
+                        _role(fields.get("role"), role),
+                        _text(content),
+                        tool_calls=_openai_tool_calls(fields.get("tool_calls")),
+                        tool_call_id=(fields.get("id") or fields.get("tool_call_id"))
+                        if role == "tool"
+                        else None,
+                    )
+                )
+        elif name == _INFERENCE_DETAILS_EVENT:
+            system = _system_message(attrs.get(GEN_AI_SYSTEM_INSTRUCTIONS))
+            if system is not None:
+                inputs.append(system)
+            inputs.extend(_genai_messages(attrs.get(GEN_AI_INPUT_MESSAGES)))
+            outputs.extend(_genai_messages(attrs.get(GEN_AI_OUTPUT_MESSAGES), "assistant"))
+        elif name == "gen_ai.content.prompt":
+            inputs.extend(_genai_messages(attrs.get(GEN_AI_PROMPT)))
+        elif name == "gen_ai.content.completion":
+            outputs.extend(_genai_messages(attrs.get(GEN_AI_COMPLETION), "assistant"))
+    return inputs, outputs
+
+
+# --- steps ----------------------------------------------------------------------------------------
+def _kind(attrs: Mapping[str, Any]) -> str:
+    op = attrs.get(GEN_AI_OPERATION_NAME)
+    if op is not None:
+        if op in _LLM_OPERATIONS:
+            return "llm"
+        if op == "execute_tool":
+            return "tool"
+        if op in _AGENT_OPERATIONS:
+            return "agent"
+        if op == "retrieval":
+            return "retriever"
+        return "workflow"
+    oi = attrs.get(OI_SPAN_KIND)
+    if oi is not None:
+        return _OI_KINDS.get(str(oi).upper(), "workflow")
+    # Older GenAI instrumentations (and OpenLLMetry) name the model but not the operation.
+    if GEN_AI_REQUEST_MODEL in attrs and (
+        "gen_ai.system" in attrs or "gen_ai.provider.name" in attrs
+    ):
+        return "llm"
+    return "workflow"
+
+
+def _status_code(span: ReadableSpan, attrs: Mapping[str, Any]) -> int:
+    if span.status.status_code is not StatusCode.ERROR:
+        return 200
+    http = _int(attrs.get(HTTP_RESPONSE_STATUS_CODE, attrs.get(HTTP_STATUS_CODE)))
+    return http if http is not None and 400 <= http <= 599 else 500
+
+
+def _metadata(span: ReadableSpan, attrs: Mapping[str, Any]) -> dict[str, str]:
+    meta: dict[str, str] = {}
+    dropped = 0
+    for key, value in attrs.items():
+        if key in _CONSUMED or key.startswith(_CONSUMED_PREFIXES):
+            continue
+        if len(meta) >= MAX_METADATA_ENTRIES:
+            dropped += 1
+            continue
+        meta[key] = _meta_value(value)
+    if span.status.status_code is StatusCode.ERROR:
+        if span.status.description:
+            meta["otel.status_description"] = _meta_value(span.status.description)
+        for event in span.events:
+            if event.name == "exception":
+                ev = event.attributes or {}
+                for key in ("exception.type", "exception.message"):
+                    if key in ev:
+                        meta[key] = _meta_value(ev[key])
+                break
+    if dropped:
+        meta["otel.dropped_attributes"] = str(dropped)
+    return meta
+
+
+def _documents(value: Any) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    items = _json(value)
+    if not isinstance(items, list):
+        return docs
+    for item in items:
+        if isinstance(item, dict):
+            meta = _doc_metadata(item.get("metadata"))
+            for key in ("id", "score"):
+                if item.get(key) is not None:
+                    meta[key] = _scalar(item[key])
+            docs.append({"content": _text(item.get("content", item.get("text"))), "metadata": meta})
+        else:
+            docs.append({"content": _text(item), "metadata": {}})
+    return docs
+
+
+def _scalar(value: Any) -> str | int | float | bool:
+    return value if isinstance(value, (str, int, float, bool)) else _text(value)
+
+
+def _doc_metadata(value: Any) -> dict[str, Any]:
+    meta = _json(value)
+    if not isinstance(meta, dict):
+        return {}
+    return {str(k): _scalar(v) for k, v in meta.items() if v is not None}
+
+
+def _oi_documents(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
+    """OpenInference flattened documents: ``retrieval.documents.N.document.content`` etc."""
+    by_index: dict[int, dict[str, Any]] = {}
+    n = len(prefix)
+    for key, value in attrs.items():
+        if key.startswith(prefix):
+            index, _, field = key[n:].partition(".document.")
+            if index.isdigit():
+                by_index.setdefault(int(index), {})[field] = value
+    docs = []
+    for i in sorted(by_index):
+        d = by_index[i]
+        meta = _doc_metadata(d.get("metadata"))
+        for key in ("id", "score"):
+            if d.get(key) is not None:
+                meta[key] = _scalar(d[key])
+        docs.append({"content": _text(d.get("content")), "metadata": meta})
+    return docs
+
+
+def _llm_fields(span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, Any]) -> None:
+    # Input messages: structured GenAI attributes, then OpenInference, then OpenLLMetry, then
+    # message events; the first source that has any wins.
+    inputs: list[dict[str, Any]] = []
+    outputs: list[dict[str, Any]] = []
+    if GEN_AI_INPUT_MESSAGES in attrs or GEN_AI_OUTPUT_MESSAGES in attrs:
+        system = _system_message(attrs.get(GEN_AI_SYSTEM_INSTRUCTIONS))
+        if system is not None:
+            inputs.append(system)
+        inputs.extend(_genai_messages(attrs.get(GEN_AI_INPUT_MESSAGES)))
+        outputs = _genai_messages(attrs.get(GEN_AI_OUTPUT_MESSAGES), "assistant")
+    elif OI_SPAN_KIND in attrs:
+        if str(attrs[OI_SPAN_KIND]).upper() == "EMBEDDING":
+            texts = _indexed(attrs, "embedding.embeddings.", ".embedding.text")
+            inputs = [_message("user", _text(text)) for text in texts]
+        else:
+            inputs = _oi_messages(attrs, "llm.input_messages.")
+            outputs = _oi_messages(attrs, "llm.output_messages.")
+        if not inputs and INPUT_VALUE in attrs:
+            inputs = [_message("user", _text(attrs[INPUT_VALUE]))]
+        if not outputs and OUTPUT_VALUE in attrs and str(attrs[OI_SPAN_KIND]).upper() == "LLM":
+            outputs = [_message("assistant", _text(attrs[OUTPUT_VALUE]))]
+    elif "gen_ai.prompt.0.content" in attrs or "gen_ai.completion.0.content" in attrs:
+        inputs = _flat_messages(attrs, "gen_ai.prompt.", "user")
+        outputs = _flat_messages(attrs, "gen_ai.completion.", "assistant")
+    if not inputs and not outputs and span.events:
+        inputs, outputs = _event_messages(span)
+    elif GEN_AI_SYSTEM_INSTRUCTIONS in attrs and not inputs:
+        system = _system_message(attrs[GEN_AI_SYSTEM_INSTRUCTIONS])
+        inputs = [system] if system else []
+
+    finish = None
+    reasons = attrs.get(GEN_AI_RESPONSE_FINISH_REASONS)
+    if isinstance(reasons, str):
+        finish = reasons
+    elif isinstance(reasons, Sequence) and reasons:
+        finish = str(reasons[0])
+    output = outputs[0] if outputs else None
+    for msg in inputs:
+        msg.pop("_finish_reason", None)
+    for msg in outputs:
+        reason = msg.pop("_finish_reason", None)
+        if finish is None and reason:
+            finish = reason
+    if finish is None and attrs.get(LLM_FINISH_REASON) is not None:
+        finish = str(attrs[LLM_FINISH_REASON])
+
+    step["input"] = inputs
+    step["output"] = output
+    model = (
+        attrs.get(GEN_AI_RESPONSE_MODEL)
+        or attrs.get(GEN_AI_REQUEST_MODEL)
+        or attrs.get(LLM_MODEL_NAME)
+        or attrs.get(EMBEDDING_MODEL_NAME)
+    )
+    if model is not None:
+        step["model"] = str(model)
+    temperature = attrs.get(GEN_AI_REQUEST_TEMPERATURE)
+    if temperature is None and LLM_INVOCATION_PARAMETERS in attrs:
+        params = _json(attrs[LLM_INVOCATION_PARAMETERS])
+        if isinstance(params, dict):
+            temperature = params.get("temperature")
+    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+        step["temperature"] = float(temperature)
+    if finish is not None:
+        step["finish_reason"] = finish
+    tools = _tools(attrs)
+    if tools:
+        step["tools"] = tools
+
+    metrics = step["metrics"]
+    ttfc = attrs.get(GEN_AI_RESPONSE_TTFC)
+    if isinstance(ttfc, (int, float)) and not isinstance(ttfc, bool):
+        metrics["time_to_first_token_ns"] = int(ttfc * 1e9)
+    elif span.events and span.start_time is not None:
+        for event in span.events:
+            if event.name == _OI_FIRST_TOKEN_EVENT:
+                metrics["time_to_first_token_ns"] = event.timestamp - span.start_time
+                break
+
+
+def _indexed(attrs: Mapping[str, Any], prefix: str, suffix: str) -> list[Any]:
+    """Values of ``<prefix>N<suffix>`` attributes in N order."""
+    found: list[tuple[int, Any]] = []
+    n = len(prefix)
+    for key, value in attrs.items():
+        if key.startswith(prefix) and key.endswith(suffix):
+            index = key[n : len(key) - len(suffix)]
+            if index.isdigit():
+                found.append((int(index), value))
+    found.sort(key=lambda pair: pair[0])
+    return [value for _, value in found]
+
+
+def _tools(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    definitions = attrs.get(GEN_AI_TOOL_DEFINITIONS)
+    if definitions is not None:
+        decoded = _json(definitions)
+        if isinstance(decoded, list):
+            return [t for t in decoded if isinstance(t, dict)]
+    tools = []
+    index = 0
+    while True:  # llm.tools.N.tool.json_schema, dense from 0
+        schema = attrs.get(f"llm.tools.{index}.tool.json_schema")
+        if schema is None:
+            break
+        decoded = _json(schema)
+        if isinstance(decoded, dict):
+            tools.append(decoded)
+        index += 1
+    return tools
+
+
+def _token_metrics(attrs: Mapping[str, Any], metrics: dict[str, Any]) -> None:
+    tokens_in = _int(
+        attrs.get(GEN_AI_USAGE_INPUT_TOKENS)
+        if GEN_AI_USAGE_INPUT_TOKENS in attrs
+        else attrs.get(LLM_TOKEN_PROMPT, attrs.get(GEN_AI_USAGE_PROMPT_TOKENS))
+    )
+    tokens_out = _int(
+        attrs.get(GEN_AI_USAGE_OUTPUT_TOKENS)
+        if GEN_AI_USAGE_OUTPUT_TOKENS in attrs
+        else attrs.get(LLM_TOKEN_COMPLETION, attrs.get(GEN_AI_USAGE_COMPLETION_TOKENS))
+    )
+    total = _int(attrs.get(LLM_TOKEN_TOTAL))
+    if tokens_in is not None:
+        metrics["num_input_tokens"] = tokens_in
+    if tokens_out is not None:
+        metrics["num_output_tokens"] = tokens_out
+    if total is None and tokens_in is not None:
+        total = tokens_in + (tokens_out or 0)
+    if total is not None:
+        metrics["num_total_tokens"] = total
+
+
+def _first_text(messages: Iterable[dict[str, Any]], role: str) -> str | None:
+    for msg in messages:
+        if msg.get("role") == role and msg.get("content"):
+            return str(msg["content"])
+    return None
+
+
+def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
+    """One OTel span -> one Galileo step dict (no children, ``parent_id`` and ``step_number``).
+
+    Args:
+        span: An ended span.
+        trace_id: The Galileo id of the trace the step belongs to (set as the step's ``trace_id``).
+
+    Returns:
+        A plain dict shaped like LlmSpan, ToolSpan, RetrieverSpan, AgentSpan or WorkflowSpan.
+    """
+    attrs = dict(span.attributes or {})
+    kind = _kind(attrs)
+    ctx = span.context
+    start = span.start_time or 0
+    end = span.end_time or start
+    step: dict[str, Any] = {
+        "type": kind,
+        "name": span.name,
+        "created_at": _iso(start),
+        "user_metadata": _metadata(span, attrs),
+        "tags": _tags(attrs),
+        "status_code": _status_code(span, attrs),
+        "metrics": {"duration_ns": end - start},
+        "external_id": f"{ctx.span_id:016x}" if ctx is not None else None,
+        "id": span_uuid(ctx.trace_id, ctx.span_id) if ctx is not None else None,
+        "trace_id": trace_id,
+    }
+    _token_metrics(attrs, step["metrics"])
+    input_value = attrs.get(INPUT_VALUE)
+    output_value = attrs.get(OUTPUT_VALUE)
+    if kind == "llm":
+        _llm_fields(span, attrs, step)
+        return step
+    if kind == "tool":
+        step["name"] = _text(attrs.get(GEN_AI_TOOL_NAME) or attrs.get(TOOL_NAME) or span.name)
+        arguments = attrs.get(GEN_AI_TOOL_CALL_ARGUMENTS, input_value)
+        result = attrs.get(GEN_AI_TOOL_CALL_RESULT, output_value)
+        step["input"] = _text(arguments)
+        step["output"] = None if result is None else _text(result)
+        call_id = attrs.get(GEN_AI_TOOL_CALL_ID, attrs.get(TOOL_CALL_ID))
+        if call_id is not None:
+            step["tool_call_id"] = _text(call_id)
+        step["spans"] = []
+    elif kind == "retriever":
+        query = attrs.get(GEN_AI_RETRIEVAL_QUERY, attrs.get(RERANKER_QUERY, input_value))
+        step["input"] = _text(query)
+        if GEN_AI_RETRIEVAL_DOCUMENTS in attrs:
+            step["output"] = _documents(attrs[GEN_AI_RETRIEVAL_DOCUMENTS])
+        else:
+            prefix = (
+                "reranker.output_documents."
+                if str(attrs.get(OI_SPAN_KIND, "")).upper() == "RERANKER"
+                else "retrieval.documents."
+            )
+            step["output"] = _oi_documents(attrs, prefix)
+        step["spans"] = []
+    else:
+        if kind == "agent":
+            step["agent_type"] = "default"
+            name = attrs.get(GEN_AI_AGENT_NAME) or attrs.get(AGENT_NAME)
+            if name:
+                step["name"] = _text(name)
+        if GEN_AI_INPUT_MESSAGES in attrs or GEN_AI_OUTPUT_MESSAGES in attrs:
+            # Agents (invoke_agent) carry the conversation like llm spans do.
+            inputs = _genai_messages(attrs.get(GEN_AI_INPUT_MESSAGES))
+            outputs = _genai_messages(attrs.get(GEN_AI_OUTPUT_MESSAGES), "assistant")
+            for msg in (*inputs, *outputs):
+                msg.pop("_finish_reason", None)
+            step["input"] = inputs if inputs else _text(input_value)
+            if outputs:
+                step["output"] = outputs[-1]
+            elif output_value is not None:
+                step["output"] = _text(output_value)
+        else:
+            step["input"] = _text(input_value)
+            if output_value is not None:
+                step["output"] = _text(output_value)
+        step["spans"] = []
+    return step
+
+
+# --- the tree -------------------------------------------------------------------------------------
+def _trace_io_from_step(step: dict[str, Any]) -> tuple[str | None, str | None]:
+    """What a root step says about the trace's input and output, as text."""
+    value_in = step.get("input")
+    value_out = step.get("output")
+    if isinstance(value_in, list):
+        text_in = _first_text(value_in, "user")
+    else:
+        text_in = value_in or None
+    if isinstance(value_out, dict):
+        text_out = str(value_out.get("content") or "") or None
+    elif isinstance(value_out, list):  # retriever documents
+        text_out = None
+    else:
+        text_out = value_out or None
+    return text_in, text_out
+
+
+def convert_trace(trace: AssembledTrace) -> dict[str, Any]:
+    """One assembled trace -> one Galileo Trace dict with its steps nested under ``spans``.
+
+    The root span becomes the Trace (name, times, status, metadata, tags); a root that is an
+    llm, tool, retriever or agent span is kept as the trace's single top-level step as well, so
+    its model, tokens and messages are not lost. Steps nest under their parents (a step whose
+    parent is not in the trace goes under the root; children of an llm step, which cannot hold
+    any, go under its nearest ancestor that can) and are numbered in start order. The trace's
+    input/output come from the root's own attributes, else from the first user message and the
+    last model answer of the trace. ``session_id`` is left for the pipeline to set.
+    """
+    tid = trace.trace_id
+    galileo_id = trace_uuid(tid) if trace.part == 0 else _part_uuid(tid, trace.part)
+    root = trace.root
+    root_sid = root.context.span_id if root is not None and root.context is not None else None
+    spans = list(trace.spans)
+    if root is not None and not any(s is root for s in spans):
+        spans.append(root)  # a hand-built AssembledTrace may name a root it does not list
+    spans.sort(key=lambda s: s.start_time or 0)
+
+    steps: dict[int, dict[str, Any]] = {}
+    ordered: list[tuple[ReadableSpan, dict[str, Any]]] = []
+    for span in spans:
+        step = convert_span(span, galileo_id)
+        if span.context is not None:
+            steps[span.context.span_id] = step
+        ordered.append((span, step))
+
+    # The root as the Trace; kept as a step too unless it is a plain workflow.
+    root_step = steps.get(root_sid) if root_sid is not None else None
+    root_is_step = root_step is not None and root_step["type"] != "workflow"
+    container_of_root: dict[str, Any] | None = None
+    top: list[dict[str, Any]] = []
+    if root_step is not None and root_is_step:
+        if "spans" in root_step:
+            container_of_root = root_step  # orphans and root children go under it
+
+    parent_of: dict[int, int | None] = {}
+    for span, _ in ordered:
+        if span.context is not None:
+            parent = span.parent
+            parent_of[span.context.span_id] = (
+                parent.span_id if parent is not None and not parent.is_remote else None
+            )
+
+    number = 0
+    for span, step in ordered:
+        if span.context is None:
+            continue
+        sid = span.context.span_id
+        if sid == root_sid and not root_is_step:
+            continue
+        number += 1
+        step["step_number"] = number
+        if sid == root_sid:
+            step["parent_id"] = galileo_id
+            top.append(step)
+            continue
+        # Walk up to the nearest ancestor step that can hold children (bounded: no cycles).
+        container: dict[str, Any] | None = None
+        pid = parent_of.get(sid)
+        for _ in range(len(ordered)):
+            if pid is None or pid == sid:
+                break
+            candidate = steps.get(pid)
+            if candidate is None:
+                break  # parent not in this trace: goes under the root
+            if pid == root_sid and not root_is_step:
+                break
+            if "spans" in candidate:
+                container = candidate
+                break
+            pid = parent_of.get(pid)
+        if container is None:
+            container = container_of_root
+        if container is None:
+            step["parent_id"] = galileo_id
+            top.append(step)
+        else:
+            step["parent_id"] = container["id"]
+            container["spans"].append(step)
+
+    # Trace-level fields.
+    head: ReadableSpan | None
+    if root is not None and root_step is not None:
+        head = root
+        name = root.name
+        start = root.start_time or 0
+        end = root.end_time or start
+        status = root_step["status_code"]
+        metadata = dict(root_step["user_metadata"])
+        tags = list(root_step["tags"])
+        text_in, text_out = _trace_io_from_step(root_step)
+    else:
+        head = spans[0] if spans else None
+        name = head.name if head is not None else ""
+        start = min((s.start_time or 0 for s in spans), default=0)
+        end = max((s.end_time or 0 for s in spans), default=start)
+        status = max((s["status_code"] for s in top), default=200)
+        metadata = {}
+        tags = []
+        text_in = text_out = None
+    if text_in is None or text_out is None:
+        llm_steps = [step for _, step in ordered if step["type"] == "llm"]
+        if text_in is None:
+            for step in llm_steps:
+                text_in = _first_text(step["input"], "user")
+                if text_in is not None:
+                    break
+        if text_out is None:
+            for step in reversed(llm_steps):
+                out = step.get("output")
+                if out and out.get("content"):
+                    text_out = str(out["content"])
+                    break
+    if head is not None:
+        service = head.resource.attributes.get("service.name")
+        if service is not None:
+            metadata.setdefault("service.name", str(service))
+    if not trace.complete:
+        metadata["otel.incomplete"] = "true"
+    if trace.part:
+        metadata["otel.trace_part"] = str(trace.part)
+    if trace.spans_cut:
+        metadata["otel.spans_cut"] = str(trace.spans_cut)
+
+    result: dict[str, Any] = {
+        "type": "trace",
+        "input": text_in or "",
+        "name": name,
+        "created_at": _iso(start),
+        "user_metadata": metadata,
+        "tags": tags,
+        "status_code": status,
+        "metrics": {"duration_ns": max(end - start, 0)},
+        "external_id": f"{tid:032x}",
+        "id": galileo_id,
+        "spans": top,
+    }
+    if text_out is not None:
+        result["output"] = text_out
+    return result
