@@ -1,0 +1,1042 @@
+"""ExportPipeline: the background half of the path of a span, from queue to confirmed delivery.
+
+``submit(span)`` is the only thing the app thread calls: one deque append and a length check.
+A worker thread assembles traces, resolves their session, converts and encodes them once, and
+batches them per session; a few sender threads deliver the batches.
+
+Reliable mode (``reliable=True``): each closed batch is first written to the spool (when on),
+then sent and awaited; connection errors, timeouts, 408, 429 and 5xx are retried with
+exponential backoff and jitter (Retry-After honoured) until ``export_timeout``; a batch that is
+still undelivered stays in the spool and is retried later, and by the next process that opens the
+spool. Fire-and-forget mode (``reliable=False``): one request (plus one reconnect), failures
+counted. Both: permanent errors (400, 401, 403, 404, 422) are never retried; in reliable mode
+the batch goes to ``<spool>/dead/``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import json
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from galileo_otel._version import __version__
+from galileo_otel.errors import APIError
+from galileo_otel.export.spool import Spool, SpoolEntry
+from galileo_otel.settings import GalileoSettings
+
+__all__ = [
+    "DEFAULT_BACKOFF_INITIAL_S",
+    "DEFAULT_BACKOFF_MAX_S",
+    "DEFAULT_EXIT_TIMEOUT_S",
+    "DEFAULT_FIRST_DELAY_S",
+    "DEFAULT_SPOOL_RETRY_S",
+    "PERMANENT_STATUS_CODES",
+    "ExportPipeline",
+]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_BACKOFF_INITIAL_S = 0.5
+DEFAULT_BACKOFF_MAX_S = 10.0
+DEFAULT_SPOOL_RETRY_S = 5.0
+DEFAULT_SPOOL_RETRY_MAX_S = 60.0
+DEFAULT_FIRST_DELAY_S = 0.05
+DEFAULT_EXIT_TIMEOUT_S = 5.0
+PERMANENT_STATUS_CODES = frozenset({400, 401, 403, 404, 422})
+
+# Room kept in batch_max_bytes for the request envelope around the traces array.
+_ENVELOPE_RESERVE_BYTES = 1024
+# Spans taken from the queue between two looks at timers and flush requests.
+_DRAIN_CHUNK = 1024
+_EXPIRE_EVERY_S = 1.0
+_LOG_EVERY_S = 10.0
+_LOGGING_METHOD = "python_client"
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
+class _RateLimitedLog:
+    """Logs one line per key per interval, then says how many were suppressed."""
+
+    def __init__(self, interval_s: float = _LOG_EVERY_S) -> None:
+        self._interval = interval_s
+        self._last: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, level: int, key: str, msg: str, *args: Any, exc_info: Any = None) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last, suppressed = self._last.get(key, (-1e18, 0))
+            if now - last < self._interval:
+                self._last[key] = (last, suppressed + 1)
+                return
+            self._last[key] = (now, 0)
+        if suppressed:
+            msg += " (%d similar messages suppressed)"
+            args = (*args, suppressed)
+        _log.log(level, msg, *args, exc_info=exc_info)
+
+
+@dataclass
+class _Batch:
+    """Traces of one session collected on the worker, not yet closed."""
+
+    record: Any
+    parts: list[bytes] = field(default_factory=list)
+    size: int = 1
+    spans: int = 0
+    placeholder: bool = False
+
+
+@dataclass
+class _Flush:
+    """A flush request travelling through the queue behind the spans it covers."""
+
+    final: bool
+    done: threading.Event = field(default_factory=threading.Event)
+    seq: int = -1
+
+
+@dataclass
+class _Outbound:
+    """A closed batch on its way to the server."""
+
+    seq: int
+    header: dict[str, Any]
+    payload: bytes | None
+    record: Any
+    entry: SpoolEntry | None = None
+
+    @property
+    def key(self) -> str:
+        return self.entry.name if self.entry is not None else f"mem-{self.seq}"
+
+    @property
+    def traces(self) -> int:
+        return int(self.header.get("traces", 0))
+
+
+class ExportPipeline:
+    """Queue, worker and senders that take finished spans to Galileo as per-session batches.
+
+    Args:
+        settings: The configuration; built from ``GALILEO_*`` env vars when ``None``.
+        client: The :class:`~galileo_otel.api.client.GalileoClient` to send with; one is made
+            from ``settings`` when ``None`` (and closed at shutdown).
+        tracker: The session tracker; one is made from ``settings`` when ``None``.
+        destination: Where to log (an object or mapping with ``project_id``, ``log_stream_id``,
+            ``experiment_id``); resolved lazily from ``settings`` on a sender thread when ``None``.
+        start: Start the background threads now (else on the first :meth:`start`).
+        assembler: The trace assembler; one is made from ``settings`` when ``None``.
+        spool: The spool to use in reliable mode; opened at ``settings.spool_path()`` when
+            ``None``. Pass ``False`` to run without one.
+        backoff_initial_s: First retry delay of reliable mode (doubled per attempt, jittered).
+        backoff_max_s: Longest retry delay.
+        spool_retry_s: How often spooled batches are tried again while the server is failing.
+        first_delay_s: How long a batch waits for more traces after a quiet period.
+        exit_timeout_s: Bound of the flush at interpreter exit.
+        convert: Turns an assembled trace into a Galileo trace dict; ``convert_trace`` when
+            ``None``.
+        clock: Monotonic clock in seconds (tests).
+        wait: Waits between retries: ``wait(seconds) -> stop requested`` (tests); by default
+            an interruptible wait that shutdown ends early.
+    """
+
+    def __init__(
+        self,
+        settings: GalileoSettings | None = None,
+        *,
+        client: Any = None,
+        tracker: Any = None,
+        destination: Any = None,
+        start: bool = True,
+        assembler: Any = None,
+        spool: Spool | bool | None = None,
+        convert: Callable[[Any], dict[str, Any]] | None = None,
+        backoff_initial_s: float = DEFAULT_BACKOFF_INITIAL_S,
+        backoff_max_s: float = DEFAULT_BACKOFF_MAX_S,
+        spool_retry_s: float = DEFAULT_SPOOL_RETRY_S,
+        first_delay_s: float = DEFAULT_FIRST_DELAY_S,
+        exit_timeout_s: float = DEFAULT_EXIT_TIMEOUT_S,
+        clock: Callable[[], float] = time.monotonic,
+        wait: Callable[[float], bool] | None = None,
+    ) -> None:
+        self._settings = settings if settings is not None else GalileoSettings()
+        s = self._settings
+        self._reliable = bool(s.reliable)
+        self._disabled = bool(s.logging_disabled)
+        self._max_queue = int(s.max_queue_spans)
+        self._max_traces = int(s.batch_max_traces)
+        self._max_payload = max(256, int(s.batch_max_bytes) - _ENVELOPE_RESERVE_BYTES)
+        self._batch_delay = float(s.batch_delay)
+        self._first_delay = min(first_delay_s, self._batch_delay)
+        self._in_flight = int(s.max_in_flight)
+        self._export_timeout = float(s.export_timeout)
+        self._backoff_initial = backoff_initial_s
+        self._backoff_max = backoff_max_s
+        self._spool_retry = spool_retry_s
+        self._exit_timeout = exit_timeout_s
+        self._clock = clock
+        self._wait_fn = wait
+        self._rng = random.Random()
+        self._say = _RateLimitedLog()
+
+        self._owns_client = client is None
+        self._client = client
+        self._tracker = tracker
+        self._assembler = assembler
+        self._convert = convert
+        self._destination = _dest_dict(destination) if destination is not None else None
+        self._target = {
+            "project": s.project,
+            "project_id": s.project_id,
+            "log_stream": s.log_stream,
+            "log_stream_id": s.log_stream_id,
+            "experiment_id": s.experiment_id,
+        }
+        self._spool: Spool | None = None
+        if spool is None and self._reliable and not self._disabled:
+            path = s.spool_path()
+            if path is not None:
+                try:
+                    self._spool = Spool(path)
+                except OSError as exc:
+                    _log.warning("galileo-otel: spool %s unusable, running without: %s", path, exc)
+        elif isinstance(spool, Spool):
+            self._spool = spool
+
+        self._started = False
+        self._closing = False
+        self._shutdown = False
+        self._init_runtime()
+        self._atexit_hook = _make_exit_hook(weakref.ref(self))
+        atexit.register(self._atexit_hook)
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+        if start:
+            self.start()
+
+    # --- runtime state (made again in a forked child) ------------------------------------------
+    def _init_runtime(self) -> None:
+        self._queue: deque[Any] = deque()
+        self._awake = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._cv = threading.Condition(threading.Lock())
+        self._stats_lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._dropped_full = 0
+        self._dropped_closed = 0
+        self._taken = 0
+        self._seq = itertools.count(1)
+        self._last_seq = 0
+        self._open: dict[str, _Batch] = {}
+        self._flush_at: float | None = None
+        self._last_flush = -1e18
+        self._outbox: deque[_Outbound] = deque()
+        self._busy = 0
+        self._pending: dict[str, int] = {}
+        # (n, seq) of batches given up on, n counting up, so a flush sees only failures after it began.
+        self._failed_seqs: deque[tuple[int, int]] = deque(maxlen=4096)
+        self._fail_count = 0
+        self._held: dict[str, SpoolEntry] = {}
+        self._backlog = 0
+        self._next_scan = 0.0
+        self._scan_backoff = self._spool_retry
+        self._spool_files = 0
+        self._noted_sessions: set[str] = set()
+        self._dest_lock = threading.Lock()
+        self._resolved: dict[str, dict[str, Any]] = {}
+        self._threads: list[threading.Thread] = []
+        self._worker: threading.Thread | None = None
+        self._next_expire = 0.0
+
+    def start(self) -> None:
+        """Start the worker and sender threads (idempotent)."""
+        if self._started or self._closing or self._disabled:
+            return
+        self._started = True
+        self._get_assembler()
+        self._get_tracker()
+        if self._spool is not None:
+            with contextlib.suppress(OSError):
+                self._spool.cleanup()
+        self._worker = threading.Thread(target=self._run, name="galileo-otel-worker", daemon=True)
+        self._worker.start()
+        for i in range(self._in_flight):
+            t = threading.Thread(
+                target=self._send_loop, name=f"galileo-otel-sender-{i}", daemon=True
+            )
+            t.start()
+            self._threads.append(t)
+
+    # --- the app thread -------------------------------------------------------------------------
+    def submit(self, span: Any) -> bool:
+        """Hand a finished span to the worker; O(1), never blocks, never raises.
+
+        Returns:
+            ``False`` when the span was dropped (queue full, pipeline shut down or disabled).
+        """
+        if self._closing or self._disabled:
+            self._dropped_closed += 1
+            return False
+        queue = self._queue
+        if len(queue) >= self._max_queue:
+            self._dropped_full += 1
+            return False
+        queue.append(span)
+        if not self._awake:
+            self._awake = True
+            self._wake.set()
+        return True
+
+    # --- flushing -------------------------------------------------------------------------------
+    def force_flush(self, timeout_s: float | None = None) -> bool:
+        """Send every trace completed by the spans queued so far and wait for the answers.
+
+        Args:
+            timeout_s: Longest wait; ``settings.export_timeout`` when ``None``.
+
+        Returns:
+            ``True`` only when every batch made from spans queued before the call was
+            confirmed by the server (reliable) or accepted (fire-and-forget). Spans of traces
+            whose root has not ended yet are not covered: they ship when their trace completes.
+        """
+        if self._closing or self._disabled or not self._started:
+            return not self._closing and not self._pending_any()
+        timeout = self._export_timeout if timeout_s is None else timeout_s
+        return self._flush(self._clock() + timeout, final=False)
+
+    def shutdown(self, timeout_s: float | None = None) -> bool:
+        """Flush everything (incomplete traces too), then stop; returns within ``timeout_s``.
+
+        In reliable mode with a spool, every queued span is in the spool by the time this
+        returns, so what was not confirmed is sent by the next process.
+
+        Returns:
+            ``True`` when everything was confirmed (reliable) or accepted (fire-and-forget).
+        """
+        if self._closing:
+            return False
+        self._closing = True
+        timeout = self._export_timeout if timeout_s is None else timeout_s
+        deadline = self._clock() + max(0.0, timeout)
+        ok = True
+        if self._started:
+            ok = self._flush(deadline, final=True)
+        self._shutdown = True
+        with contextlib.suppress(ValueError):
+            atexit.unregister(self._atexit_hook)
+        self._stop.set()
+        self._wake.set()
+        with self._cv:
+            self._cv.notify_all()
+        for thread in [self._worker, *self._threads]:
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - self._clock()))
+        alive = any(t.is_alive() for t in self._threads)
+        self._finish_leftovers()
+        if self._owns_client and self._client is not None and not alive:
+            with contextlib.suppress(Exception):
+                self._client.close()
+        return ok and not self._pending_any()
+
+    def _flush(self, deadline: float, *, final: bool) -> bool:
+        marker = _Flush(final=final)
+        with self._cv:
+            base = self._fail_count
+        self._queue.append(marker)
+        self._awake = True
+        self._wake.set()
+        if not marker.done.wait(max(0.0, deadline - self._clock())):
+            return False
+        with self._cv:
+            self._retry_spooled_now()
+            while True:
+                waiting = [k for k, seq in self._pending.items() if seq <= marker.seq]
+                failed = any(n >= base and seq <= marker.seq for n, seq in self._failed_seqs)
+                if not waiting:
+                    return not failed
+                left = deadline - self._clock()
+                if left <= 0:
+                    return False
+                self._cv.wait(min(left, 0.5))
+
+    def _pending_any(self) -> bool:
+        with self._cv:
+            return bool(self._pending) or bool(self._queue) or bool(self._open)
+
+    def _retry_spooled_now(self) -> None:
+        """Make the worker try spooled batches at once (called with ``_cv`` held)."""
+        self._next_scan = 0.0
+        self._scan_backoff = self._spool_retry
+        self._awake = True
+        self._wake.set()
+
+    # --- stats ----------------------------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        """Counters since start; spans for ``spans_*``, traces for ``traces_*``.
+
+        Keys: ``spans_queued`` (accepted by submit), ``spans_dropped`` (queue full or closed,
+        also split as ``dropped.queue_full`` / ``dropped.shutdown``), ``traces_batched``,
+        ``traces_sent`` (first send attempts), ``traces_confirmed`` (2xx answers),
+        ``traces_spooled`` (left in the spool undelivered), ``traces_dead_lettered``,
+        ``traces_failed`` (given up in fire-and-forget mode, also ``failed.<reason>``),
+        ``requests_sent``, ``requests_retried``, ``queue_size``, ``in_flight``, ...
+        """
+        with self._stats_lock:
+            out = dict(self._counts)
+        queued = self._taken + len(self._queue)
+        out["spans_queued"] = queued
+        out["queue_size"] = len(self._queue)
+        out["dropped.queue_full"] = self._dropped_full
+        out["dropped.shutdown"] = self._dropped_closed + out.get("dropped.shutdown", 0)
+        out["spans_dropped"] = self._dropped_full + self._dropped_closed
+        out["in_flight"] = self._busy
+        out["batches_pending"] = len(self._pending)
+        out["spool_files"] = self._spool_files
+        for key in (
+            "traces_batched",
+            "traces_sent",
+            "traces_confirmed",
+            "traces_spooled",
+            "traces_dead_lettered",
+            "traces_failed",
+            "requests_sent",
+            "requests_retried",
+            "requests_confirmed",
+        ):
+            out.setdefault(key, 0)
+        if self._assembler is not None:
+            with contextlib.suppress(Exception):
+                for k, v in self._assembler.stats().items():
+                    out[f"assembler.{k}"] = int(v)
+        return out
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._stats_lock:
+            self._counts[key] = self._counts.get(key, 0) + n
+
+    # --- lazy parts -----------------------------------------------------------------------------
+    def _get_client(self) -> Any:
+        if self._client is None:
+            from galileo_otel.api.client import GalileoClient, RetryPolicy
+
+            # The pipeline does its own, interruptible retries; the client tries once.
+            policy = RetryPolicy.none() if self._reliable else RetryPolicy.reconnect_once()
+            self._client = GalileoClient(
+                settings=self._settings, reliable=self._reliable, retry=policy
+            )
+        return self._client
+
+    def _get_tracker(self) -> Any:
+        if self._tracker is None:
+            from galileo_otel.sessions.tracker import SessionTracker
+
+            self._tracker = SessionTracker.from_settings(self._settings)
+        return self._tracker
+
+    def _get_assembler(self) -> Any:
+        if self._assembler is None:
+            from galileo_otel.export.assemble import TraceAssembler
+
+            s = self._settings
+            self._assembler = TraceAssembler(
+                max_spans_per_trace=s.max_spans_per_trace,
+                max_open_traces=s.max_open_traces,
+                trace_timeout_ns=int(s.trace_timeout * 1e9),
+            )
+        return self._assembler
+
+    # --- the worker -----------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._work()
+        except BaseException as exc:  # pragma: no cover - a bug; say it, never kill the app
+            _log.critical("galileo-otel: export worker stopped: %r", exc, exc_info=exc)
+            raise
+
+    def _work(self) -> None:
+        assembler = self._get_assembler()
+        tracker = self._get_tracker()
+        convert_trace = self._convert
+        if convert_trace is None:
+            from galileo_otel.export.convert import convert_trace
+        queue = self._queue
+        while True:
+            self._wake.clear()
+            self._awake = False
+            try:
+                for _ in range(_DRAIN_CHUNK):
+                    item = queue.popleft()
+                    if type(item) is _Flush:
+                        self._on_flush(item, assembler, tracker, convert_trace)
+                        continue
+                    self._taken += 1
+                    try:
+                        done = assembler.add(item)
+                    except Exception as exc:
+                        self._internal_error("assemble", exc)
+                        continue
+                    for trace in done:
+                        self._add_trace(trace, tracker, convert_trace)
+                more = True
+            except IndexError:
+                more = False
+            now = self._clock()
+            if now >= self._next_expire:
+                self._next_expire = now + _EXPIRE_EVERY_S
+                try:
+                    expired = assembler.expire(time.time_ns())
+                except Exception as exc:
+                    self._internal_error("expire", exc)
+                    expired = []
+                for trace in expired:
+                    self._add_trace(trace, tracker, convert_trace)
+            if self._flush_at is not None and now >= self._flush_at:
+                self._close_all()
+            if self._spool is not None:
+                self._maybe_scan(now)
+            if self._stop.is_set() and not queue:
+                return
+            if more:
+                continue
+            timeout = _EXPIRE_EVERY_S
+            if self._flush_at is not None:
+                timeout = min(timeout, max(0.0, self._flush_at - self._clock()))
+            if self._spool is not None and (self._backlog or self._spool_files):
+                timeout = min(timeout, max(0.01, self._next_scan - self._clock()))
+            self._wake.wait(timeout)
+
+    def _on_flush(self, marker: _Flush, assembler: Any, tracker: Any, convert: Any) -> None:
+        if marker.final:
+            try:
+                leftovers = assembler.drain()
+            except Exception as exc:
+                self._internal_error("drain", exc)
+                leftovers = []
+            for trace in leftovers:
+                self._add_trace(trace, tracker, convert)
+        self._close_all()
+        marker.seq = self._last_seq
+        marker.done.set()
+
+    def _add_trace(
+        self, trace: Any, tracker: Any, convert: Callable[[Any], dict[str, Any]]
+    ) -> None:
+        try:
+            root = trace.root if trace.root is not None else trace.spans[0]
+            attrs: Mapping[str, Any] = root.attributes or {}
+            start_ns = root.start_time or 0
+            end_ns = root.end_time or start_ns
+            record = tracker.session_for_trace(attrs, start_ns, end_ns)
+            data = convert(trace)
+            galileo_id = getattr(record, "galileo_id", None)
+            # Until the session exists its local id stands in; the sender swaps it (same length).
+            data["session_id"] = galileo_id or record.local_id
+            part = _dumps(data).encode()
+        except Exception as exc:
+            self._internal_error("convert", exc)
+            self._count("traces_dropped")
+            self._count("dropped.convert_error")
+            return
+        key = record.local_id
+        batch = self._open.get(key)
+        if batch is not None and batch.parts and batch.size + len(part) + 1 > self._max_payload:
+            self._close(key)
+            batch = None
+        if batch is None:
+            batch = self._open[key] = _Batch(record=record)
+            if self._flush_at is None:
+                now = self._clock()
+                self._flush_at = max(now + self._first_delay, self._last_flush + self._batch_delay)
+        batch.record = record
+        batch.parts.append(part)
+        batch.size += len(part) + 1
+        batch.spans += len(trace.spans)
+        batch.placeholder = batch.placeholder or not galileo_id
+        if len(batch.parts) >= self._max_traces or batch.size >= self._max_payload:
+            self._close(key)
+
+    def _close_all(self) -> None:
+        for key in list(self._open):
+            self._close(key)
+        self._flush_at = None
+        self._last_flush = self._clock()
+
+    def _close(self, key: str) -> None:
+        batch = self._open.pop(key)
+        if not self._open:
+            self._flush_at = None
+        record = batch.record
+        payload = b"[" + b",".join(batch.parts) + b"]"
+        try:
+            session = record.to_dict()
+        except Exception as exc:
+            self._internal_error("session record", exc)
+            session = {}
+        header = {
+            "v": 1,
+            "reliable": self._reliable,
+            "session": session,
+            "local_id": record.local_id,
+            "external_id": getattr(record, "external_id", None),
+            "placeholder": batch.placeholder,
+            "destination": self._destination,
+            "target": self._target,
+            "traces": len(batch.parts),
+            "spans": batch.spans,
+        }
+        seq = next(self._seq)
+        self._last_seq = seq
+        out = _Outbound(seq=seq, header=header, payload=payload, record=record)
+        self._count("traces_batched", len(batch.parts))
+        self._count("batches", 1)
+        if self._spool is not None:
+            try:
+                out.entry = self._spool.write(header, payload)
+            except OSError as exc:
+                self._say(
+                    logging.WARNING, "spool-write", "galileo-otel: spool write failed: %s", exc
+                )
+                self._count("spool_write_errors")
+        with self._cv:
+            self._pending[out.key] = seq
+            if out.entry is not None:
+                self._held[out.key] = out.entry
+                if len(self._outbox) >= self._in_flight:
+                    # Senders are busy: the batch waits on disk, not in memory.
+                    out.entry.release()
+                    del self._held[out.key]
+                    self._backlog += 1
+                    self._spool_files += 1
+                    return
+                self._outbox.append(out)
+                self._cv.notify()
+                return
+            # No spool: memory is bounded by stalling the worker (the app queue then drops).
+            while len(self._outbox) >= 2 * self._in_flight and not self._stop.is_set():
+                self._cv.wait(0.5)
+            if self._stop.is_set() and len(self._outbox) >= 2 * self._in_flight:
+                del self._pending[out.key]
+                self._failed_seqs.append((self._fail_count, seq))
+                self._fail_count += 1
+                self._count("traces_dropped", out.traces)
+                self._count("dropped.shutdown", int(out.header.get("spans", 0)))
+                return
+            self._outbox.append(out)
+            self._cv.notify()
+
+    def _maybe_scan(self, now: float) -> None:
+        """Feed idle senders with spooled batches: ours left on disk, or another run's."""
+        assert self._spool is not None
+        if self._stop.is_set():
+            return
+        with self._cv:
+            room = self._in_flight - len(self._outbox) - self._busy
+            failing = self._scan_backoff > self._spool_retry
+            due = now >= self._next_scan or (self._backlog > 0 and not failing)
+        if room <= 0 or not due:
+            return
+        try:
+            entries = self._spool.claim_oldest(room, skip=set(self._held))
+            files = len(self._spool.pending_names())
+        except OSError as exc:
+            self._say(logging.WARNING, "spool-scan", "galileo-otel: spool scan failed: %s", exc)
+            return
+        with self._cv:
+            self._spool_files = max(0, files - len(entries))
+            if not entries:
+                self._backlog = 0
+                self._next_scan = now + self._scan_backoff
+                return
+            for entry in entries:
+                seq = self._pending.get(entry.name)
+                if seq is None:
+                    seq = next(self._seq)
+                    self._pending[entry.name] = seq
+                else:
+                    self._backlog = max(0, self._backlog - 1)
+                self._held[entry.name] = entry
+                self._outbox.append(
+                    _Outbound(seq=seq, header=entry.header, payload=None, record=None, entry=entry)
+                )
+            self._cv.notify_all()
+
+    # --- the senders ----------------------------------------------------------------------------
+    def _send_loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._outbox:
+                    if self._stop.is_set():
+                        return
+                    self._cv.wait(0.5)
+                out = self._outbox.popleft()
+                self._busy += 1
+                self._cv.notify_all()
+            try:
+                if self._stop.is_set() and out.entry is not None:
+                    self._leave_in_spool(out, retried=False)
+                elif self._reliable:
+                    self._deliver_reliable(out)
+                else:
+                    self._deliver_once(out)
+            except Exception as exc:
+                self._internal_error("deliver", exc)
+                self._settle(out, ok=False, reason="internal")
+            finally:
+                with self._cv:
+                    self._busy -= 1
+                    self._cv.notify_all()
+
+    def _deliver_reliable(self, out: _Outbound) -> None:
+        from galileo_otel.api.client import RetryPolicy
+
+        deadline = self._clock() + self._export_timeout
+        attempt = 0
+        first = True
+        while True:
+            try:
+                dest = self._destination_for(out.header)
+                session_id = self._session_id_for(out, dest, RetryPolicy.none())
+                body = self._body(out, dest, session_id)
+                if first:
+                    self._count("traces_sent", out.traces)
+                    first = False
+                self._count("requests_sent")
+                left = deadline - self._clock()
+                self._post(dest, body, RetryPolicy.none(), max(0.05, left))
+            except APIError as exc:
+                if _is_permanent(exc):
+                    self._dead_letter(out, exc)
+                    return
+                attempt += 1
+                wait = self._backoff(attempt, exc.retry_after)
+                if self._stop.is_set() or self._clock() + wait >= deadline:
+                    self._say(
+                        logging.WARNING,
+                        "undelivered",
+                        "galileo-otel: batch of %d traces not delivered (%s); %s",
+                        out.traces,
+                        _describe(exc),
+                        "kept in the spool for a later retry" if out.entry else "dropped",
+                    )
+                    self._leave_in_spool(out, retried=True, reason=_reason(exc))
+                    return
+                self._count("requests_retried")
+                if (self._wait_fn or self._stop.wait)(wait) or self._stop.is_set():
+                    self._leave_in_spool(out, retried=True, reason="shutdown")
+                    return
+                continue
+            self._confirmed(out)
+            return
+
+    def _deliver_once(self, out: _Outbound) -> None:
+        from galileo_otel.api.client import RetryPolicy
+
+        once = RetryPolicy.reconnect_once()
+        try:
+            dest = self._destination_for(out.header)
+            session_id = self._session_id_for(out, dest, once)
+            body = self._body(out, dest, session_id)
+            self._count("traces_sent", out.traces)
+            self._count("requests_sent")
+            self._post(dest, body, once, None)
+        except APIError as exc:
+            if _is_permanent(exc):
+                self._dead_letter(out, exc)
+                return
+            reason = _reason(exc)
+            self._say(
+                logging.WARNING,
+                "ff-failed",
+                "galileo-otel: batch of %d traces lost (fire-and-forget): %s",
+                out.traces,
+                _describe(exc),
+            )
+            self._count("traces_failed", out.traces)
+            self._count(f"failed.{reason}", out.traces)
+            self._settle(out, ok=False, reason=reason)
+            return
+        self._confirmed(out)
+
+    def _post(
+        self, dest: Mapping[str, Any], body: bytes, retry: Any, timeout: float | None
+    ) -> None:
+        client = self._get_client()
+        timeout = None if timeout is None else min(timeout, float(self._settings.read_timeout))
+        client.request_json(
+            "POST",
+            f"/v2/projects/{dest['project_id']}/traces",
+            content=body,
+            retry=retry,
+            timeout=timeout,
+        )
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None and retry_after >= 0:
+            return float(retry_after)
+        base = min(self._backoff_max, self._backoff_initial * (2.0 ** (attempt - 1)))
+        return base * (0.5 + 0.5 * self._rng.random())
+
+    def _destination_for(self, header: Mapping[str, Any]) -> dict[str, Any]:
+        dest = header.get("destination")
+        if dest and dest.get("project_id"):
+            return dict(dest)
+        target = dict(header.get("target") or self._target)
+        if target.get("project_id") and (
+            target.get("log_stream_id") or target.get("experiment_id")
+        ):
+            return {
+                "project_id": target["project_id"],
+                "log_stream_id": target.get("log_stream_id"),
+                "experiment_id": target.get("experiment_id"),
+            }
+        key = json.dumps(target, sort_keys=True)
+        with self._dest_lock:
+            known = self._resolved.get(key)
+            if known is None:
+                resolved = self._get_client().resolve_destination(
+                    project=target.get("project"),
+                    project_id=target.get("project_id"),
+                    log_stream=target.get("log_stream"),
+                    log_stream_id=target.get("log_stream_id"),
+                    experiment_id=target.get("experiment_id"),
+                    create=bool(self._settings.create_missing),
+                )
+                known = self._resolved[key] = _dest_dict(resolved)
+            return dict(known)
+
+    def _session_id_for(self, out: _Outbound, dest: Mapping[str, Any], retry: Any) -> str:
+        record = out.record
+        if record is None:
+            from galileo_otel.sessions.tracker import SessionRecord
+
+            record = out.record = SessionRecord.from_dict(out.header["session"])
+        galileo_id: str | None = getattr(record, "galileo_id", None)
+        local_id = out.header.get("local_id") or record.local_id
+        if not galileo_id and self._spool is not None:
+            galileo_id = self._spool.known_session(local_id)
+            if galileo_id:
+                with contextlib.suppress(Exception):
+                    record.galileo_id = galileo_id
+        if galileo_id:
+            return galileo_id
+        client = self._get_client()
+        reliable = self._reliable
+
+        def create(payload: Mapping[str, Any]) -> str:
+            response = client.create_session(
+                **payload,
+                project_id=dest["project_id"],
+                log_stream_id=dest.get("log_stream_id"),
+                experiment_id=dest.get("experiment_id"),
+                reliable=reliable,
+            )
+            return str(response.id)
+
+        galileo_id = str(self._get_tracker().ensure_created(record, create))
+        if self._spool is not None and local_id not in self._noted_sessions:
+            self._spool.note_session(local_id, galileo_id)
+            self._noted_sessions.add(local_id)
+        return galileo_id
+
+    def _body(self, out: _Outbound, dest: Mapping[str, Any], session_id: str) -> bytes:
+        payload = out.payload
+        if payload is None:
+            assert out.entry is not None
+            payload = out.entry.payload()
+        local_id = out.header.get("local_id")
+        if out.header.get("placeholder") and local_id and local_id != session_id:
+            payload = payload.replace(local_id.encode(), session_id.encode())
+        envelope: dict[str, Any] = {
+            "logging_method": _LOGGING_METHOD,
+            "client_version": __version__,
+            "reliable": self._reliable,
+            "session_id": session_id,
+            "is_complete": True,
+        }
+        if dest.get("experiment_id"):
+            envelope["experiment_id"] = dest["experiment_id"]
+        elif dest.get("log_stream_id"):
+            envelope["log_stream_id"] = dest["log_stream_id"]
+        if out.header.get("external_id"):
+            envelope["session_external_id"] = out.header["external_id"]
+        return b'{"traces":' + payload + b"," + _dumps(envelope)[1:].encode()
+
+    # --- outcomes -------------------------------------------------------------------------------
+    def _confirmed(self, out: _Outbound) -> None:
+        self._count("traces_confirmed", out.traces)
+        self._count("requests_confirmed")
+        if out.entry is not None:
+            out.entry.delete()
+        with self._cv:
+            was_failing = self._scan_backoff > self._spool_retry or self._spool_files > 0
+            if was_failing:
+                # The server answers again: send what waits in the spool now.
+                self._retry_spooled_now()
+        self._settle(out, ok=True)
+
+    def _dead_letter(self, out: _Outbound, exc: APIError) -> None:
+        status = exc.status_code
+        where = "dropped (no spool)"
+        error = {
+            "status_code": status,
+            "message": exc.message,
+            "detail": exc.detail,
+            "time": time.time(),
+        }
+        if self._spool is not None:
+            try:
+                if out.entry is not None:
+                    where = str(self._spool.dead_letter(out.entry, error))
+                elif self._reliable:
+                    payload = out.payload if out.payload is not None else b"[]"
+                    where = str(self._spool.dead_letter_new(out.header, payload, error))
+            except OSError as exc2:
+                where = f"lost (could not write dead letter: {exc2})"
+        self._say(
+            logging.ERROR,
+            f"dead-{status}",
+            "galileo-otel: Galileo rejected a batch of %d traces (HTTP %s): %s; not retried, %s",
+            out.traces,
+            status,
+            _describe(exc),
+            f"set aside in {where}" if where.startswith("/") else where,
+        )
+        self._count("traces_dead_lettered", out.traces)
+        self._count(f"dead_lettered.{status}", out.traces)
+        self._settle(out, ok=False, reason=f"http_{status}")
+
+    def _leave_in_spool(self, out: _Outbound, *, retried: bool, reason: str = "shutdown") -> None:
+        if out.entry is None:
+            # Reliable mode without a spool: the batch is gone, say so in the counts.
+            self._count("traces_failed", out.traces)
+            self._count(f"failed.{reason}", out.traces)
+            self._settle(out, ok=False, reason=reason)
+            return
+        out.entry.release()
+        self._count("traces_spooled", out.traces)
+        with self._cv:
+            self._held.pop(out.key, None)
+            self._spool_files += 1
+            if retried:
+                self._next_scan = self._clock() + self._scan_backoff
+                self._scan_backoff = min(DEFAULT_SPOOL_RETRY_MAX_S, self._scan_backoff * 2)
+            self._cv.notify_all()
+
+    def _settle(self, out: _Outbound, *, ok: bool, reason: str = "") -> None:
+        with self._cv:
+            self._held.pop(out.key, None)
+            self._pending.pop(out.key, None)
+            if not ok:
+                self._failed_seqs.append((self._fail_count, out.seq))
+                self._fail_count += 1
+            self._cv.notify_all()
+
+    def _internal_error(self, where: str, exc: BaseException) -> None:
+        self._count(f"errors.{where}")
+        self._say(
+            logging.ERROR,
+            f"internal-{where}",
+            "galileo-otel: internal error in %s: %r",
+            where,
+            exc,
+            exc_info=exc,
+        )
+
+    def _finish_leftovers(self) -> None:
+        """After shutdown: release spool claims nobody is sending; count what is left."""
+        with self._cv:
+            waiting = list(self._outbox)
+            self._outbox.clear()
+        for out in waiting:
+            if out.entry is not None:
+                self._leave_in_spool(out, retried=False)
+            else:
+                self._count("traces_failed", out.traces)
+                self._count("failed.shutdown", out.traces)
+                self._settle(out, ok=False, reason="shutdown")
+        left = len(self._queue)
+        if left:
+            self._count("dropped.shutdown", left)
+
+    # --- fork -----------------------------------------------------------------------------------
+    def _after_fork_in_child(self) -> None:
+        """A forked child gets an empty queue and its own threads; the parent's work stays."""
+        held = list(self._held.values())
+        was_started = self._started
+        self._init_runtime()
+        for entry in held:
+            entry.forget()
+        self._assembler = None
+        if self._owns_client:
+            self._client = None
+        self._started = False
+        if was_started and not self._shutdown:
+            self.start()
+
+
+def _make_exit_hook(ref: weakref.ReferenceType[ExportPipeline]) -> Callable[[], None]:
+    def hook() -> None:
+        pipeline = ref()
+        if pipeline is not None and not pipeline._closing:
+            with contextlib.suppress(Exception):
+                pipeline.shutdown(pipeline._exit_timeout)
+
+    return hook
+
+
+def _after_fork(ref: weakref.ReferenceType[ExportPipeline]) -> None:
+    pipeline = ref()
+    if pipeline is not None:
+        with contextlib.suppress(Exception):
+            pipeline._after_fork_in_child()
+
+
+def _dest_dict(dest: Any) -> dict[str, Any]:
+    if isinstance(dest, Mapping):
+        get = dest.get
+    else:
+
+        def get(name: str, default: Any = None) -> Any:
+            return getattr(dest, name, default)
+
+    out = {
+        "project_id": get("project_id"),
+        "log_stream_id": get("log_stream_id"),
+        "experiment_id": get("experiment_id"),
+    }
+    return {k: (str(v) if v is not None else None) for k, v in out.items()}
+
+
+def _is_permanent(exc: APIError) -> bool:
+    if exc.status_code in PERMANENT_STATUS_CODES:
+        return True
+    return exc.status_code is not None and not exc.retryable
+
+
+def _reason(exc: APIError) -> str:
+    if exc.status_code is not None:
+        return f"http_{exc.status_code}"
+    return "connection" if "timed out" not in exc.message.lower() else "timeout"
+
+
+def _describe(exc: APIError) -> str:
+    detail = exc.detail
+    if detail is None or detail == exc.message:
+        return exc.message
+    text = detail if isinstance(detail, str) else json.dumps(detail, default=str)
+    return f"{exc.message}: {text[:500]}"

@@ -1,0 +1,403 @@
+"""ExportPipeline state machine: queue, batching, delivery modes, flush and shutdown (no sockets)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+from conftest_pipeline import (
+    DEST,
+    PROJECT_ID,
+    Call,
+    FakeClient,
+    FakeTracker,
+    emit,
+    fake_convert,
+    refused,
+    tracer_for,
+    unavailable,
+)
+
+from galileo_otel.errors import ValidationError
+from galileo_otel.export.pipeline import ExportPipeline
+from galileo_otel.export.spool import Spool
+from galileo_otel.settings import GalileoSettings
+
+
+class Waits:
+    """Records retry waits instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        return False
+
+
+def make(
+    tmp_path: Any,
+    client: FakeClient | None = None,
+    *,
+    start: bool = True,
+    wait: Any = None,
+    **overrides: Any,
+) -> tuple[ExportPipeline, FakeClient, FakeTracker]:
+    values: dict[str, Any] = {
+        "api_key": "k",
+        "batch_delay": 0.01,
+        "export_timeout": 5.0,
+        "spool_dir": str(tmp_path / "spool"),
+    }
+    values.update(overrides)
+    client = client or FakeClient()
+    tracker = FakeTracker()
+    pipeline = ExportPipeline(
+        GalileoSettings(**values),
+        client=client,
+        tracker=tracker,
+        destination=DEST,
+        convert=fake_convert,
+        start=start,
+        wait=wait or Waits(),
+        first_delay_s=0.0,
+        spool_retry_s=0.05,
+    )
+    return pipeline, client, tracker
+
+
+@pytest.fixture
+def cleanup() -> Any:
+    made: list[ExportPipeline] = []
+    yield made
+    for p in made:
+        p.shutdown(1.0)
+
+
+def test_queue_full_drops_newest_and_counts(tmp_path: Any) -> None:
+    pipeline, _client, _ = make(tmp_path, start=False, max_queue_spans=3)
+    results = [pipeline.submit(f"span-{i}") for i in range(5)]
+    assert results == [True, True, True, False, False]
+    assert list(pipeline._queue) == ["span-0", "span-1", "span-2"]  # the oldest are kept
+    stats = pipeline.stats()
+    assert stats["dropped.queue_full"] == 2
+    assert stats["spans_dropped"] == 2
+    assert stats["spans_queued"] == 3
+    pipeline.shutdown(0.1)
+
+
+def test_batches_split_by_trace_count_and_per_session(tmp_path: Any, cleanup: Any) -> None:
+    pipeline, client, _tracker = make(tmp_path, batch_max_traces=2)
+    cleanup.append(pipeline)
+    tracer = tracer_for(pipeline)
+    for _ in range(5):
+        emit(tracer, session="a")
+    for _ in range(3):
+        emit(tracer, session="b")
+    assert pipeline.force_flush(5.0)
+    posts = client.trace_posts()
+    by_session: dict[str, list[int]] = {}
+    for call in posts:
+        body = call.body
+        assert call.path == f"/v2/projects/{PROJECT_ID}/traces"
+        assert body["reliable"] is True
+        assert body["log_stream_id"] == DEST["log_stream_id"]
+        assert {t["session_id"] for t in body["traces"]} == {body["session_id"]}
+        by_session.setdefault(body["session_external_id"], []).append(len(body["traces"]))
+    assert sorted(by_session["a"]) == [1, 2, 2]
+    assert sorted(by_session["b"]) == [1, 2]
+    # one Create Session per session, before its traces
+    assert len(client.sessions) == 2
+    assert {s["external_id"] for s in client.sessions} == {"a", "b"}
+    session_ids = {c.body["session_external_id"]: c.body["session_id"] for c in posts}
+    assert session_ids["a"] != session_ids["b"]
+    stats = pipeline.stats()
+    assert stats["traces_confirmed"] == 8
+    assert stats["spans_queued"] == 16
+
+
+def test_batches_split_by_encoded_size(tmp_path: Any, cleanup: Any) -> None:
+    # batch_max_bytes=2048 leaves ~1 KiB for traces after the envelope reserve
+    pipeline, client, _ = make(tmp_path, batch_max_bytes=2048, batch_max_traces=100)
+    cleanup.append(pipeline)
+    tracer = tracer_for(pipeline)
+    for _ in range(12):
+        emit(tracer, session="big", payload="x" * 300)
+    assert pipeline.force_flush(5.0)
+    posts = client.trace_posts()
+    assert sum(len(c.body["traces"]) for c in posts) == 12
+    assert len(posts) >= 4
+    for call in posts:
+        assert len(json.dumps(call.body)) <= 2048
+        assert 1 <= len(call.body["traces"]) <= 3
+
+
+def test_permanent_error_is_dead_lettered_once(tmp_path: Any, cleanup: Any) -> None:
+    def reject(call: Call) -> None:
+        if call.path.endswith("/traces"):
+            raise ValidationError(
+                "HTTP 422", status_code=422, detail=[{"msg": "field required"}], retryable=False
+            )
+
+    pipeline, client, _ = make(tmp_path, FakeClient(reject))
+    cleanup.append(pipeline)
+    tracer = tracer_for(pipeline)
+    emit(tracer)
+    emit(tracer)
+    assert pipeline.force_flush(5.0) is False
+    assert len(client.trace_posts()) == 1  # not retried
+    spool = Spool(tmp_path / "spool")
+    dead = spool.dead_names()
+    assert len(dead) == 1 and spool.pending_names() == []
+    note = json.loads((spool.dead_path / (dead[0] + ".error.json")).read_text())
+    assert note["status_code"] == 422 and note["detail"] == [{"msg": "field required"}]
+    # a later flush (and the periodic spool retry) never sends it again
+    assert pipeline.force_flush(1.0) is True
+    assert len(client.trace_posts()) == 1
+    stats = pipeline.stats()
+    assert stats["traces_dead_lettered"] == 2
+    assert stats["dead_lettered.422"] == 2
+    assert stats["requests_retried"] == 0
+
+
+def test_retry_after_is_honoured_then_delivered(tmp_path: Any, cleanup: Any) -> None:
+    answers = [unavailable(429, retry_after=2.5), unavailable(503)]
+
+    def flaky(call: Call) -> None:
+        if call.path.endswith("/traces") and answers:
+            raise answers.pop(0)
+
+    waits = Waits()
+    pipeline, client, _ = make(tmp_path, FakeClient(flaky), wait=waits)
+    cleanup.append(pipeline)
+    emit(tracer_for(pipeline))
+    assert pipeline.force_flush(5.0) is True
+    assert waits.waits[0] == 2.5  # Retry-After wins over the backoff
+    assert (
+        0.25 <= waits.waits[1] <= 1.0
+    )  # then exponential backoff with jitter (0.5 s initial, 2nd try)
+    assert len(client.trace_posts()) == 3
+    stats = pipeline.stats()
+    assert stats["requests_retried"] == 2
+    assert stats["traces_confirmed"] == 1
+    assert Spool(tmp_path / "spool").pending_names() == []  # confirmed, so deleted
+
+
+def test_retry_stops_at_the_deadline_and_keeps_the_batch_spooled(
+    tmp_path: Any, cleanup: Any
+) -> None:
+    down = threading.Event()
+    down.set()
+
+    def maybe_down(call: Call) -> None:
+        if down.is_set():
+            raise unavailable(503, retry_after=1.0)
+
+    pipeline, _client, _ = make(tmp_path, FakeClient(maybe_down), export_timeout=2.5)
+    cleanup.append(pipeline)
+    emit(tracer_for(pipeline), session="s")
+    # retry waits of 1 s (Retry-After) count against the 2.5 s deadline: 3 attempts, then spooled
+    assert pipeline.force_flush(0.5) is False
+    deadline = time.monotonic() + 5
+    while pipeline.stats()["traces_spooled"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stats = pipeline.stats()
+    assert stats["traces_spooled"] == 1
+    assert len(Spool(tmp_path / "spool").pending_names()) == 1
+    # the server is back: force_flush retries the spooled batch at once and confirms it
+    down.clear()
+    assert pipeline.force_flush(5.0) is True
+    assert Spool(tmp_path / "spool").pending_names() == []
+    assert pipeline.stats()["traces_confirmed"] == 1
+
+
+def test_force_flush_true_only_when_confirmed(tmp_path: Any, cleanup: Any) -> None:
+    gate = threading.Event()
+
+    def slow(call: Call) -> None:
+        if call.path.endswith("/traces"):
+            gate.wait(5)
+
+    pipeline, _client, _ = make(tmp_path, FakeClient(slow))
+    cleanup.append(pipeline)
+    emit(tracer_for(pipeline))
+    assert pipeline.force_flush(0.2) is False  # sent, not yet answered
+    gate.set()
+    assert pipeline.force_flush(5.0) is True
+    # nothing queued: flush is trivially true
+    assert pipeline.force_flush(1.0) is True
+
+
+def test_fire_and_forget_counts_failures_and_never_spools(tmp_path: Any, cleanup: Any) -> None:
+    fail = {"n": 0}
+    lock = threading.Lock()
+
+    def every_other(call: Call) -> None:
+        if call.path.endswith("/traces"):
+            with lock:
+                fail["n"] += 1
+                odd = fail["n"] % 2
+            if not odd:
+                raise unavailable(503)
+
+    waits = Waits()
+    pipeline, client, _ = make(
+        tmp_path, FakeClient(every_other), reliable=False, batch_max_traces=1, wait=waits
+    )
+    cleanup.append(pipeline)
+    tracer = tracer_for(pipeline)
+    for i in range(6):
+        emit(tracer, session=f"s{i}")
+    assert pipeline.force_flush(5.0) is False
+    posts = client.trace_posts()
+    assert len(posts) == 6  # no retry
+    assert all(c.body["reliable"] is False for c in posts)
+    stats = pipeline.stats()
+    assert stats["traces_sent"] == 6
+    assert stats["traces_confirmed"] == 3
+    assert stats["traces_failed"] == 3 == stats["failed.http_503"]
+    assert waits.waits == []
+    assert not (tmp_path / "spool").exists()
+
+
+def test_connection_refused_in_fire_and_forget_is_counted(tmp_path: Any, cleanup: Any) -> None:
+    def down(call: Call) -> None:
+        raise refused()
+
+    pipeline, _client, _ = make(tmp_path, FakeClient(down), reliable=False)
+    cleanup.append(pipeline)
+    tracer = tracer_for(pipeline)
+    emit(tracer, session="x")
+    emit(tracer, session="y")
+    assert pipeline.force_flush(5.0) is False
+    stats = pipeline.stats()
+    assert stats["traces_failed"] == 2 == stats["failed.connection"]
+    assert stats["traces_confirmed"] == 0
+
+
+def test_shutdown_is_bounded_with_a_hanging_server(tmp_path: Any) -> None:
+    hang = threading.Event()
+
+    def hangs(call: Call) -> None:
+        hang.wait(30)
+
+    pipeline, _client, _ = make(tmp_path, FakeClient(hangs), export_timeout=30.0)
+    tracer = tracer_for(pipeline)
+    for i in range(20):
+        emit(tracer, session=f"s{i % 3}")
+    started = time.monotonic()
+    ok = pipeline.shutdown(1.0)
+    elapsed = time.monotonic() - started
+    assert ok is False
+    assert elapsed < 4.0  # the bound is 1 s; leave room for a loaded CI machine
+    # everything queued is in the spool (the hung requests' batches too), ready for the next run
+    spool = Spool(tmp_path / "spool")
+    total = 0
+    for name in spool.pending_names():
+        header = json.loads((spool.path / name).read_bytes().split(b"\n", 1)[0])
+        total += header["traces"]
+    hang.set()
+    assert total == 20
+    assert pipeline.submit("late") is False
+    assert pipeline.stats()["dropped.shutdown"] >= 1
+
+
+def test_restart_sends_spooled_batches_once(tmp_path: Any) -> None:
+    def down(call: Call) -> None:
+        raise refused()
+
+    first, _, _ = make(tmp_path, FakeClient(down), export_timeout=0.3)
+    tracer = tracer_for(first)
+    for i in range(7):
+        emit(tracer, session=f"s{i % 2}")
+    assert first.shutdown(2.0) is False
+    assert len(Spool(tmp_path / "spool").pending_names()) == 2
+
+    # two new pipelines share the spool: each batch is sent by exactly one of them
+    second, client2, _ = make(tmp_path)
+    third, client3, _ = make(tmp_path)
+    try:
+        deadline = time.monotonic() + 10
+        while Spool(tmp_path / "spool").pending_names() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        second.shutdown(2.0)
+        third.shutdown(2.0)
+    ids = client2.trace_ids() + client3.trace_ids()
+    assert len(ids) == 7 == len(set(ids))
+    # each session is created once, then its batch is sent with that id
+    for client in (client2, client3):
+        for call in client.trace_posts():
+            assert call.body["session_id"] in {s["id"] for s in client.sessions}
+
+
+def test_disabled_pipeline_accepts_nothing(tmp_path: Any) -> None:
+    pipeline, client, _ = make(tmp_path, logging_disabled=True)
+    assert pipeline.submit("span") is False
+    assert pipeline.force_flush(0.1) is True
+    assert pipeline.shutdown(0.1) is True
+    assert client.calls == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
+def test_forked_child_has_its_own_queue_and_worker(tmp_path: Any) -> None:
+    pipeline, client, _ = make(tmp_path)
+    tracer = tracer_for(pipeline)
+    emit(tracer, session="parent")
+    assert pipeline.force_flush(5.0)
+    pipeline._queue.append("parent-only")  # the child must not inherit queued work
+    pipeline._queue.pop()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            before = len(client.trace_posts())
+            ok_empty = len(pipeline._queue) == 0 and pipeline.stats()["spans_queued"] == 0
+            emit(tracer, session="child")
+            flushed = pipeline.force_flush(5.0)
+            sent = len(client.trace_posts()) - before
+            worker_ok = pipeline._worker is not None and pipeline._worker.is_alive()
+            os.write(write_fd, json.dumps([ok_empty, flushed, sent, worker_ok]).encode())
+            pipeline.shutdown(1.0)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    deadline = time.monotonic() + 20
+    status = None
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.02)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("forked child did not finish")
+    data = os.read(read_fd, 1000)
+    os.close(read_fd)
+    assert status == 0
+    assert json.loads(data) == [True, True, 1, True]
+    # the parent still works and did not see the child's batch
+    emit(tracer, session="parent")
+    assert pipeline.force_flush(5.0)
+    assert [c.body["session_external_id"] for c in client.trace_posts()] == ["parent", "parent"]
+    pipeline.shutdown(1.0)
+
+
+def test_submit_is_cheap_and_never_raises(tmp_path: Any) -> None:
+    pipeline, _, _ = make(tmp_path, start=False, max_queue_spans=10)
+    for _ in range(100):
+        pipeline.submit(object())
+    assert pipeline.stats()["dropped.queue_full"] == 90
+    pipeline.shutdown(0.1)
+
+
+if sys.platform == "win32":  # pragma: no cover
+    pytestmark = pytest.mark.skip("POSIX spool locks")
