@@ -1,0 +1,695 @@
+"""The ``galileo-otel`` command: ``serve``, ``demo``, ``sessions count|search`` and ``doctor``.
+
+Each subcommand reads the same ``GALILEO_*`` variables as :func:`galileo_otel.configure`;
+``--api-url``, ``--project``... override them. ``--json`` prints machine-readable output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TextIO
+
+from galileo_otel._version import __version__
+from galileo_otel.errors import APIError, AuthError, ConfigError, GalileoError, NotFoundError
+
+if TYPE_CHECKING:
+    from galileo_otel.api.client import Destination, GalileoClient
+    from galileo_otel.api.filters import Condition
+    from galileo_otel.settings import GalileoSettings
+
+__all__ = ["build_parser", "main", "parse_filter"]
+
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+EXIT_USAGE = 2
+
+# Columns whose type --filter infers (the session columns of Count/Query Sessions); any other
+# column, e.g. user_metadata.<key>, is text. "type:column" overrides.
+NUMBER_COLUMNS = frozenset({"num_traces", "num_spans"})
+DATE_COLUMNS = frozenset({"created_at", "updated_at"})
+ID_COLUMNS = frozenset(
+    {"id", "previous_session_id", "log_stream_id", "experiment_id", "project_id"}
+)
+BOOLEAN_COLUMNS = frozenset({"has_children"})
+COLLECTION_COLUMNS = frozenset({"tags"})
+_TYPES = ("text", "number", "date", "id", "boolean", "collection")
+
+_FILTER_RE = re.compile(
+    r"""^\s*(?:(?P<type>[a-z]+):)?(?P<column>[A-Za-z_][\w.]*)\s*
+        (?P<op>!=|>=|<=|=|>|<|~|\s(?:not\s+in|in)\s)\s*(?P<value>.*?)\s*$""",
+    re.VERBOSE,
+)
+
+
+# --- filters ----------------------------------------------------------------------------------
+
+
+def _split_list(value: str) -> list[str]:
+    inner = value.strip()
+    if inner.startswith("[") and inner.endswith("]"):
+        inner = inner[1:-1]
+    return [part.strip().strip("'\"") for part in inner.split(",") if part.strip()]
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def _column_type(column: str, explicit: str | None) -> str:
+    if explicit:
+        if explicit not in _TYPES:
+            raise ConfigError(f"unknown column type {explicit!r}: use one of {', '.join(_TYPES)}")
+        return explicit
+    if column in NUMBER_COLUMNS:
+        return "number"
+    if column in DATE_COLUMNS:
+        return "date"
+    if column in ID_COLUMNS:
+        return "id"
+    if column in BOOLEAN_COLUMNS:
+        return "boolean"
+    if column in COLLECTION_COLUMNS:
+        return "collection"
+    return "text"
+
+
+def _number(value: str, spec: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"--filter {spec!r}: {value!r} is not a number") from None
+    return int(number) if number.is_integer() else number
+
+
+def _date(value: str, spec: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"--filter {spec!r}: {value!r} is not an ISO date, e.g. 2025-01-31 or 2025-01-31T12:00Z"
+        ) from None
+
+
+def parse_filter(spec: str) -> Condition:
+    """Parse one ``--filter`` expression into a filter condition.
+
+    Forms: ``column OP value`` with OP one of ``= != > >= < <= ~`` (``~`` = contains, case
+    insensitive), or ``column in a,b,c`` / ``column not in a,b,c``. The column's type is
+    inferred (``num_traces``... are numbers, ``created_at``... dates, ``id`` and
+    ``previous_session_id``... ids, anything else text) or given as ``number:column``.
+
+    Raises:
+        ConfigError: The expression cannot be parsed or does not fit the column type.
+    """
+    from galileo_otel.api import filters as f
+
+    match = _FILTER_RE.match(spec)
+    if not match:
+        raise ConfigError(
+            f"--filter {spec!r}: expected 'column OP value' with OP one of = != > >= < <= ~, "
+            "or 'column in a,b', e.g. --filter 'external_id=conv-1' --filter 'num_traces>2'"
+        )
+    column, op, raw = match["column"], " ".join(match["op"].split()), match["value"]
+    kind = _column_type(column, match["type"])
+    value = _unquote(raw)
+    ordering = {">": "__gt__", ">=": "__ge__", "<": "__lt__", "<=": "__le__"}
+
+    if kind == "number":
+        num = f.number(column)
+        if op in ("in", "not in"):
+            conds = [num == _number(v, spec) for v in _split_list(raw)]
+            if op == "not in":
+                raise ConfigError(f"--filter {spec!r}: 'not in' does not apply to a number column")
+            if len(conds) != 1:
+                raise ConfigError(f"--filter {spec!r}: use two filters (>=, <=) for a number range")
+            return conds[0]
+        if op == "~":
+            raise ConfigError(
+                f"--filter {spec!r}: '~' (contains) does not apply to a number column"
+            )
+        number_value = _number(value, spec)
+        if op == "=":
+            return num == number_value
+        if op == "!=":
+            return num != number_value
+        result: Condition = getattr(num, ordering[op])(number_value)
+        return result
+    if kind == "date":
+        col = f.date(column)
+        if op in ("in", "not in", "~"):
+            raise ConfigError(f"--filter {spec!r}: a date column takes = != > >= < <=")
+        when = _date(value, spec)
+        if op == "=":
+            return col == when
+        if op == "!=":
+            return col != when
+        result = getattr(col, ordering[op])(when)
+        return result
+    if kind == "id":
+        idc = f.id_(column)
+        if op == "=":
+            return idc == value
+        if op == "!=":
+            return idc != value
+        if op == "~":
+            return idc.contains(value)
+        if op == "in":
+            return idc.one_of(_split_list(raw))
+        if op == "not in":
+            return idc.not_in(_split_list(raw))
+        raise ConfigError(f"--filter {spec!r}: an id column takes = != ~ in, not {op}")
+    if kind == "boolean":
+        if op not in ("=", "!=") or value.lower() not in ("true", "false"):
+            raise ConfigError(f"--filter {spec!r}: a boolean column takes = or != with true/false")
+        bcol = f.boolean(column)
+        flag = value.lower() == "true"
+        return bcol == flag if op == "=" else bcol != flag
+    if kind == "collection":
+        ccol = f.collection(column)
+        if op in ("=", "~"):
+            return ccol.contains(value) if op == "~" else ccol.eq(_split_list(raw))
+        if op == "in":
+            return ccol.one_of(_split_list(raw))
+        if op == "not in":
+            return ccol.not_in(_split_list(raw))
+        raise ConfigError(f"--filter {spec!r}: a collection column takes = ~ in, not {op}")
+    tcol = f.text(column)
+    if op == "=":
+        return tcol == value
+    if op == "!=":
+        return tcol != value
+    if op == "~":
+        return tcol.contains(value, case_sensitive=False)
+    if op == "in":
+        return tcol.one_of(_split_list(raw))
+    if op == "not in":
+        return tcol.not_in(_split_list(raw))
+    raise ConfigError(f"--filter {spec!r}: a text column takes = != ~ in, not {op}")
+
+
+# --- shared options ---------------------------------------------------------------------------
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where (default: the GALILEO_* environment variables)")
+    group.add_argument("--api-url", help="API base URL (GALILEO_API_URL)")
+    group.add_argument("--api-key", help="API key (GALILEO_API_KEY; prefer the variable)")
+    group.add_argument("--project", help="project name (GALILEO_PROJECT)")
+    group.add_argument("--project-id", help="project id (GALILEO_PROJECT_ID)")
+    group.add_argument("--log-stream", help="log stream name (GALILEO_LOG_STREAM)")
+    group.add_argument("--log-stream-id", help="log stream id (GALILEO_LOG_STREAM_ID)")
+
+
+def _settings_from(args: argparse.Namespace, **extra: Any) -> GalileoSettings:
+    from galileo_otel.settings import GalileoSettings
+
+    overrides: dict[str, Any] = {}
+    for name in ("api_url", "api_key", "project", "project_id", "log_stream", "log_stream_id"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    overrides.update(extra)
+    return GalileoSettings(**overrides)
+
+
+def _open_client(settings: GalileoSettings) -> tuple[GalileoClient, Destination]:
+    """A client and the existing destination (never created by a read command)."""
+    from galileo_otel.api.client import GalileoClient
+
+    if settings.api_key is None:
+        raise ConfigError("no Galileo API key: set GALILEO_API_KEY (or pass --api-key)")
+    if not settings.project and not settings.project_id:
+        raise ConfigError(
+            "no Galileo project: set GALILEO_PROJECT or GALILEO_PROJECT_ID (or --project)"
+        )
+    client = GalileoClient(settings=settings)
+    try:
+        dest = client.resolve_destination(
+            project=settings.project,
+            project_id=settings.project_id,
+            log_stream=settings.log_stream,
+            log_stream_id=settings.log_stream_id,
+            experiment_id=settings.experiment_id,
+            create=False,
+        )
+    except BaseException:
+        client.close()
+        raise
+    return client, dest
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+def _add_serve(subparsers: Any) -> None:
+    try:
+        from galileo_otel.server.cli import add_serve_parser
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or str(exc)
+        parser = subparsers.add_parser(
+            "serve",
+            help="run the local Galileo-compatible server (needs the [server] extra)",
+            description="Run the local Galileo-compatible server.",
+        )
+        parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+        def run_missing(args: argparse.Namespace) -> int:
+            print(
+                f"galileo-otel serve needs the server extra ({missing} is not installed): "
+                "pip install 'galileo-otel[server]'",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+
+        parser.set_defaults(func=run_missing)
+        return
+    add_serve_parser(subparsers)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from galileo_otel.server.cli import run_serve
+
+    return int(run_serve(args))
+
+
+# --- sessions ---------------------------------------------------------------------------------
+
+
+def _add_sessions(subparsers: Any) -> None:
+    sessions = subparsers.add_parser(
+        "sessions",
+        help="count or search the sessions of a log stream",
+        description="Count or search sessions with Count/Query Sessions filters.",
+    )
+    actions = sessions.add_subparsers(dest="sessions_command", metavar="{count,search}")
+    actions.required = True
+    filter_help = (
+        "a filter, repeatable (and-ed): 'external_id=conv-1', 'num_traces>2', 'name~refund', "
+        "'external_id in a,b'; OP: = != > >= < <= ~ (contains) in, 'not in'; prefix "
+        "'number:' / 'date:' / 'id:' / 'text:' to force a column type"
+    )
+    for name, helptext in (
+        ("count", "print how many sessions match"),
+        ("search", "list matching sessions"),
+    ):
+        sub = actions.add_parser(name, help=helptext, description=helptext.capitalize() + ".")
+        _add_connection_options(sub)
+        sub.add_argument(
+            "--filter", "-f", action="append", default=[], metavar="EXPR", help=filter_help
+        )
+        sub.add_argument("--json", action="store_true", help="print JSON")
+        if name == "search":
+            sub.add_argument("--limit", type=int, default=20, help="rows to print (default 20)")
+            sub.add_argument(
+                "--sort", metavar="COLUMN[:asc|desc]", help="sort column, e.g. created_at:desc"
+            )
+        sub.set_defaults(func=_run_sessions_count if name == "count" else _run_sessions_search)
+
+
+def _conditions(specs: Sequence[str]) -> list[Condition]:
+    return [parse_filter(spec) for spec in specs]
+
+
+def _run_sessions_count(args: argparse.Namespace) -> int:
+    conditions = _conditions(args.filter)
+    settings = _settings_from(args)
+    client, dest = _open_client(settings)
+    with client:
+        total = client.count_sessions(
+            project_id=dest.project_id,
+            log_stream_id=dest.log_stream_id,
+            experiment_id=dest.experiment_id,
+            filters=conditions or None,
+        )
+    if args.json:
+        _print_json({"total_count": total, "filters": args.filter, "project_id": dest.project_id})
+    else:
+        print(total)
+    return EXIT_OK
+
+
+def _parse_sort(value: str | None) -> dict[str, Any] | None:
+    if not value:
+        return None
+    column, _, direction = value.partition(":")
+    direction = direction.lower() or "desc"
+    if direction not in ("asc", "desc"):
+        raise ConfigError(f"--sort {value!r}: the direction is 'asc' or 'desc'")
+    return {"column_id": column, "ascending": direction == "asc"}
+
+
+def _run_sessions_search(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    conditions = _conditions(args.filter)
+    settings = _settings_from(args)
+    client, dest = _open_client(settings)
+    with client:
+        page = client.search_sessions(
+            project_id=dest.project_id,
+            log_stream_id=dest.log_stream_id,
+            experiment_id=dest.experiment_id,
+            filters=conditions or None,
+            limit=args.limit,
+            sort=_parse_sort(args.sort),
+        )
+    records = list(page.records)
+    if args.json:
+        _print_json({"records": records, "next_starting_token": page.next_starting_token})
+        return EXIT_OK
+    _print_table(
+        records,
+        [
+            ("id", "id"),
+            ("external_id", "external id"),
+            ("num_traces", "traces"),
+            ("previous_session_id", "previous"),
+            ("created_at", "created"),
+        ],
+    )
+    if page.next_starting_token is not None:
+        print(f"... more (showing {len(records)}; raise --limit)")
+    return EXIT_OK
+
+
+def _print_table(records: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> None:
+    if not records:
+        print("no sessions match")
+        return
+    rows = [
+        [("" if r.get(key) is None else str(r.get(key))) for key, _ in columns] for r in records
+    ]
+    widths = [
+        max(len(title), *(len(row[i]) for row in rows)) for i, (_, title) in enumerate(columns)
+    ]
+    print("  ".join(title.ljust(w) for (_, title), w in zip(columns, widths, strict=True)))
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _print_json(value: Any, out: TextIO | None = None) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True, default=str), file=out or sys.stdout)
+
+
+# --- doctor -----------------------------------------------------------------------------------
+
+
+def _add_doctor(subparsers: Any) -> None:
+    doctor = subparsers.add_parser(
+        "doctor",
+        help="check the configuration, the API URL, the key, the project and the log stream",
+        description="Show the effective configuration and check it against the API.",
+    )
+    _add_connection_options(doctor)
+    doctor.add_argument("--json", action="store_true", help="print JSON")
+    doctor.add_argument("--timeout", type=float, default=5.0, help="seconds per check (default 5)")
+    doctor.set_defaults(func=_run_doctor)
+
+
+def _mask(secret: str) -> str:
+    if len(secret) <= 8:
+        return "*" * len(secret)
+    return f"{secret[:3]}{'*' * 6}{secret[-2:]}"
+
+
+class _Report:
+    """The doctor's findings, printed as they come (or collected for --json)."""
+
+    def __init__(self, *, as_json: bool) -> None:
+        self.as_json = as_json
+        self.checks: list[dict[str, str]] = []
+        self.config: dict[str, Any] = {}
+
+    def add(self, name: str, status: str, message: str) -> None:
+        self.checks.append({"check": name, "status": status, "message": message})
+        if not self.as_json:
+            print(f"  [{status:^4}] {name}: {message}")
+
+    @property
+    def failed(self) -> bool:
+        return any(c["status"] == "FAIL" for c in self.checks)
+
+
+def _effective_config(settings: GalileoSettings) -> dict[str, Any]:
+    import os
+
+    key = settings.api_key.get_secret_value() if settings.api_key is not None else None
+    url_source = (
+        "GALILEO_API_URL"
+        if os.environ.get("GALILEO_API_URL")
+        and settings.api_url == os.environ["GALILEO_API_URL"].rstrip("/")
+        else (
+            "--api-url" if settings.api_url else f"derived from console URL {settings.console_url}"
+        )
+    )
+    return {
+        "api_url": settings.resolved_api_url(),
+        "api_url_source": url_source,
+        "api_key": _mask(key) if key else None,
+        "project": settings.project,
+        "project_id": settings.project_id,
+        "log_stream": settings.log_stream,
+        "log_stream_id": settings.log_stream_id,
+        "experiment_id": settings.experiment_id,
+        "create_missing": settings.create_missing,
+        "reliable": settings.reliable,
+        "logging_disabled": settings.logging_disabled,
+        "extra_headers": sorted(settings.extra_headers),
+        "session_idle_timeout_s": settings.session_idle_timeout,
+        "session_store": settings.session_store,
+        "spool_dir": str(settings.spool_path()) if settings.spool_path() else None,
+    }
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    from galileo_otel.api.client import GalileoClient, RetryPolicy
+
+    report = _Report(as_json=args.json)
+    if not args.json:
+        print("galileo-otel doctor")
+    try:
+        settings = _settings_from(args)
+    except ConfigError as exc:
+        report.add("configuration", "FAIL", str(exc))
+        return _doctor_done(report)
+    report.config = _effective_config(settings)
+    if not args.json:
+        print("configuration:")
+        for name, value in report.config.items():
+            print(f"  {name:<24} {value if value not in (None, []) else '-'}")
+        print("checks:")
+    if settings.logging_disabled:
+        report.add(
+            "export", "WARN", "logging is disabled (GALILEO_LOGGING_DISABLED / OTEL_SDK_DISABLED)"
+        )
+    url = settings.resolved_api_url()
+    with GalileoClient(settings=settings, timeout=args.timeout, retry=RetryPolicy.none()) as client:
+        try:
+            client.request_json("GET", "/healthcheck", retry=RetryPolicy.none(), require_key=False)
+        except APIError as exc:
+            if exc.status_code is None:
+                hint = "is the server running, and is GALILEO_API_URL right?"
+                report.add("API URL", "FAIL", f"cannot reach {url}: {exc.message}; {hint}")
+            else:
+                hint = "is this the Galileo API URL (not the console URL)?"
+                report.add(
+                    "API URL", "FAIL", f"{url}/healthcheck answered HTTP {exc.status_code}; {hint}"
+                )
+            return _doctor_done(report)
+        report.add("API URL", "ok", f"{url} answers its healthcheck")
+        if settings.api_key is None:
+            report.add("API key", "FAIL", "no API key: set GALILEO_API_KEY")
+            return _doctor_done(report)
+        if not settings.project and not settings.project_id:
+            report.add("project", "FAIL", "no project: set GALILEO_PROJECT or GALILEO_PROJECT_ID")
+            return _doctor_done(report)
+        _doctor_destination(client, settings, report)
+    return _doctor_done(report)
+
+
+def _doctor_destination(client: GalileoClient, settings: GalileoSettings, report: _Report) -> None:
+    project_id = settings.project_id
+    try:
+        if project_id is None:
+            project = client.get_project(settings.project or "")
+            report.add("API key", "ok", "accepted")
+            if project is None:
+                verdict = (
+                    "will be created on first use"
+                    if settings.create_missing
+                    else ("and GALILEO_CREATE_MISSING is off, so configure() will fail")
+                )
+                status = "WARN" if settings.create_missing else "FAIL"
+                report.add(
+                    "project", status, f"no project named {settings.project!r}; it {verdict}"
+                )
+                return
+            project_id = str(project.id)
+            report.add("project", "ok", f"{settings.project!r} is {project_id}")
+        streams = client.list_log_streams(project_id)
+        if settings.project_id is not None:
+            report.add("API key", "ok", "accepted")
+            report.add("project", "ok", f"project {project_id} exists")
+    except AuthError as exc:
+        report.add(
+            "API key",
+            "FAIL",
+            f"rejected by the API (HTTP {exc.status_code}): check GALILEO_API_KEY",
+        )
+        return
+    except NotFoundError:
+        report.add("project", "FAIL", f"no project with id {project_id} (GALILEO_PROJECT_ID)")
+        return
+    except APIError as exc:
+        report.add("project", "FAIL", f"the API answered an error: {exc.message}")
+        return
+    if settings.experiment_id:
+        report.add("log stream", "ok", f"logging to experiment {settings.experiment_id}")
+        return
+    if settings.log_stream_id:
+        found = any(str(s.id) == settings.log_stream_id for s in streams)
+        if found:
+            report.add("log stream", "ok", f"log stream {settings.log_stream_id} exists")
+        else:
+            report.add(
+                "log stream",
+                "FAIL",
+                f"no log stream with id {settings.log_stream_id} in this project",
+            )
+        return
+    from galileo_otel.api.client import DEFAULT_LOG_STREAM
+
+    name = settings.log_stream or DEFAULT_LOG_STREAM
+    match = [s for s in streams if s.name == name]
+    if match:
+        report.add("log stream", "ok", f"{name!r} is {match[0].id}")
+    elif settings.create_missing:
+        report.add(
+            "log stream", "WARN", f"no log stream named {name!r}; it will be created on first use"
+        )
+    else:
+        report.add(
+            "log stream", "FAIL", f"no log stream named {name!r} and GALILEO_CREATE_MISSING is off"
+        )
+
+
+def _doctor_done(report: _Report) -> int:
+    if report.as_json:
+        _print_json({"ok": not report.failed, "config": report.config, "checks": report.checks})
+    elif report.failed:
+        print("problems found: fix the FAIL lines above")
+    else:
+        print("all good")
+    return EXIT_PROBLEM if report.failed else EXIT_OK
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+
+def _add_demo(subparsers: Any) -> None:
+    demo = subparsers.add_parser(
+        "demo",
+        help="run a simulated multi-user chat app against a local server and show its sessions",
+        description=(
+            "Start the local server in-process (or use --api-url), run a simulated multi-user "
+            "LLM chat app through the real export pipeline, and print what arrived."
+        ),
+    )
+    demo.add_argument("--api-url", help="send to this API instead of an embedded local server")
+    demo.add_argument("--api-key", help="API key for --api-url (default GALILEO_API_KEY)")
+    demo.add_argument("--project", default="galileo-otel-demo", help="project name")
+    demo.add_argument("--users", type=int, default=3, help="simulated users (default 3)")
+    demo.add_argument(
+        "--conversations", type=int, default=2, help="conversations per user (default 2)"
+    )
+    demo.add_argument("--turns", type=int, default=3, help="turns per conversation (default 3)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
+    demo.add_argument("--json", action="store_true", help="print machine-readable counts")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    demo.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from galileo_otel.demo import DemoOptions, run_demo
+
+    for name in ("users", "conversations", "turns"):
+        if not 1 <= getattr(args, name) <= 50:
+            raise ConfigError(f"--{name} must be between 1 and 50")
+    options = DemoOptions(
+        api_url=args.api_url,
+        api_key=args.api_key,
+        project=args.project,
+        users=args.users,
+        conversations=args.conversations,
+        turns=args.turns,
+        seed=args.seed,
+        progress=not args.no_progress,
+        json_output=args.json,
+    )
+    return run_demo(options)
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``galileo-otel`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="galileo-otel",
+        description="OpenTelemetry for Galileo: a local server, a demo, session queries, checks.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    _add_demo(subparsers)
+    _add_serve(subparsers)
+    _add_sessions(subparsers)
+    _add_doctor(subparsers)
+    return parser
+
+
+def _describe_error(exc: GalileoError) -> str:
+    if isinstance(exc, AuthError):
+        return f"the API rejected the key (HTTP {exc.status_code}): check GALILEO_API_KEY"
+    if isinstance(exc, NotFoundError):
+        return f"not found: {exc.message}"
+    if isinstance(exc, APIError):
+        return exc.message
+    return str(exc)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``galileo-otel`` command; returns the exit code.
+
+    Exit codes: 0 success, 1 a problem was found (bad configuration, API error, doctor
+    findings), 2 usage error.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+    func: Callable[[argparse.Namespace], int] = args.func
+    if func is None:  # pragma: no cover - argparse enforces a subcommand
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(func(args))
+    except GalileoError as exc:
+        print(f"galileo-otel {args.command}: {_describe_error(exc)}", file=sys.stderr)
+        return EXIT_PROBLEM
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""The galileo-otel command without a server: argument parsing, --filter parsing, errors."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import random
+from typing import Any
+
+import pytest
+
+from galileo_otel import cli
+from galileo_otel.cli import parse_filter
+from galileo_otel.demo import ProgressBar, plan_turns
+from galileo_otel.errors import ConfigError
+
+
+def _wire(spec: str) -> dict[str, Any]:
+    return parse_filter(spec).to_filter_dict()
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            "external_id=conv-1",
+            {"type": "text", "column_id": "external_id", "operator": "eq", "value": "conv-1"},
+        ),
+        ("external_id != conv-1", {"type": "text", "operator": "ne", "value": "conv-1"}),
+        (
+            "name~Refund",
+            {"type": "text", "operator": "contains", "value": "Refund", "case_sensitive": False},
+        ),
+        (
+            "external_id in conv-1, conv-2",
+            {"type": "text", "operator": "one_of", "value": ["conv-1", "conv-2"]},
+        ),
+        ("external_id in [a,'b']", {"type": "text", "operator": "one_of", "value": ["a", "b"]}),
+        ("external_id not in a,b", {"type": "text", "operator": "not_in", "value": ["a", "b"]}),
+        (
+            "num_traces>2",
+            {"type": "number", "column_id": "num_traces", "operator": "gt", "value": 2},
+        ),
+        ("num_traces >= 2.5", {"type": "number", "operator": "gte", "value": 2.5}),
+        ("num_traces<2", {"type": "number", "operator": "lt", "value": 2}),
+        ("num_traces<=2", {"type": "number", "operator": "lte", "value": 2}),
+        ("num_traces=3", {"type": "number", "operator": "eq", "value": 3}),
+        ("num_traces!=3", {"type": "number", "operator": "ne", "value": 3}),
+        ("number:custom_score>0.5", {"type": "number", "column_id": "custom_score", "value": 0.5}),
+        ("created_at>=2025-01-31", {"type": "date", "operator": "gte"}),
+        ("created_at<2025-01-31T12:00:00Z", {"type": "date", "operator": "lt"}),
+        ("id=3f1e1a2b-7c4d-4e5f-8a9b-0c1d2e3f4a5b", {"type": "id", "operator": "eq"}),
+        ("previous_session_id~3f1e", {"type": "id", "operator": "contains", "value": "3f1e"}),
+        ("text:num_traces=abc", {"type": "text", "column_id": "num_traces", "value": "abc"}),
+        ("external_id='quoted value'", {"type": "text", "value": "quoted value"}),
+        ("has_children=true", {"type": "boolean", "value": True}),
+        ("tags~beta", {"type": "collection", "operator": "contains", "value": "beta"}),
+        ("tags in a,b", {"type": "collection", "operator": "one_of", "value": ["a", "b"]}),
+        ("user_metadata.channel=web", {"type": "text", "column_id": "user_metadata.channel"}),
+    ],
+)
+def test_parse_filter(spec: str, expected: dict[str, Any]) -> None:
+    wire = _wire(spec)
+    for key, value in expected.items():
+        assert wire[key] == value, (key, wire)
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("external_id", "expected 'column OP value'"),
+        ("num_traces>many", "is not a number"),
+        ("num_traces~2", "does not apply to a number column"),
+        ("created_at>yesterday", "is not an ISO date"),
+        ("created_at~2025", "a date column takes"),
+        ("id>3", "an id column takes"),
+        ("weird:col=1", "unknown column type"),
+        ("external_id>3", "a text column takes"),
+    ],
+)
+def test_parse_filter_errors_are_one_readable_line(spec: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_filter(spec)
+    assert words in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_parser_has_the_subcommands() -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(["sessions", "count", "--filter", "num_traces>2", "--json"])
+    assert args.filter == ["num_traces>2"] and args.json
+    args = parser.parse_args(
+        ["sessions", "search", "-f", "a=b", "--limit", "5", "--sort", "created_at:asc"]
+    )
+    assert args.limit == 5
+    assert parser.parse_args(["doctor"]).command == "doctor"
+    assert parser.parse_args(["demo", "--json", "--users", "2"]).users == 2
+    assert parser.parse_args(["serve"]).command == "serve"
+
+
+def test_no_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main([])
+    assert info.value.code == 2
+
+
+def test_missing_key_is_one_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["sessions", "count", "--api-url", "http://127.0.0.1:9", "--project", "p"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip().count("\n") == 0
+    assert "no Galileo API key" in err and "GALILEO_API_KEY" in err
+
+
+def test_bad_filter_fails_before_any_request(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["sessions", "count", "--filter", "num_traces>lots"])
+    assert code == 1
+    assert "is not a number" in capsys.readouterr().err
+
+
+def test_bad_extra_headers_is_one_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GALILEO_EXTRA_HEADERS", "{not json")
+    code = cli.main(["sessions", "count", "--api-key", "k", "--project", "p"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "GALILEO_EXTRA_HEADERS" in err and "not valid JSON" in err
+    assert "Traceback" not in err
+
+
+def test_sort_parsing() -> None:
+    assert cli._parse_sort("created_at") == {"column_id": "created_at", "ascending": False}
+    assert cli._parse_sort("num_traces:asc") == {"column_id": "num_traces", "ascending": True}
+    with pytest.raises(ConfigError):
+        cli._parse_sort("x:sideways")
+
+
+def test_mask_hides_the_key() -> None:
+    masked = cli._mask("gal-secret-key-123456")
+    assert "secret" not in masked and masked.endswith("56") and masked.startswith("gal")
+    assert cli._mask("short") == "*****"
+
+
+def test_progress_bar_draws_on_its_stream_only_when_enabled() -> None:
+    out = io.StringIO()
+    bar = ProgressBar(4, stream=out, enabled=True, width=8)
+    bar.advance(1, "one")
+    bar.advance(1)
+    bar.finish()
+    text = out.getvalue()
+    assert "\r[##------]  25% 1/4 one" in text
+    assert "[########] 100% 4/4 done" in text and text.endswith("\n")
+    quiet = io.StringIO()  # not a terminal: nothing drawn by default
+    ProgressBar(3, stream=quiet).advance(1)
+    assert quiet.getvalue() == ""
+
+
+def test_demo_plan_has_an_idle_gap_and_one_offs() -> None:
+    plan = plan_turns(users=3, conversations=2, turns=3, start_ns=0, rng=random.Random(1))
+    assert len(plan) == 3 * 2 * 3 + 3
+    assert [t.start_ns for t in plan] == sorted(t.start_ns for t in plan)
+    first = [t for t in plan if t.conversation == "alice-conv-1"]
+    gaps = [b.start_ns - a.start_ns for a, b in itertools.pairwise(first)]
+    assert max(gaps) > 30 * 60 * 1_000_000_000  # longer than the idle timeout: rotates
+    assert sum(1 for t in plan if t.conversation is None) == 3
