@@ -38,14 +38,22 @@ class FakeTracker:
         self.created: list[str] = []
         self._lock = threading.Lock()
 
-    def session_for_trace(self, attrs: Any, start_ns: int, end_ns: int) -> FakeRecord:
+    def session_for_trace(
+        self, attrs: Any, start_ns: int, end_ns: int, *, root_name: str | None = None
+    ) -> FakeRecord:
         key = str(attrs.get("session.id", "auto"))
         rec = self.records.get(key)
         if rec is None:
             rec = self.records[key] = FakeRecord(str(uuid.uuid4()), key, key)
         return rec
 
-    def ensure_created(self, record: FakeRecord, create: Callable[[dict[str, Any]], str]) -> str:
+    def ensure_created(
+        self,
+        record: FakeRecord,
+        create: Callable[[dict[str, Any]], str],
+        *,
+        timeout_s: float | None = None,
+    ) -> str:
         with self._lock:
             if record.galileo_id is None:
                 record.galileo_id = create(

@@ -471,9 +471,9 @@ class ExportPipeline:
     def _work(self) -> None:
         assembler = self._get_assembler()
         tracker = self._get_tracker()
-        convert_trace = self._convert
-        if convert_trace is None:
-            from galileo_otel.export.convert import convert_trace
+        from galileo_otel.export.convert import convert_trace as default_convert
+
+        convert_trace = self._convert or default_convert
         queue = self._queue
         while True:
             self._wake.clear()
@@ -541,7 +541,7 @@ class ExportPipeline:
             attrs: Mapping[str, Any] = root.attributes or {}
             start_ns = root.start_time or 0
             end_ns = root.end_time or start_ns
-            record = tracker.session_for_trace(attrs, start_ns, end_ns)
+            record = tracker.session_for_trace(attrs, start_ns, end_ns, root_name=root.name)
             data = convert(trace)
             galileo_id = getattr(record, "galileo_id", None)
             # Until the session exists its local id stands in; the sender swaps it (same length).
@@ -695,7 +695,10 @@ class ExportPipeline:
                     self._deliver_once(out)
             except Exception as exc:
                 self._internal_error("deliver", exc)
-                self._settle(out, ok=False, reason="internal")
+                if out.entry is not None and out.entry.claimed:
+                    self._leave_in_spool(out, retried=True, reason="internal")
+                else:
+                    self._settle(out, ok=False, reason="internal")
             finally:
                 with self._cv:
                     self._busy -= 1
@@ -710,7 +713,7 @@ class ExportPipeline:
         while True:
             try:
                 dest = self._destination_for(out.header)
-                session_id = self._session_id_for(out, dest, RetryPolicy.none())
+                session_id = self._session_id_for(out, dest, max(0.05, deadline - self._clock()))
                 body = self._body(out, dest, session_id)
                 if first:
                     self._count("traces_sent", out.traces)
@@ -718,7 +721,10 @@ class ExportPipeline:
                 self._count("requests_sent")
                 left = deadline - self._clock()
                 self._post(dest, body, RetryPolicy.none(), max(0.05, left))
-            except APIError as exc:
+            except (APIError, TimeoutError) as exc:
+                if isinstance(exc, TimeoutError):
+                    # Another thread or process is still creating this batch's session.
+                    exc = APIError(f"session creation pending: {exc}", retryable=True)
                 if _is_permanent(exc):
                     self._dead_letter(out, exc)
                     return
@@ -749,12 +755,14 @@ class ExportPipeline:
         once = RetryPolicy.reconnect_once()
         try:
             dest = self._destination_for(out.header)
-            session_id = self._session_id_for(out, dest, once)
+            session_id = self._session_id_for(out, dest, self._export_timeout)
             body = self._body(out, dest, session_id)
             self._count("traces_sent", out.traces)
             self._count("requests_sent")
             self._post(dest, body, once, None)
-        except APIError as exc:
+        except (APIError, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError):
+                exc = APIError(f"session creation pending: {exc}", retryable=True)
             if _is_permanent(exc):
                 self._dead_letter(out, exc)
                 return
@@ -819,7 +827,9 @@ class ExportPipeline:
                 known = self._resolved[key] = _dest_dict(resolved)
             return dict(known)
 
-    def _session_id_for(self, out: _Outbound, dest: Mapping[str, Any], retry: Any) -> str:
+    def _session_id_for(
+        self, out: _Outbound, dest: Mapping[str, Any], timeout_s: float | None
+    ) -> str:
         record = out.record
         if record is None:
             from galileo_otel.sessions.tracker import SessionRecord
@@ -847,7 +857,7 @@ class ExportPipeline:
             )
             return str(response.id)
 
-        galileo_id = str(self._get_tracker().ensure_created(record, create))
+        galileo_id = str(self._get_tracker().ensure_created(record, create, timeout_s=timeout_s))
         if self._spool is not None and local_id not in self._noted_sessions:
             self._spool.note_session(local_id, galileo_id)
             self._noted_sessions.add(local_id)

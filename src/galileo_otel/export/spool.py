@@ -157,7 +157,11 @@ class Spool:
     def pending_names(self) -> list[str]:
         """Names of the batch files present, oldest first (claimed by someone or not)."""
         try:
-            names = [n for n in os.listdir(self.path) if n.endswith(BATCH_SUFFIX)]
+            names = [
+                n
+                for n in os.listdir(self.path)
+                if n.endswith(BATCH_SUFFIX) and not n.startswith(_TMP_PREFIX)
+            ]
         except FileNotFoundError:
             return []
         names.sort()
