@@ -307,6 +307,24 @@ def test_shutdown_is_bounded_with_a_hanging_server(tmp_path: Any) -> None:
     assert pipeline.stats()["dropped.shutdown"] >= 1
 
 
+def test_shutdown_with_the_server_down_spools_without_waiting_out_retries(tmp_path: Any) -> None:
+    def down(call: Call) -> None:
+        raise refused()
+
+    waits = Waits()
+    pipeline, client, _ = make(tmp_path, FakeClient(down), export_timeout=60.0, wait=waits)
+    tracer = tracer_for(pipeline)
+    for i in range(30):
+        emit(tracer, session=f"s{i % 4}")
+    started = time.monotonic()
+    assert pipeline.shutdown(60.0) is False
+    assert time.monotonic() - started < 10.0  # not the 60 s timeout: nothing left to wait for
+    stats = pipeline.stats()
+    assert stats["traces_spooled"] == 30
+    assert stats["traces_confirmed"] == 0
+    assert len(Spool(tmp_path / "spool").claim_oldest(100)) == 4
+
+
 def test_restart_sends_spooled_batches_once(tmp_path: Any) -> None:
     def down(call: Call) -> None:
         raise refused()

@@ -252,6 +252,8 @@ class ExportPipeline:
         self._failed_seqs: deque[tuple[int, int]] = deque(maxlen=4096)
         self._fail_count = 0
         self._held: dict[str, SpoolEntry] = {}
+        # Batches put back in the spool after failing; a shutdown does not wait for them.
+        self._parked: set[str] = set()
         self._backlog = 0
         self._next_scan = 0.0
         self._scan_backoff = self._spool_retry
@@ -365,8 +367,12 @@ class ExportPipeline:
         with self._cv:
             self._retry_spooled_now()
             while True:
-                waiting = [k for k, seq in self._pending.items() if seq <= marker.seq]
+                parked = self._parked if final else ()
+                waiting = [
+                    k for k, seq in self._pending.items() if seq <= marker.seq and k not in parked
+                ]
                 failed = any(n >= base and seq <= marker.seq for n, seq in self._failed_seqs)
+                failed = failed or any(self._pending.get(k, 1 << 62) <= marker.seq for k in parked)
                 if not waiting:
                     return not failed
                 left = deadline - self._clock()
@@ -651,7 +657,9 @@ class ExportPipeline:
         if room <= 0 or not due:
             return
         try:
-            entries = self._spool.claim_oldest(room, skip=set(self._held))
+            with self._cv:
+                skip = set(self._held) | (self._parked if self._closing else set())
+            entries = self._spool.claim_oldest(room, skip=skip)
             files = len(self._spool.pending_names())
         except OSError as exc:
             self._say(logging.WARNING, "spool-scan", "galileo-otel: spool scan failed: %s", exc)
@@ -670,6 +678,7 @@ class ExportPipeline:
                 else:
                     self._backlog = max(0, self._backlog - 1)
                 self._held[entry.name] = entry
+                self._parked.discard(entry.name)
                 self._outbox.append(
                     _Outbound(seq=seq, header=entry.header, payload=None, record=None, entry=entry)
                 )
@@ -730,7 +739,10 @@ class ExportPipeline:
                     return
                 attempt += 1
                 wait = self._backoff(attempt, exc.retry_after)
-                if self._stop.is_set() or self._clock() + wait >= deadline:
+                # While shutting down, a failing batch goes back to the spool at once: the next
+                # process sends it, and shutdown need not wait out the retries.
+                closing = self._closing and out.entry is not None
+                if closing or self._stop.is_set() or self._clock() + wait >= deadline:
                     self._say(
                         logging.WARNING,
                         "undelivered",
@@ -943,6 +955,7 @@ class ExportPipeline:
             self._held.pop(out.key, None)
             self._spool_files += 1
             if retried:
+                self._parked.add(out.key)
                 self._next_scan = self._clock() + self._scan_backoff
                 self._scan_backoff = min(DEFAULT_SPOOL_RETRY_MAX_S, self._scan_backoff * 2)
             self._cv.notify_all()
@@ -950,6 +963,7 @@ class ExportPipeline:
     def _settle(self, out: _Outbound, *, ok: bool, reason: str = "") -> None:
         with self._cv:
             self._held.pop(out.key, None)
+            self._parked.discard(out.key)
             self._pending.pop(out.key, None)
             if not ok:
                 self._failed_seqs.append((self._fail_count, out.seq))
