@@ -352,3 +352,11 @@ def test_fixed_key_context_is_reused() -> None:
     with scope as b:
         pass
     assert a is b
+
+
+def test_bare_decorator_is_refused_with_a_hint() -> None:
+    def fn() -> None:
+        pass
+
+    with pytest.raises(TypeError, match="parentheses"):
+        session(fn)  # type: ignore[arg-type]

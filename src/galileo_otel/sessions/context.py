@@ -186,6 +186,8 @@ class session:  # lower-case like contextlib.suppress: it reads as a statement
         metadata: Mapping[str, Any] | None = None,
         baggage: bool | None = None,
     ) -> None:
+        if callable(external_id):
+            raise TypeError("use @session() with parentheses (or @session('key')), not @session")
         self._external_id = external_id
         self._name = name
         self._user_id = user_id
