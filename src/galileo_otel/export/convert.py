@@ -392,14 +392,26 @@ def _system_message(value: Any) -> dict[str, Any] | None:
     return None
 
 
-def _oi_messages(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
-    """OpenInference flattened messages: ``llm.input_messages.N.message.role`` and friends."""
-    by_index: dict[int, dict[str, Any]] = {}
-    n = len(prefix)
+_OI_IN = "llm.input_messages."
+_OI_OUT = "llm.output_messages."
+
+
+def _oi_messages(attrs: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """OpenInference flattened messages (``llm.input_messages.N.message.role`` and friends).
+
+    One pass over the attributes for both directions: an LLM span has dozens of them.
+    """
+    found: tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]] = ({}, {})
     for key, value in attrs.items():
-        if not key.startswith(prefix):
+        if key.startswith(_OI_IN):
+            by_index = found[0]
+            tail = key[19:]
+        elif key.startswith(_OI_OUT):
+            by_index = found[1]
+            tail = key[20:]
+        else:
             continue
-        index, _, rest = key[n:].partition(".message.")
+        index, _, rest = tail.partition(".message.")
         if not index.isdigit():
             continue
         msg = by_index.setdefault(int(index), {})
@@ -417,6 +429,10 @@ def _oi_messages(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
             msg.setdefault("calls", {}).setdefault(0, {})["function.name"] = value
         elif rest == "function_call_arguments_json":
             msg.setdefault("calls", {}).setdefault(0, {})["function.arguments"] = value
+    return _oi_build(found[0], "user"), _oi_build(found[1], "assistant")
+
+
+def _oi_build(by_index: dict[int, dict[str, Any]], default_role: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i in sorted(by_index):
         msg = by_index[i]
@@ -429,7 +445,7 @@ def _oi_messages(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
         ]
         out.append(
             _message(
-                _role(msg.get("role"), "user" if prefix.startswith("llm.input") else "assistant"),
+                _role(msg.get("role"), default_role),
                 _text(content),
                 tool_calls=calls,
                 tool_call_id=_text(msg["tool_call_id"]) if "tool_call_id" in msg else None,
@@ -637,8 +653,7 @@ def _llm_fields(span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, An
             texts = _indexed(attrs, "embedding.embeddings.", ".embedding.text")
             inputs = [_message("user", _text(text)) for text in texts]
         else:
-            inputs = _oi_messages(attrs, "llm.input_messages.")
-            outputs = _oi_messages(attrs, "llm.output_messages.")
+            inputs, outputs = _oi_messages(attrs)
         if not inputs and INPUT_VALUE in attrs:
             inputs = [_message("user", _text(attrs[INPUT_VALUE]))]
         if not outputs and OUTPUT_VALUE in attrs and str(attrs[OI_SPAN_KIND]).upper() == "LLM":
@@ -735,17 +750,16 @@ def _tools(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _token_metrics(attrs: Mapping[str, Any], metrics: dict[str, Any]) -> None:
-    tokens_in = _int(
-        attrs.get(GEN_AI_USAGE_INPUT_TOKENS)
-        if GEN_AI_USAGE_INPUT_TOKENS in attrs
-        else attrs.get(LLM_TOKEN_PROMPT, attrs.get(GEN_AI_USAGE_PROMPT_TOKENS))
-    )
-    tokens_out = _int(
-        attrs.get(GEN_AI_USAGE_OUTPUT_TOKENS)
-        if GEN_AI_USAGE_OUTPUT_TOKENS in attrs
-        else attrs.get(LLM_TOKEN_COMPLETION, attrs.get(GEN_AI_USAGE_COMPLETION_TOKENS))
-    )
-    total = _int(attrs.get(LLM_TOKEN_TOTAL))
+    tokens_in = attrs.get(GEN_AI_USAGE_INPUT_TOKENS)
+    if tokens_in is None:
+        tokens_in = attrs.get(LLM_TOKEN_PROMPT, attrs.get(GEN_AI_USAGE_PROMPT_TOKENS))
+    tokens_out = attrs.get(GEN_AI_USAGE_OUTPUT_TOKENS)
+    if tokens_out is None:
+        tokens_out = attrs.get(LLM_TOKEN_COMPLETION, attrs.get(GEN_AI_USAGE_COMPLETION_TOKENS))
+    total = attrs.get(LLM_TOKEN_TOTAL)
+    if tokens_in is None and tokens_out is None and total is None:
+        return  # most spans: no model call
+    tokens_in, tokens_out, total = _int(tokens_in), _int(tokens_out), _int(total)
     if tokens_in is not None:
         metrics["num_input_tokens"] = tokens_in
     if tokens_out is not None:
@@ -882,61 +896,53 @@ def convert_trace(trace: AssembledTrace) -> dict[str, Any]:
         spans.append(root)  # a hand-built AssembledTrace may name a root it does not list
     spans.sort(key=lambda s: s.start_time or 0)
 
+    # (span id, local parent id, step) in start order; spans without a context cannot be placed.
+    nodes: list[tuple[int, int | None, dict[str, Any]]] = []
     steps: dict[int, dict[str, Any]] = {}
-    ordered: list[tuple[ReadableSpan, dict[str, Any]]] = []
+    parent_of: dict[int, int | None] = {}
     for span in spans:
+        ctx = span.context
+        if ctx is None:
+            continue
+        sid = ctx.span_id
+        parent = span.parent
+        pid = parent.span_id if parent is not None and not parent.is_remote else None
         step = convert_span(span, galileo_id)
-        if span.context is not None:
-            steps[span.context.span_id] = step
-        ordered.append((span, step))
+        steps[sid] = step
+        parent_of[sid] = pid
+        nodes.append((sid, pid, step))
 
-    # The root as the Trace; kept as a step too unless it is a plain workflow.
+    # The root is the Trace; it is kept as a step too unless it is a plain workflow.
     root_step = steps.get(root_sid) if root_sid is not None else None
     root_is_step = root_step is not None and root_step["type"] != "workflow"
-    container_of_root: dict[str, Any] | None = None
+    # Where the root's children and the orphans go: under the root step when it can hold
+    # children, else at the top of the trace.
+    root_container = root_step if root_is_step and root_step and "spans" in root_step else None
     top: list[dict[str, Any]] = []
-    if root_step is not None and root_is_step:
-        if "spans" in root_step:
-            container_of_root = root_step  # orphans and root children go under it
-
-    parent_of: dict[int, int | None] = {}
-    for span, _ in ordered:
-        if span.context is not None:
-            parent = span.parent
-            parent_of[span.context.span_id] = (
-                parent.span_id if parent is not None and not parent.is_remote else None
-            )
-
     number = 0
-    for span, step in ordered:
-        if span.context is None:
-            continue
-        sid = span.context.span_id
-        if sid == root_sid and not root_is_step:
-            continue
-        number += 1
-        step["step_number"] = number
+    for sid, pid, step in nodes:
         if sid == root_sid:
+            if not root_is_step:
+                continue
+            number += 1
+            step["step_number"] = number
             step["parent_id"] = galileo_id
             top.append(step)
             continue
+        number += 1
+        step["step_number"] = number
         # Walk up to the nearest ancestor step that can hold children (bounded: no cycles).
-        container: dict[str, Any] | None = None
-        pid = parent_of.get(sid)
-        for _ in range(len(ordered)):
-            if pid is None or pid == sid:
+        container = root_container
+        for _ in range(len(nodes)):
+            if pid is None or pid == sid or pid == root_sid:
                 break
             candidate = steps.get(pid)
             if candidate is None:
-                break  # parent not in this trace: goes under the root
-            if pid == root_sid and not root_is_step:
-                break
+                break  # the parent is not in this trace: the step goes under the root
             if "spans" in candidate:
                 container = candidate
                 break
-            pid = parent_of.get(pid)
-        if container is None:
-            container = container_of_root
+            pid = parent_of[pid]
         if container is None:
             step["parent_id"] = galileo_id
             top.append(step)
@@ -965,7 +971,7 @@ def convert_trace(trace: AssembledTrace) -> dict[str, Any]:
         tags = []
         text_in = text_out = None
     if text_in is None or text_out is None:
-        llm_steps = [step for _, step in ordered if step["type"] == "llm"]
+        llm_steps = [step for _, _, step in nodes if step["type"] == "llm"]
         if text_in is None:
             for step in llm_steps:
                 text_in = _first_text(step["input"], "user")
