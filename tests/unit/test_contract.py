@@ -75,6 +75,11 @@ def client_for(api: FakeAPI, **kw: Any) -> GalileoClient:
 
 def test_the_validator_is_not_a_rubber_stamp() -> None:
     # The checks below mean something only if a bad body fails.
+    sessions = request_schema(SESSIONS)
+    with pytest.raises(jsonschema.ValidationError, match="uuid4"):
+        validate(sessions, {"previous_session_id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8"})
+    with pytest.raises(jsonschema.ValidationError, match="date-time"):
+        validate(request_schema(TRACES), {"traces": [{"created_at": "2025-01-01T00:00:00"}]})
     name = request_schema(COUNT)
     with pytest.raises(jsonschema.ValidationError):
         validate(
