@@ -1,0 +1,129 @@
+"""``galileo-otel serve``: argument parsing and the blocking run of the local server.
+
+Importable without the ``[server]`` extra, so the main CLI can always mount the subcommand and
+explain what to install when it is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from typing import Any
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "add_serve_parser", "run_serve"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8088
+
+
+def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``serve`` subcommand to an ``argparse`` subparsers object.
+
+    Sets ``func=run_serve`` as the parser default, so the main CLI can dispatch with
+    ``args.func(args)``.
+
+    Returns:
+        The ``serve`` parser.
+    """
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="run a local Galileo-compatible server (SQLite) for offline work and tests",
+        description=(
+            "Serve the Galileo endpoints galileo-otel uses (sessions, traces, projects, log "
+            "streams) from a local SQLite file. Clients send the key in the Galileo-API-Key "
+            "header; point them here with GALILEO_API_URL=http://127.0.0.1:8088."
+        ),
+    )
+    parser.add_argument("--host", default=DEFAULT_HOST, help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 8088)")
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="SQLite file (default $XDG_DATA_HOME/galileo-otel/galileo.db)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help="key clients must send (default GALILEO_API_KEY, else one is generated and printed)",
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="permit a non-loopback --host (requires an explicit key)",
+    )
+    parser.add_argument(
+        "--faults",
+        action="store_true",
+        help="serve the /local/faults admin endpoints (fault injection for tests and benchmarks)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn log level (default info)",
+    )
+    parser.set_defaults(func=run_serve)
+    return parser
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Run the server until interrupted; the exit status (0 ok, 1 cannot serve, 2 refused)."""
+    from galileo_otel.server.runner import is_loopback
+
+    explicit_key = args.api_key or os.environ.get("GALILEO_API_KEY")
+    if not is_loopback(args.host):
+        if not args.allow_remote or not explicit_key:
+            print(
+                f"galileo-otel serve: refusing to bind non-loopback address {args.host!r}; "
+                "pass --allow-remote and a key (--api-key or GALILEO_API_KEY)",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        import uvicorn
+
+        from galileo_otel.server.app import create_app, default_db_path
+        from galileo_otel.server.runner import uvicorn_config
+    except ImportError:
+        print(
+            "galileo-otel serve needs the 'server' extra: pip install 'galileo-otel[server]'",
+            file=sys.stderr,
+        )
+        return 1
+    key = explicit_key or secrets.token_urlsafe(24)
+    db_path = args.db or default_db_path()
+    try:
+        app = create_app(db_path=db_path, api_key=key, fault_admin=args.faults)
+    except OSError as exc:
+        print(f"galileo-otel serve: cannot open database {db_path}: {exc}", file=sys.stderr)
+        return 1
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    if not explicit_key:
+        # Printed once, on purpose: a generated key is useless unless the user can read it.
+        print(f"galileo-otel serve: generated API key (use it as GALILEO_API_KEY): {key}")
+    print(f"galileo-otel serve: http://{host}:{args.port}  database: {db_path}")
+    if args.faults:
+        print("galileo-otel serve: fault injection admin at /local/faults")
+    sys.stdout.flush()
+    config = uvicorn_config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        log_config=uvicorn.config.LOGGING_CONFIG,
+        access_log=True,
+        timeout_graceful_shutdown=3,
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except SystemExit as exc:
+        # uvicorn exits when it cannot start (e.g. the port is taken); it logged why.
+        return exc.code if isinstance(exc.code, int) else 1
+    except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C during shutdown
+        pass
+    finally:
+        app.state.galileo.close()
+    return 0 if server.started else 1
