@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from conftest_convert import T0, TRACE_ID, make_span
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace import ReadableSpan
 
 from galileo_otel.export import convert as convert_module
@@ -185,6 +187,19 @@ def test_genai_finish_reason_falls_back_to_the_output_message() -> None:
     step = only_step(make_span("chat", 2, 1, attributes=attrs))
     assert step["finish_reason"] == "stop"
     assert step["output"] == {"role": "assistant", "content": "hi"}
+
+
+def test_genai_system_instructions_as_plain_text() -> None:
+    attrs = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.system_instructions": "Answer in French.",
+        "gen_ai.input.messages": '[{"role": "user", "parts": [{"type": "text", "content": "Hi"}]}]',
+    }
+    step = only_step(make_span("chat", 2, 1, attributes=attrs))
+    assert step["input"] == [
+        {"role": "system", "content": "Answer in French."},
+        {"role": "user", "content": "Hi"},
+    ]
 
 
 def test_genai_media_parts_leave_a_placeholder_not_the_bytes() -> None:
@@ -822,3 +837,119 @@ def test_iso_cache_stays_bounded() -> None:
     for i in range(5_000):
         convert_module._iso(T0 + i * 1_000_000_000)
     assert len(convert_module._iso_seconds_cache) <= 4_097
+
+
+# --- whatever the attributes, the worker gets a valid trace and no exception ---------------------
+_KEYS = sorted(
+    {
+        *GENAI_CHAT,
+        *OI_LLM,
+        "gen_ai.operation.name",
+        "openinference.span.kind",
+        "gen_ai.tool.call.arguments",
+        "gen_ai.tool.call.result",
+        "gen_ai.retrieval.documents",
+        "retrieval.documents.0.document.content",
+        "retrieval.documents.0.document.metadata",
+        "retrieval.documents.0.document.score",
+        "llm.input_messages.x.message.role",
+        "input.value",
+        "output.value",
+        "galileo.tags",
+        "http.response.status_code",
+        "gen_ai.agent.name",
+        "tool.name",
+        "embedding.embeddings.0.embedding.text",
+    }
+)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_values = (
+    st.text(max_size=20)
+    | st.integers()
+    | st.floats()
+    | st.booleans()
+    | st.lists(st.text(max_size=5), max_size=3).map(tuple)
+    | _json_values.map(lambda v: json.dumps(v))
+    | st.sampled_from(
+        ["chat", "execute_tool", "invoke_agent", "retrieval", "LLM", "TOOL", "RETRIEVER"]
+    )
+)
+_attributes = st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=10), _values, max_size=12)
+_events = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "gen_ai.user.message",
+                "gen_ai.choice",
+                "gen_ai.tool.message",
+                "gen_ai.client.inference.operation.details",
+                "exception",
+                "First Token Stream Event",
+            ]
+        ),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "content",
+                    "message",
+                    "tool_calls",
+                    "gen_ai.event.content",
+                    "gen_ai.input.messages",
+                ]
+            ),
+            _values,
+            max_size=3,
+        ),
+    ),
+    max_size=2,
+)
+
+
+@st.composite
+def _traces(draw: st.DrawFn) -> AssembledTrace:
+    count = draw(st.integers(1, 6))
+    spans = []
+    for span_id in range(1, count + 1):
+        parent = None if span_id == 1 else draw(st.sampled_from([*range(1, span_id), 99]))
+        start = draw(st.integers(0, 1_000))
+        spans.append(
+            make_span(
+                f"s{span_id}",
+                span_id,
+                parent,
+                start=start,
+                end=start + draw(st.integers(0, 1_000)),
+                attributes=draw(_attributes),
+                events=draw(_events),
+                error=draw(st.none() | st.text(max_size=5)),
+            )
+        )
+    has_root = draw(st.booleans())
+    return AssembledTrace(
+        TRACE_ID,
+        spans[0] if has_root else None,
+        spans if has_root else spans[1:] or spans,
+        has_root,
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_traces())
+def test_any_span_shapes_convert_to_a_valid_trace(trace: AssembledTrace) -> None:
+    converted = convert_trace(trace)
+    assert_valid_trace(converted)
+    json.dumps(converted, allow_nan=False)  # the wire has no NaN
+    steps = walk(converted)
+    root_dropped = (
+        trace.root is not None
+        and converted["spans"] is not None
+        and all(s["id"] != span_uuid(TRACE_ID, 1) for s in steps)
+    )
+    assert len(steps) == len(trace.spans) - (1 if root_dropped else 0)
+    assert sorted(s["step_number"] for s in steps) == list(range(1, len(steps) + 1))

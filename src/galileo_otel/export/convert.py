@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -245,7 +246,7 @@ def _int(value: Any) -> int | None:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        return int(value)
+        return int(value) if math.isfinite(value) else None
     if isinstance(value, str) and value.isdigit():
         return int(value)
     return None
@@ -383,6 +384,8 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
 
 def _system_message(value: Any) -> dict[str, Any] | None:
     parts = _json(value)
+    if parts is None and isinstance(value, str) and value:
+        parts = value  # plain text rather than the JSON list of parts
     if isinstance(parts, str):
         return _message("system", parts)
     if isinstance(parts, list):
@@ -606,7 +609,18 @@ def _documents(value: Any) -> list[dict[str, Any]]:
     return docs
 
 
+def _finite(value: Any) -> float | None:
+    """A real, finite number as float (JSON has no NaN or Infinity), else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+        if math.isfinite(number):
+            return number
+    return None
+
+
 def _scalar(value: Any) -> str | int | float | bool:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     return value if isinstance(value, (str, int, float, bool)) else _text(value)
 
 
@@ -698,8 +712,9 @@ def _llm_fields(span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, An
         params = _json(attrs[LLM_INVOCATION_PARAMETERS])
         if isinstance(params, dict):
             temperature = params.get("temperature")
-    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
-        step["temperature"] = float(temperature)
+    temperature = _finite(temperature)
+    if temperature is not None:
+        step["temperature"] = temperature
     if finish is not None:
         step["finish_reason"] = finish
     tools = _tools(attrs)
@@ -707,8 +722,8 @@ def _llm_fields(span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, An
         step["tools"] = tools
 
     metrics = step["metrics"]
-    ttfc = attrs.get(GEN_AI_RESPONSE_TTFC)
-    if isinstance(ttfc, (int, float)) and not isinstance(ttfc, bool):
+    ttfc = _finite(attrs.get(GEN_AI_RESPONSE_TTFC))
+    if ttfc is not None:
         metrics["time_to_first_token_ns"] = int(ttfc * 1e9)
     elif span.events and span.start_time is not None:
         for event in span.events:
