@@ -412,6 +412,17 @@ def test_search_sessions_body_and_page() -> None:
     assert api.requests[0].url.path.endswith("/sessions/search")
 
 
+def test_search_sessions_sort_by_column_name() -> None:
+    api = FakeAPI([ok({"records": []})])
+    with make(api) as client:
+        client.search_sessions(sort="updated_at")
+    assert api.last_body["sort"] == {
+        "column_id": "updated_at",
+        "ascending": True,
+        "sort_type": "column",
+    }
+
+
 def _page(records: list[int], token: int, nxt: int | None) -> httpx.Response:
     return ok(
         {

@@ -266,3 +266,16 @@ def test_to_filter_tree_accepts_dsl_models_and_dicts() -> None:
         to_filter_tree({"xor": []})
     with pytest.raises(ConfigError, match="not int"):
         to_filter_tree(5)  # type: ignore[arg-type]
+
+
+def test_str_reads_like_the_dsl() -> None:
+    tree = (text("external_id") == "conv-1") | (
+        text("input").contains("refund", case_sensitive=False) & ~number("num_traces").between(2, 5)
+    )
+    assert str(tree) == (
+        "text('external_id') == 'conv-1' | (text('input') contains 'refund' (case-insensitive)"
+        " & ~(number('num_traces') between [2, 5]))"
+    )
+    when = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    assert str(date("created_at") >= when) == "date('created_at') >= '2025-01-01T00:00:00+00:00'"
+    assert str(fully_annotated()) == "fully_annotated()"

@@ -744,11 +744,13 @@ class _Core:
         project_id: Any,
         starting_token: int,
         limit: int,
-        sort: QuerySort | Mapping[str, Any] | None,
+        sort: QuerySort | Mapping[str, Any] | str | None,
         **kw: Any,
     ) -> _Op[LogRecordsQueryResponse]:
         pid = self._project(project_id)
         body = self._query_body(**kw)
+        if isinstance(sort, str):
+            sort = {"column_id": sort}  # a column name sorts ascending
         body.update(starting_token=starting_token, limit=limit, sort=sort)
         request = self._validated(LogRecordsQueryRequest, body, "search_sessions arguments")
         data = yield _Req("POST", f"/v2/projects/{pid}/sessions/search", json=to_wire(request))
@@ -1109,7 +1111,7 @@ class GalileoClient(_Core):
         metrics_testing_id: str | None = None,
         starting_token: int = 0,
         limit: int = 100,
-        sort: QuerySort | Mapping[str, Any] | None = None,
+        sort: QuerySort | Mapping[str, Any] | str | None = None,
     ) -> LogRecordsQueryResponse:
         """One page of sessions that match (see :meth:`iter_sessions` for all of them)."""
         return self._run(
@@ -1136,7 +1138,7 @@ class GalileoClient(_Core):
         experiment_id: str | None = None,
         metrics_testing_id: str | None = None,
         limit: int = 100,
-        sort: QuerySort | Mapping[str, Any] | None = None,
+        sort: QuerySort | Mapping[str, Any] | str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every session that matches, page after page."""
         if filters is not None and not isinstance(filters, (list, tuple)):
@@ -1436,7 +1438,7 @@ class AsyncGalileoClient(_Core):
         metrics_testing_id: str | None = None,
         starting_token: int = 0,
         limit: int = 100,
-        sort: QuerySort | Mapping[str, Any] | None = None,
+        sort: QuerySort | Mapping[str, Any] | str | None = None,
     ) -> LogRecordsQueryResponse:
         """One page of sessions that match."""
         return await self._run(
@@ -1463,7 +1465,7 @@ class AsyncGalileoClient(_Core):
         experiment_id: str | None = None,
         metrics_testing_id: str | None = None,
         limit: int = 100,
-        sort: QuerySort | Mapping[str, Any] | None = None,
+        sort: QuerySort | Mapping[str, Any] | str | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """Every session that matches, page after page (``async for``)."""
         if filters is not None and not isinstance(filters, (list, tuple)):

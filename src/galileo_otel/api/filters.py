@@ -148,6 +148,28 @@ class Filter(ABC):
         return to_wire(self.to_model())
 
 
+_OP_WORDS = {
+    "eq": "==",
+    "ne": "!=",
+    "gt": ">",
+    "gte": ">=",
+    "lt": "<",
+    "lte": "<=",
+    "between": "between",
+    "contains": "contains",
+    "one_of": "one of",
+    "not_in": "not in",
+}
+
+
+def _nested(node: Filter, *, always: bool = False) -> str:
+    # A readable form for logs and CLI output: parenthesise whatever is not a single condition.
+    # ~ binds tighter than & and |, so a negation needs no parentheses of its own.
+    text_form = str(node)
+    bare = isinstance(node, (Condition, Not)) and not always
+    return text_form if bare else f"({text_form})"
+
+
 def _children(node: Filter, kind: type[And] | type[Or]) -> tuple[Filter, ...]:
     # (a & b) & c reads as one and-node of three, not a nested pair.
     return node.children if isinstance(node, kind) else (node,)
@@ -161,6 +183,14 @@ class Condition(Filter):
     """
 
     model: _TypedFilter
+
+    def __str__(self) -> str:
+        f = self.model
+        if isinstance(f, LogRecordsFullyAnnotatedFilter):
+            return f"fully_annotated({f.user_ids or ''})"
+        value = f.value.isoformat() if isinstance(f.value, datetime) else f.value
+        flag = "" if getattr(f, "case_sensitive", True) else " (case-insensitive)"
+        return f"{f.type}({f.column_id!r}) {_OP_WORDS[f.operator]} {value!r}{flag}"
 
     def to_model(self) -> FilterLeaf:
         """The leaf node ``{"filter": ...}`` of this condition."""
@@ -177,6 +207,9 @@ class And(Filter):
 
     children: tuple[Filter, ...]
 
+    def __str__(self) -> str:
+        return " & ".join(_nested(child) for child in self.children)
+
     def to_model(self) -> AndNode:
         """The ``{"and": [...]}`` node."""
         return AndNode.model_validate({"and": [child.to_model() for child in self.children]})
@@ -188,6 +221,9 @@ class Or(Filter):
 
     children: tuple[Filter, ...]
 
+    def __str__(self) -> str:
+        return " | ".join(_nested(child) for child in self.children)
+
     def to_model(self) -> OrNode:
         """The ``{"or": [...]}`` node."""
         return OrNode.model_validate({"or": [child.to_model() for child in self.children]})
@@ -198,6 +234,9 @@ class Not(Filter):
     """The child does not match."""
 
     child: Filter
+
+    def __str__(self) -> str:
+        return f"~{_nested(self.child, always=True)}"
 
     def to_model(self) -> NotNode:
         """The ``{"not": ...}`` node."""
