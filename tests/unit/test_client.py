@@ -1066,3 +1066,17 @@ def test_async_client_shares_the_sync_client_rules() -> None:
     asyncio.run(main())
     assert sync_api.bodies() == async_api.bodies()
     assert sync_api.requests[0].url == async_api.requests[0].url
+
+
+def test_non_ascii_headers_fail_at_construction_without_the_key() -> None:
+    with pytest.raises(ConfigError, match="GALILEO_EXTRA_HEADERS"):
+        GalileoClient(api_key=API_KEY, settings=GalileoSettings(extra_headers={"X-Name": "Zoë"}))
+    with pytest.raises(ConfigError, match="GALILEO_API_KEY") as info:
+        GalileoClient(api_key="clé-secrète")
+    assert "clé-secrète" not in str(info.value)
+
+
+def test_invalid_url_from_httpx_is_mapped() -> None:
+    api = FakeAPI([httpx.InvalidURL("bad url")])
+    with make(api) as client, pytest.raises(TransportError, match="InvalidURL"):
+        client.count_sessions()

@@ -90,6 +90,9 @@ _MAX_PAGES = 100_000  # a server that never stops paginating must not loop us fo
 
 T = TypeVar("T")
 
+# Everything httpx raises on its own; InvalidURL and StreamError are not HTTPError subclasses.
+_HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
+
 
 # ------------------------------------------------------------------------------------------------
 # Retry policy
@@ -351,6 +354,12 @@ class _Core:
         self._has_credentials = bool(self._api_key) or bool(
             {_API_KEY_HEADER.lower(), "authorization"} & lowered
         )
+        # HTTP headers are ASCII: fail here, naming the setting, not inside httpx on first use.
+        for name, value in settings.extra_headers.items():
+            if not (name.isascii() and value.isascii()):
+                raise ConfigError(f"GALILEO_EXTRA_HEADERS: header {name!r} is not plain ASCII")
+        if self._api_key is not None and not self._api_key.isascii():
+            raise ConfigError("GALILEO_API_KEY: the API key is not plain ASCII")
 
     def __repr__(self) -> str:
         return (
@@ -410,7 +419,7 @@ class _Core:
             pool=cap(base.pool),
         )
 
-    def _transport_failure(self, exc: httpx.HTTPError, method: str, url: str) -> _Failure:
+    def _transport_failure(self, exc: Exception, method: str, url: str) -> _Failure:
         never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
         transient = isinstance(
             exc,
@@ -954,7 +963,7 @@ class GalileoClient(_Core):
                     headers=headers,
                     timeout=self._attempt_timeout(timeout, policy, start),
                 )
-            except httpx.HTTPError as exc:
+            except _HTTPX_ERRORS as exc:
                 failure = self._transport_failure(exc, method, url)
             else:
                 if response.is_success:
@@ -1298,7 +1307,7 @@ class AsyncGalileoClient(_Core):
                     headers=headers,
                     timeout=self._attempt_timeout(timeout, policy, start),
                 )
-            except httpx.HTTPError as exc:
+            except _HTTPX_ERRORS as exc:
                 failure = self._transport_failure(exc, method, url)
             else:
                 if response.is_success:
