@@ -1,13 +1,6 @@
 """GalileoClient and AsyncGalileoClient: the Galileo REST API over httpx, with auth, retries and errors.
 
-Every method raises only :mod:`galileo_otel.errors` types. Transient failures (connection errors,
-timeouts, 408, 429, 5xx) are retried with exponential backoff and jitter inside a deadline,
-honouring ``Retry-After``; 400/401/403/404/422 never are. The API key goes only into the
-``Galileo-API-Key`` header: never into a repr, a log line or an exception message.
-
-The high-level methods are written once, as generators that yield the HTTP requests they need
-(:class:`_Req`) and receive the parsed answers; the sync and async clients only differ in how
-they send a request and how they sleep.
+Every method raises only :mod:`galileo_otel.errors` types; the API key never leaves its header.
 """
 
 from __future__ import annotations
@@ -187,6 +180,11 @@ class Destination:
 # ------------------------------------------------------------------------------------------------
 # Sans-IO core
 # ------------------------------------------------------------------------------------------------
+
+
+# The high-level methods are written once, as generators that yield the HTTP requests they need
+# (_Req) and receive the parsed answers; the sync and async clients only differ in how they send
+# a request and how they sleep, so both follow exactly the same rules.
 
 
 @dataclass(frozen=True)

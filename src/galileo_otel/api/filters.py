@@ -1,19 +1,6 @@
 """A small Python DSL for Count/Query Sessions filters: ``text("input").contains("refund") & ...``.
 
-Columns compare into conditions; ``&``, ``|`` and ``~`` combine them into a filter tree. What it
-builds is validated at once (a bad value fails on the line that wrote it) and serialises to JSON
-that validates against the OpenAPI schema::
-
-    from galileo_otel.api.filters import number, text
-
-    tree = (text("external_id") == "conv-1") | (
-        text("input").contains("refund", case_sensitive=False) & number("num_traces").between(2, 5)
-    )
-    tree.to_dict()  # {"or": [{"filter": {...}}, {"and": [...]}]}
-
-Mind the parentheses: ``&`` and ``|`` bind tighter than ``==``. Python's ``and``/``or``/``not``
-cannot be overloaded, so a condition refuses to be used as a bool rather than silently dropping
-half of a query.
+Columns compare into conditions; ``&``, ``|`` and ``~`` combine them into a filter tree.
 """
 
 from __future__ import annotations
@@ -115,7 +102,17 @@ def _first_error(exc: pydantic.ValidationError) -> str:
 class Filter(ABC):
     """A filter tree: a :class:`Condition`, or :class:`And` / :class:`Or` / :class:`Not` of trees.
 
-    Combine with ``&`` (and), ``|`` (or) and ``~`` (not).
+    Combine with ``&`` (and), ``|`` (or) and ``~`` (not). What is built is validated at once (a
+    bad value fails on the line that wrote it) and serialises to JSON that validates against the
+    OpenAPI schema. Mind the parentheses: ``&`` and ``|`` bind tighter than ``==``. Python's
+    ``and``/``or``/``not`` cannot be overloaded, so a filter refuses to be used as a bool rather
+    than silently dropping half of a query.
+
+    Example:
+        >>> from galileo_otel.api.filters import number, text
+        >>> tree = (text("external_id") == "conv-1") | number("num_traces").between(2, 5)
+        >>> list(tree.to_dict())
+        ['or']
     """
 
     __slots__ = ()

@@ -1,8 +1,6 @@
 """Pydantic models of every schema in ``galileo-openapi.yaml``: the wire contract of client and server.
 
-Request models validate what users hand the client and what the local server receives; response
-models parse what the API answers. Both ignore unknown fields, like FastAPI's defaults. Dump request
-bodies with :func:`to_wire` (JSON mode, aliases, no ``None``s) so they validate against the schema.
+Unknown fields are ignored, as FastAPI does; dump request bodies with :func:`to_wire`.
 """
 
 from __future__ import annotations
