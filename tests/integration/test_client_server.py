@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from typing import Any
 
@@ -175,3 +176,20 @@ def test_async_client_against_the_server(local_project: Any) -> None:
             return await aclient.count_sessions(filters=[number("num_traces") == 1])
 
     assert asyncio.run(main()) == 1
+
+
+def test_key_stays_out_of_every_log_line_on_a_real_socket(
+    local_project: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # httpx and httpcore log at DEBUG on a real connection; none of it may carry the key.
+    server, client, project_id = local_project
+    caplog.set_level(logging.DEBUG)
+    server.faults.fail("*/sessions/count", status=503, times=1)
+    client.request_json(
+        "POST", f"/v2/projects/{project_id}/sessions/count", json={}, retry=FAST_RETRY
+    )
+    client.create_session(external_id="logged")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("retrying" in m for m in messages)
+    assert any("httpcore" in r.name or "httpx" in r.name for r in caplog.records)
+    assert not [m for m in messages if server.api_key in m]
