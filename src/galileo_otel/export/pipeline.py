@@ -270,8 +270,12 @@ class ExportPipeline:
         if self._started or self._closing or self._disabled:
             return
         self._started = True
+        # Build everything now, on the caller's thread: imports and client set-up (pydantic
+        # schemas, TLS context) are a one-time cost that must not land in the first burst.
         self._get_assembler()
         self._get_tracker()
+        self._get_client()
+        from galileo_otel.export import convert  # noqa: F401
         if self._spool is not None:
             with contextlib.suppress(OSError):
                 self._spool.cleanup()
