@@ -344,3 +344,29 @@ def test_stores_satisfy_protocol(tmp_path: Path) -> None:
     assert isinstance(SQLiteSessionStore(tmp_path / "s.db"), SessionStore)
     with pytest.raises(ValueError):
         MemorySessionStore(max_tracked=0)
+
+
+def test_sqlite_sweep_keeps_uncreated_chains(tmp_path: Path) -> None:
+    store = SQLiteSessionStore(tmp_path / "s.db", max_tracked=1)
+    tracker = SessionTracker(store, idle_timeout_s=1)
+    records = [
+        tracker.session_for_trace({"session.id": "k"}, i * 10 * S, i * 10 * S + 1)
+        for i in range(100)
+    ]
+    assert store.stats()["sessions"] == 100  # swept at least once, but all still needed
+    calls: list[dict[str, Any]] = []
+
+    def create(payload: dict[str, Any]) -> str:
+        calls.append(payload)
+        return str(uuid.uuid4())
+
+    tracker.ensure_created(records[-1], create)
+    assert len(calls) == 100
+    assert calls[0]["previous_session_id"] is None
+    assert all(c["previous_session_id"] for c in calls[1:])
+    # once created, the old ones are no longer needed and the next sweeps forget them
+    for i in range(100, 228):
+        tracker.ensure_created(
+            tracker.session_for_trace({"session.id": "k"}, i * 10 * S, i * 10 * S + 1), create
+        )
+    assert store.stats()["sessions"] <= 2 + 16 + 64
