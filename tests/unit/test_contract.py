@@ -477,3 +477,145 @@ def test_dsl_count_and_search_requests_validate(flat: list[Filter], tree: Filter
     validate(request_schema(COUNT), count_body)
     validate(request_schema(SEARCH), search_body)
     assert len(count_body["filters"]) == len(flat)
+
+
+# ------------------------------------------------------------------------------------------------
+# Property: every trace the models accept serialises to a body the schema accepts
+# ------------------------------------------------------------------------------------------------
+
+small_text = st.text(max_size=8)
+maybe_uuid = st.none() | uuids.map(str)
+str_dict = st.dictionaries(small_text, small_text, max_size=2)
+content = small_text | st.lists(
+    st.one_of(
+        st.builds(lambda t: {"type": "text", "text": t}, small_text),
+        st.builds(lambda t: {"text": t}, small_text),
+        st.builds(lambda f: {"type": "file", "file_id": f}, st.none() | small_text),
+    ),
+    max_size=2,
+)
+roles = st.sampled_from(["system", "user", "assistant", "tool", "developer", "function", "agent"])
+tool_calls = st.none() | st.lists(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "id": small_text,
+            "function": st.fixed_dictionaries(
+                {}, optional={"name": small_text, "arguments": small_text}
+            ),
+        },
+    ),
+    max_size=2,
+)
+messages = st.fixed_dictionaries(
+    {"role": roles, "content": content},
+    optional={"tool_call_id": st.none() | small_text, "tool_calls": tool_calls},
+)
+documents = st.fixed_dictionaries(
+    {"content": small_text},
+    optional={
+        "metadata": st.dictionaries(
+            small_text,
+            small_text
+            | st.booleans()
+            | st.integers()
+            | st.floats(allow_nan=False, allow_infinity=False),
+            max_size=2,
+        )
+    },
+)
+step_io = st.one_of(
+    small_text, st.lists(messages, max_size=2), messages, st.lists(documents, max_size=2)
+)
+maybe_int = st.none() | st.integers(min_value=0, max_value=2**53)
+common = {
+    "name": small_text,
+    "created_at": datetimes.map(lambda d: d.isoformat()),
+    "user_metadata": str_dict,
+    "tags": st.lists(small_text, max_size=2),
+    "status_code": st.none() | st.integers(100, 599),
+    "external_id": st.none() | small_text,
+    "id": maybe_uuid,
+    "session_id": maybe_uuid,
+    "trace_id": maybe_uuid,
+}
+span_common = {**common, "step_number": maybe_int, "parent_id": maybe_uuid}
+
+
+def _spans(children: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[list[dict[str, Any]]]:
+    return st.lists(children, max_size=3)
+
+
+leaf_spans = st.one_of(
+    st.fixed_dictionaries(
+        {"type": st.just("llm")},
+        optional={
+            **span_common,
+            "input": st.lists(messages, max_size=2),
+            "output": st.none() | messages,
+            "model": st.none() | small_text,
+            "temperature": st.none() | st.floats(0, 2),
+            "metrics": st.fixed_dictionaries(
+                {}, optional={"num_input_tokens": maybe_int, "duration_ns": maybe_int}
+            ),
+            "tools": st.none() | st.lists(st.just({"type": "function"}), max_size=1),
+        },
+    ),
+    st.fixed_dictionaries(
+        {"type": st.just("tool")},
+        optional={**span_common, "input": small_text, "output": st.none() | small_text},
+    ),
+    st.fixed_dictionaries(
+        {"type": st.just("retriever")},
+        optional={
+            **span_common,
+            "input": small_text,
+            "output": st.none() | st.lists(documents, max_size=2),
+        },
+    ),
+)
+span_trees = st.recursive(
+    leaf_spans,
+    lambda kids: st.one_of(
+        st.fixed_dictionaries(
+            {"type": st.just("workflow"), "spans": _spans(kids)},
+            optional={**span_common, "input": step_io, "output": st.none() | step_io},
+        ),
+        st.fixed_dictionaries(
+            {"type": st.just("agent"), "spans": _spans(kids)},
+            optional={
+                **span_common,
+                "input": step_io,
+                "agent_type": st.sampled_from(["default", "planner", "router", "judge"]),
+            },
+        ),
+    ),
+    max_leaves=8,
+)
+traces = st.fixed_dictionaries(
+    {"spans": _spans(span_trees)},
+    optional={**common, "input": content, "output": st.none() | content},
+)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(traces, min_size=1, max_size=2), st.booleans())
+def test_any_accepted_trace_serialises_to_a_valid_body(
+    batch: list[dict[str, Any]], reliable: bool
+) -> None:
+    api = FakeAPI(
+        [
+            ok(
+                {
+                    "project_id": PROJECT_ID,
+                    "project_name": "p",
+                    "records_count": 1,
+                    "traces_count": 1,
+                    "spans_count": 1,
+                }
+            )
+        ]
+    )
+    with client_for(api, log_stream_id=LOG_STREAM_ID) as client:
+        client.log_traces(batch, session_id=SESSION_ID, reliable=reliable)
+    validate(request_schema(TRACES), api.last_body)

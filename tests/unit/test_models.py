@@ -405,3 +405,14 @@ def test_project_and_log_stream_models() -> None:
     assert to_wire(m.ProjectCreateRequest(name="app")) == {"name": "app", "type": "gen_ai"}
     with pytest.raises(pydantic.ValidationError):
         m.LogStreamCreateRequest(name="")
+
+
+def test_naive_datetimes_are_taken_as_utc() -> None:
+    trace = Trace.model_validate({"created_at": "2025-01-01T10:00:00"})
+    assert to_wire(trace)["created_at"] == "2025-01-01T10:00:00Z"
+    f = filter_adapter.validate_python(
+        {"type": "date", "column_id": "created_at", "operator": "lt", "value": datetime(2025, 1, 1)}
+    )
+    assert to_wire(f)["value"] == "2025-01-01T00:00:00Z"
+    aware = Trace.model_validate({"created_at": "2025-01-01T10:00:00+02:00"})
+    assert to_wire(aware)["created_at"] == "2025-01-01T10:00:00+02:00"

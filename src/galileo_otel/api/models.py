@@ -13,6 +13,7 @@ from uuid import UUID
 
 from pydantic import (
     UUID4,
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -69,6 +70,7 @@ __all__ = [
     "ToolCallFunction",
     "ToolSpan",
     "Trace",
+    "UtcDatetime",
     "ValidationErrorItem",
     "WorkflowSpan",
     "filter_adapter",
@@ -97,6 +99,15 @@ def to_wire(model: BaseModel) -> dict[str, Any]:
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _assume_utc(value: datetime) -> datetime:
+    # The schema's date-time is RFC 3339, which needs an offset; Galileo keeps time in UTC.
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_assume_utc)]
+"""A datetime; a naive one is taken as UTC, so it always serialises with an offset."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -210,7 +221,7 @@ class LogRecordsDateFilter(_Model):
 
     column_id: str = Field(description="ID of the column to filter.")
     operator: Annotated[DateOperator, _operator("date", ("eq", "ne", "gt", "gte", "lt", "lte"))]
-    value: datetime
+    value: UtcDatetime
     type: Literal["date"] = "date"
 
 
@@ -510,7 +521,7 @@ class _Step(_Model):
     """Fields every trace and span has."""
 
     name: str = ""
-    created_at: datetime = Field(default_factory=_utc_now)
+    created_at: UtcDatetime = Field(default_factory=_utc_now)
     user_metadata: dict[str, str] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     status_code: int | None = None
