@@ -85,11 +85,19 @@ def run_serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from galileo_otel.server.app import create_app, default_db_path
-        from galileo_otel.server.runner import uvicorn_config
+        from galileo_otel.server.runner import bind_socket, uvicorn_config
     except ImportError:
         print(
             "galileo-otel serve needs the 'server' extra: pip install 'galileo-otel[server]'",
             file=sys.stderr,
+        )
+        return 1
+    try:
+        # Bound here, not by uvicorn: a taken port gets a clear message, and --port 0 a real one.
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:
+        print(
+            f"galileo-otel serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
         )
         return 1
     key = explicit_key or secrets.token_urlsafe(24)
@@ -97,20 +105,20 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         app = create_app(db_path=db_path, api_key=key, fault_admin=args.faults)
     except OSError as exc:
+        sock.close()
         print(f"galileo-otel serve: cannot open database {db_path}: {exc}", file=sys.stderr)
         return 1
     host = f"[{args.host}]" if ":" in args.host else args.host
+    port = sock.getsockname()[1]
     if not explicit_key:
         # Printed once, on purpose: a generated key is useless unless the user can read it.
         print(f"galileo-otel serve: generated API key (use it as GALILEO_API_KEY): {key}")
-    print(f"galileo-otel serve: http://{host}:{args.port}  database: {db_path}")
+    print(f"galileo-otel serve: listening on http://{host}:{port}  database: {db_path}")
     if args.faults:
         print("galileo-otel serve: fault injection admin at /local/faults")
     sys.stdout.flush()
     config = uvicorn_config(
         app,
-        host=args.host,
-        port=args.port,
         log_level=args.log_level,
         log_config=uvicorn.config.LOGGING_CONFIG,
         access_log=True,
@@ -118,12 +126,10 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     server = uvicorn.Server(config)
     try:
-        server.run()
-    except SystemExit as exc:
-        # uvicorn exits when it cannot start (e.g. the port is taken); it logged why.
-        return exc.code if isinstance(exc.code, int) else 1
+        server.run(sockets=[sock])
     except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C during shutdown
         pass
     finally:
         app.state.galileo.close()
+        sock.close()
     return 0 if server.started else 1

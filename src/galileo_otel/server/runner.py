@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from galileo_otel.server.app import ServerState, create_app
 from galileo_otel.server.faults import FaultInjector, FaultRule
 
-__all__ = ["RunningServer", "is_loopback", "serve_in_thread"]
+__all__ = ["RunningServer", "bind_socket", "is_loopback", "serve_in_thread", "uvicorn_config"]
 
 _START_TIMEOUT_S = 10.0
 
@@ -30,6 +30,27 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for uvicorn (port 0 = a free port).
+
+    Raises:
+        OSError: The address cannot be bound (e.g. the port is taken).
+    """
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto says TCP, and
+    # without it a keep-alive answer written in two parts waits ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        if os.name != "nt":  # on Windows SO_REUSEADDR would let two servers share the port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def uvicorn_config(app: FastAPI, **overrides: Any) -> uvicorn.Config:
@@ -100,17 +121,7 @@ class RunningServer:
         """
         if self._thread is not None:
             return self
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto says TCP, and
-        # without it a keep-alive answer written in two parts waits ~40 ms for a delayed ACK.
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host.strip("[]"), self.port))
-        except OSError:
-            sock.close()
-            raise
-        sock.set_inheritable(True)
+        sock = bind_socket(self.host, self.port)
         self._socket = sock
         self.port = sock.getsockname()[1]
         self._server = uvicorn.Server(uvicorn_config(self.app, log_level="warning"))
