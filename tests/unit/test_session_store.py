@@ -283,7 +283,8 @@ def test_failed_create_lets_a_waiter_retry(kind: str, tmp_path: Path) -> None:
     release.set()
     t1.join(30)
     t2.join(30)
-    assert outcome == ["failed", "second"]
+    # the order of the two appends is up to the scheduler; what matters is that both happened
+    assert sorted(outcome) == ["failed", "second"]
     assert store.get(record.local_id).galileo_id == "second"  # type: ignore[union-attr]
 
 
