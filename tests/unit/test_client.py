@@ -1080,3 +1080,12 @@ def test_invalid_url_from_httpx_is_mapped() -> None:
     api = FakeAPI([httpx.InvalidURL("bad url")])
     with make(api) as client, pytest.raises(TransportError, match="InvalidURL"):
         client.count_sessions()
+
+
+def test_resolve_log_stream_id_in_any_case() -> None:
+    api = FakeAPI([ok([_stream("a")]), ok([_stream("a")])])
+    with make(api) as client:
+        dest = client.resolve_destination(log_stream_id=LOG_STREAM_ID.upper())
+        assert dest.log_stream_id == LOG_STREAM_ID
+        with pytest.raises(ConfigError, match="not a UUID"):
+            client.resolve_destination(log_stream_id="stream-1")

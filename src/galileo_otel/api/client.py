@@ -657,6 +657,10 @@ class _Core:
         if eid is not None:
             return Destination(pid, project_name, None, eid)
         if lsid is not None:
+            try:
+                lsid = str(uuid.UUID(lsid))  # compare in canonical form
+            except ValueError:
+                raise ConfigError(f"log_stream_id {lsid!r} is not a UUID") from None
             if not any(str(st.id) == lsid for st in streams):
                 raise NotFoundError(
                     f"log stream {lsid} not found in project {pid}", status_code=404
