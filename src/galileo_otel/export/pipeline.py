@@ -234,6 +234,8 @@ class ExportPipeline:
         self._awake = False
         self._wake = threading.Event()
         self._stop = threading.Event()
+        # Set when shutdown begins: retry waits end early, so failing batches park in the spool.
+        self._hurry = threading.Event()
         self._cv = threading.Condition(threading.Lock())
         self._stats_lock = threading.Lock()
         self._counts: dict[str, int] = {}
@@ -247,7 +249,8 @@ class ExportPipeline:
         self._last_flush = -1e18
         self._outbox: deque[_Outbound] = deque()
         self._busy = 0
-        self._pending: dict[str, int] = {}
+        self._pending: dict[str, int] = {}  # batch key -> seq, until confirmed or given up
+        self._pending_traces: dict[str, int] = {}
         # (n, seq) of batches given up on, n counting up, so a flush sees only failures after it began.
         self._failed_seqs: deque[tuple[int, int]] = deque(maxlen=4096)
         self._fail_count = 0
@@ -276,6 +279,7 @@ class ExportPipeline:
         self._get_tracker()
         self._get_client()
         from galileo_otel.export import convert  # noqa: F401
+
         if self._spool is not None:
             with contextlib.suppress(OSError):
                 self._spool.cleanup()
@@ -337,6 +341,7 @@ class ExportPipeline:
         if self._closing:
             return False
         self._closing = True
+        self._hurry.set()
         timeout = self._export_timeout if timeout_s is None else timeout_s
         deadline = self._clock() + max(0.0, timeout)
         ok = True
@@ -397,26 +402,33 @@ class ExportPipeline:
 
     # --- stats ----------------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
-        """Counters since start; spans for ``spans_*``, traces for ``traces_*``.
+        """Counters since start (cheap; safe to call from any thread).
 
-        Keys: ``spans_queued`` (accepted by submit), ``spans_dropped`` (queue full or closed,
-        also split as ``dropped.queue_full`` / ``dropped.shutdown``), ``traces_batched``,
-        ``traces_sent`` (first send attempts), ``traces_confirmed`` (2xx answers),
-        ``traces_spooled`` (left in the spool undelivered), ``traces_dead_lettered``,
-        ``traces_failed`` (given up in fire-and-forget mode, also ``failed.<reason>``),
-        ``requests_sent``, ``requests_retried``, ``queue_size``, ``in_flight``, ...
+        Spans: ``spans_queued`` (accepted by :meth:`submit`), ``spans_dropped`` (refused), split
+        into ``dropped.queue_full`` and ``dropped.shutdown``; ``queue_size`` now.
+        Traces (one Galileo trace per OTel trace): ``traces_batched`` (converted into a batch),
+        ``traces_sent`` (first send of their batch in this process), ``traces_confirmed`` (2xx
+        answer), ``traces_spooled`` (their batch was left in the spool to be sent later: senders
+        busy, retries exhausted or shutdown; counted each time), ``traces_dead_lettered``
+        (permanent error; also ``dead_lettered.<status>``), ``traces_failed`` (given up without
+        a spool, e.g. fire-and-forget; also ``failed.<reason>`` such as ``failed.http_503``,
+        ``failed.connection``, ``failed.timeout``), ``traces_pending`` (in batches not yet
+        confirmed or given up, now). Requests: ``requests_sent``, ``requests_confirmed``,
+        ``requests_retried``. Also ``batches``, ``batches_pending``, ``in_flight``,
+        ``spool_files`` (approximate), ``errors.<where>`` and the assembler's ``assembler.*``.
         """
         with self._stats_lock:
             out = dict(self._counts)
-        queued = self._taken + len(self._queue)
-        out["spans_queued"] = queued
+        with self._cv:
+            out["batches_pending"] = len(self._pending)
+            out["traces_pending"] = sum(self._pending_traces.values())
+            out["in_flight"] = self._busy
+            out["spool_files"] = self._spool_files
+        out["spans_queued"] = self._taken + len(self._queue)
         out["queue_size"] = len(self._queue)
         out["dropped.queue_full"] = self._dropped_full
         out["dropped.shutdown"] = self._dropped_closed + out.get("dropped.shutdown", 0)
         out["spans_dropped"] = self._dropped_full + self._dropped_closed
-        out["in_flight"] = self._busy
-        out["batches_pending"] = len(self._pending)
-        out["spool_files"] = self._spool_files
         for key in (
             "traces_batched",
             "traces_sent",
@@ -624,6 +636,7 @@ class ExportPipeline:
                 self._count("spool_write_errors")
         with self._cv:
             self._pending[out.key] = seq
+            self._pending_traces[out.key] = out.traces
             if out.entry is not None:
                 self._held[out.key] = out.entry
                 if len(self._outbox) >= self._in_flight:
@@ -632,6 +645,7 @@ class ExportPipeline:
                     del self._held[out.key]
                     self._backlog += 1
                     self._spool_files += 1
+                    self._count("traces_spooled", out.traces)
                     return
                 self._outbox.append(out)
                 self._cv.notify()
@@ -641,6 +655,7 @@ class ExportPipeline:
                 self._cv.wait(0.5)
             if self._stop.is_set() and len(self._outbox) >= 2 * self._in_flight:
                 del self._pending[out.key]
+                self._pending_traces.pop(out.key, None)
                 self._failed_seqs.append((self._fail_count, seq))
                 self._fail_count += 1
                 self._count("traces_dropped", out.traces)
@@ -679,6 +694,7 @@ class ExportPipeline:
                 if seq is None:
                     seq = next(self._seq)
                     self._pending[entry.name] = seq
+                    self._pending_traces[entry.name] = int(entry.header.get("traces", 0))
                 else:
                     self._backlog = max(0, self._backlog - 1)
                 self._held[entry.name] = entry
@@ -758,7 +774,7 @@ class ExportPipeline:
                     self._leave_in_spool(out, retried=True, reason=_reason(exc))
                     return
                 self._count("requests_retried")
-                if (self._wait_fn or self._stop.wait)(wait) or self._stop.is_set():
+                if (self._wait_fn or self._hurry.wait)(wait) or self._stop.is_set():
                     self._leave_in_spool(out, retried=True, reason="shutdown")
                     return
                 continue
@@ -969,6 +985,7 @@ class ExportPipeline:
             self._held.pop(out.key, None)
             self._parked.discard(out.key)
             self._pending.pop(out.key, None)
+            self._pending_traces.pop(out.key, None)
             if not ok:
                 self._failed_seqs.append((self._fail_count, out.seq))
                 self._fail_count += 1
