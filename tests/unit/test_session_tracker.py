@@ -371,3 +371,29 @@ def test_uncreated_chain_survives_sweep() -> None:
     assert len(create.calls) == 100
     assert create.calls[0]["previous_session_id"] is None
     assert all(c["previous_session_id"] for c in create.calls[1:])
+
+
+def test_namespaces_keep_destinations_apart(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    app_a = SessionTracker(SQLiteSessionStore(path), namespace="proj-a/default")
+    app_a2 = SessionTracker(SQLiteSessionStore(path), namespace="proj-a/default")
+    app_b = SessionTracker(SQLiteSessionStore(path), namespace="proj-b/default")
+    a = trace(app_a, 0, session__id="conv-1", user__id="u")
+    assert trace(app_a2, 1, session__id="conv-1", user__id="u").local_id == a.local_id
+    b = trace(app_b, 2, session__id="conv-1", user__id="u")
+    assert b.local_id != a.local_id
+    assert b.previous_local_id is None  # the user's history in project a is not b's
+    assert a.key == "proj-a/default|key:conv-1" and a.external_id == "conv-1"
+    follow = trace(app_b, 3, session__id="conv-2", session__previous_id="conv-1")
+    assert follow.previous_local_id == b.local_id
+
+
+def test_namespace_of_settings() -> None:
+    from galileo_otel.sessions.tracker import namespace_of
+
+    assert namespace_of(GalileoSettings()) == ""
+    assert namespace_of(GalileoSettings(project="p", log_stream="ls")) == "p/ls"
+    exp = str(uuid.uuid4())
+    assert namespace_of(GalileoSettings(project="p", experiment_id=exp)) == f"p/{exp}"
+    tracker = SessionTracker.from_settings(GalileoSettings(project="p", log_stream="ls"))
+    assert trace(tracker, 0, session__id="k").key == "p/ls|key:k"

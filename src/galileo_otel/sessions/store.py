@@ -47,7 +47,8 @@ class SessionRecord:
     Attributes:
         local_id: Client-made uuid4, stable for the life of the session across processes.
         key: The scope the session belongs to: ``key:<app key>``, ``user:<user id>`` (automatic
-            session of a user) or ``auto:<service name>`` (automatic session of the process).
+            session of a user) or ``auto:<service name>`` (automatic session of the process),
+            after the tracker's namespace (``<project>/<log stream>|``) when it has one.
         external_id: The app's session key sent to Galileo, or ``None`` for automatic sessions.
         name: The session name sent to Galileo, or ``None``.
         user_id: The user of the session, or ``None``.

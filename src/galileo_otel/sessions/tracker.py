@@ -46,7 +46,7 @@ from galileo_otel.settings import DEFAULT_SESSION_IDLE_TIMEOUT_S
 if TYPE_CHECKING:
     from galileo_otel.settings import GalileoSettings
 
-__all__ = ["SessionRecord", "SessionTracker", "scope_of"]
+__all__ = ["SessionRecord", "SessionTracker", "namespace_of", "scope_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,17 @@ def scope_of(key: str | None, user: str | None, service_name: str | None) -> str
     return "auto:" + (service_name or "")
 
 
+def namespace_of(settings: GalileoSettings) -> str:
+    """The store namespace of a destination: ``<project>/<log stream or experiment>``.
+
+    Args:
+        settings: Supplies the project and log stream / experiment, by id or name.
+    """
+    project = settings.project_id or settings.project or ""
+    target = settings.experiment_id or settings.log_stream_id or settings.log_stream or ""
+    return f"{project}/{target}" if project or target else ""
+
+
 def _str(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -91,6 +102,8 @@ class SessionTracker:
         service_name: Stamped as ``service.name`` in ``user_metadata``; also names the automatic
             session of anonymous traces.
         max_tracked: Size of the default memory store (ignored when ``store`` is given).
+        namespace: Prefix of every key in the store, so that apps logging to different
+            projects or log streams can share one SQLite file without sharing sessions.
     """
 
     def __init__(
@@ -102,6 +115,7 @@ class SessionTracker:
         metadata_attributes: Iterable[str] = (),
         service_name: str | None = None,
         max_tracked: int = 10_000,
+        namespace: str = "",
     ) -> None:
         if idle_timeout_s < 0 or (max_age_s is not None and max_age_s < 0):
             raise ValueError("session timeouts cannot be negative")
@@ -112,6 +126,7 @@ class SessionTracker:
         self._max_age_ns = None if max_age_s is None else int(max_age_s * _NS)
         self._metadata_attributes = tuple(metadata_attributes)
         self._service_name = service_name
+        self._ns = f"{namespace}|" if namespace else ""
         self._counts_lock = threading.Lock()
         self._counts = {
             "traces": 0,
@@ -137,6 +152,7 @@ class SessionTracker:
             metadata_attributes=settings.session_metadata_attributes,
             service_name=settings.service_name,
             max_tracked=settings.max_tracked_sessions,
+            namespace=namespace_of(settings),
         )
 
     @property
@@ -171,7 +187,8 @@ class SessionTracker:
         attrs: Mapping[str, Any] = root_attributes or {}
         key = session_key(attrs)
         user = user_id(attrs)
-        scope = scope_of(key, user, self._service_name)
+        scope = self._ns + scope_of(key, user, self._service_name)
+        user_key = None if user is None else self._ns + user
         self._count("traces")
 
         # The app's session.previous_id, looked up before the atomic section (which must not do
@@ -180,7 +197,7 @@ class SessionTracker:
         app_previous_uuid: str | None = None
         raw_previous = previous_id(attrs)
         if raw_previous is not None:
-            app_previous = self._store.latest("key:" + raw_previous)
+            app_previous = self._store.latest(self._ns + "key:" + raw_previous)
             if app_previous is None:
                 app_previous_uuid = as_uuid4(raw_previous)
 
@@ -229,7 +246,7 @@ class SessionTracker:
 
         record = self._store.open_or_join(
             scope,
-            user_key=user,
+            user_key=user_key,
             end_ns=end_ns,
             is_live=is_live,
             open_new=open_new,
