@@ -273,12 +273,6 @@ def _add_serve(subparsers: Any) -> None:
     add_serve_parser(subparsers)
 
 
-def _run_serve(args: argparse.Namespace) -> int:
-    from galileo_otel.server.cli import run_serve
-
-    return int(run_serve(args))
-
-
 # --- sessions ---------------------------------------------------------------------------------
 
 

@@ -113,22 +113,31 @@ class SimulatedChatApp:
         self._tracer = tracer
         self._rng = rng
         self._history: dict[str, list[dict[str, Any]]] = {}
+        self._topic_start: dict[str, int] = {}
 
     def run(self, turn: Turn) -> None:
         """Emit the trace of one turn, inside the conversation's session if it has one."""
         if turn.conversation is None:
             self._trace(turn)
             return
-        with session(turn.conversation, user_id=turn.user, metadata={"channel": "web"}):
+        with session(
+            turn.conversation,
+            user_id=turn.user,
+            name=f"support chat {turn.conversation}",
+            metadata={"channel": "web"},
+        ):
             self._trace(turn)
 
     # --- one trace ------------------------------------------------------------------------------
     def _trace(self, turn: Turn) -> None:
         rng = self._rng
-        question_t, tool, docs = TOPICS[rng.randrange(len(TOPICS))]
+        thread = turn.conversation or f"{turn.user}-oneoff"
+        if thread not in self._topic_start:
+            self._topic_start[thread] = rng.randrange(len(TOPICS))
+        question_t, tool, docs = TOPICS[(self._topic_start[thread] + turn.index) % len(TOPICS)]
         order = str(rng.randrange(1000, 9999))
         question = question_t.format(n=order)
-        history = self._history.setdefault(turn.conversation or f"{turn.user}-oneoff", [])
+        history = self._history.setdefault(thread, [])
         t = turn.start_ns
         root = self._tracer.start_span(
             "invoke_agent support-bot",
@@ -152,7 +161,8 @@ class SimulatedChatApp:
             {"role": "system", "parts": [{"type": "text", "content": _system_prompt(context_docs)}]}
         ]
         messages += history[-4:]
-        messages.append({"role": "user", "parts": [{"type": "text", "content": question}]})
+        user_msg = {"role": "user", "parts": [{"type": "text", "content": question}]}
+        messages.append(user_msg)
         if tool:
             call_id = f"call_{uuid.UUID(int=rng.getrandbits(128)).hex[:12]}"
             args: dict[str, Any] = (
@@ -183,7 +193,7 @@ class SimulatedChatApp:
         t = self._chat(ctx, t, messages, out, finish="stop")
         history.append({"role": "user", "parts": [{"type": "text", "content": question}]})
         history.append({"role": "assistant", "parts": [{"type": "text", "content": answer}]})
-        root.set_attribute("gen_ai.input.messages", json.dumps([messages[-1]]))
+        root.set_attribute("gen_ai.input.messages", json.dumps([user_msg]))
         root.set_attribute("gen_ai.output.messages", json.dumps([out]))
         root.set_status(Status(StatusCode.OK))
         root.end(end_time=t + self._ms(1, 5))
@@ -516,10 +526,16 @@ def _read_back(
             project_id=pid, log_stream_id=lsid, filters=[number("num_traces") >= 3]
         )
         total = client.count_sessions(project_id=pid, log_stream_id=lsid)
+    by_id = {s["id"]: s for s in sessions}
     users: dict[str, list[dict[str, Any]]] = {}
     for s in sessions:
+        previous = by_id.get(s["previous_session_id"] or "")
+        # Same conversation key as the session it follows: the conversation went idle and
+        # was continued in a new session, chained to the old one.
+        s["resumed"] = bool(
+            previous and s["external_id"] and previous["external_id"] == s["external_id"]
+        )
         users.setdefault(str(s["user"]), []).append(s)
-    chains = {user: _chains(items) for user, items in sorted(users.items())}
     return {
         "project_id": pid,
         "log_stream_id": lsid,
@@ -529,8 +545,9 @@ def _read_back(
         "traces": sum(s["num_traces"] for s in sessions),
         "spans": sum(t["num_spans"] for s in sessions for t in s["traces"]),
         "chained_sessions": sum(1 for s in sessions if s["previous_session_id"]),
+        "resumed_sessions": sum(1 for s in sessions if s["resumed"]),
         "count_filter": {"filter": count_filter, "count": busy},
-        "users": chains,
+        "users": dict(sorted(users.items())),
     }
 
 
@@ -545,25 +562,6 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _chains(sessions: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Sessions grouped into chains (previous_session_id links), oldest first."""
-    by_id = {s["id"]: s for s in sessions}
-    chains = []
-    for s in sessions:
-        if s["previous_session_id"] in by_id:
-            continue  # not the head of a chain
-        chain = [s]
-        while True:
-            follower = next(
-                (x for x in sessions if x["previous_session_id"] == chain[-1]["id"]), None
-            )
-            if follower is None or follower in chain:
-                break
-            chain.append(follower)
-        chains.append(chain)
-    return chains
-
-
 def _print_report(report: dict[str, Any], out: TextIO) -> None:
     w = out.write
     where = "the embedded local server" if report["api_url"] == "embedded" else report["api_url"]
@@ -571,21 +569,23 @@ def _print_report(report: dict[str, Any], out: TextIO) -> None:
         f"galileo-otel demo: {report['turns_simulated']} chat turns sent to {where} "
         f"in {report['seconds']}s\n"
     )
-    w(
-        f"project {report['project_id']}  log stream {report['log_stream']} ({report['log_stream_id']})\n\n"
-    )
-    for user, chains in report["users"].items():
+    w(f"project {report['project_id']}, log stream {report['log_stream']}\n\n")
+    w("Each user's sessions, oldest first; a session points to the one before it\n")
+    w("(previous_session_id), and a conversation idle for 45 minutes resumes in a new session.\n\n")
+    for user, sessions in report["users"].items():
         w(f"user {user}\n")
-        for chain in chains:
-            for n, s in enumerate(chain):
-                arrow = "  └─ then " if n else "  • "
-                label = s["external_id"] or "(automatic session)"
-                w(f"{arrow}session {s['id'][:8]} {label}: {s['num_traces']} trace(s)")
-                w(" (continues after an idle gap)\n" if n else "\n")
-                for t in s["traces"]:
-                    w(
-                        f"{'     ' if not n else '          '}  - {t['input']}  [{t['num_spans']} spans]\n"
-                    )
+        for s in sessions:
+            label = s["external_id"] or "(automatic session of the user)"
+            n = s["num_traces"]
+            link = ""
+            if s["previous_session_id"]:
+                verb = "resumes" if s["resumed"] else "follows"
+                link = f"  <- {verb} {s['previous_session_id'][:8]}"
+                if s["resumed"]:
+                    link += " after an idle gap"
+            w(f"  * session {s['id'][:8]}  {label}: {n} trace{'s' if n != 1 else ''}{link}\n")
+            for t in s["traces"]:
+                w(f"      - {t['input']}  [{t['num_spans']} spans]\n")
         w("\n")
     cf = report["count_filter"]
     w(
@@ -594,7 +594,7 @@ def _print_report(report: dict[str, Any], out: TextIO) -> None:
     )
     w(
         f"traces: {report['traces']}  spans: {report['spans']}  chained sessions: "
-        f"{report['chained_sessions']}\n"
+        f"{report['chained_sessions']} ({report['resumed_sessions']} resumed after an idle gap)\n"
     )
     stats = report["stats"]
     keys = (
