@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -14,11 +15,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.util._once import Once
 
-import galileo_otel.configure as cfg
 from galileo_otel.api.client import Destination
 from galileo_otel.errors import ConfigError
 from galileo_otel.sessions.context import session
 from galileo_otel.settings import GalileoSettings
+
+# The module, not the function galileo_otel re-exports under the same name.
+cfg = importlib.import_module("galileo_otel.configure")
 
 PID = "6a0b3c8e-1f2d-4e5f-9a8b-7c6d5e4f3a2b"
 LSID = "0f1e2d3c-4b5a-4968-8776-655443322110"
