@@ -25,6 +25,7 @@ Semantics, for every filter type (see the server README section):
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -144,6 +145,16 @@ def datetime_to_us(value: datetime) -> int:
 class _Frag:
     sql: str
     depth: int
+
+
+def _sql_number(value: int | float) -> int | float:
+    """A number SQLite can bind: integers beyond 64 bits compare the same as floats (or inf)."""
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    return value
 
 
 def _known_columns() -> str:
@@ -327,17 +338,20 @@ class _Compiler:
     def _is_number(value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
 
+    def bind_number(self, value: int | float) -> str:
+        return self.bind(_sql_number(value))
+
     def number(self, col: str, op: str, value: Any, loc: Loc) -> str:
         if op == "between":
             if not (
                 isinstance(value, list) and len(value) == 2 and all(map(self._is_number, value))
             ):
                 raise FilterError(loc, "operator 'between' needs [low, high]", value)
-            low, high = self.bind(value[0]), self.bind(value[1])
+            low, high = self.bind_number(value[0]), self.bind_number(value[1])
             return f"coalesce({col} BETWEEN {low} AND {high}, 0)"
         if not self._is_number(value):
             raise FilterError(loc, f"operator '{op}' needs a single number", value)
-        return self._order(op, col, value, loc)
+        return self._order(op, col, _sql_number(value), loc)
 
     def boolean(self, col: str, op: str, value: Any, loc: Loc) -> str:
         if not isinstance(value, bool):
