@@ -408,7 +408,7 @@ def _add_doctor(subparsers: Any) -> None:
 
 
 def _mask(secret: str) -> str:
-    if len(secret) <= 8:
+    if len(secret) < 12:
         return "*" * len(secret)
     return f"{secret[:3]}{'*' * 6}{secret[-2:]}"
 
@@ -579,6 +579,8 @@ def _doctor_done(report: _Report) -> int:
         _print_json({"ok": not report.failed, "config": report.config, "checks": report.checks})
     elif report.failed:
         print("problems found: fix the FAIL lines above")
+    elif any(c["status"] == "WARN" for c in report.checks):
+        print("no problems; see the WARN lines above")
     else:
         print("all good")
     return EXIT_PROBLEM if report.failed else EXIT_OK
