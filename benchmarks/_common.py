@@ -107,7 +107,9 @@ def make_provider(system: str, url: str, **opts: Any) -> tuple[Any, Any]:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        bsp_opts = {k: v for k, v in opts.items() if k in ("max_queue_size", "schedule_delay_millis")}
+        bsp_opts = {
+            k: v for k, v in opts.items() if k in ("max_queue_size", "schedule_delay_millis")
+        }
         processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=url + "/v1/traces"), **bsp_opts)
     elif system in (OURS, OURS_FF):
         from galileo_otel.processor import GalileoSessionProcessor
@@ -169,7 +171,10 @@ def emit_spans(tracer: Any, n_spans: int, start: int = 0) -> float:
 
 
 def emit_at_rate(
-    tracer: Any, spans_per_s: float, duration_s: float, on_tick: Callable[[float], None] | None = None
+    tracer: Any,
+    spans_per_s: float,
+    duration_s: float,
+    on_tick: Callable[[float], None] | None = None,
 ) -> int:
     """Emit traces at a steady span rate for ``duration_s``; returns spans emitted."""
     traces_per_s = spans_per_s / SPANS_PER_TRACE
@@ -248,7 +253,7 @@ def print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> N
     cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     print(f"\n{title}")
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=False)))
     print("  ".join("-" * w for w in widths))
     for row in cells:
-        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=False)))

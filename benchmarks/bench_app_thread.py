@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     OURS,
     OURS_FF,
     SPANS_PER_TRACE,
@@ -63,7 +63,9 @@ def child(system: str, url: str, spans: int, rounds: int) -> dict[str, object]:
         for _ in range(rounds):
             made = []
             for i in range(spans // SPANS_PER_TRACE):
-                with bare.start_as_current_span("root", attributes={"session.id": f"c{i % 10}"}) as root:
+                with bare.start_as_current_span(
+                    "root", attributes={"session.id": f"c{i % 10}"}
+                ) as root:
                     made.append(root)
                     for _ in range(SPANS_PER_TRACE - 1):
                         with bare.start_as_current_span("child") as child_span:

@@ -672,7 +672,8 @@ class ExportPipeline:
         with self._cv:
             room = self._in_flight - len(self._outbox) - self._busy
             failing = self._scan_backoff > self._spool_retry
-            due = now >= self._next_scan or (self._backlog > 0 and not failing)
+            # While closing, every batch still on disk gets its one attempt without delay.
+            due = now >= self._next_scan or (self._backlog > 0 and (self._closing or not failing))
         if room <= 0 or not due:
             return
         try:
@@ -732,6 +733,10 @@ class ExportPipeline:
                 with self._cv:
                     self._busy -= 1
                     self._cv.notify_all()
+                    if self._backlog and self._spool is not None:
+                        # A sender is free and batches wait on disk: let the worker feed it.
+                        self._awake = True
+                        self._wake.set()
 
     def _deliver_reliable(self, out: _Outbound) -> None:
         from galileo_otel.api.client import RetryPolicy
