@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 TEXT_COLUMNS = ("name", "external_id", "logging_method", "client_version", "input", "output")
 ID_COLUMNS = ("id", "previous_session_id", "log_stream_id", "experiment_id")
 DATE_COLUMNS = ("created_at", "updated_at")
-NUMBER_COLUMNS = ("num_traces", "num_spans")
+NUMBER_COLUMNS = ("num_traces", "num_spans", "num_errors")
 
 
 def _dt(value: Any) -> datetime:
@@ -40,6 +40,8 @@ def column_value(record: Mapping[str, Any], column: str) -> Any:
         return (record.get("user_metadata") or {}).get(column[len("user_metadata.") :])
     if column == "has_children":
         return record["num_traces"] > 0
+    if column == "has_error":
+        return record["num_errors"] > 0
     return record.get(column)
 
 
@@ -127,6 +129,11 @@ def expected_count(
 WORDS = ["alpha", "Alpha", "beta", "BETA", "Ünïcode", "ünïcode", "conv-1", "conv-2", "x", ""]
 TAGS = ["a", "A", "b", "c", "ß", "é"]
 BASE_TIME = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def trace_status(tags: list[str]) -> int:
+    """The status code the tests give a trace: traces tagged "c" failed."""
+    return 500 if "c" in tags else 200
 
 
 def session_specs() -> list[dict[str, Any]]:
@@ -275,12 +282,13 @@ def number_filter() -> st.SearchStrategy[dict[str, Any]]:
 
 def boolean_filter() -> st.SearchStrategy[dict[str, Any]]:
     return st.builds(
-        lambda op, value: {
+        lambda column, op, value: {
             "type": "boolean",
-            "column_id": "has_children",
+            "column_id": column,
             "operator": op,
             "value": value,
         },
+        st.sampled_from(["has_children", "has_error"]),
         st.sampled_from(["eq", "ne"]),
         st.booleans(),
     )

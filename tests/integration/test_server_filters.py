@@ -16,6 +16,7 @@ from conftest_server import (
     expected_count,
     filter_tree,
     session_specs,
+    trace_status,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -50,6 +51,7 @@ def _seed_via_api(client: GalileoClient, project_id: str, log_stream_id: str) ->
                         "input": f"q{n}",
                         "output": f"a{n}",
                         "tags": tags,
+                        "status_code": trace_status(tags),
                         "spans": [{"type": "tool", "input": "x", "output": "y"}] * n,
                     }
                 ],
@@ -265,6 +267,16 @@ def test_boolean_filter(seeded: dict[str, Any]) -> None:
     _check(seeded, {**flt, "value": False}, {0, 4})  # default eq
     _check(seeded, {**flt, "operator": "ne", "value": True}, {0, 4})
     _check(seeded, {**flt, "operator": "ne", "value": False}, {1, 2, 3, 5})
+    # Only Gamma (3) has a failed trace (status 500).
+    _check(seeded, {"type": "boolean", "column_id": "has_error", "value": True}, {3})
+    _check(
+        seeded,
+        {"type": "boolean", "column_id": "has_error", "operator": "ne", "value": True},
+        {0, 1, 2, 4, 5},
+    )
+    _check(
+        seeded, {"type": "number", "column_id": "num_errors", "operator": "gte", "value": 1}, {3}
+    )
 
 
 # tags per session: {} ; {a, B, b} ; {b} ; {a, c} ; {} ; {ß, A}
@@ -400,6 +412,7 @@ def _seed_store(path: Path) -> tuple[Store, str, list[dict[str, Any]]]:
                                 "input": f"q{n}",
                                 "output": f"a{round_}",
                                 "tags": tags,
+                                "status_code": trace_status(tags),
                                 "spans": [{"type": "tool"}] * (n + round_),
                             }
                         ],

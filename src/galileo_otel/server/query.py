@@ -80,7 +80,9 @@ SESSION_COLUMNS: Mapping[str, Column] = {
         Column("updated_at", "date", "s.updated_at_us"),
         Column("num_traces", "number", "s.num_traces"),
         Column("num_spans", "number", "s.num_spans"),
+        Column("num_errors", "number", "s.num_errors"),
         Column("has_children", "boolean", "(s.num_traces > 0)"),
+        Column("has_error", "boolean", "(s.num_errors > 0)"),
         Column("tags", "collection", "s.tags", sortable=False),
     )
 }

@@ -77,6 +77,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     updated_at_us INTEGER NOT NULL,
     num_traces INTEGER NOT NULL DEFAULT 0,
     num_spans INTEGER NOT NULL DEFAULT 0,
+    num_errors INTEGER NOT NULL DEFAULT 0,
     tags TEXT NOT NULL DEFAULT '[]',
     input TEXT,
     output TEXT
@@ -109,8 +110,11 @@ CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id);
 _SESSION_FIELDS = (
     "id, project_id, log_stream_id, experiment_id, metrics_testing_id, name, external_id, "
     "previous_session_id, user_metadata, logging_method, client_version, created_at, updated_at, "
-    "num_traces, num_spans, tags, input, output"
+    "num_traces, num_spans, num_errors, tags, input, output"
 )
+
+# Columns added after the first release of the schema: (table, column, declaration).
+_MIGRATIONS = (("sessions", "num_errors", "INTEGER NOT NULL DEFAULT 0"),)
 
 
 class StoreError(Exception):
@@ -159,6 +163,10 @@ def _text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _is_error(status_code: Any) -> bool:
+    return isinstance(status_code, int) and status_code >= 400
+
+
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -184,6 +192,10 @@ class Store:
         conn.execute("PRAGMA journal_mode=WAL")
         with self._write_lock:
             conn.executescript(_SCHEMA)
+            for table, column, declaration in _MIGRATIONS:
+                known = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in known:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     # --- connections --------------------------------------------------------------------------
 
@@ -471,6 +483,7 @@ class Store:
         record["user_metadata"] = json.loads(record["user_metadata"])
         record["tags"] = json.loads(record["tags"])
         record["has_children"] = record["num_traces"] > 0
+        record["has_error"] = record["num_errors"] > 0
         return record
 
     def get_session(self, project_id: str, session_id: str) -> dict[str, Any] | None:
@@ -716,11 +729,12 @@ class Store:
             tags.update(str(t) for t in trace.get("tags") or [])
         conn.execute(
             "UPDATE sessions SET num_traces = num_traces + ?, num_spans = num_spans + ?, "
-            "tags = ?, input = coalesce(input, ?), output = coalesce(?, output), "
-            "updated_at = ?, updated_at_us = ? WHERE id = ?",
+            "num_errors = num_errors + ?, tags = ?, input = coalesce(input, ?), "
+            "output = coalesce(?, output), updated_at = ?, updated_at_us = ? WHERE id = ?",
             (
                 int(new_trace),
                 new_spans,
+                int(new_trace and _is_error(trace.get("status_code"))),
                 json.dumps(sorted(tags), ensure_ascii=False),
                 _text(trace.get("input")) if new_trace else None,
                 _text(trace.get("output")) if new_trace else None,
