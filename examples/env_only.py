@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from opentelemetry import trace
 
@@ -74,7 +75,13 @@ def run_self_under_instrument() -> None:
 
     with galileo_target(project="env-only"):
         env = dict(os.environ, OTEL_PYTHON_DISTRO="galileo", OTEL_PYTHON_CONFIGURATOR="galileo")
-        instrument = shutil.which("opentelemetry-instrument") or "opentelemetry-instrument"
+        # Next to this Python first: the venv's scripts need not be on PATH.
+        beside = Path(sys.executable).with_name("opentelemetry-instrument")
+        instrument = str(beside) if beside.exists() else shutil.which("opentelemetry-instrument")
+        if instrument is None:
+            raise SystemExit(
+                "opentelemetry-instrument not found: pip install opentelemetry-instrumentation"
+            )
         subprocess.run([instrument, sys.executable, __file__], env=env, check=True, timeout=60)
         summary("env_only")
 
