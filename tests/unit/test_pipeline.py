@@ -354,6 +354,29 @@ def test_restart_sends_spooled_batches_once(tmp_path: Any) -> None:
             assert call.body["session_id"] in {s["id"] for s in client.sessions}
 
 
+def test_batches_of_another_api_key_are_left_alone(tmp_path: Any) -> None:
+    def down(call: Call) -> None:
+        raise refused()
+
+    first, _, _ = make(tmp_path, FakeClient(down), export_timeout=0.3)
+    emit(tracer_for(first), session="mine")
+    first.shutdown(2.0)
+    assert len(Spool(tmp_path / "spool").pending_names()) == 1
+
+    other, other_client, _ = make(tmp_path, api_key="someone-else")
+    assert other.force_flush(2.0)
+    other.shutdown(2.0)
+    assert other_client.trace_posts() == []  # not sent with the wrong key
+    assert Spool(tmp_path / "spool").dead_names() == []
+
+    same, same_client, _ = make(tmp_path)
+    deadline = time.monotonic() + 10
+    while Spool(tmp_path / "spool").pending_names() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    same.shutdown(2.0)
+    assert len(same_client.trace_posts()) == 1
+
+
 def test_disabled_pipeline_accepts_nothing(tmp_path: Any) -> None:
     pipeline, client, _ = make(tmp_path, logging_disabled=True)
     assert pipeline.submit("span") is False

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import itertools
 import json
 import logging
@@ -205,6 +206,13 @@ class ExportPipeline:
             "log_stream_id": s.log_stream_id,
             "experiment_id": s.experiment_id,
         }
+        # Which API key a batch was made for: a spool shared with apps that use another key must
+        # not send their batches with ours (a 403 would dead-letter them). Only a truncated
+        # hash is stored. The URL is left out: a batch spooled while the API was unreachable
+        # goes to wherever the next start points.
+        key = s.api_key.get_secret_value() if s.api_key is not None else ""
+        digest = hashlib.sha256(b"galileo-otel spool\n" + key.encode()).hexdigest()
+        self._origin = digest[:16]
         self._spool: Spool | None = None
         if spool is None and self._reliable and not self._disabled:
             path = s.spool_path()
@@ -257,6 +265,7 @@ class ExportPipeline:
         self._held: dict[str, SpoolEntry] = {}
         # Batches put back in the spool after failing; a shutdown does not wait for them.
         self._parked: set[str] = set()
+        self._foreign: set[str] = set()  # spool files of other apps (other URL or key)
         self._backlog = 0
         self._next_scan = 0.0
         self._scan_backoff = self._spool_retry
@@ -388,6 +397,10 @@ class ExportPipeline:
                 if left <= 0:
                     return False
                 self._cv.wait(min(left, 0.5))
+
+    def _is_ours(self, header: Mapping[str, Any]) -> bool:
+        origin = header.get("origin")
+        return origin is None or origin == self._origin
 
     def _pending_any(self) -> bool:
         with self._cv:
@@ -568,7 +581,11 @@ class ExportPipeline:
             galileo_id = getattr(record, "galileo_id", None)
             # Until the session exists its local id stands in; the sender swaps it (same length).
             data["session_id"] = galileo_id or record.local_id
-            part = _dumps(data).encode()
+            text = _dumps(data)
+            try:
+                part = text.encode()
+            except UnicodeEncodeError:  # a lone surrogate in some attribute
+                part = text.encode("utf-8", "replace")
         except Exception as exc:
             self._internal_error("convert", exc)
             self._count("traces_dropped")
@@ -618,6 +635,7 @@ class ExportPipeline:
             "placeholder": batch.placeholder,
             "destination": self._destination,
             "target": self._target,
+            "origin": self._origin,
             "traces": len(batch.parts),
             "spans": batch.spans,
         }
@@ -678,8 +696,12 @@ class ExportPipeline:
             return
         try:
             with self._cv:
-                skip = set(self._held) | (self._parked if self._closing else set())
-            entries = self._spool.claim_oldest(room, skip=skip)
+                skip = set(self._held) | self._foreign
+                if self._closing:
+                    skip |= self._parked
+            entries = self._spool.claim_oldest(
+                room, skip=skip, accept=self._is_ours, rejected=self._foreign
+            )
             files = len(self._spool.pending_names())
         except OSError as exc:
             self._say(logging.WARNING, "spool-scan", "galileo-otel: spool scan failed: %s", exc)

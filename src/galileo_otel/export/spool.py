@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -199,9 +199,22 @@ class Spool:
         return SpoolEntry(path, fd, header, data[cut + 1 :])
 
     def claim_oldest(
-        self, limit: int, skip: set[str] | frozenset[str] = frozenset()
+        self,
+        limit: int,
+        skip: set[str] | frozenset[str] = frozenset(),
+        *,
+        accept: Callable[[dict[str, Any]], bool] | None = None,
+        rejected: set[str] | None = None,
     ) -> list[SpoolEntry]:
-        """Claim up to ``limit`` free batch files, oldest first, skipping names in ``skip``."""
+        """Claim up to ``limit`` free batch files, oldest first, skipping names in ``skip``.
+
+        Args:
+            limit: Most files to claim.
+            skip: Names not to try.
+            accept: Whether a claimed file's header is for us; a file it refuses is released
+                untouched (left for its owner) and its name added to ``rejected``.
+            rejected: Collects the names ``accept`` refused.
+        """
         out: list[SpoolEntry] = []
         if limit <= 0:
             return out
@@ -209,10 +222,16 @@ class Spool:
             if name in skip:
                 continue
             entry = self.claim(name)
-            if entry is not None:
-                out.append(entry)
-                if len(out) >= limit:
-                    break
+            if entry is None:
+                continue
+            if accept is not None and not accept(entry.header):
+                entry.release()
+                if rejected is not None:
+                    rejected.add(name)
+                continue
+            out.append(entry)
+            if len(out) >= limit:
+                break
         return out
 
     # --- setting aside --------------------------------------------------------------------------
