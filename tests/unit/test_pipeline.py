@@ -312,7 +312,7 @@ def test_shutdown_with_the_server_down_spools_without_waiting_out_retries(tmp_pa
         raise refused()
 
     waits = Waits()
-    pipeline, client, _ = make(tmp_path, FakeClient(down), export_timeout=60.0, wait=waits)
+    pipeline, _client, _ = make(tmp_path, FakeClient(down), export_timeout=60.0, wait=waits)
     tracer = tracer_for(pipeline)
     for i in range(30):
         emit(tracer, session=f"s{i % 4}")
