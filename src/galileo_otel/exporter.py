@@ -48,7 +48,9 @@ class GalileoSpanExporter(SpanExporter):
                 settings = GalileoSettings(**overrides)
             elif overrides:
                 settings = settings.model_copy(update=overrides)
-            pipeline = ExportPipeline(settings)
+            # The SDK shuts the exporter down through its processor (at exit too): the
+            # pipeline's own exit hook would run first and refuse the spans still buffered there.
+            pipeline = ExportPipeline(settings, shutdown_at_exit=False)
         self._pipeline = pipeline
 
     @property

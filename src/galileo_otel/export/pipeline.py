@@ -152,6 +152,9 @@ class ExportPipeline:
         clock: Monotonic clock in seconds (tests).
         wait: Waits between retries: ``wait(seconds) -> stop requested`` (tests); by default
             an interruptible wait that shutdown ends early.
+        shutdown_at_exit: Shut down (bounded by ``exit_timeout_s``) at interpreter exit. A
+            pipeline under a ``BatchSpanProcessor`` leaves that to the processor, whose exit
+            hook runs later and still has spans to hand over.
     """
 
     def __init__(
@@ -172,6 +175,7 @@ class ExportPipeline:
         exit_timeout_s: float = DEFAULT_EXIT_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
         wait: Callable[[float], bool] | None = None,
+        shutdown_at_exit: bool = True,
     ) -> None:
         self._settings = settings if settings is not None else GalileoSettings()
         s = self._settings
@@ -229,7 +233,8 @@ class ExportPipeline:
         self._shutdown = False
         self._init_runtime()
         self._atexit_hook = _make_exit_hook(weakref.ref(self))
-        atexit.register(self._atexit_hook)
+        if shutdown_at_exit:
+            atexit.register(self._atexit_hook)
         if hasattr(os, "register_at_fork"):
             ref = weakref.ref(self)
             os.register_at_fork(after_in_child=lambda: _after_fork(ref))
