@@ -383,7 +383,7 @@ def _print_table(records: Sequence[dict[str, Any]], columns: Sequence[tuple[str,
     widths = [
         max(len(title), *(len(row[i]) for row in rows)) for i, (_, title) in enumerate(columns)
     ]
-    print("  ".join(title.ljust(w) for (_, title), w in zip(columns, widths, strict=True)))
+    print("  ".join(title.ljust(w) for (_, title), w in zip(columns, widths, strict=True)).rstrip())
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
