@@ -42,13 +42,6 @@ def test_galileo_next_to_otlp_delivers_to_both(local_server: Any) -> None:
     assert _counts(local_server, "both") == EXPECTED, explain(proc)
 
 
-@pytest.mark.xfail(
-    reason=(
-        "ExportPipeline registers its atexit shutdown after the TracerProvider's, so it runs "
-        "first and drops the spans still buffered in the BatchSpanProcessor (pipeline helper)"
-    ),
-    strict=False,
-)
 def test_stock_configurator_with_galileo_exporter(local_server: Any) -> None:
     # The OpenTelemetry distro and configurator, our exporter named in OTEL_TRACES_EXPORTER:
     # BatchSpanProcessor(GalileoSpanExporter()) built by the stock loader, sessions from attributes.
