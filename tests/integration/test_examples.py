@@ -55,3 +55,10 @@ def test_example(local_server: Any, example: str, project: str, expected: dict[s
         assert "support sessions: support-1, support-2" in proc.stdout
     if example == "openai_app.py":
         assert "Stub answer to:" in proc.stdout
+
+
+def test_example_starts_an_embedded_server_when_no_url_is_set(tmp_path: Any) -> None:
+    proc = run([sys.executable, str(EXAMPLES / "quickstart.py")], {"XDG_CACHE_HOME": str(tmp_path)})
+    assert proc.returncode == 0, explain(proc)
+    assert "started a local Galileo-compatible server at http://127.0.0.1:" in proc.stdout
+    assert "delivered: True" in proc.stdout and "quickstart: " in proc.stdout
