@@ -164,3 +164,26 @@ def test_demo_plan_has_an_idle_gap_and_one_offs() -> None:
     gaps = [b.start_ns - a.start_ns for a, b in itertools.pairwise(first)]
     assert max(gaps) > 30 * 60 * 1_000_000_000  # longer than the idle timeout: rotates
     assert sum(1 for t in plan if t.conversation is None) == 3
+
+
+def test_demo_read_back_without_the_local_trace_listing() -> None:
+    from galileo_otel import demo
+    from galileo_otel.errors import APIError, NotFoundError
+
+    class NoListing:
+        def request_json(self, method: str, path: str) -> Any:
+            raise NotFoundError("Not Found", status_code=404)
+
+    class Broken:
+        def request_json(self, method: str, path: str) -> Any:
+            raise APIError("boom", status_code=500)
+
+    class Local:
+        def request_json(self, method: str, path: str) -> Any:
+            return {"session_id": "s", "traces": [{"id": "t", "spans": [{"spans": [{}]}, {}]}]}
+
+    assert demo._session_traces(NoListing(), "p", "s") is None
+    with pytest.raises(APIError):
+        demo._session_traces(Broken(), "p", "s")
+    (listed,) = demo._session_traces(Local(), "p", "s") or []
+    assert demo._count_spans(listed) == 3
