@@ -616,6 +616,7 @@ def _print_report(report: dict[str, Any], out: TextIO) -> None:
         "spans_queued",
         "traces_sent",
         "traces_confirmed",
+        "traces_pending",
         "requests_sent",
         "requests_retried",
         "traces_spooled",
