@@ -30,12 +30,12 @@ EXIT_USAGE = 2
 
 # Columns whose type --filter infers (the session columns of Count/Query Sessions); any other
 # column, e.g. user_metadata.<key>, is text. "type:column" overrides.
-NUMBER_COLUMNS = frozenset({"num_traces", "num_spans"})
+NUMBER_COLUMNS = frozenset({"num_traces", "num_spans", "num_errors"})
 DATE_COLUMNS = frozenset({"created_at", "updated_at"})
 ID_COLUMNS = frozenset(
     {"id", "previous_session_id", "log_stream_id", "experiment_id", "project_id"}
 )
-BOOLEAN_COLUMNS = frozenset({"has_children"})
+BOOLEAN_COLUMNS = frozenset({"has_children", "has_error"})
 COLLECTION_COLUMNS = frozenset({"tags"})
 _TYPES = ("text", "number", "date", "id", "boolean", "collection")
 

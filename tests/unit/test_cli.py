@@ -54,6 +54,11 @@ def _wire(spec: str) -> dict[str, Any]:
         ("text:num_traces=abc", {"type": "text", "column_id": "num_traces", "value": "abc"}),
         ("external_id='quoted value'", {"type": "text", "value": "quoted value"}),
         ("has_children=true", {"type": "boolean", "value": True}),
+        ("has_error!=false", {"type": "boolean", "operator": "ne", "value": False}),
+        (
+            "num_errors>0",
+            {"type": "number", "column_id": "num_errors", "operator": "gt", "value": 0},
+        ),
         ("tags~beta", {"type": "collection", "operator": "contains", "value": "beta"}),
         ("tags in a,b", {"type": "collection", "operator": "one_of", "value": ["a", "b"]}),
         ("user_metadata.channel=web", {"type": "text", "column_id": "user_metadata.channel"}),
