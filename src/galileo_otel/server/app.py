@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import logging
 import os
 import secrets
@@ -232,11 +233,18 @@ def create_app(
         yield
         await run_in_threadpool(state.close)
 
+    app_kwargs: dict[str, Any] = {}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        # FastAPI with native OpenTelemetry traces itself through the global provider. When the
+        # server runs inside an app that exports to it (demo, examples), its own requests would
+        # come back as one more session, so it stays silent.
+        app_kwargs["telemetry"] = {"tracing": False, "metrics": False, "logs": False}
     app = GalileoServerApp(
         title="galileo-otel local server",
         version=__version__,
         description="A local stand-in for the Galileo API endpoints used by galileo-otel.",
         lifespan=lifespan,
+        **app_kwargs,
     )
     app.galileo = state
     app.state.galileo = state
