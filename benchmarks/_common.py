@@ -236,7 +236,7 @@ def run_child(script: Path, args: list[str], timeout_s: float = 600) -> dict[str
 
 def save(name: str, data: dict[str, Any]) -> Path:
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = RESULTS / (f"{name}-quick.json" if data.get("quick") else f"{name}.json")
     data = {"benchmark": name, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **data}
     path.write_text(json.dumps(data, indent=2, default=str))
     return path
