@@ -23,7 +23,7 @@ from conftest_pipeline import (
     unavailable,
 )
 
-from galileo_otel.errors import ValidationError
+from galileo_otel.errors import ConfigError, ValidationError
 from galileo_otel.export.pipeline import ExportPipeline
 from galileo_otel.export.spool import Spool
 from galileo_otel.settings import GalileoSettings
@@ -46,6 +46,7 @@ def make(
     *,
     start: bool = True,
     wait: Any = None,
+    first_delay_s: float = 0.0,
     **overrides: Any,
 ) -> tuple[ExportPipeline, FakeClient, FakeTracker]:
     values: dict[str, Any] = {
@@ -65,7 +66,7 @@ def make(
         convert=fake_convert,
         start=start,
         wait=wait or Waits(),
-        first_delay_s=0.0,
+        first_delay_s=first_delay_s,
         spool_retry_s=0.05,
     )
     return pipeline, client, tracker
@@ -92,7 +93,10 @@ def test_queue_full_drops_newest_and_counts(tmp_path: Any) -> None:
 
 
 def test_batches_split_by_trace_count_and_per_session(tmp_path: Any, cleanup: Any) -> None:
-    pipeline, client, _tracker = make(tmp_path, batch_max_traces=2)
+    # no timer closes a batch here (only a full batch or the flush), whatever the machine load
+    pipeline, client, _tracker = make(
+        tmp_path, batch_max_traces=2, batch_delay=60.0, first_delay_s=60.0
+    )
     cleanup.append(pipeline)
     tracer = tracer_for(pipeline)
     for _ in range(5):
@@ -375,6 +379,19 @@ def test_batches_of_another_api_key_are_left_alone(tmp_path: Any) -> None:
         time.sleep(0.02)
     same.shutdown(2.0)
     assert len(same_client.trace_posts()) == 1
+
+
+def test_a_missing_api_key_keeps_batches_in_the_spool_not_dead(tmp_path: Any) -> None:
+    def no_key(call: Call) -> None:
+        raise ConfigError("no API key: set GALILEO_API_KEY")
+
+    pipeline, _client, _ = make(tmp_path, FakeClient(no_key))
+    emit(tracer_for(pipeline))
+    assert pipeline.force_flush(1.0) is False
+    pipeline.shutdown(1.0)
+    spool = Spool(tmp_path / "spool")
+    assert len(spool.pending_names()) == 1 and spool.dead_names() == []
+    assert pipeline.stats()["traces_dead_lettered"] == 0
 
 
 def test_disabled_pipeline_accepts_nothing(tmp_path: Any) -> None:

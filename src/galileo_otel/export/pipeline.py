@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from galileo_otel._version import __version__
-from galileo_otel.errors import APIError
+from galileo_otel.errors import APIError, ConfigError
 from galileo_otel.export.spool import Spool, SpoolEntry
 from galileo_otel.settings import GalileoSettings
 
@@ -782,6 +782,17 @@ class ExportPipeline:
                 self._count("requests_sent")
                 left = deadline - self._clock()
                 self._post(dest, body, RetryPolicy.none(), max(0.05, left))
+            except ConfigError as exc:
+                # No API key, say: nothing to retry now; the batch waits for a fixed start.
+                self._say(
+                    logging.ERROR,
+                    "config",
+                    "galileo-otel: not sending traces: %s; %s",
+                    exc,
+                    "they wait in the spool" if out.entry else "they are dropped",
+                )
+                self._leave_in_spool(out, retried=True, reason="config")
+                return
             except (APIError, TimeoutError) as exc:
                 if isinstance(exc, TimeoutError):
                     # Another thread or process is still creating this batch's session.
@@ -803,7 +814,9 @@ class ExportPipeline:
                         _describe(exc),
                         "kept in the spool for a later retry" if out.entry else "dropped",
                     )
-                    self._leave_in_spool(out, retried=True, reason=_reason(exc))
+                    self._leave_in_spool(
+                        out, retried=True, reason=_reason(exc), not_before_s=exc.retry_after
+                    )
                     return
                 self._count("requests_retried")
                 if (self._wait_fn or self._hurry.wait)(wait) or self._stop.is_set():
@@ -824,6 +837,12 @@ class ExportPipeline:
             self._count("traces_sent", out.traces)
             self._count("requests_sent")
             self._post(dest, body, once, None)
+        except ConfigError as exc:
+            self._say(logging.ERROR, "config", "galileo-otel: not sending traces: %s", exc)
+            self._count("traces_failed", out.traces)
+            self._count("failed.config", out.traces)
+            self._settle(out, ok=False, reason="config")
+            return
         except (APIError, TimeoutError) as exc:
             if isinstance(exc, TimeoutError):
                 exc = APIError(f"session creation pending: {exc}", retryable=True)
@@ -994,7 +1013,14 @@ class ExportPipeline:
         self._count(f"dead_lettered.{status}", out.traces)
         self._settle(out, ok=False, reason=f"http_{status}")
 
-    def _leave_in_spool(self, out: _Outbound, *, retried: bool, reason: str = "shutdown") -> None:
+    def _leave_in_spool(
+        self,
+        out: _Outbound,
+        *,
+        retried: bool,
+        reason: str = "shutdown",
+        not_before_s: float | None = None,
+    ) -> None:
         if out.entry is None:
             # Reliable mode without a spool: the batch is gone, say so in the counts.
             self._count("traces_failed", out.traces)
@@ -1008,7 +1034,9 @@ class ExportPipeline:
             self._spool_files += 1
             if retried:
                 self._parked.add(out.key)
-                self._next_scan = self._clock() + self._scan_backoff
+                # The next try of the spool honours the server's Retry-After, if longer.
+                wait = max(self._scan_backoff, not_before_s or 0.0)
+                self._next_scan = max(self._next_scan, self._clock() + wait)
                 self._scan_backoff = min(DEFAULT_SPOOL_RETRY_MAX_S, self._scan_backoff * 2)
             self._cv.notify_all()
 
