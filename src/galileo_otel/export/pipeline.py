@@ -120,10 +120,6 @@ class _Outbound:
     entry: SpoolEntry | None = None
 
     @property
-    def key(self) -> str:
-        return self.entry.name if self.entry is not None else f"mem-{self.seq}"
-
-    @property
     def traces(self) -> int:
         return int(self.header.get("traces", 0))
 
@@ -187,6 +183,7 @@ class ExportPipeline:
         self._batch_delay = float(s.batch_delay)
         self._first_delay = min(first_delay_s, self._batch_delay)
         self._in_flight = int(s.max_in_flight)
+        self._max_unwritten = max(8, 2 * self._in_flight)  # closed batches not yet on disk
         self._export_timeout = float(s.export_timeout)
         self._backoff_initial = backoff_initial_s
         self._backoff_max = backoff_max_s
@@ -262,14 +259,16 @@ class ExportPipeline:
         self._last_flush = -1e18
         self._outbox: deque[_Outbound] = deque()
         self._busy = 0
-        self._pending: dict[str, int] = {}  # batch key -> seq, until confirmed or given up
-        self._pending_traces: dict[str, int] = {}
+        # Closed batches the spool writer has not handled yet (flush markers travel along).
+        self._to_spool: deque[_Outbound | _Flush] = deque()
+        self._pending: dict[int, int] = {}  # batch seq -> traces, until confirmed or given up
+        self._name_seq: dict[str, int] = {}  # spool file name -> seq, for files we made or took
         # (n, seq) of batches given up on, n counting up, so a flush sees only failures after it began.
         self._failed_seqs: deque[tuple[int, int]] = deque(maxlen=4096)
         self._fail_count = 0
         self._held: dict[str, SpoolEntry] = {}
-        # Batches put back in the spool after failing; a shutdown does not wait for them.
-        self._parked: set[str] = set()
+        # Batches put back in the spool after failing (name -> seq); shutdown does not wait.
+        self._parked: dict[str, int] = {}
         self._foreign: set[str] = set()  # spool files of other apps (other URL or key)
         self._backlog = 0
         self._next_scan = 0.0
@@ -280,6 +279,7 @@ class ExportPipeline:
         self._resolved: dict[str, dict[str, Any]] = {}
         self._threads: list[threading.Thread] = []
         self._worker: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
         self._next_expire = 0.0
 
     def start(self) -> None:
@@ -299,6 +299,12 @@ class ExportPipeline:
                 self._spool.cleanup()
         self._worker = threading.Thread(target=self._run, name="galileo-otel-worker", daemon=True)
         self._worker.start()
+        # File I/O stays off the worker: each syscall gives the GIL away, and a CPU-bound app
+        # thread then keeps it for a whole switch interval (5 ms) before the worker gets it back.
+        self._writer = threading.Thread(
+            target=self._write_loop, name="galileo-otel-spooler", daemon=True
+        )
+        self._writer.start()
         for i in range(self._in_flight):
             t = threading.Thread(
                 target=self._send_loop, name=f"galileo-otel-sender-{i}", daemon=True
@@ -368,7 +374,7 @@ class ExportPipeline:
         self._wake.set()
         with self._cv:
             self._cv.notify_all()
-        for thread in [self._worker, *self._threads]:
+        for thread in [self._worker, self._writer, *self._threads]:
             if thread is not None and thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - self._clock()))
         alive = any(t.is_alive() for t in self._threads)
@@ -390,12 +396,10 @@ class ExportPipeline:
         with self._cv:
             self._retry_spooled_now()
             while True:
-                parked = self._parked if final else ()
-                waiting = [
-                    k for k, seq in self._pending.items() if seq <= marker.seq and k not in parked
-                ]
+                parked = set(self._parked.values()) if final else set()
+                waiting = [seq for seq in self._pending if seq <= marker.seq and seq not in parked]
                 failed = any(n >= base and seq <= marker.seq for n, seq in self._failed_seqs)
-                failed = failed or any(self._pending.get(k, 1 << 62) <= marker.seq for k in parked)
+                failed = failed or any(seq <= marker.seq for seq in parked)
                 if not waiting:
                     return not failed
                 left = deadline - self._clock()
@@ -409,14 +413,13 @@ class ExportPipeline:
 
     def _pending_any(self) -> bool:
         with self._cv:
-            return bool(self._pending) or bool(self._queue) or bool(self._open)
+            return bool(self._pending or self._queue or self._open or self._to_spool)
 
     def _retry_spooled_now(self) -> None:
         """Make the worker try spooled batches at once (called with ``_cv`` held)."""
         self._next_scan = 0.0
         self._scan_backoff = self._spool_retry
-        self._awake = True
-        self._wake.set()
+        self._cv.notify_all()
 
     # --- stats ----------------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
@@ -439,7 +442,7 @@ class ExportPipeline:
             out = dict(self._counts)
         with self._cv:
             out["batches_pending"] = len(self._pending)
-            out["traces_pending"] = sum(self._pending_traces.values())
+            out["traces_pending"] = sum(self._pending.values())
             out["in_flight"] = self._busy
             out["spool_files"] = self._spool_files
         out["spans_queued"] = self._taken + len(self._queue)
@@ -547,8 +550,6 @@ class ExportPipeline:
                     self._add_trace(trace, tracker, convert_trace)
             if self._flush_at is not None and now >= self._flush_at:
                 self._close_all()
-            if self._spool is not None:
-                self._maybe_scan(now)
             if self._stop.is_set() and not queue:
                 return
             if more:
@@ -556,8 +557,6 @@ class ExportPipeline:
             timeout = _EXPIRE_EVERY_S
             if self._flush_at is not None:
                 timeout = min(timeout, max(0.0, self._flush_at - self._clock()))
-            if self._spool is not None and (self._backlog or self._spool_files):
-                timeout = min(timeout, max(0.01, self._next_scan - self._clock()))
             self._wake.wait(timeout)
 
     def _on_flush(self, marker: _Flush, assembler: Any, tracker: Any, convert: Any) -> None:
@@ -571,7 +570,10 @@ class ExportPipeline:
                 self._add_trace(trace, tracker, convert)
         self._close_all()
         marker.seq = self._last_seq
-        marker.done.set()
+        # Done once the spool writer has handled every batch before it (they are on disk then).
+        with self._cv:
+            self._to_spool.append(marker)
+            self._cv.notify_all()
 
     def _add_trace(
         self, trace: Any, tracker: Any, convert: Callable[[Any], dict[str, Any]]
@@ -649,61 +651,101 @@ class ExportPipeline:
         out = _Outbound(seq=seq, header=header, payload=payload, record=record)
         self._count("traces_batched", len(batch.parts))
         self._count("batches", 1)
+        with self._cv:
+            # Memory stays bounded: the worker waits for the writer (the app queue then drops).
+            while len(self._to_spool) >= self._max_unwritten and not self._stop.is_set():
+                self._cv.wait(0.5)
+            self._pending[seq] = out.traces
+            self._to_spool.append(out)
+            self._cv.notify_all()
+
+    # --- the spool writer -----------------------------------------------------------------------
+    def _write_loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._to_spool:
+                    if self._stop.is_set():
+                        return
+                    if self._scan_due(self._clock()):
+                        break
+                    self._cv.wait(self._scan_wait())
+                item = self._to_spool.popleft() if self._to_spool else None
+                self._cv.notify_all()
+            try:
+                if isinstance(item, _Flush):
+                    item.done.set()
+                elif item is not None:
+                    self._hand_over(item)
+                if self._spool is not None:
+                    self._maybe_scan(self._clock())
+            except Exception as exc:  # pragma: no cover - a bug; never stop writing
+                self._internal_error("spool writer", exc)
+
+    def _hand_over(self, out: _Outbound) -> None:
+        """Write a closed batch to the spool (if on), then give it to a sender or leave it."""
         if self._spool is not None:
             try:
-                out.entry = self._spool.write(header, payload)
+                out.entry = self._spool.write(out.header, out.payload or b"[]")
             except OSError as exc:
                 self._say(
                     logging.WARNING, "spool-write", "galileo-otel: spool write failed: %s", exc
                 )
                 self._count("spool_write_errors")
         with self._cv:
-            self._pending[out.key] = seq
-            self._pending_traces[out.key] = out.traces
             if out.entry is not None:
-                self._held[out.key] = out.entry
+                name = out.entry.name
+                self._name_seq[name] = out.seq
                 if len(self._outbox) >= self._in_flight:
                     # Senders are busy: the batch waits on disk, not in memory.
                     out.entry.release()
-                    del self._held[out.key]
                     self._backlog += 1
                     self._spool_files += 1
                     self._count("traces_spooled", out.traces)
                     return
+                self._held[name] = out.entry
                 self._outbox.append(out)
-                self._cv.notify()
+                self._cv.notify_all()
                 return
-            # No spool: memory is bounded by stalling the worker (the app queue then drops).
+            # No spool: memory is bounded by stalling here (then the worker, then the queue).
             while len(self._outbox) >= 2 * self._in_flight and not self._stop.is_set():
                 self._cv.wait(0.5)
             if self._stop.is_set() and len(self._outbox) >= 2 * self._in_flight:
-                del self._pending[out.key]
-                self._pending_traces.pop(out.key, None)
-                self._failed_seqs.append((self._fail_count, seq))
+                self._pending.pop(out.seq, None)
+                self._failed_seqs.append((self._fail_count, out.seq))
                 self._fail_count += 1
-                self._count("traces_dropped", out.traces)
-                self._count("dropped.shutdown", int(out.header.get("spans", 0)))
+                self._count("traces_failed", out.traces)
+                self._count("failed.shutdown", out.traces)
                 return
             self._outbox.append(out)
-            self._cv.notify()
+            self._cv.notify_all()
+
+    def _scan_due(self, now: float) -> bool:
+        """Whether idle senders should get spooled batches now (called with ``_cv`` held)."""
+        if self._spool is None or self._stop.is_set():
+            return False
+        if self._in_flight - len(self._outbox) - self._busy <= 0:
+            return False
+        failing = self._scan_backoff > self._spool_retry
+        # While closing, every batch still on disk gets its one attempt without delay.
+        return now >= self._next_scan or (self._backlog > 0 and (self._closing or not failing))
+
+    def _scan_wait(self) -> float:
+        if self._spool is None:
+            return 0.5
+        return min(0.5, max(0.01, self._next_scan - self._clock()))
 
     def _maybe_scan(self, now: float) -> None:
         """Feed idle senders with spooled batches: ours left on disk, or another run's."""
         assert self._spool is not None
-        if self._stop.is_set():
-            return
         with self._cv:
+            if not self._scan_due(now):
+                return
             room = self._in_flight - len(self._outbox) - self._busy
-            failing = self._scan_backoff > self._spool_retry
-            # While closing, every batch still on disk gets its one attempt without delay.
-            due = now >= self._next_scan or (self._backlog > 0 and (self._closing or not failing))
-        if room <= 0 or not due:
-            return
         try:
             with self._cv:
                 skip = set(self._held) | self._foreign
                 if self._closing:
-                    skip |= self._parked
+                    skip |= set(self._parked)
             entries = self._spool.claim_oldest(
                 room, skip=skip, accept=self._is_ours, rejected=self._foreign
             )
@@ -718,15 +760,15 @@ class ExportPipeline:
                 self._next_scan = now + self._scan_backoff
                 return
             for entry in entries:
-                seq = self._pending.get(entry.name)
-                if seq is None:
-                    seq = next(self._seq)
-                    self._pending[entry.name] = seq
-                    self._pending_traces[entry.name] = int(entry.header.get("traces", 0))
-                else:
+                seq = self._name_seq.get(entry.name)
+                if seq is None or seq not in self._pending:
+                    seq = next(self._seq)  # another run's batch, or ours given up earlier
+                    self._name_seq[entry.name] = seq
+                    self._pending[seq] = int(entry.header.get("traces", 0))
+                elif entry.name not in self._parked:
                     self._backlog = max(0, self._backlog - 1)
                 self._held[entry.name] = entry
-                self._parked.discard(entry.name)
+                self._parked.pop(entry.name, None)
                 self._outbox.append(
                     _Outbound(seq=seq, header=entry.header, payload=None, record=None, entry=entry)
                 )
@@ -759,11 +801,7 @@ class ExportPipeline:
             finally:
                 with self._cv:
                     self._busy -= 1
-                    self._cv.notify_all()
-                    if self._backlog and self._spool is not None:
-                        # A sender is free and batches wait on disk: let the worker feed it.
-                        self._awake = True
-                        self._wake.set()
+                    self._cv.notify_all()  # a sender is free: the writer may feed it
 
     def _deliver_reliable(self, out: _Outbound) -> None:
         from galileo_otel.api.client import RetryPolicy
@@ -1030,10 +1068,10 @@ class ExportPipeline:
         out.entry.release()
         self._count("traces_spooled", out.traces)
         with self._cv:
-            self._held.pop(out.key, None)
+            self._held.pop(out.entry.name, None)
             self._spool_files += 1
             if retried:
-                self._parked.add(out.key)
+                self._parked[out.entry.name] = out.seq
                 # The next try of the spool honours the server's Retry-After, if longer.
                 wait = max(self._scan_backoff, not_before_s or 0.0)
                 self._next_scan = max(self._next_scan, self._clock() + wait)
@@ -1042,10 +1080,11 @@ class ExportPipeline:
 
     def _settle(self, out: _Outbound, *, ok: bool, reason: str = "") -> None:
         with self._cv:
-            self._held.pop(out.key, None)
-            self._parked.discard(out.key)
-            self._pending.pop(out.key, None)
-            self._pending_traces.pop(out.key, None)
+            if out.entry is not None:
+                self._held.pop(out.entry.name, None)
+                self._parked.pop(out.entry.name, None)
+                self._name_seq.pop(out.entry.name, None)
+            self._pending.pop(out.seq, None)
             if not ok:
                 self._failed_seqs.append((self._fail_count, out.seq))
                 self._fail_count += 1
@@ -1063,7 +1102,28 @@ class ExportPipeline:
         )
 
     def _finish_leftovers(self) -> None:
-        """After shutdown: release spool claims nobody is sending; count what is left."""
+        """After shutdown: spool what the writer missed, release idle claims, count the rest."""
+        while True:
+            with self._cv:
+                item = self._to_spool.popleft() if self._to_spool else None
+            if item is None:
+                break
+            if isinstance(item, _Flush):
+                item.done.set()
+                continue
+            out = item
+            if self._spool is not None:
+                try:
+                    self._spool.write(out.header, out.payload or b"[]").release()
+                    self._count("traces_spooled", out.traces)
+                    continue
+                except OSError as exc:
+                    self._say(
+                        logging.WARNING, "spool-write", "galileo-otel: spool write failed: %s", exc
+                    )
+            self._count("traces_failed", out.traces)
+            self._count("failed.shutdown", out.traces)
+            self._settle(out, ok=False, reason="shutdown")
         with self._cv:
             waiting = list(self._outbox)
             self._outbox.clear()
