@@ -66,10 +66,10 @@ def child(system: str, url: str, spans: int, rounds: int) -> dict[str, object]:
                 with bare.start_as_current_span(
                     "root", attributes={"session.id": f"c{i % 10}"}
                 ) as root:
-                    made.append(root)
                     for _ in range(SPANS_PER_TRACE - 1):
                         with bare.start_as_current_span("child") as child_span:
                             made.append(child_span)
+                made.append(root)  # in end order, as a processor sees them
             on_start, on_end = processor.on_start, processor.on_end
             t0 = time.perf_counter()
             for span in made:

@@ -62,6 +62,7 @@ _ENVELOPE_RESERVE_BYTES = 1024
 _DRAIN_CHUNK = 1024
 _EXPIRE_EVERY_S = 1.0
 _LOG_EVERY_S = 10.0
+_MAX_UNWRITTEN_BYTES = 32 * 1024 * 1024
 _LOGGING_METHOD = "python_client"
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
@@ -183,7 +184,9 @@ class ExportPipeline:
         self._batch_delay = float(s.batch_delay)
         self._first_delay = min(first_delay_s, self._batch_delay)
         self._in_flight = int(s.max_in_flight)
-        self._max_unwritten = max(8, 2 * self._in_flight)  # closed batches not yet on disk
+        # Closed batches not yet on disk, by encoded size: room for a burst while the writer,
+        # whose every syscall waits for the GIL behind a busy app thread, catches up.
+        self._max_unwritten_bytes = max(_MAX_UNWRITTEN_BYTES, 2 * int(s.batch_max_bytes))
         self._export_timeout = float(s.export_timeout)
         self._backoff_initial = backoff_initial_s
         self._backoff_max = backoff_max_s
@@ -246,7 +249,13 @@ class ExportPipeline:
         self._stop = threading.Event()
         # Set when shutdown begins: retry waits end early, so failing batches park in the spool.
         self._hurry = threading.Event()
-        self._cv = threading.Condition(threading.Lock())
+        # One lock, three conditions, so a wake-up reaches only who can act on it (each wake-up
+        # costs a GIL hand-over). _cv: flush waiters and the worker's back-pressure; _cv_send:
+        # senders waiting for batches; _cv_write: the spool writer.
+        self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)
+        self._cv_send = threading.Condition(self._lock)
+        self._cv_write = threading.Condition(self._lock)
         self._stats_lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self._dropped_full = 0
@@ -261,6 +270,7 @@ class ExportPipeline:
         self._busy = 0
         # Closed batches the spool writer has not handled yet (flush markers travel along).
         self._to_spool: deque[_Outbound | _Flush] = deque()
+        self._unwritten = 0  # encoded bytes in _to_spool
         self._pending: dict[int, int] = {}  # batch seq -> traces, until confirmed or given up
         self._name_seq: dict[str, int] = {}  # spool file name -> seq, for files we made or took
         # (n, seq) of batches given up on, n counting up, so a flush sees only failures after it began.
@@ -374,6 +384,8 @@ class ExportPipeline:
         self._wake.set()
         with self._cv:
             self._cv.notify_all()
+            self._cv_send.notify_all()
+            self._cv_write.notify_all()
         for thread in [self._worker, self._writer, *self._threads]:
             if thread is not None and thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - self._clock()))
@@ -419,7 +431,7 @@ class ExportPipeline:
         """Make the worker try spooled batches at once (called with ``_cv`` held)."""
         self._next_scan = 0.0
         self._scan_backoff = self._spool_retry
-        self._cv.notify_all()
+        self._cv_write.notify()
 
     # --- stats ----------------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
@@ -573,7 +585,7 @@ class ExportPipeline:
         # Done once the spool writer has handled every batch before it (they are on disk then).
         with self._cv:
             self._to_spool.append(marker)
-            self._cv.notify_all()
+            self._cv_write.notify()
 
     def _add_trace(
         self, trace: Any, tracker: Any, convert: Callable[[Any], dict[str, Any]]
@@ -653,11 +665,12 @@ class ExportPipeline:
         self._count("batches", 1)
         with self._cv:
             # Memory stays bounded: the worker waits for the writer (the app queue then drops).
-            while len(self._to_spool) >= self._max_unwritten and not self._stop.is_set():
+            while self._unwritten >= self._max_unwritten_bytes and not self._stop.is_set():
                 self._cv.wait(0.5)
+            self._unwritten += len(payload)
             self._pending[seq] = out.traces
             self._to_spool.append(out)
-            self._cv.notify_all()
+            self._cv_write.notify()
 
     # --- the spool writer -----------------------------------------------------------------------
     def _write_loop(self) -> None:
@@ -668,9 +681,12 @@ class ExportPipeline:
                         return
                     if self._scan_due(self._clock()):
                         break
-                    self._cv.wait(self._scan_wait())
+                    self._cv_write.wait(self._scan_wait())
                 item = self._to_spool.popleft() if self._to_spool else None
-                self._cv.notify_all()
+                if isinstance(item, _Outbound):
+                    self._unwritten -= len(item.payload or b"")
+                    if self._unwritten < self._max_unwritten_bytes:
+                        self._cv.notify_all()  # the worker may be waiting for room
             try:
                 if isinstance(item, _Flush):
                     item.done.set()
@@ -704,11 +720,11 @@ class ExportPipeline:
                     return
                 self._held[name] = out.entry
                 self._outbox.append(out)
-                self._cv.notify_all()
+                self._cv_send.notify()
                 return
             # No spool: memory is bounded by stalling here (then the worker, then the queue).
             while len(self._outbox) >= 2 * self._in_flight and not self._stop.is_set():
-                self._cv.wait(0.5)
+                self._cv_write.wait(0.5)
             if self._stop.is_set() and len(self._outbox) >= 2 * self._in_flight:
                 self._pending.pop(out.seq, None)
                 self._failed_seqs.append((self._fail_count, out.seq))
@@ -717,7 +733,7 @@ class ExportPipeline:
                 self._count("failed.shutdown", out.traces)
                 return
             self._outbox.append(out)
-            self._cv.notify_all()
+            self._cv_send.notify()
 
     def _scan_due(self, now: float) -> bool:
         """Whether idle senders should get spooled batches now (called with ``_cv`` held)."""
@@ -772,7 +788,7 @@ class ExportPipeline:
                 self._outbox.append(
                     _Outbound(seq=seq, header=entry.header, payload=None, record=None, entry=entry)
                 )
-            self._cv.notify_all()
+            self._cv_send.notify(len(entries))
 
     # --- the senders ----------------------------------------------------------------------------
     def _send_loop(self) -> None:
@@ -781,10 +797,11 @@ class ExportPipeline:
                 while not self._outbox:
                     if self._stop.is_set():
                         return
-                    self._cv.wait(0.5)
+                    self._cv_send.wait(0.5)
                 out = self._outbox.popleft()
                 self._busy += 1
-                self._cv.notify_all()
+                if self._spool is None:
+                    self._cv_write.notify()  # room in the outbox for the writer
             try:
                 if self._stop.is_set() and out.entry is not None:
                     self._leave_in_spool(out, retried=False)
@@ -801,7 +818,8 @@ class ExportPipeline:
             finally:
                 with self._cv:
                     self._busy -= 1
-                    self._cv.notify_all()  # a sender is free: the writer may feed it
+                    if self._backlog or self._closing or self._spool_files:
+                        self._cv_write.notify()  # a sender is free: the writer may feed it
 
     def _deliver_reliable(self, out: _Outbound) -> None:
         from galileo_otel.api.client import RetryPolicy
@@ -1077,6 +1095,7 @@ class ExportPipeline:
                 self._next_scan = max(self._next_scan, self._clock() + wait)
                 self._scan_backoff = min(DEFAULT_SPOOL_RETRY_MAX_S, self._scan_backoff * 2)
             self._cv.notify_all()
+            self._cv_write.notify()
 
     def _settle(self, out: _Outbound, *, ok: bool, reason: str = "") -> None:
         with self._cv:
