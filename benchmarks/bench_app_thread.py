@@ -63,9 +63,9 @@ def child(system: str, url: str, spans: int, rounds: int) -> dict[str, object]:
         for _ in range(rounds):
             made = []
             for i in range(spans // SPANS_PER_TRACE):
-                with bare.start_as_current_span(
-                    "root", attributes={"session.id": f"c{i % 10}"}
-                ) as root:
+                # an agent root, as in emit_trace (a plain root becomes the Galileo trace itself)
+                attrs = {"session.id": f"c{i % 10}", "gen_ai.operation.name": "invoke_agent"}
+                with bare.start_as_current_span("root", attributes=attrs) as root:
                     for _ in range(SPANS_PER_TRACE - 1):
                         with bare.start_as_current_span("child") as child_span:
                             made.append(child_span)
