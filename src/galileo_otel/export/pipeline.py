@@ -290,6 +290,7 @@ class ExportPipeline:
         self._threads: list[threading.Thread] = []
         self._worker: threading.Thread | None = None
         self._writer: threading.Thread | None = None
+        self._final_marker: _Flush | None = None
         self._next_expire = 0.0
 
     def start(self) -> None:
@@ -398,6 +399,8 @@ class ExportPipeline:
 
     def _flush(self, deadline: float, *, final: bool) -> bool:
         marker = _Flush(final=final)
+        if final:
+            self._final_marker = marker
         with self._cv:
             base = self._fail_count
         self._queue.append(marker)
@@ -461,7 +464,7 @@ class ExportPipeline:
         out["queue_size"] = len(self._queue)
         out["dropped.queue_full"] = self._dropped_full
         out["dropped.shutdown"] = self._dropped_closed + out.get("dropped.shutdown", 0)
-        out["spans_dropped"] = self._dropped_full + self._dropped_closed
+        out["spans_dropped"] = self._dropped_full + out["dropped.shutdown"]
         for key in (
             "traces_batched",
             "traces_sent",
@@ -768,6 +771,9 @@ class ExportPipeline:
             files = len(self._spool.pending_names())
         except OSError as exc:
             self._say(logging.WARNING, "spool-scan", "galileo-otel: spool scan failed: %s", exc)
+            with self._cv:
+                self._next_scan = now + self._scan_backoff  # not again at once
+                self._backlog = 0
             return
         with self._cv:
             self._spool_files = max(0, files - len(entries))
@@ -1153,7 +1159,16 @@ class ExportPipeline:
                 self._count("traces_failed", out.traces)
                 self._count("failed.shutdown", out.traces)
                 self._settle(out, ok=False, reason="shutdown")
-        left = len(self._queue)
+        left = sum(1 for item in list(self._queue) if not isinstance(item, _Flush))
+        marker = self._final_marker
+        if marker is not None and not marker.done.is_set():
+            # The worker did not get through the queue in time: what it still holds (open
+            # traces, open batches) is lost too. Read from here while it may still run: counted
+            # as well as can be, never silently.
+            with contextlib.suppress(Exception):
+                left += int(self._get_assembler().stats().get("open_spans", 0))
+            with contextlib.suppress(RuntimeError):  # changed size while we looked
+                left += sum(batch.spans for batch in list(self._open.values()))
         if left:
             self._count("dropped.shutdown", left)
 
