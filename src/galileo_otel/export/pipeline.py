@@ -2,7 +2,8 @@
 
 ``submit(span)`` is the only thing the app thread calls: one deque append and a length check.
 A worker thread assembles traces, resolves their session, converts and encodes them once, and
-batches them per session; a few sender threads deliver the batches.
+batches them per session (pure CPU: it never waits on I/O); a spool-writer thread puts closed
+batches on disk and feeds spooled ones back; ``max_in_flight`` sender threads deliver them.
 
 Reliable mode (``reliable=True``): each closed batch is first written to the spool (when on),
 then sent and awaited; connection errors, timeouts, 408, 429 and 5xx are retried with
