@@ -560,24 +560,45 @@ def _kind(attrs: Mapping[str, Any]) -> str:
     return "workflow"
 
 
-def _status_code(span: ReadableSpan, attrs: Mapping[str, Any]) -> int:
-    if span.status.status_code is not StatusCode.ERROR:
+def _status_code(attrs: Mapping[str, Any], error: bool) -> int:
+    if not error:
         return 200
     http = _int(attrs.get(HTTP_RESPONSE_STATUS_CODE, attrs.get(HTTP_STATUS_CODE)))
     return http if http is not None and 400 <= http <= 599 else 500
 
 
-def _metadata(span: ReadableSpan, attrs: Mapping[str, Any]) -> dict[str, str]:
+# key -> whether it goes to user_metadata; attribute names repeat span after span, so the
+# prefix tests run once per name (bounded: a flood of unique names just stops being cached).
+_METADATA_KEY: dict[str, bool] = {}
+_METADATA_KEY_CACHE_MAX = 8192
+
+
+def _is_metadata_key(key: str) -> bool:
+    copied = not (key in _CONSUMED or key.startswith(_CONSUMED_PREFIXES))
+    if len(_METADATA_KEY) < _METADATA_KEY_CACHE_MAX:
+        _METADATA_KEY[key] = copied
+    return copied
+
+
+def _metadata(span: ReadableSpan, attrs: Mapping[str, Any], error: bool) -> dict[str, str]:
     meta: dict[str, str] = {}
     dropped = 0
+    known = _METADATA_KEY
     for key, value in attrs.items():
-        if key in _CONSUMED or key.startswith(_CONSUMED_PREFIXES):
+        copied = known.get(key)
+        if copied is None:
+            copied = _is_metadata_key(key)
+        if not copied:
             continue
         if len(meta) >= MAX_METADATA_ENTRIES:
             dropped += 1
             continue
-        meta[key] = _meta_value(value)
-    if span.status.status_code is StatusCode.ERROR:
+        # Strings (most values) need no conversion unless they are too long.
+        if type(value) is str and len(value) <= MAX_METADATA_VALUE_CHARS:
+            meta[key] = value
+        else:
+            meta[key] = _meta_value(value)
+    if error:
         if span.status.description:
             meta["otel.status_description"] = _meta_value(span.status.description)
         for event in span.events:
@@ -792,6 +813,22 @@ def _first_text(messages: Iterable[dict[str, Any]], role: str) -> str | None:
     return None
 
 
+def _attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    """The span's attributes as a plain mapping, read-only.
+
+    An ended SDK span's attributes are frozen, so their inner dict is read as is: copying them
+    through the public read-only proxy goes key by key in Python and cost more than the rest of
+    the conversion of a small span. Anything else is copied.
+    """
+    raw = getattr(span, "_attributes", None)
+    inner = getattr(raw, "_dict", None)
+    if type(inner) is dict:
+        return inner
+    if type(raw) is dict:
+        return raw
+    return dict(span.attributes or {})
+
+
 def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
     """One OTel span -> one Galileo step dict (no children, ``parent_id`` and ``step_number``).
 
@@ -802,18 +839,19 @@ def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
     Returns:
         A plain dict shaped like LlmSpan, ToolSpan, RetrieverSpan, AgentSpan or WorkflowSpan.
     """
-    attrs = dict(span.attributes or {})
+    attrs = _attributes(span)
     kind = _kind(attrs)
     ctx = span.context
     start = span.start_time or 0
     end = span.end_time or start
+    error = span.status.status_code is StatusCode.ERROR
     step: dict[str, Any] = {
         "type": kind,
         "name": span.name,
         "created_at": _iso(start),
-        "user_metadata": _metadata(span, attrs),
+        "user_metadata": _metadata(span, attrs, error),
         "tags": _tags(attrs),
-        "status_code": _status_code(span, attrs),
+        "status_code": _status_code(attrs, error),
         "metrics": {"duration_ns": end - start},
         "external_id": f"{ctx.span_id:016x}" if ctx is not None else None,
         "id": span_uuid(ctx.trace_id, ctx.span_id) if ctx is not None else None,
