@@ -59,6 +59,26 @@ def span_uuid(trace_id: int, span_id: int) -> str:
     return _uuid4_shape((span_id << 64) | (trace_id & _MASK64))
 
 
+# The last trace's id tail (its low 64 bits with the variant bits, as "xxxx-xxxxxxxxxxxx"):
+# the spans of one trace are converted together, so the tail is formatted once per trace.
+_last_tail: tuple[int, str] = (-1, "")
+
+
+def _step_ids(trace_id: int, span_id: int) -> tuple[str, str]:
+    """``(external_id, id)`` of a step: the span id in hex and ``span_uuid``, sharing the work."""
+    global _last_tail
+    external = f"{span_id:016x}"
+    if len(external) != 16 or span_id < 0:
+        return external, span_uuid(trace_id, span_id)
+    cached_tid, tail = _last_tail
+    if cached_tid != trace_id:
+        low = f"{((trace_id & _MASK64) & ~(0x3 << 62)) | (0x2 << 62):016x}"
+        tail = f"{low[:4]}-{low[4:]}"
+        _last_tail = (trace_id, tail)
+    # The version nibble (bits 12-15 of the span id) is hex digit 12.
+    return external, f"{external[:8]}-{external[8:12]}-4{external[13:]}-{tail}"
+
+
 def _part_uuid(trace_id: int, part: int) -> str:
     # Later parts of a trace (spans that ended after it shipped) must not reuse its id.
     digest = hashlib.blake2b(f"{trace_id:032x}/{part}".encode(), digest_size=16).digest()
@@ -696,7 +716,8 @@ def _llm_fields(span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, An
     elif "gen_ai.prompt.0.content" in attrs or "gen_ai.completion.0.content" in attrs:
         inputs = _flat_messages(attrs, "gen_ai.prompt.", "user")
         outputs = _flat_messages(attrs, "gen_ai.completion.", "assistant")
-    if not inputs and not outputs and span.events:
+    events = span.events  # a new tuple per access: read once
+    if not inputs and not outputs and events:
         inputs, outputs = _event_messages(span)
     elif GEN_AI_SYSTEM_INSTRUCTIONS in attrs and not inputs:
         system = _system_message(attrs[GEN_AI_SYSTEM_INSTRUCTIONS])
@@ -746,8 +767,8 @@ def _llm_fields(span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, An
     ttfc = _finite(attrs.get(GEN_AI_RESPONSE_TTFC))
     if ttfc is not None:
         metrics["time_to_first_token_ns"] = int(ttfc * 1e9)
-    elif span.events and span.start_time is not None:
-        for event in span.events:
+    elif events and span.start_time is not None:
+        for event in events:
             if event.name == _OI_FIRST_TOKEN_EVENT:
                 metrics["time_to_first_token_ns"] = event.timestamp - span.start_time
                 break
@@ -845,6 +866,10 @@ def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
     start = span.start_time or 0
     end = span.end_time or start
     error = span.status.status_code is StatusCode.ERROR
+    external_id: str | None = None
+    step_id: str | None = None
+    if ctx is not None:
+        external_id, step_id = _step_ids(ctx.trace_id, ctx.span_id)
     step: dict[str, Any] = {
         "type": kind,
         "name": span.name,
@@ -853,8 +878,8 @@ def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
         "tags": _tags(attrs),
         "status_code": _status_code(attrs, error),
         "metrics": {"duration_ns": end - start},
-        "external_id": f"{ctx.span_id:016x}" if ctx is not None else None,
-        "id": span_uuid(ctx.trace_id, ctx.span_id) if ctx is not None else None,
+        "external_id": external_id,
+        "id": step_id,
         "trace_id": trace_id,
     }
     _token_metrics(attrs, step["metrics"])
@@ -927,6 +952,19 @@ def _trace_io_from_step(step: dict[str, Any]) -> tuple[str | None, str | None]:
     else:
         text_out = value_out or None
     return text_in, text_out
+
+
+# (resource, its service.name): one resource serves every span of a process.
+_last_service: tuple[Any, Any] = (None, None)
+
+
+def _service_name(resource: Any) -> Any:
+    global _last_service
+    cached, service = _last_service
+    if resource is not cached:
+        service = resource.attributes.get("service.name")
+        _last_service = (resource, service)
+    return service
 
 
 def convert_trace(trace: AssembledTrace) -> dict[str, Any]:
@@ -1037,7 +1075,7 @@ def convert_trace(trace: AssembledTrace) -> dict[str, Any]:
                     text_out = str(out["content"])
                     break
     if head is not None:
-        service = head.resource.attributes.get("service.name")
+        service = _service_name(head.resource)
         if service is not None:
             metadata.setdefault("service.name", str(service))
     if not trace.complete:
