@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -716,7 +717,7 @@ def _llm_fields(span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, An
     elif "gen_ai.prompt.0.content" in attrs or "gen_ai.completion.0.content" in attrs:
         inputs = _flat_messages(attrs, "gen_ai.prompt.", "user")
         outputs = _flat_messages(attrs, "gen_ai.completion.", "assistant")
-    events = span.events  # a new tuple per access: read once
+    events = _span_events(span)
     if not inputs and not outputs and events:
         inputs, outputs = _event_messages(span)
     elif GEN_AI_SYSTEM_INSTRUCTIONS in attrs and not inputs:
@@ -848,6 +849,14 @@ def _attributes(span: ReadableSpan) -> Mapping[str, Any]:
     if type(raw) is dict:
         return raw
     return dict(span.attributes or {})
+
+
+def _span_events(span: ReadableSpan) -> Sequence[Any]:
+    """The span's events; an ended SDK span's frozen deque is read without the locked copy."""
+    inner = getattr(getattr(span, "_events", None), "_dq", None)
+    if type(inner) is deque:
+        return tuple(inner) if inner else ()
+    return span.events
 
 
 def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
@@ -983,7 +992,12 @@ def convert_trace(trace: AssembledTrace) -> dict[str, Any]:
     root = trace.root
     root_sid = root.context.span_id if root is not None and root.context is not None else None
     spans = list(trace.spans)
-    if root is not None and not any(s is root for s in spans):
+    # The assembler lists the root last; only a hand-built trace needs the scan.
+    if (
+        root is not None
+        and (not spans or spans[-1] is not root)
+        and not any(s is root for s in spans)
+    ):
         spans.append(root)  # a hand-built AssembledTrace may name a root it does not list
     spans.sort(key=lambda s: s.start_time or 0)
 
