@@ -13,7 +13,7 @@ from galileo_otel.export import pipeline
 def _sample() -> dict[str, Any]:
     return {
         "type": "trace",
-        "name": "héllo ✓ \u2028 \"quoted\" \\ / \n\t",
+        "name": 'héllo ✓ \u2028 "quoted" \\ / \n\t',
         "metrics": {"duration_ns": 123456789, "num_input_tokens": 0},
         "temperature": 0.7,
         "tags": ["a", "b"],
