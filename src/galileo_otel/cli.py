@@ -239,6 +239,13 @@ def _open_client(settings: GalileoSettings) -> tuple[GalileoClient, Destination]
             experiment_id=settings.experiment_id,
             create=False,
         )
+    except NotFoundError as exc:
+        client.close()
+        # Read-only commands never create a project or log stream; say so plainly.
+        raise NotFoundError(
+            exc.message.replace("creation is off (create=False)", "sessions commands only look up"),
+            status_code=exc.status_code,
+        ) from None
     except BaseException:
         client.close()
         raise

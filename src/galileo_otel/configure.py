@@ -321,7 +321,8 @@ def resolve_destination(
 def _not_found_words(settings: GalileoSettings, exc: NotFoundError) -> str:
     if settings.project_id and exc.message.startswith("project "):
         return f"no Galileo project with id {settings.project_id} (GALILEO_PROJECT_ID)"
-    return exc.message
+    # configure() creates what is missing unless GALILEO_CREATE_MISSING turned that off.
+    return exc.message.replace("(create=False)", "(GALILEO_CREATE_MISSING=false)")
 
 
 def _existing_galileo_export(provider: TracerProvider, slot: _Slot | None) -> Any:

@@ -136,6 +136,16 @@ def test_sessions_unknown_column_is_one_readable_error(
     assert err.startswith("galileo-otel sessions:") and "colour" in err and "Traceback" not in err
 
 
+def test_sessions_unknown_project_says_it_only_looks_up(
+    seeded: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GALILEO_PROJECT", "ghost")
+    assert cli.main(["sessions", "count"]) == 1
+    err = capsys.readouterr().err
+    assert "project 'ghost' does not exist" in err
+    assert "sessions commands only look up" in err and "GALILEO_CREATE_MISSING" not in err
+
+
 def test_doctor_all_good(seeded: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["doctor"]) == 0
     out = capsys.readouterr().out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import re
 import socket
 import sys
 import textwrap
@@ -69,7 +70,10 @@ def test_unknown_project_id_is_one_config_error(local_server: Any) -> None:
 
 
 def test_unknown_names_without_creation_are_config_errors(local_server: Any) -> None:
-    with pytest.raises(ConfigError, match="does not exist and creation is off"):
+    with pytest.raises(
+        ConfigError,
+        match=re.escape("does not exist and creation is off (GALILEO_CREATE_MISSING=false)"),
+    ):
         cfg.configure(
             tracer_provider=TracerProvider(),
             **_kw(local_server, project="ghost", create_missing=False),

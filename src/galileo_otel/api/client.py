@@ -637,7 +637,7 @@ class _Core:
                 if not create:
                     raise NotFoundError(
                         f"project {project!r} does not exist and creation is off "
-                        "(create=False, GALILEO_CREATE_MISSING=false); create it or set GALILEO_PROJECT_ID"
+                        "(create=False); create it or set GALILEO_PROJECT_ID"
                     )
                 found = yield from self._create_or_refind_project(project)
             pid, project_name = str(found.id), found.name
@@ -673,7 +673,7 @@ class _Core:
         if not create:
             raise NotFoundError(
                 f"log stream {name!r} does not exist in project {pid} and creation is off "
-                "(create=False, GALILEO_CREATE_MISSING=false); create it or set GALILEO_LOG_STREAM_ID"
+                "(create=False); create it or set GALILEO_LOG_STREAM_ID"
             )
         try:
             created = yield from self._op_create_log_stream(pid, name)
