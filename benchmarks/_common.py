@@ -25,6 +25,7 @@ SESSIONS = 10
 STOCK = "stock"  # BatchSpanProcessor + OTLPSpanExporter (proto/HTTP), SDK defaults
 OURS = "ours"  # GalileoSessionProcessor, reliable (confirmed, spooled)
 OURS_FF = "ours-ff"  # GalileoSessionProcessor, reliable=False (fire-and-forget)
+OURS_PROC = "ours-proc"  # GalileoSessionProcessor, reliable, export_process=True (worker process)
 
 
 # --- the sink --------------------------------------------------------------------------------
@@ -111,7 +112,7 @@ def make_provider(system: str, url: str, **opts: Any) -> tuple[Any, Any]:
             k: v for k, v in opts.items() if k in ("max_queue_size", "schedule_delay_millis")
         }
         processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=url + "/v1/traces"), **bsp_opts)
-    elif system in (OURS, OURS_FF):
+    elif system in (OURS, OURS_FF, OURS_PROC):
         from galileo_otel.processor import GalileoSessionProcessor
 
         settings: dict[str, Any] = {
@@ -119,7 +120,8 @@ def make_provider(system: str, url: str, **opts: Any) -> tuple[Any, Any]:
             "api_url": url,
             "project_id": PROJECT_ID,
             "log_stream_id": LOG_STREAM_ID,
-            "reliable": system == OURS,
+            "reliable": system in (OURS, OURS_PROC),
+            "export_process": system == OURS_PROC,
         }
         if "max_queue_size" in opts:
             settings["max_queue_spans"] = opts["max_queue_size"]

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     OURS,
     OURS_FF,
+    OURS_PROC,
     SPANS_PER_TRACE,
     STOCK,
     Sink,
@@ -36,7 +37,7 @@ from _common import (
     stats_of,
 )
 
-SYSTEMS = ["none", STOCK, OURS, OURS_FF]
+SYSTEMS = ["none", STOCK, OURS, OURS_FF, OURS_PROC]
 QUEUE = 20_480  # the same queue bound for both: our default; the stock default is 2,048
 
 

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     OURS,
     OURS_FF,
+    OURS_PROC,
     STOCK,
     Sink,
     emit_spans,
@@ -32,7 +33,7 @@ from _common import (
     stats_of,
 )
 
-SYSTEMS = [STOCK, OURS, OURS_FF]
+SYSTEMS = [STOCK, OURS, OURS_FF, OURS_PROC]
 
 
 def child(system: str, url: str, spans: int) -> dict[str, object]:

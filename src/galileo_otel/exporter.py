@@ -50,7 +50,13 @@ class GalileoSpanExporter(SpanExporter):
                 settings = settings.model_copy(update=overrides)
             # The SDK shuts the exporter down through its processor (at exit too): the
             # pipeline's own exit hook would run first and refuse the spans still buffered there.
-            pipeline = ExportPipeline(settings, shutdown_at_exit=False)
+            if settings.export_process:
+                from galileo_otel.export.offload import OffloadPipeline
+
+                offload: Any = OffloadPipeline(settings, shutdown_at_exit=False)  # same face
+                pipeline = offload
+            else:
+                pipeline = ExportPipeline(settings, shutdown_at_exit=False)
         self._pipeline = pipeline
 
     @property

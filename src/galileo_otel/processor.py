@@ -87,6 +87,10 @@ class GalileoSessionProcessor(SpanProcessor):
         self._settings = settings
         set_baggage_default(settings.session_baggage)
         self._tracker: SessionTracker | None = None
+        if pipeline is None and not settings.logging_disabled and settings.export_process:
+            from galileo_otel.export.offload import OffloadPipeline
+
+            pipeline = OffloadPipeline(settings)
         if pipeline is None and not settings.logging_disabled:
             from galileo_otel.export.pipeline import ExportPipeline
             from galileo_otel.sessions.tracker import SessionTracker

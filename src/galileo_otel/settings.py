@@ -194,6 +194,10 @@ class GalileoSettings(BaseSettings):
         True,
         description="GALILEO_RELIABLE: true = confirmed delivery (wait, retry, spool); false = fire-and-forget.",
     )
+    export_process: bool = Field(
+        False,
+        description="GALILEO_EXPORT_PROCESS: true = assemble, convert and send in a child process (off the app's GIL).",
+    )
     batch_max_traces: int = Field(
         DEFAULT_BATCH_MAX_TRACES,
         ge=1,

@@ -1,0 +1,84 @@
+"""The export worker process of ``GALILEO_EXPORT_PROCESS``.
+
+Rebuilds piped spans and runs the usual in-process ExportPipeline on them; exits on EOF.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from typing import IO, Any
+
+from galileo_otel.export.offload import (
+    MSG_FLUSH,
+    MSG_RESOURCE,
+    MSG_SHUTDOWN,
+    MSG_SPANS,
+    MSG_STATS,
+    SETTINGS_ENV,
+    OffloadedSpan,
+    iter_frames,
+    make_resource,
+    write_frame,
+)
+
+
+def main() -> int:
+    """Serve the pipe on stdin/stdout until EOF or a shutdown message."""
+    # The protocol owns the real stdout; anything printed goes to stderr instead.
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    out: IO[bytes] = os.fdopen(out_fd, "wb")
+    inp: IO[bytes] = os.fdopen(os.dup(0), "rb", buffering=1 << 20)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+    from galileo_otel.export.pipeline import ExportPipeline
+    from galileo_otel.settings import GalileoSettings
+
+    data = json.loads(os.environ.get(SETTINGS_ENV, "{}"))
+    data["export_process"] = False
+    settings = GalileoSettings(**data)
+    pipeline = ExportPipeline(settings, shutdown_at_exit=False)
+    out_lock = threading.Lock()
+
+    def reply(seq: int, result: Any) -> None:
+        with out_lock:
+            try:
+                write_frame(out, (seq, result))
+            except (OSError, ValueError):
+                os._exit(0)  # the parent is gone
+
+    def flush(seq: int, timeout: float) -> None:
+        reply(seq, bool(pipeline.force_flush(timeout)))
+
+    resources: dict[int, Any] = {}
+    submit = pipeline.submit
+    for msg in iter_frames(inp):
+        tag = msg[0]
+        if tag == MSG_SPANS:
+            for item in msg[1]:
+                res = resources.get(item[12])
+                if res is None:
+                    res = resources[item[12]] = make_resource({})
+                submit(OffloadedSpan(item, res))
+        elif tag == MSG_RESOURCE:
+            resources[msg[1]] = make_resource(msg[2])
+        elif tag == MSG_FLUSH:
+            threading.Thread(target=flush, args=(msg[1], msg[2]), daemon=True).start()
+        elif tag == MSG_STATS:
+            reply(msg[1], pipeline.stats())
+        elif tag == MSG_SHUTDOWN:
+            ok = bool(pipeline.shutdown(msg[2]))
+            reply(msg[1], ok)
+            out.close()
+            os._exit(0)
+    # EOF: the parent is gone (or closed the pipe); flush what is here within the usual bound.
+    pipeline.shutdown(settings.export_timeout)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,699 @@
+"""Opt-in export worker process (``GALILEO_EXPORT_PROCESS``).
+
+Assembly, conversion and HTTP leave the app's interpreter; the app only pipes span tuples.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import json
+import logging
+import marshal
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import IO, Any
+
+from opentelemetry.trace import SpanKind, StatusCode
+
+from galileo_otel.settings import GalileoSettings
+
+__all__ = [
+    "OffloadPipeline",
+    "OffloadedSpan",
+    "extract_span",
+    "rebuild_span",
+    "settings_env",
+]
+
+_log = logging.getLogger("galileo_otel.export")
+
+# Message tags (parent -> child). Child -> parent messages are (seq, result).
+MSG_RESOURCE = 0
+MSG_SPANS = 1
+MSG_FLUSH = 2
+MSG_SHUTDOWN = 3
+MSG_STATS = 4
+
+SETTINGS_ENV = "GALILEO_OTEL_WORKER_SETTINGS"
+_HEADER = struct.Struct("<I")
+_FRAME_SPANS = 1024  # spans per frame: one write syscall and one GIL hand-over per frame
+_MAX_RESTARTS = 3
+_CHECKPOINT_S = 1.0  # how often the child is asked to confirm, so the replay buffer can shrink
+_EXIT_TIMEOUT_S = 5.0
+
+_KINDS = {k.value: k for k in SpanKind}
+_CODES = {c.value: c for c in StatusCode}
+
+
+# --- wire format ------------------------------------------------------------------------------
+def write_frame(out: IO[bytes], obj: Any) -> None:
+    """Write one length-prefixed ``marshal`` frame and flush it."""
+    data = marshal.dumps(obj)
+    out.write(_HEADER.pack(len(data)) + data)
+    out.flush()
+
+
+def read_frame(inp: IO[bytes]) -> Any:
+    """Read one frame; raises ``EOFError`` when the other side is gone."""
+    head = _read_exact(inp, _HEADER.size)
+    (size,) = _HEADER.unpack(head)
+    return marshal.loads(_read_exact(inp, size))
+
+
+def _read_exact(inp: IO[bytes], n: int) -> bytes:
+    buf = inp.read(n)
+    if buf is None or len(buf) < n:
+        parts = [buf or b""]
+        got = len(parts[0])
+        while got < n:
+            chunk = inp.read(n - got)
+            if not chunk:
+                raise EOFError("pipe closed")
+            parts.append(chunk)
+            got += len(chunk)
+        buf = b"".join(parts)
+    return buf
+
+
+# --- spans as plain tuples --------------------------------------------------------------------
+def _plain(mapping: Any) -> dict[str, Any]:
+    inner = getattr(mapping, "_dict", None)
+    if type(inner) is dict:
+        return inner
+    return dict(mapping or {})
+
+
+def extract_span(span: Any, resource_id: int) -> tuple[Any, ...]:
+    """An ended span as a tuple of builtins (what ``marshal`` can write)."""
+    ctx = span.context
+    parent = span.parent
+    status = span.status
+    raw = getattr(span, "_attributes", None)
+    attrs = getattr(raw, "_dict", None)
+    if type(attrs) is not dict:
+        attrs = raw if type(raw) is dict else dict(span.attributes or {})
+    events: Any = None
+    inner = getattr(getattr(span, "_events", None), "_dq", None)
+    evs = (tuple(inner) if inner else ()) if type(inner) is deque else span.events
+    if evs:
+        events = tuple((e.name, e.timestamp, _plain(e.attributes)) for e in evs)
+    return (
+        span.name,
+        ctx.trace_id if ctx is not None else 0,
+        ctx.span_id if ctx is not None else 0,
+        parent.span_id if parent is not None else None,
+        bool(parent.is_remote) if parent is not None else False,
+        span.start_time,
+        span.end_time,
+        span.kind.value,
+        status.status_code.value,
+        status.description,
+        attrs,
+        events,
+        resource_id,
+    )
+
+
+def _sanitize(item: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Make a tuple marshal-able: values of unexpected types become strings."""
+
+    def fix(v: Any) -> Any:
+        if v is None or type(v) in (str, int, float, bool, bytes):
+            return v
+        if isinstance(v, (list, tuple)):
+            return tuple(fix(x) for x in v)
+        return str(v)
+
+    attrs = {str(k): fix(v) for k, v in item[10].items()}
+    events = item[11]
+    if events:
+        events = tuple((str(n), ts, {str(k): fix(v) for k, v in a.items()}) for n, ts, a in events)
+    return (*item[:9], fix(item[9]), attrs, events, item[12])
+
+
+class _Ctx:
+    __slots__ = ("is_remote", "span_id", "trace_id")
+
+    def __init__(self, trace_id: int, span_id: int, is_remote: bool) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.is_remote = is_remote
+
+
+class _Status:
+    __slots__ = ("description", "status_code")
+
+    def __init__(self, status_code: StatusCode, description: str | None) -> None:
+        self.status_code = status_code
+        self.description = description
+
+
+class _Event:
+    __slots__ = ("attributes", "name", "timestamp")
+
+    def __init__(self, name: str, timestamp: int, attributes: dict[str, Any]) -> None:
+        self.name = name
+        self.timestamp = timestamp
+        self.attributes = attributes
+
+
+class _Resource:
+    __slots__ = ("attributes",)
+
+    def __init__(self, attributes: dict[str, Any]) -> None:
+        self.attributes = attributes
+
+
+class OffloadedSpan:
+    """A span rebuilt in the worker process: just what assembly, conversion and sessions read."""
+
+    __slots__ = (
+        "_attributes",
+        "attributes",
+        "context",
+        "end_time",
+        "events",
+        "kind",
+        "name",
+        "parent",
+        "resource",
+        "start_time",
+        "status",
+    )
+
+    def __init__(self, item: tuple[Any, ...], resource: Any) -> None:
+        (name, tid, sid, psid, premote, start, end, kind, code, desc, attrs, events, _) = item
+        self.name = name
+        self.context = _Ctx(tid, sid, False)
+        self.parent = _Ctx(tid, psid, premote) if psid is not None else None
+        self.start_time = start
+        self.end_time = end
+        self.kind = _KINDS.get(kind, SpanKind.INTERNAL)
+        self.status = _Status(_CODES.get(code, StatusCode.UNSET), desc)
+        self._attributes = attrs
+        self.attributes = attrs
+        self.events = tuple(_Event(*e) for e in events) if events else ()
+        self.resource = resource
+
+
+def rebuild_span(item: tuple[Any, ...], resources: dict[int, Any]) -> OffloadedSpan:
+    """The inverse of :func:`extract_span` (``resources``: id -> resource object)."""
+    res = resources.get(item[12])
+    if res is None:
+        res = resources[item[12]] = _Resource({})
+    return OffloadedSpan(item, res)
+
+
+def make_resource(attributes: dict[str, Any]) -> Any:
+    """A resource stand-in with ``attributes``."""
+    return _Resource(attributes)
+
+
+def settings_env(settings: GalileoSettings) -> dict[str, str]:
+    """Environment of the worker process: the settings as JSON, the API key in its own var."""
+    data = settings.model_dump(mode="json", exclude={"api_key"})
+    data["export_process"] = False
+    env = dict(os.environ)
+    env[SETTINGS_ENV] = json.dumps(data)
+    env.pop("GALILEO_API_KEY", None)
+    if settings.api_key is not None:
+        env["GALILEO_API_KEY"] = settings.api_key.get_secret_value()
+    return env
+
+
+# --- the app's side ---------------------------------------------------------------------------
+class _Waiter:
+    __slots__ = ("done", "msg", "replay_mark", "result")
+
+    def __init__(self, msg: tuple[Any, ...], replay_mark: int) -> None:
+        self.msg = msg
+        self.replay_mark = replay_mark
+        self.done = threading.Event()
+        self.result: Any = None
+
+
+class _Control:
+    __slots__ = ("waiter",)
+
+    def __init__(self, waiter: _Waiter) -> None:
+        self.waiter = waiter
+
+
+class OffloadPipeline:
+    """Same face as :class:`~galileo_otel.export.pipeline.ExportPipeline`; the work runs in a child.
+
+    ``submit`` is the same O(1) append. A worker thread turns queued spans into tuples and
+    writes them to a ``python -m galileo_otel.export._worker`` child, which runs an in-process
+    ``ExportPipeline`` with the same settings (so delivery modes, spool and stats are the same).
+    Frames not yet covered by a successful flush of the child are kept (bounded by
+    ``max_queue_spans``) and replayed to a restarted child; after ``_MAX_RESTARTS`` deaths the
+    export falls back to an in-process pipeline.
+
+    Args:
+        settings: The configuration; from ``GALILEO_*`` env vars when ``None``.
+        start: Start the worker thread and the child now.
+        shutdown_at_exit: Shut down (bounded) at interpreter exit.
+        command: The child's command line (tests); ``python -m galileo_otel.export._worker``.
+    """
+
+    def __init__(
+        self,
+        settings: GalileoSettings | None = None,
+        *,
+        start: bool = True,
+        shutdown_at_exit: bool = True,
+        command: list[str] | None = None,
+    ) -> None:
+        self._settings = settings if settings is not None else GalileoSettings()
+        s = self._settings
+        self._disabled = bool(s.logging_disabled)
+        self._max_queue = int(s.max_queue_spans)
+        self._export_timeout = float(s.export_timeout)
+        self._command = command or [sys.executable, "-m", "galileo_otel.export._worker"]
+        self._queue: deque[Any] = deque()
+        self._awake = False
+        self._wake = threading.Event()
+        self._closing = False
+        self._started = False
+        self._dropped_full = 0
+        self._dropped_closed = 0
+        self._taken = 0
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
+        self._waiters: dict[int, _Waiter] = {}
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._gen = 0  # child generation; a reader of an older child ignores its EOF
+        self._dead = False
+        self._resources: dict[
+            int, tuple[Any, int, dict[str, Any]]
+        ] = {}  # id(res) -> (res, n, attrs)
+        self._res_ids = itertools.count(1)
+        self._sent_res: set[int] = set()
+        self._replay: deque[tuple[int, int, tuple[Any, ...]]] = deque()  # (mark, spans, msg)
+        self._replay_spans = 0
+        self._mark = 0
+        self._counts: dict[str, int] = {}
+        self._last_child_stats: dict[str, int] = {}
+        self._fallback: Any = None
+        self._worker: threading.Thread | None = None
+        self._next_checkpoint = 0.0
+        self._said_death = False
+        self._checkpoints: dict[int, int] = {}  # seq of an unanswered checkpoint -> replay mark
+        self._fb_resources: dict[int, Any] = {}
+        self._exit_hook = _make_exit_hook(weakref.ref(self))
+        if shutdown_at_exit:
+            atexit.register(self._exit_hook)
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the child and the worker thread (idempotent)."""
+        if self._started or self._closing or self._disabled:
+            return
+        self._started = True
+        self._spawn()
+        self._worker = threading.Thread(target=self._run, name="galileo-otel-offload", daemon=True)
+        self._worker.start()
+
+    # --- the app thread -------------------------------------------------------------------------
+    def submit(self, span: Any) -> bool:
+        """Hand a finished span to the worker; O(1), never blocks, never raises."""
+        if self._closing or self._disabled:
+            self._dropped_closed += 1
+            return False
+        queue = self._queue
+        if len(queue) >= self._max_queue:
+            self._dropped_full += 1
+            return False
+        queue.append(span)
+        if not self._awake:
+            self._awake = True
+            self._wake.set()
+        return True
+
+    def force_flush(self, timeout_s: float | None = None) -> bool:
+        """Deliver what was queued before the call; the child's ``force_flush`` result."""
+        if self._closing or self._disabled or not self._started:
+            return not self._closing
+        timeout = self._export_timeout if timeout_s is None else timeout_s
+        return bool(self._control(MSG_FLUSH, timeout, time.monotonic() + timeout))
+
+    def shutdown(self, timeout_s: float | None = None) -> bool:
+        """Flush and stop the child; returns within ``timeout_s`` (the child is killed if late)."""
+        if self._closing:
+            return False
+        timeout = self._export_timeout if timeout_s is None else timeout_s
+        deadline = time.monotonic() + max(0.0, timeout)
+        ok = True
+        if self._started and not self._disabled:
+            # The child gets a little less, so its answer and exit fit in our bound.
+            inner = max(0.0, timeout - min(0.5, timeout * 0.2))
+            ok = bool(self._control(MSG_SHUTDOWN, inner, deadline))
+        self._closing = True
+        with contextlib.suppress(ValueError):
+            atexit.unregister(self._exit_hook)
+        self._wake.set()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(max(0.0, deadline - time.monotonic()))
+        self._stop_child(deadline)
+        if self._fallback is not None:
+            ok = self._fallback.shutdown(max(0.0, deadline - time.monotonic())) and ok
+        return ok
+
+    def stats(self) -> dict[str, int]:
+        """The child's counters, with this process's queue and drop counters merged in."""
+        child: Any = None
+        if self._started and not self._closing and self._fallback is None:
+            child = self._control(MSG_STATS, 1.0, time.monotonic() + 1.0)
+        if isinstance(child, dict):
+            self._last_child_stats = child
+        out = dict(self._last_child_stats)
+        if self._fallback is not None:
+            with contextlib.suppress(Exception):
+                out.update(self._fallback.stats())
+        with self._lock:
+            out.update(self._counts)
+        child_dropped = int(out.get("spans_dropped", 0))
+        out["spans_queued"] = self._taken + len(self._queue)
+        out["queue_size"] = len(self._queue)
+        out["dropped.queue_full"] = self._dropped_full + int(out.get("dropped.queue_full", 0))
+        out["dropped.shutdown"] = self._dropped_closed + int(out.get("dropped.shutdown", 0))
+        out["spans_dropped"] = self._dropped_full + self._dropped_closed + child_dropped
+        for key in ("offload.child_exits", "offload.restarts", "offload.fallback"):
+            out.setdefault(key, 0)
+        return {k: int(v) for k, v in out.items()}
+
+    # --- control messages -----------------------------------------------------------------------
+    def _control(self, tag: int, timeout: float, deadline: float) -> Any:
+        seq = next(self._seq)
+        waiter = _Waiter((tag, seq, timeout), 0)
+        with self._lock:
+            self._waiters[seq] = waiter
+        self._queue.append(_Control(waiter))
+        self._awake = True
+        self._wake.set()
+        waiter.done.wait(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self._waiters.pop(seq, None)
+        return waiter.result if waiter.done.is_set() else None
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + n
+
+    # --- the child ------------------------------------------------------------------------------
+    def _spawn(self) -> None:
+        self._gen += 1
+        self._dead = False
+        self._sent_res = set()
+        self._checkpoints.clear()
+        self._proc = subprocess.Popen(
+            self._command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=settings_env(self._settings),
+            close_fds=True,
+        )
+        reader = threading.Thread(
+            target=self._read_loop,
+            args=(self._proc, self._gen),
+            name="galileo-otel-offload-reader",
+            daemon=True,
+        )
+        reader.start()
+
+    def _read_loop(self, proc: subprocess.Popen[bytes], gen: int) -> None:
+        out = proc.stdout
+        assert out is not None
+        try:
+            while True:
+                seq, result = read_frame(out)
+                with self._lock:
+                    waiter = self._waiters.get(seq)
+                if waiter is None:
+                    self._on_checkpoint(seq, result)
+                    continue
+                waiter.result = result
+                if waiter.msg[0] == MSG_FLUSH and result is True:
+                    self._trim(waiter.replay_mark)
+                waiter.done.set()
+        except Exception:  # EOF or a broken frame: the child is gone or unusable
+            if gen == self._gen:
+                self._dead = True
+                self._wake.set()
+
+    def _on_checkpoint(self, seq: int, result: Any) -> None:
+        mark = self._checkpoints.pop(seq, None)
+        if mark is not None and result is True:
+            self._trim(mark)
+
+    def _trim(self, mark: int) -> None:
+        with self._lock:
+            replay = self._replay
+            while replay and replay[0][0] <= mark:
+                self._replay_spans -= replay.popleft()[1]
+
+    def _stop_child(self, deadline: float) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        with contextlib.suppress(Exception):
+            if proc.stdin is not None:
+                proc.stdin.close()  # EOF: the child exits
+        try:
+            proc.wait(max(0.05, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(Exception):
+                proc.kill()
+            with contextlib.suppress(Exception):
+                proc.wait(1.0)
+        with contextlib.suppress(Exception):
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+    # --- the worker thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._work()
+        except BaseException as exc:  # pragma: no cover - a bug; say it, never kill the app
+            _log.critical("galileo-otel: offload worker stopped: %r", exc, exc_info=exc)
+
+    def _work(self) -> None:
+        queue = self._queue
+        while True:
+            self._wake.clear()
+            self._awake = False
+            if self._dead and self._fallback is None:
+                self._recover()
+            batch: list[tuple[Any, ...]] = []
+            try:
+                while True:
+                    item = queue.popleft()
+                    if type(item) is _Control:
+                        self._send_spans(batch)
+                        batch = []
+                        self._send_control(item.waiter)
+                        continue
+                    self._taken += 1
+                    try:
+                        batch.append(extract_span(item, self._resource_id(item.resource)))
+                    except Exception:
+                        self._count("errors.offload_extract")
+                    if len(batch) >= _FRAME_SPANS:
+                        self._send_spans(batch)
+                        batch = []
+            except IndexError:
+                pass
+            self._send_spans(batch)
+            now = time.monotonic()
+            if (
+                now >= self._next_checkpoint
+                and self._replay
+                and self._fallback is None
+                and not self._checkpoints
+            ):
+                self._next_checkpoint = now + _CHECKPOINT_S
+                seq = next(self._seq)
+                self._checkpoints[seq] = self._mark
+                self._write((MSG_FLUSH, seq, 30.0))
+            if self._closing and not queue:
+                return
+            self._wake.wait(_CHECKPOINT_S)
+
+    def _resource_id(self, resource: Any) -> int:
+        entry = self._resources.get(id(resource))
+        if entry is None:
+            attrs = _plain(getattr(resource, "attributes", None))
+            entry = (resource, next(self._res_ids), attrs)
+            self._resources[id(resource)] = entry
+        rid = entry[1]
+        if rid not in self._sent_res and self._fallback is None:
+            self._sent_res.add(rid)
+            self._write((MSG_RESOURCE, rid, entry[2]))
+        return rid
+
+    def _send_spans(self, batch: list[tuple[Any, ...]]) -> None:
+        if not batch:
+            return
+        msg: tuple[Any, ...] = (MSG_SPANS, batch)
+        try:
+            marshal.dumps(msg)
+        except ValueError:
+            msg = (MSG_SPANS, [_sanitize(x) for x in batch])
+        if self._fallback is not None:
+            self._to_fallback(msg)
+            return
+        with self._lock:
+            self._mark += 1
+            self._replay.append((self._mark, len(batch), msg))
+            self._replay_spans += len(batch)
+            while self._replay_spans > self._max_queue and len(self._replay) > 1:
+                self._replay_spans -= self._replay.popleft()[1]
+                self._counts["offload.replay_overflow"] = (
+                    self._counts.get("offload.replay_overflow", 0) + 1
+                )
+        self._write(msg)
+
+    def _send_control(self, waiter: _Waiter) -> None:
+        if self._fallback is not None:
+            self._fallback_control(waiter)
+            return
+        waiter.replay_mark = self._mark
+        self._write(waiter.msg)
+
+    def _write(self, msg: tuple[Any, ...]) -> None:
+        proc = self._proc
+        if self._dead or proc is None or proc.stdin is None:
+            self._dead = True
+            return
+        try:
+            write_frame(proc.stdin, msg)
+        except (OSError, ValueError):
+            self._dead = True
+
+    # --- recovery -------------------------------------------------------------------------------
+    def _recover(self) -> None:
+        proc = self._proc
+        if proc is not None:
+            with contextlib.suppress(Exception):
+                proc.kill()
+            with contextlib.suppress(Exception):
+                proc.wait(2.0)
+            for pipe in (proc.stdin, proc.stdout):
+                with contextlib.suppress(Exception):
+                    if pipe is not None:
+                        pipe.close()
+        self._count("offload.child_exits")
+        if not self._said_death:
+            self._said_death = True
+            _log.warning(
+                "galileo-otel: export worker process exited (code %s); restarting it",
+                proc.returncode if proc is not None else None,
+            )
+        if self._closing:
+            self._fail_waiters()
+            return
+        restarts = self._counts.get("offload.restarts", 0)
+        if restarts < _MAX_RESTARTS:
+            self._count("offload.restarts")
+            try:
+                self._spawn()
+            except OSError as exc:
+                _log.warning("galileo-otel: cannot start the export worker process: %s", exc)
+            else:
+                self._resend()
+                if not self._dead:
+                    return
+        self._start_fallback()
+
+    def _resend(self) -> None:
+        for _, rid, attrs in list(self._resources.values()):
+            self._sent_res.add(rid)
+            self._write((MSG_RESOURCE, rid, attrs))
+        with self._lock:
+            frames = [msg for _, _, msg in self._replay]
+            waiters = sorted(self._waiters.items())
+        for msg in frames:
+            self._write(msg)
+        for _, waiter in waiters:
+            if not waiter.done.is_set():
+                waiter.replay_mark = self._mark
+                self._write(waiter.msg)
+
+    def _start_fallback(self) -> None:
+        from galileo_otel.export.pipeline import ExportPipeline
+
+        _log.warning("galileo-otel: export worker process keeps failing; exporting in-process")
+        self._count("offload.fallback")
+        self._fallback = ExportPipeline(self._settings, shutdown_at_exit=False)
+        with self._lock:
+            frames = [msg for _, _, msg in self._replay]
+            self._replay.clear()
+            self._replay_spans = 0
+            waiters = [w for _, w in sorted(self._waiters.items())]
+        for msg in frames:
+            self._to_fallback(msg)
+        for waiter in waiters:
+            if not waiter.done.is_set():
+                self._fallback_control(waiter)
+
+    def _to_fallback(self, msg: tuple[Any, ...]) -> None:
+        resources = self._fb_resources
+        if not resources:
+            for _, rid, attrs in self._resources.values():
+                resources[rid] = make_resource(attrs)
+        for item in msg[1]:
+            if item[12] not in resources:
+                for _, rid, attrs in self._resources.values():
+                    resources.setdefault(rid, make_resource(attrs))
+            self._fallback.submit(rebuild_span(item, resources))
+
+    def _fallback_control(self, waiter: _Waiter) -> None:
+        tag, _, timeout = waiter.msg
+        fb = self._fallback
+
+        def run() -> None:
+            if tag == MSG_STATS:
+                waiter.result = fb.stats()
+            elif tag == MSG_FLUSH:
+                waiter.result = fb.force_flush(timeout)
+            else:
+                waiter.result = fb.force_flush(timeout)
+            waiter.done.set()
+
+        threading.Thread(target=run, name="galileo-otel-offload-fallback", daemon=True).start()
+
+    def _fail_waiters(self) -> None:
+        with self._lock:
+            waiters = list(self._waiters.values())
+        for waiter in waiters:
+            waiter.result = False if waiter.msg[0] != MSG_STATS else None
+            waiter.done.set()
+
+
+def _make_exit_hook(ref: weakref.ReferenceType[OffloadPipeline]) -> Callable[[], None]:
+    def hook() -> None:
+        pipeline = ref()
+        if pipeline is not None and not pipeline._closing:
+            with contextlib.suppress(Exception):
+                pipeline.shutdown(_EXIT_TIMEOUT_S)
+
+    return hook
+
+
+def iter_frames(inp: IO[bytes]) -> Iterable[Any]:
+    """Frames from ``inp`` until EOF."""
+    while True:
+        try:
+            yield read_frame(inp)
+        except EOFError:
+            return

@@ -1,0 +1,135 @@
+"""GALILEO_EXPORT_PROCESS against the real local server: delivery, bounded shutdown, a killed
+worker process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+from galileo_otel.export.convert import trace_uuid
+from galileo_otel.export.offload import OffloadPipeline
+from galileo_otel.export.spool import Spool
+from galileo_otel.processor import GalileoSessionProcessor
+from galileo_otel.settings import GalileoSettings
+
+pytestmark = pytest.mark.integration
+
+KEY = "test-key"
+
+
+def settings_for(url: str, spool: Path, **overrides: Any) -> GalileoSettings:
+    values: dict[str, Any] = {
+        "api_key": KEY,
+        "api_url": url,
+        "project": "offload",
+        "log_stream": "default",
+        "batch_delay": 0.05,
+        "export_timeout": 5.0,
+        "read_timeout": 2.0,
+        "spool_dir": str(spool),
+        "export_process": True,
+    }
+    values.update(overrides)
+    return GalileoSettings(**values)
+
+
+class App:
+    """An instrumented app whose processor builds its own (offloaded) pipeline."""
+
+    def __init__(self, settings: GalileoSettings) -> None:
+        self.provider = TracerProvider(shutdown_on_exit=False)
+        self.processor = GalileoSessionProcessor(settings=settings)
+        pipeline = self.processor.pipeline
+        assert isinstance(pipeline, OffloadPipeline)
+        self.pipeline: OffloadPipeline = pipeline
+        self.provider.add_span_processor(self.processor)
+        self.tracer = self.provider.get_tracer("offload-test")
+        self.trace_ids: list[str] = []
+
+    def turns(self, n: int, sessions: int = 3, start: int = 0) -> None:
+        for i in range(start, start + n):
+            attrs = {"session.id": f"conv-{i % sessions}", "gen_ai.operation.name": "invoke_agent"}
+            with self.tracer.start_as_current_span(f"turn {i}", attributes=attrs) as root:
+                with self.tracer.start_as_current_span(
+                    "chat", attributes={"gen_ai.request.model": "m"}
+                ) as chat:
+                    chat.add_event("gen_ai.user.message", {"content": f"hi {i}"})
+            self.trace_ids.append(trace_uuid(root.get_span_context().trace_id))
+
+
+def get(url: str, path: str) -> Any:
+    req = urllib.request.Request(url + path, headers={"Galileo-API-Key": KEY})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+
+
+def assert_all_there(url: str, trace_ids: list[str]) -> None:
+    """Every trace is stored, and nothing else is."""
+    assert len(set(trace_ids)) == len(trace_ids)
+    assert get(url, "/local/stats")["traces"] == len(trace_ids)
+    pid = str(get(url, "/projects?project_name=offload&type=gen_ai")[0]["id"])
+    for tid in trace_ids:
+        assert get(url, f"/v2/projects/{pid}/traces/{tid}") is not None, tid
+
+
+def test_every_trace_arrives_once_through_the_worker_process(
+    local_server: Any, tmp_path: Path
+) -> None:
+    app = App(settings_for(local_server.url, tmp_path / "spool"))
+    app.turns(30)
+    assert app.pipeline.force_flush(20.0) is True
+    stats = app.pipeline.stats()
+    assert stats["traces_confirmed"] == 30
+    assert stats["spans_queued"] == 60
+    assert stats["spans_dropped"] == 0
+    assert app.pipeline.shutdown(5.0) is True
+    assert_all_there(local_server.url, app.trace_ids)
+    assert get(local_server.url, "/local/stats")["sessions"] == 3
+    assert Spool(tmp_path / "spool").pending_names() == []
+
+
+def test_shutdown_is_bounded_when_the_server_hangs(local_server: Any, tmp_path: Path) -> None:
+    app = App(settings_for(local_server.url, tmp_path / "spool", read_timeout=30.0))
+    app.turns(2)
+    assert app.pipeline.force_flush(15.0) is True
+    local_server.faults.hang("traces", max_hang_s=30.0)
+    app.turns(5, start=2)
+    started = time.monotonic()
+    assert app.pipeline.shutdown(1.5) is False
+    assert time.monotonic() - started < 4.0  # bounded by the 1.5 s timeout (slack for CI)
+    proc = app.pipeline._proc
+    assert proc is not None and proc.poll() is not None  # the child is gone too
+
+
+def test_killed_worker_loses_nothing_and_the_parent_recovers(
+    local_server: Any, tmp_path: Path
+) -> None:
+    app = App(settings_for(local_server.url, tmp_path / "spool"))
+    app.turns(10)
+    assert app.pipeline.force_flush(20.0) is True
+    proc = app.pipeline._proc
+    assert proc is not None
+    app.turns(10, start=10)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    app.turns(10, start=20)
+    assert app.pipeline.force_flush(30.0) is True
+    stats = app.pipeline.stats()
+    assert stats["offload.child_exits"] == 1
+    assert stats["offload.restarts"] == 1
+    assert app.pipeline._proc is not proc
+    assert app.pipeline.shutdown(5.0) is True
+    assert_all_there(local_server.url, app.trace_ids)

@@ -1,0 +1,136 @@
+"""The export-process wire format: real SDK spans -> tuples -> marshal -> rebuilt spans convert
+exactly like the originals; the worker's settings travel without the API key in them."""
+
+from __future__ import annotations
+
+import io
+import json
+import marshal
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from galileo_otel.export.assemble import AssembledTrace, TraceAssembler
+from galileo_otel.export.convert import convert_trace
+from galileo_otel.export.offload import (
+    SETTINGS_ENV,
+    extract_span,
+    make_resource,
+    read_frame,
+    rebuild_span,
+    settings_env,
+    write_frame,
+)
+from galileo_otel.settings import GalileoSettings
+
+
+class Collect(SpanExporter):
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def export(self, spans: Any) -> SpanExportResult:
+        self.spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+
+def make_spans() -> list[ReadableSpan]:
+    sink = Collect()
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "svc", "deployment.environment": "test"}),
+        shutdown_on_exit=False,
+    )
+    provider.add_span_processor(SimpleSpanProcessor(sink))
+    tracer = provider.get_tracer("t")
+    for turn in range(3):
+        attrs = {"session.id": f"c{turn}", "gen_ai.operation.name": "invoke_agent"}
+        with tracer.start_as_current_span("agent", attributes=attrs):
+            with tracer.start_as_current_span(
+                "chat m",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.model": "gpt-x",
+                    "gen_ai.usage.input_tokens": 12,
+                    "gen_ai.usage.output_tokens": 7,
+                    "gen_ai.response.finish_reasons": ("stop",),
+                    "gen_ai.request.temperature": 0.5,
+                },
+            ) as chat:
+                chat.add_event("gen_ai.user.message", {"content": f"question {turn}"})
+                chat.add_event("gen_ai.choice", {"index": 0, "message": '{"content": "answer"}'})
+            with tracer.start_as_current_span(
+                "execute_tool lookup",
+                attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup"},
+            ) as tool:
+                tool.set_status(Status(StatusCode.ERROR, "boom"))
+                tool.add_event(
+                    "exception", {"exception.type": "KeyError", "exception.message": "nope"}
+                )
+    return sink.spans
+
+
+def assemble(spans: list[Any]) -> list[AssembledTrace]:
+    asm = TraceAssembler(max_spans_per_trace=100, max_open_traces=100, trace_timeout_ns=10**12)
+    out: list[AssembledTrace] = []
+    for span in spans:
+        out.extend(asm.add(span))
+    return out
+
+
+def test_rebuilt_spans_convert_exactly_like_the_originals() -> None:
+    spans = make_spans()
+    ids: dict[int, int] = {}
+    resources: dict[int, Any] = {}
+    items = []
+    for span in spans:
+        rid = ids.setdefault(id(span.resource), len(ids) + 1)
+        resources.setdefault(rid, dict(span.resource.attributes))
+        items.append(extract_span(span, rid))
+    # through the wire format, as the worker process reads it
+    buf = io.BytesIO()
+    write_frame(buf, (1, items))
+    buf.seek(0)
+    _, wire = read_frame(buf)
+    assert len(ids) == 1  # one resource, sent once
+    rebuilt_res = {rid: make_resource(attrs) for rid, attrs in resources.items()}
+    rebuilt = [rebuild_span(item, rebuilt_res) for item in wire]
+
+    original = [convert_trace(t) for t in assemble(spans)]
+    again = [convert_trace(t) for t in assemble(rebuilt)]
+    assert len(original) == 3
+    assert again == original
+    # the conversion saw the things that only the events and status carry
+    assert "boom" in json.dumps(original)
+    assert "question 0" in json.dumps(original)
+
+
+def test_extracted_span_is_plain_builtins() -> None:
+    span = make_spans()[0]
+    item = extract_span(span, 1)
+    assert marshal.loads(marshal.dumps(item)) == item
+    rebuilt = rebuild_span(item, {1: make_resource({"service.name": "svc"})})
+    assert rebuilt.context.trace_id == span.context.trace_id
+    assert rebuilt.parent is not None and span.parent is not None
+    assert rebuilt.parent.span_id == span.parent.span_id
+    assert rebuilt.kind is span.kind
+    assert rebuilt.status.status_code is span.status.status_code
+    assert dict(rebuilt.attributes) == dict(span.attributes or {})
+    assert [e.name for e in rebuilt.events] == [e.name for e in span.events]
+
+
+def test_worker_settings_travel_in_env_with_the_key_apart() -> None:
+    settings = GalileoSettings(
+        api_key="sekret-key", project="p", reliable=False, batch_delay=0.2, export_process=True
+    )
+    env = settings_env(settings)
+    assert env["GALILEO_API_KEY"] == "sekret-key"
+    assert "sekret-key" not in env[SETTINGS_ENV]
+    data = json.loads(env[SETTINGS_ENV])
+    assert data["export_process"] is False
+    child = GalileoSettings(**data, api_key=env["GALILEO_API_KEY"])
+    assert child.reliable is False
+    assert child.batch_delay == 0.2
+    assert child.project == "p"
