@@ -5,6 +5,7 @@ Rebuilds piped spans and runs the usual in-process ExportPipeline on them; exits
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ from galileo_otel.export.offload import (
     MSG_SHUTDOWN,
     MSG_SPANS,
     MSG_STATS,
+    NICE_ENV,
     SETTINGS_ENV,
     OffloadedSpan,
     iter_frames,
@@ -34,6 +36,11 @@ def main() -> int:
     out: IO[bytes] = os.fdopen(out_fd, "wb")
     inp: IO[bytes] = os.fdopen(os.dup(0), "rb", buffering=1 << 20)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    nice = int(os.environ.get(NICE_ENV, "0") or 0)
+    if nice and hasattr(os, "nice"):
+        # Background work: on a busy machine the app's own process gets the CPU first.
+        with contextlib.suppress(OSError):
+            os.nice(nice)
 
     from galileo_otel.export.pipeline import ExportPipeline
     from galileo_otel.settings import GalileoSettings
@@ -54,6 +61,7 @@ def main() -> int:
     def flush(seq: int, timeout: float) -> None:
         reply(seq, bool(pipeline.force_flush(timeout)))
 
+    reply(0, True)  # set up: the parent's start() stops waiting
     resources: dict[int, Any] = {}
     submit = pipeline.submit
     for msg in iter_frames(inp):

@@ -27,6 +27,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from galileo_otel.settings import GalileoSettings
 
 __all__ = [
+    "NICE_ENV",
     "OffloadPipeline",
     "OffloadedSpan",
     "extract_span",
@@ -44,11 +45,17 @@ MSG_SHUTDOWN = 3
 MSG_STATS = 4
 
 SETTINGS_ENV = "GALILEO_OTEL_WORKER_SETTINGS"
+NICE_ENV = "GALILEO_OTEL_WORKER_NICE"
+# The worker's niceness (Unix): it yields the CPU to the app's process on a busy machine.
+_CHILD_NICE = "10"
 _HEADER = struct.Struct("<I")
 _FRAME_SPANS = 1024  # spans per frame: one write syscall and one GIL hand-over per frame
 _MAX_RESTARTS = 3
 _CHECKPOINT_S = 1.0  # how often the child is asked to confirm, so the replay buffer can shrink
 _EXIT_TIMEOUT_S = 5.0
+# How long start() waits for the child to be set up (imports, client): that one-time CPU cost
+# must not land in the app's first burst, as with the in-process pipeline's start().
+_READY_TIMEOUT_S = 10.0
 
 _KINDS = {k.value: k for k in SpanKind}
 _CODES = {c.value: c for c in StatusCode}
@@ -57,7 +64,11 @@ _CODES = {c.value: c for c in StatusCode}
 # --- wire format ------------------------------------------------------------------------------
 def write_frame(out: IO[bytes], obj: Any) -> None:
     """Write one length-prefixed ``marshal`` frame and flush it."""
-    data = marshal.dumps(obj)
+    write_raw(out, marshal.dumps(obj))
+
+
+def write_raw(out: IO[bytes], data: bytes) -> None:
+    """Write one frame already encoded with ``marshal``."""
     out.write(_HEADER.pack(len(data)) + data)
     out.flush()
 
@@ -224,6 +235,7 @@ def settings_env(settings: GalileoSettings) -> dict[str, str]:
     data["export_process"] = False
     env = dict(os.environ)
     env[SETTINGS_ENV] = json.dumps(data)
+    env.setdefault(NICE_ENV, _CHILD_NICE)
     env.pop("GALILEO_API_KEY", None)
     if settings.api_key is not None:
         env["GALILEO_API_KEY"] = settings.api_key.get_secret_value()
@@ -293,12 +305,14 @@ class OffloadPipeline:
         self._proc: subprocess.Popen[bytes] | None = None
         self._gen = 0  # child generation; a reader of an older child ignores its EOF
         self._dead = False
+        self._stopping = False  # shutdown sent: the child's exit is expected
+        self._ready = threading.Event()
         self._resources: dict[
             int, tuple[Any, int, dict[str, Any]]
         ] = {}  # id(res) -> (res, n, attrs)
         self._res_ids = itertools.count(1)
         self._sent_res: set[int] = set()
-        self._replay: deque[tuple[int, int, tuple[Any, ...]]] = deque()  # (mark, spans, msg)
+        self._replay: deque[tuple[int, int, bytes]] = deque()  # (mark, spans, encoded frame)
         self._replay_spans = 0
         self._mark = 0
         self._counts: dict[str, int] = {}
@@ -321,6 +335,7 @@ class OffloadPipeline:
             return
         self._started = True
         self._spawn()
+        self._ready.wait(_READY_TIMEOUT_S)
         self._worker = threading.Thread(target=self._run, name="galileo-otel-offload", daemon=True)
         self._worker.start()
 
@@ -357,6 +372,7 @@ class OffloadPipeline:
         if self._started and not self._disabled:
             # The child gets a little less, so its answer and exit fit in our bound.
             inner = max(0.0, timeout - min(0.5, timeout * 0.2))
+            self._stopping = True
             ok = bool(self._control(MSG_SHUTDOWN, inner, deadline))
         self._closing = True
         with contextlib.suppress(ValueError):
@@ -414,6 +430,7 @@ class OffloadPipeline:
     def _spawn(self) -> None:
         self._gen += 1
         self._dead = False
+        self._ready = threading.Event()
         self._sent_res = set()
         self._checkpoints.clear()
         self._proc = subprocess.Popen(
@@ -437,6 +454,9 @@ class OffloadPipeline:
         try:
             while True:
                 seq, result = read_frame(out)
+                if seq == 0:
+                    self._ready.set()
+                    continue
                 with self._lock:
                     waiter = self._waiters.get(seq)
                 if waiter is None:
@@ -448,6 +468,10 @@ class OffloadPipeline:
                 waiter.done.set()
         except Exception:  # EOF or a broken frame: the child is gone or unusable
             if gen == self._gen:
+                self._ready.set()
+                if self._stopping:
+                    self._fail_waiters()  # an expected exit; nothing to restart
+                    return
                 self._dead = True
                 self._wake.set()
 
@@ -546,22 +570,23 @@ class OffloadPipeline:
             return
         msg: tuple[Any, ...] = (MSG_SPANS, batch)
         try:
-            marshal.dumps(msg)
+            data = marshal.dumps(msg)
         except ValueError:
             msg = (MSG_SPANS, [_sanitize(x) for x in batch])
+            data = marshal.dumps(msg)
         if self._fallback is not None:
             self._to_fallback(msg)
             return
         with self._lock:
             self._mark += 1
-            self._replay.append((self._mark, len(batch), msg))
+            self._replay.append((self._mark, len(batch), data))
             self._replay_spans += len(batch)
             while self._replay_spans > self._max_queue and len(self._replay) > 1:
                 self._replay_spans -= self._replay.popleft()[1]
                 self._counts["offload.replay_overflow"] = (
                     self._counts.get("offload.replay_overflow", 0) + 1
                 )
-        self._write(msg)
+        self._write_raw(data)
 
     def _send_control(self, waiter: _Waiter) -> None:
         if self._fallback is not None:
@@ -571,12 +596,15 @@ class OffloadPipeline:
         self._write(waiter.msg)
 
     def _write(self, msg: tuple[Any, ...]) -> None:
+        self._write_raw(marshal.dumps(msg))
+
+    def _write_raw(self, data: bytes) -> None:
         proc = self._proc
         if self._dead or proc is None or proc.stdin is None:
             self._dead = True
             return
         try:
-            write_frame(proc.stdin, msg)
+            write_raw(proc.stdin, data)
         except (OSError, ValueError):
             self._dead = True
 
@@ -622,8 +650,8 @@ class OffloadPipeline:
         with self._lock:
             frames = [msg for _, _, msg in self._replay]
             waiters = sorted(self._waiters.items())
-        for msg in frames:
-            self._write(msg)
+        for data in frames:
+            self._write_raw(data)
         for _, waiter in waiters:
             if not waiter.done.is_set():
                 waiter.replay_mark = self._mark
@@ -640,8 +668,8 @@ class OffloadPipeline:
             self._replay.clear()
             self._replay_spans = 0
             waiters = [w for _, w in sorted(self._waiters.items())]
-        for msg in frames:
-            self._to_fallback(msg)
+        for data in frames:
+            self._to_fallback(marshal.loads(data))
         for waiter in waiters:
             if not waiter.done.is_set():
                 self._fallback_control(waiter)
@@ -676,8 +704,9 @@ class OffloadPipeline:
         with self._lock:
             waiters = list(self._waiters.values())
         for waiter in waiters:
-            waiter.result = False if waiter.msg[0] != MSG_STATS else None
-            waiter.done.set()
+            if not waiter.done.is_set():
+                waiter.result = False if waiter.msg[0] != MSG_STATS else None
+                waiter.done.set()
 
 
 def _make_exit_hook(ref: weakref.ReferenceType[OffloadPipeline]) -> Callable[[], None]:
