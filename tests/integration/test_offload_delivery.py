@@ -79,10 +79,12 @@ def get(url: str, path: str) -> Any:
 def assert_all_there(url: str, trace_ids: list[str]) -> None:
     """Every trace is stored, and nothing else is."""
     assert len(set(trace_ids)) == len(trace_ids)
-    assert get(url, "/local/stats")["traces"] == len(trace_ids)
     pid = str(get(url, "/projects?project_name=offload&type=gen_ai")[0]["id"])
-    for tid in trace_ids:
-        assert get(url, f"/v2/projects/{pid}/traces/{tid}") is not None, tid
+    missing = [
+        i for i, tid in enumerate(trace_ids) if get(url, f"/v2/projects/{pid}/traces/{tid}") is None
+    ]
+    assert missing == []
+    assert get(url, "/local/stats")["traces"] == len(trace_ids)
 
 
 def test_every_trace_arrives_once_through_the_worker_process(
@@ -133,3 +135,70 @@ def test_killed_worker_loses_nothing_and_the_parent_recovers(
     assert app.pipeline._proc is not proc
     assert app.pipeline.shutdown(5.0) is True
     assert_all_there(local_server.url, app.trace_ids)
+
+
+def test_after_repeated_worker_deaths_export_falls_back_in_process(
+    local_server: Any, tmp_path: Path
+) -> None:
+    app = App(settings_for(local_server.url, tmp_path / "spool"))
+    app.turns(5)
+    assert app.pipeline.force_flush(20.0) is True
+    seen: list[int] = []
+    for round_ in range(4):  # _MAX_RESTARTS (3) restarts, then the fourth death
+        proc = app.pipeline._proc
+        assert proc is not None
+        seen.append(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        app.turns(2, start=5 + 2 * round_)
+        assert app.pipeline.force_flush(30.0) is True
+    stats = app.pipeline.stats()
+    assert stats["offload.restarts"] == 3
+    assert stats["offload.fallback"] == 1
+    assert len(set(seen)) == 4
+    assert app.pipeline.shutdown(5.0) is True
+    assert_all_there(local_server.url, app.trace_ids)
+
+
+def test_a_forked_app_process_gets_its_own_worker_process(
+    local_server: Any, tmp_path: Path
+) -> None:
+    app = App(settings_for(local_server.url, tmp_path / "spool"))
+    app.turns(3)
+    assert app.pipeline.force_flush(20.0) is True
+    parent_worker = app.pipeline._proc
+    assert parent_worker is not None
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the forked app process
+        code = 1
+        try:
+            app.trace_ids.clear()
+            app.turns(4, start=100)
+            flushed = app.pipeline.force_flush(20.0)
+            own = app.pipeline._proc is not None and app.pipeline._proc.pid != parent_worker.pid
+            ok = app.pipeline.shutdown(5.0)
+            os.write(write_fd, json.dumps([flushed, own, ok, app.trace_ids]).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    deadline = time.monotonic() + 40
+    status = None
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.02)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    with os.fdopen(read_fd, "rb") as f:
+        flushed, own, ok, child_ids = json.loads(f.read() or b"[null, null, null, []]")
+    assert status == 0
+    assert (flushed, own, ok) == (True, True, True)
+    app.turns(2, start=3)  # the parent's worker process still serves the parent
+    assert app.pipeline.force_flush(20.0) is True
+    assert app.pipeline._proc is parent_worker
+    assert app.pipeline.shutdown(5.0) is True
+    assert_all_there(local_server.url, app.trace_ids + child_ids)

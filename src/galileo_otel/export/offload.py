@@ -57,6 +57,10 @@ _EXIT_TIMEOUT_S = 5.0
 # must not land in the app's first burst, as with the in-process pipeline's start().
 _READY_TIMEOUT_S = 10.0
 
+# Worker processes inherited through a fork: kept referenced so their pipes are never closed
+# through objects whose locks a vanished thread may hold.
+_FORK_ORPHANS: list[Any] = []
+
 _KINDS = {k.value: k for k in SpanKind}
 _CODES = {c.value: c for c in StatusCode}
 
@@ -244,10 +248,11 @@ def settings_env(settings: GalileoSettings) -> dict[str, str]:
 
 # --- the app's side ---------------------------------------------------------------------------
 class _Waiter:
-    __slots__ = ("done", "msg", "replay_mark", "result")
+    __slots__ = ("done", "msg", "replay_mark", "result", "sent")
 
     def __init__(self, msg: tuple[Any, ...], replay_mark: int) -> None:
         self.msg = msg
+        self.sent = False  # written once: only then is it re-sent after a restart
         self.replay_mark = replay_mark
         self.done = threading.Event()
         self.result: Any = None
@@ -326,16 +331,24 @@ class OffloadPipeline:
         self._exit_hook = _make_exit_hook(weakref.ref(self))
         if shutdown_at_exit:
             atexit.register(self._exit_hook)
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _after_fork(ref))
         if start:
             self.start()
 
-    def start(self) -> None:
-        """Start the child and the worker thread (idempotent)."""
+    def start(self, *, wait: bool = True) -> None:
+        """Start the child and the worker thread (idempotent).
+
+        Args:
+            wait: Wait (bounded) until the child is set up before returning.
+        """
         if self._started or self._closing or self._disabled:
             return
         self._started = True
         self._spawn()
-        self._ready.wait(_READY_TIMEOUT_S)
+        if wait:
+            self._ready.wait(_READY_TIMEOUT_S)
         self._worker = threading.Thread(target=self._run, name="galileo-otel-offload", daemon=True)
         self._worker.start()
 
@@ -425,6 +438,46 @@ class OffloadPipeline:
     def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + n
+
+    # --- fork -----------------------------------------------------------------------------------
+    def _after_fork_in_child(self) -> None:
+        """A forked app process gets its own worker process; the parent's pipe stays the parent's."""
+        proc = self._proc
+        self._proc = None
+        if proc is not None:
+            # Our copies of the pipe ends point to /dev/null now (the parent keeps its worker
+            # process, which still sees EOF when the parent goes). The file objects are kept, not
+            # closed: the parent's reader thread may have held a buffer lock at the fork.
+            _FORK_ORPHANS.append(proc)
+            with contextlib.suppress(OSError):
+                null = os.open(os.devnull, os.O_RDWR)
+                for pipe in (proc.stdin, proc.stdout):
+                    if pipe is not None:
+                        with contextlib.suppress(OSError, ValueError):
+                            os.dup2(null, pipe.fileno())
+                os.close(null)
+        was_started = self._started and not self._closing
+        self._queue = deque()
+        self._awake = False
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._waiters = {}
+        self._replay = deque()
+        self._replay_spans = 0
+        self._checkpoints = {}
+        self._taken = 0
+        self._dropped_full = 0
+        self._dropped_closed = 0
+        self._counts = {}
+        self._last_child_stats = {}
+        self._dead = False
+        self._stopping = False
+        self._fallback = None
+        self._fb_resources = {}
+        self._worker = None
+        self._started = False
+        if was_started:
+            self.start(wait=False)
 
     # --- the child ------------------------------------------------------------------------------
     def _spawn(self) -> None:
@@ -589,6 +642,7 @@ class OffloadPipeline:
         self._write_raw(data)
 
     def _send_control(self, waiter: _Waiter) -> None:
+        waiter.sent = True
         if self._fallback is not None:
             self._fallback_control(waiter)
             return
@@ -653,7 +707,8 @@ class OffloadPipeline:
         for data in frames:
             self._write_raw(data)
         for _, waiter in waiters:
-            if not waiter.done.is_set():
+            # A control still in the app queue goes out in its turn, after the spans before it.
+            if waiter.sent and not waiter.done.is_set():
                 waiter.replay_mark = self._mark
                 self._write(waiter.msg)
 
@@ -671,7 +726,7 @@ class OffloadPipeline:
         for data in frames:
             self._to_fallback(marshal.loads(data))
         for waiter in waiters:
-            if not waiter.done.is_set():
+            if waiter.sent and not waiter.done.is_set():
                 self._fallback_control(waiter)
 
     def _to_fallback(self, msg: tuple[Any, ...]) -> None:
@@ -707,6 +762,13 @@ class OffloadPipeline:
             if not waiter.done.is_set():
                 waiter.result = False if waiter.msg[0] != MSG_STATS else None
                 waiter.done.set()
+
+
+def _after_fork(ref: weakref.ReferenceType[OffloadPipeline]) -> None:
+    pipeline = ref()
+    if pipeline is not None:
+        with contextlib.suppress(Exception):
+            pipeline._after_fork_in_child()
 
 
 def _make_exit_hook(ref: weakref.ReferenceType[OffloadPipeline]) -> Callable[[], None]:
