@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from opentelemetry.trace import SpanKind, StatusCode
 
+from galileo_otel.export.handoff import SpanHandoff
 from galileo_otel.settings import GalileoSettings
 
 __all__ = [
@@ -265,7 +266,7 @@ class _Control:
         self.waiter = waiter
 
 
-class OffloadPipeline:
+class OffloadPipeline(SpanHandoff):
     """Same face as :class:`~galileo_otel.export.pipeline.ExportPipeline`; the work runs in a child.
 
     ``submit`` is the same O(1) append. A worker thread turns queued spans into tuples and
@@ -296,13 +297,9 @@ class OffloadPipeline:
         self._max_queue = int(s.max_queue_spans)
         self._export_timeout = float(s.export_timeout)
         self._command = command or [sys.executable, "-m", "galileo_otel.export._worker"]
-        self._queue: deque[Any] = deque()
-        self._awake = False
-        self._wake = threading.Event()
+        self._reset_handoff()
         self._closing = False
         self._started = False
-        self._dropped_full = 0
-        self._dropped_closed = 0
         self._taken = 0
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
@@ -353,21 +350,6 @@ class OffloadPipeline:
         self._worker.start()
 
     # --- the app thread -------------------------------------------------------------------------
-    def submit(self, span: Any) -> bool:
-        """Hand a finished span to the worker; O(1), never blocks, never raises."""
-        if self._closing or self._disabled:
-            self._dropped_closed += 1
-            return False
-        queue = self._queue
-        if len(queue) >= self._max_queue:
-            self._dropped_full += 1
-            return False
-        queue.append(span)
-        if not self._awake:
-            self._awake = True
-            self._wake.set()
-        return True
-
     def force_flush(self, timeout_s: float | None = None) -> bool:
         """Deliver what was queued before the call; the child's ``force_flush`` result."""
         if self._closing or self._disabled or not self._started:
@@ -427,9 +409,7 @@ class OffloadPipeline:
         waiter = _Waiter((tag, seq, timeout), 0)
         with self._lock:
             self._waiters[seq] = waiter
-        self._queue.append(_Control(waiter))
-        self._awake = True
-        self._wake.set()
+        self._enqueue_control(_Control(waiter))
         waiter.done.wait(max(0.0, deadline - time.monotonic()))
         with self._lock:
             self._waiters.pop(seq, None)
@@ -457,17 +437,13 @@ class OffloadPipeline:
                             os.dup2(null, pipe.fileno())
                 os.close(null)
         was_started = self._started and not self._closing
-        self._queue = deque()
-        self._awake = False
-        self._wake = threading.Event()
+        self._reset_handoff()
         self._lock = threading.Lock()
         self._waiters = {}
         self._replay = deque()
         self._replay_spans = 0
         self._checkpoints = {}
         self._taken = 0
-        self._dropped_full = 0
-        self._dropped_closed = 0
         self._counts = {}
         self._last_child_stats = {}
         self._dead = False

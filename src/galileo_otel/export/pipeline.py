@@ -34,6 +34,7 @@ from typing import Any
 
 from galileo_otel._version import __version__
 from galileo_otel.errors import APIError, ConfigError
+from galileo_otel.export.handoff import SpanHandoff
 from galileo_otel.export.spool import Spool, SpoolEntry
 from galileo_otel.settings import GalileoSettings
 
@@ -152,7 +153,7 @@ class _Outbound:
         return int(self.header.get("traces", 0))
 
 
-class ExportPipeline:
+class ExportPipeline(SpanHandoff):
     """Queue, worker and senders that take finished spans to Galileo as per-session batches.
 
     Args:
@@ -270,9 +271,7 @@ class ExportPipeline:
 
     # --- runtime state (made again in a forked child) ------------------------------------------
     def _init_runtime(self) -> None:
-        self._queue: deque[Any] = deque()
-        self._awake = False
-        self._wake = threading.Event()
+        self._reset_handoff()
         self._stop = threading.Event()
         # Set when shutdown begins: retry waits end early, so failing batches park in the spool.
         self._hurry = threading.Event()
@@ -285,8 +284,6 @@ class ExportPipeline:
         self._cv_write = threading.Condition(self._lock)
         self._stats_lock = threading.Lock()
         self._counts: dict[str, int] = {}
-        self._dropped_full = 0
-        self._dropped_closed = 0
         self._taken = 0
         self._seq = itertools.count(1)
         self._last_seq = 0
@@ -351,25 +348,6 @@ class ExportPipeline:
             self._threads.append(t)
 
     # --- the app thread -------------------------------------------------------------------------
-    def submit(self, span: Any) -> bool:
-        """Hand a finished span to the worker; O(1), never blocks, never raises.
-
-        Returns:
-            ``False`` when the span was dropped (queue full, pipeline shut down or disabled).
-        """
-        if self._closing or self._disabled:
-            self._dropped_closed += 1
-            return False
-        queue = self._queue
-        if len(queue) >= self._max_queue:
-            self._dropped_full += 1
-            return False
-        queue.append(span)
-        if not self._awake:
-            self._awake = True
-            self._wake.set()
-        return True
-
     # --- flushing -------------------------------------------------------------------------------
     def force_flush(self, timeout_s: float | None = None) -> bool:
         """Send every trace completed by the spans queued so far and wait for the answers.
@@ -430,9 +408,7 @@ class ExportPipeline:
             self._final_marker = marker
         with self._cv:
             base = self._fail_count
-        self._queue.append(marker)
-        self._awake = True
-        self._wake.set()
+        self._enqueue_control(marker)
         if not marker.done.wait(max(0.0, deadline - self._clock())):
             return False
         with self._cv:
