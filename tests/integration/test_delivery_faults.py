@@ -3,14 +3,13 @@ restarts; reliable mode delivers every trace exactly once, fire-and-forget count
 
 from __future__ import annotations
 
-import json
 import socket
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest_delivery import KEY, assert_stored_exactly, get, settings_for
 from opentelemetry.sdk.trace import TracerProvider
 
 from galileo_otel.export.convert import trace_uuid
@@ -21,23 +20,6 @@ from galileo_otel.server import serve_in_thread
 from galileo_otel.settings import GalileoSettings
 
 pytestmark = pytest.mark.integration
-
-KEY = "test-key"
-
-
-def settings_for(url: str, spool: Path, **overrides: Any) -> GalileoSettings:
-    values: dict[str, Any] = {
-        "api_key": KEY,
-        "api_url": url,
-        "project": "delivery",
-        "log_stream": "default",
-        "batch_delay": 0.05,
-        "export_timeout": 5.0,
-        "read_timeout": 2.0,
-        "spool_dir": str(spool),
-    }
-    values.update(overrides)
-    return GalileoSettings(**values)
 
 
 def pipeline_for(settings: GalileoSettings, **kw: Any) -> ExportPipeline:
@@ -69,32 +51,6 @@ class App:
             self.trace_ids.append(trace_uuid(root.get_span_context().trace_id))
 
 
-def get(url: str, path: str) -> Any:
-    req = urllib.request.Request(url + path, headers={"Galileo-API-Key": KEY})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise
-
-
-def project_id(url: str) -> str:
-    projects = get(url, "/projects?project_name=delivery&type=gen_ai")
-    return str(projects[0]["id"])
-
-
-def assert_exactly(url: str, trace_ids: list[str]) -> None:
-    """The server holds exactly these traces: each one present, none more."""
-    assert len(set(trace_ids)) == len(trace_ids)
-    stats = get(url, "/local/stats")
-    assert stats["traces"] == len(trace_ids)
-    pid = project_id(url)
-    for tid in trace_ids:
-        assert get(url, f"/v2/projects/{pid}/traces/{tid}") is not None, tid
-
-
 def unused_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -113,7 +69,7 @@ def test_reliable_rides_out_503s_and_429s(local_server: Any, tmp_path: Path) -> 
     assert stats["traces_confirmed"] == 20
     assert stats["requests_retried"] >= 5
     assert app.pipeline.shutdown(5.0) is True
-    assert_exactly(local_server.url, app.trace_ids)
+    assert_stored_exactly(local_server.url, app.trace_ids)
     assert Spool(tmp_path / "spool").pending_names() == []
     assert get(local_server.url, "/local/stats")["sessions"] == 3
 
@@ -126,7 +82,7 @@ def test_reliable_retries_a_hanging_request(local_server: Any, tmp_path: Path) -
     assert app.pipeline.force_flush(15.0) is True
     assert app.pipeline.stats()["requests_retried"] >= 1
     app.pipeline.shutdown(5.0)
-    assert_exactly(local_server.url, app.trace_ids)
+    assert_stored_exactly(local_server.url, app.trace_ids)
 
 
 def test_shutdown_with_a_hanging_server_is_bounded_and_the_next_run_delivers(
@@ -151,7 +107,7 @@ def test_shutdown_with_a_hanging_server_is_bounded_and_the_next_run_delivers(
         time.sleep(0.05)
     second.pipeline.shutdown(5.0)
     assert Spool(spool).pending_names() == []
-    assert_exactly(local_server.url, first.trace_ids)
+    assert_stored_exactly(local_server.url, first.trace_ids)
 
 
 def test_server_down_then_next_start_delivers_once(local_server: Any, tmp_path: Path) -> None:
@@ -172,7 +128,7 @@ def test_server_down_then_next_start_delivers_once(local_server: Any, tmp_path: 
         time.sleep(0.05)
     assert second.pipeline.shutdown(5.0) is True
     assert second.pipeline.stats()["traces_confirmed"] == 25
-    assert_exactly(local_server.url, first.trace_ids)
+    assert_stored_exactly(local_server.url, first.trace_ids)
     assert get(local_server.url, "/local/stats")["sessions"] == 4
 
 
@@ -194,7 +150,7 @@ def test_server_restart_mid_run(tmp_path: Path) -> None:
         # the periodic spool retry and the fresh batches get everything through
         assert app.pipeline.force_flush(20.0) is True
         assert app.pipeline.shutdown(5.0) is True
-        assert_exactly(server.url, app.trace_ids)
+        assert_stored_exactly(server.url, app.trace_ids)
         assert Spool(tmp_path / "spool").pending_names() == []
     finally:
         app.pipeline.shutdown(1.0)
@@ -216,7 +172,7 @@ def test_permanent_error_is_set_aside_not_retried(local_server: Any, tmp_path: P
     assert stats["requests_retried"] == 0
     assert local_server.faults.stats()["error"] == 1  # sent once, never again
     assert len(Spool(tmp_path / "spool").dead_names()) == 1
-    assert_exactly(local_server.url, app.trace_ids[:2] + app.trace_ids[5:])
+    assert_stored_exactly(local_server.url, app.trace_ids[:2] + app.trace_ids[5:])
 
 
 def test_fire_and_forget_counts_losses_exactly(local_server: Any, tmp_path: Path) -> None:

@@ -7,11 +7,11 @@ import json
 import os
 import signal
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest_delivery import assert_stored_exactly, get, settings_for
 from opentelemetry.sdk.trace import TracerProvider
 
 from galileo_otel.export.convert import trace_uuid
@@ -22,23 +22,7 @@ from galileo_otel.settings import GalileoSettings
 
 pytestmark = pytest.mark.integration
 
-KEY = "test-key"
-
-
-def settings_for(url: str, spool: Path, **overrides: Any) -> GalileoSettings:
-    values: dict[str, Any] = {
-        "api_key": KEY,
-        "api_url": url,
-        "project": "offload",
-        "log_stream": "default",
-        "batch_delay": 0.05,
-        "export_timeout": 5.0,
-        "read_timeout": 2.0,
-        "spool_dir": str(spool),
-        "export_process": True,
-    }
-    values.update(overrides)
-    return GalileoSettings(**values)
+OFFLOAD: dict[str, Any] = {"project": "offload", "export_process": True}
 
 
 class App:
@@ -65,32 +49,10 @@ class App:
             self.trace_ids.append(trace_uuid(root.get_span_context().trace_id))
 
 
-def get(url: str, path: str) -> Any:
-    req = urllib.request.Request(url + path, headers={"Galileo-API-Key": KEY})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise
-
-
-def assert_all_there(url: str, trace_ids: list[str]) -> None:
-    """Every trace is stored, and nothing else is."""
-    assert len(set(trace_ids)) == len(trace_ids)
-    pid = str(get(url, "/projects?project_name=offload&type=gen_ai")[0]["id"])
-    missing = [
-        i for i, tid in enumerate(trace_ids) if get(url, f"/v2/projects/{pid}/traces/{tid}") is None
-    ]
-    assert missing == []
-    assert get(url, "/local/stats")["traces"] == len(trace_ids)
-
-
 def test_every_trace_arrives_once_through_the_worker_process(
     local_server: Any, tmp_path: Path
 ) -> None:
-    app = App(settings_for(local_server.url, tmp_path / "spool"))
+    app = App(settings_for(local_server.url, tmp_path / "spool", **OFFLOAD))
     app.turns(30)
     assert app.pipeline.force_flush(20.0) is True
     stats = app.pipeline.stats()
@@ -98,13 +60,13 @@ def test_every_trace_arrives_once_through_the_worker_process(
     assert stats["spans_queued"] == 60
     assert stats["spans_dropped"] == 0
     assert app.pipeline.shutdown(5.0) is True
-    assert_all_there(local_server.url, app.trace_ids)
+    assert_stored_exactly(local_server.url, app.trace_ids, project="offload")
     assert get(local_server.url, "/local/stats")["sessions"] == 3
     assert Spool(tmp_path / "spool").pending_names() == []
 
 
 def test_shutdown_is_bounded_when_the_server_hangs(local_server: Any, tmp_path: Path) -> None:
-    app = App(settings_for(local_server.url, tmp_path / "spool", read_timeout=30.0))
+    app = App(settings_for(local_server.url, tmp_path / "spool", read_timeout=30.0, **OFFLOAD))
     app.turns(2)
     assert app.pipeline.force_flush(15.0) is True
     local_server.faults.hang("traces", max_hang_s=30.0)
@@ -119,7 +81,7 @@ def test_shutdown_is_bounded_when_the_server_hangs(local_server: Any, tmp_path: 
 def test_killed_worker_loses_nothing_and_the_parent_recovers(
     local_server: Any, tmp_path: Path
 ) -> None:
-    app = App(settings_for(local_server.url, tmp_path / "spool"))
+    app = App(settings_for(local_server.url, tmp_path / "spool", **OFFLOAD))
     app.turns(10)
     assert app.pipeline.force_flush(20.0) is True
     proc = app.pipeline._proc
@@ -134,13 +96,13 @@ def test_killed_worker_loses_nothing_and_the_parent_recovers(
     assert stats["offload.restarts"] == 1
     assert app.pipeline._proc is not proc
     assert app.pipeline.shutdown(5.0) is True
-    assert_all_there(local_server.url, app.trace_ids)
+    assert_stored_exactly(local_server.url, app.trace_ids, project="offload")
 
 
 def test_after_repeated_worker_deaths_export_falls_back_in_process(
     local_server: Any, tmp_path: Path
 ) -> None:
-    app = App(settings_for(local_server.url, tmp_path / "spool"))
+    app = App(settings_for(local_server.url, tmp_path / "spool", **OFFLOAD))
     app.turns(5)
     assert app.pipeline.force_flush(20.0) is True
     seen: list[int] = []
@@ -157,13 +119,13 @@ def test_after_repeated_worker_deaths_export_falls_back_in_process(
     assert stats["offload.fallback"] == 1
     assert len(set(seen)) == 4
     assert app.pipeline.shutdown(5.0) is True
-    assert_all_there(local_server.url, app.trace_ids)
+    assert_stored_exactly(local_server.url, app.trace_ids, project="offload")
 
 
 def test_a_forked_app_process_gets_its_own_worker_process(
     local_server: Any, tmp_path: Path
 ) -> None:
-    app = App(settings_for(local_server.url, tmp_path / "spool"))
+    app = App(settings_for(local_server.url, tmp_path / "spool", **OFFLOAD))
     app.turns(3)
     assert app.pipeline.force_flush(20.0) is True
     parent_worker = app.pipeline._proc
@@ -201,4 +163,4 @@ def test_a_forked_app_process_gets_its_own_worker_process(
     assert app.pipeline.force_flush(20.0) is True
     assert app.pipeline._proc is parent_worker
     assert app.pipeline.shutdown(5.0) is True
-    assert_all_there(local_server.url, app.trace_ids + child_ids)
+    assert_stored_exactly(local_server.url, app.trace_ids + child_ids, project="offload")
