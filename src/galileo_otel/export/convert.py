@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from galileo_otel.export.assemble import AssembledTrace
+from galileo_otel.export.sdk_span import span_attributes, span_events
 
 __all__ = [
     "MAX_METADATA_ENTRIES",
@@ -717,7 +717,7 @@ def _llm_fields(span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, An
     elif "gen_ai.prompt.0.content" in attrs or "gen_ai.completion.0.content" in attrs:
         inputs = _flat_messages(attrs, "gen_ai.prompt.", "user")
         outputs = _flat_messages(attrs, "gen_ai.completion.", "assistant")
-    events = _span_events(span)
+    events = span_events(span)
     if not inputs and not outputs and events:
         inputs, outputs = _event_messages(span)
     elif GEN_AI_SYSTEM_INSTRUCTIONS in attrs and not inputs:
@@ -835,30 +835,6 @@ def _first_text(messages: Iterable[dict[str, Any]], role: str) -> str | None:
     return None
 
 
-def _attributes(span: ReadableSpan) -> Mapping[str, Any]:
-    """The span's attributes as a plain mapping, read-only.
-
-    An ended SDK span's attributes are frozen, so their inner dict is read as is: copying them
-    through the public read-only proxy goes key by key in Python and cost more than the rest of
-    the conversion of a small span. Anything else is copied.
-    """
-    raw = getattr(span, "_attributes", None)
-    inner = getattr(raw, "_dict", None)
-    if type(inner) is dict:
-        return inner
-    if type(raw) is dict:
-        return raw
-    return dict(span.attributes or {})
-
-
-def _span_events(span: ReadableSpan) -> Sequence[Any]:
-    """The span's events; an ended SDK span's frozen deque is read without the locked copy."""
-    inner = getattr(getattr(span, "_events", None), "_dq", None)
-    if type(inner) is deque:
-        return tuple(inner) if inner else ()
-    return span.events
-
-
 def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
     """One OTel span -> one Galileo step dict (no children, ``parent_id`` and ``step_number``).
 
@@ -869,7 +845,7 @@ def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
     Returns:
         A plain dict shaped like LlmSpan, ToolSpan, RetrieverSpan, AgentSpan or WorkflowSpan.
     """
-    attrs = _attributes(span)
+    attrs = span_attributes(span)
     kind = _kind(attrs)
     ctx = span.context
     start = span.start_time or 0

@@ -25,6 +25,7 @@ from typing import IO, Any
 from opentelemetry.trace import SpanKind, StatusCode
 
 from galileo_otel.export.handoff import SpanHandoff
+from galileo_otel.export.sdk_span import plain_mapping, span_attributes, span_events
 from galileo_otel.settings import GalileoSettings
 
 __all__ = [
@@ -101,27 +102,16 @@ def _read_exact(inp: IO[bytes], n: int) -> bytes:
 
 
 # --- spans as plain tuples --------------------------------------------------------------------
-def _plain(mapping: Any) -> dict[str, Any]:
-    inner = getattr(mapping, "_dict", None)
-    if type(inner) is dict:
-        return inner
-    return dict(mapping or {})
-
-
 def extract_span(span: Any, resource_id: int) -> tuple[Any, ...]:
     """An ended span as a tuple of builtins (what ``marshal`` can write)."""
     ctx = span.context
     parent = span.parent
     status = span.status
-    raw = getattr(span, "_attributes", None)
-    attrs = getattr(raw, "_dict", None)
-    if type(attrs) is not dict:
-        attrs = raw if type(raw) is dict else dict(span.attributes or {})
+    attrs = span_attributes(span)
     events: Any = None
-    inner = getattr(getattr(span, "_events", None), "_dq", None)
-    evs = (tuple(inner) if inner else ()) if type(inner) is deque else span.events
+    evs = span_events(span)
     if evs:
-        events = tuple((e.name, e.timestamp, _plain(e.attributes)) for e in evs)
+        events = tuple((e.name, e.timestamp, plain_mapping(e.attributes)) for e in evs)
     return (
         span.name,
         ctx.trace_id if ctx is not None else 0,
@@ -585,7 +575,7 @@ class OffloadPipeline(SpanHandoff):
     def _resource_id(self, resource: Any) -> int:
         entry = self._resources.get(id(resource))
         if entry is None:
-            attrs = _plain(getattr(resource, "attributes", None))
+            attrs = plain_mapping(getattr(resource, "attributes", None))
             entry = (resource, next(self._res_ids), attrs)
             self._resources[id(resource)] = entry
         rid = entry[1]

@@ -35,6 +35,7 @@ from typing import Any
 from galileo_otel._version import __version__
 from galileo_otel.errors import APIError, ConfigError
 from galileo_otel.export.handoff import SpanHandoff
+from galileo_otel.export.sdk_span import span_attributes
 from galileo_otel.export.spool import Spool, SpoolEntry
 from galileo_otel.settings import GalileoSettings
 
@@ -598,7 +599,7 @@ class ExportPipeline(SpanHandoff):
     ) -> None:
         try:
             root = trace.root if trace.root is not None else trace.spans[0]
-            attrs = _frozen_attributes(root)
+            attrs = span_attributes(root)
             start_ns = root.start_time or 0
             end_ns = root.end_time or start_ns
             record = tracker.session_for_trace(attrs, start_ns, end_ns, root_name=root.name)
@@ -1202,18 +1203,6 @@ def _after_fork(ref: weakref.ReferenceType[ExportPipeline]) -> None:
     if pipeline is not None:
         with contextlib.suppress(Exception):
             pipeline._after_fork_in_child()
-
-
-def _frozen_attributes(span: Any) -> Mapping[str, Any]:
-    """An ended span's attributes, read-only, without the public proxy's per-key Python calls.
-
-    The SDK freezes a span's attributes when it ends, so their inner dict is read as is; the
-    session lookup reads several keys of every root and took twice as long through the proxy.
-    """
-    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
-    if type(inner) is dict:
-        return inner
-    return span.attributes or {}
 
 
 def _dest_dict(dest: Any) -> dict[str, Any]:
