@@ -41,7 +41,7 @@ DOCS = Path(__file__).parent
 
 
 def failing_turn(url: str, workdir: str) -> None:
-    """One conversation of alice's whose tool call fails: an error in the UI."""
+    """One conversation of erin's whose tool call fails: an error in the UI."""
     provider = TracerProvider()
     handle = configure(
         tracer_provider=provider,
@@ -53,11 +53,11 @@ def failing_turn(url: str, workdir: str) -> None:
         spool_dir=f"{workdir}/spool",
     )
     tracer = provider.get_tracer("screenshots")
-    with session("alice-refund", user_id="alice", name="support chat alice-refund"):
+    with session("erin-refund", user_id="erin", name="support chat erin-refund"):
         with tracer.start_as_current_span("invoke_agent support-bot") as root:
             root.set_attribute("gen_ai.operation.name", "invoke_agent")
             root.set_attribute("gen_ai.agent.name", "support-bot")
-            root.set_attribute("user.id", "alice")
+            root.set_attribute("user.id", "erin")
             with tracer.start_as_current_span("execute_tool issue_refund") as tool:
                 tool.set_attribute("gen_ai.operation.name", "execute_tool")
                 tool.set_attribute("gen_ai.tool.name", "issue_refund")

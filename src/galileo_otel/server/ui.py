@@ -156,7 +156,8 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_TEMPLATES),
         autoescape=True,
-        undefined=jinja2.StrictUndefined,
+        # A field an older or foreign client left out renders empty instead of failing the page.
+        undefined=jinja2.ChainableUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
@@ -530,8 +531,23 @@ class TimeAxis:
                 stretches[-1][1] = merged[i][1]
         usable = width - _BREAK_W * (len(stretches) - 1)
         durations = [(e - s).total_seconds() for s, e in stretches]
-        floor = max(sum(durations), 1e-6) / (2 * len(stretches))
-        weights = [max(d, floor) for d in durations]
+        # A short stretch is widened in time (not just in pixels) to a fair share, so a
+        # 2-second session stays a narrow bar instead of filling its stretch; never into the
+        # neighbouring gaps' middle.
+        floor_s = max(sum(durations) / (2 * len(stretches)), 60.0)
+        for i, (s, e) in enumerate(stretches):
+            grow = (floor_s - durations[i]) / 2
+            if grow <= 0:
+                continue
+            room_before = (s - stretches[i - 1][1]).total_seconds() / 2 if i else grow
+            room_after = (
+                (stretches[i + 1][0] - e).total_seconds() / 2 if i + 1 < len(stretches) else grow
+            )
+            stretches[i] = [
+                s - timedelta(seconds=min(grow, room_before)),
+                e + timedelta(seconds=min(grow, room_after)),
+            ]
+        weights = [max((e - s).total_seconds(), 1e-6) for s, e in stretches]
         scale = usable / sum(weights)
         self.segments: list[tuple[datetime, datetime, float, float]] = []
         self.breaks: list[dict[str, Any]] = []
