@@ -71,6 +71,7 @@ def failing_turn(url: str, workdir: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the server, send the traffic, save the PNGs; the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--out", default=str(DOCS))
