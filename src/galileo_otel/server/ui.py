@@ -30,6 +30,8 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
 from starlette.responses import Response
 
 from galileo_otel.api.filters import Condition, boolean, date, id_, text
@@ -57,6 +59,7 @@ MAX_CHAIN_SESSIONS = 200
 MAX_NEXT_SESSIONS = 50
 POLL_INTERVAL_MS = 2000
 
+_DATETIME = TypeAdapter(datetime)
 _HERE = Path(__file__).parent
 _TEMPLATES = _HERE / "templates"
 _STATIC = _HERE / "static"
@@ -179,9 +182,10 @@ def parse_time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str) and value:
+        # pydantic, not datetime.fromisoformat: Python 3.10's takes only isoformat()'s own forms.
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
+            parsed = _DATETIME.validate_python(value)
+        except PydanticValidationError:
             return None
     else:
         return None
