@@ -1,7 +1,8 @@
 """The web UI in a real browser: headless Chromium (Playwright) against a real local server.
 
 Data comes from the real pipeline: the demo's simulated chat app through ``configure()``, plus
-conversations sent here with ``configure()`` and ``galileo_otel.session``. Without Playwright or a
+conversations sent here with ``configure()`` and ``galileo_otel.session``. Chromium is the system's
+(``UI_TEST_CHROMIUM``, else ``chromium`` on PATH, else /usr/bin/chromium). Without Playwright or a
 Chromium binary these tests skip, except under ``CI=true`` where they fail.
 """
 
@@ -53,7 +54,10 @@ def _missing(reason: str) -> None:
 
 def _chromium() -> str:
     path = (
-        os.environ.get("GALILEO_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+        os.environ.get("UI_TEST_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or "/usr/bin/chromium"
     )
     if not Path(path).exists():
         _missing(f"no Chromium binary at {path} (apt-get install chromium)")
@@ -478,8 +482,7 @@ def test_a_new_trace_appears_without_reloading(
         (live,) = sessions(ui_server, text("external_id") == "live-conv")
         pid = project_id(ui_server)
         page = logged_in(browser, ui_server)
-        listing = page.context.new_page()
-        listing.goto(ui_server.url + "/")
+        listing = logged_in(browser, ui_server)  # a window of its own: never a background tab
         before = listing.locator("#sessions tbody tr").count()
         page.goto(f"{ui_server.url}/ui/projects/{pid}/sessions/{live['id']}")
         assert page.locator("#traces tbody tr").count() == 1
@@ -498,5 +501,6 @@ def test_a_new_trace_appears_without_reloading(
             before + 1, timeout=LIVE_WAIT_MS
         )
         page.context.close()
+        listing.context.close()
     finally:
         app.close()
