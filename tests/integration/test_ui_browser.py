@@ -13,6 +13,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -504,3 +506,23 @@ def test_a_new_trace_appears_without_reloading(
         listing.context.close()
     finally:
         app.close()
+
+
+# --- the README's screenshots ---------------------------------------------------------------------
+
+
+def test_the_screenshot_script_photographs_every_page(browser: Any, tmp_path: Path) -> None:
+    # A process of its own: Playwright's sync API does not nest in this one's running instance.
+    script = Path(__file__).parents[2] / "docs" / "make_screenshots.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GALILEO_", "OTEL_"))}
+    done = subprocess.run(
+        [sys.executable, str(script), "--out", str(tmp_path), "--chromium", _chromium()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    for name in ("ui-sessions", "ui-chain", "ui-session", "ui-trace"):
+        png = (tmp_path / f"{name}.png").read_bytes()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000, name
