@@ -489,6 +489,13 @@ def test_a_new_trace_appears_without_reloading(
         page.goto(f"{ui_server.url}/ui/projects/{pid}/sessions/{live['id']}")
         assert page.locator("#traces tbody tr").count() == 1
         page.evaluate("window.__same_page = true")
+        # A page whose own data does not change keeps what the reader did with it.
+        (other,) = sessions(ui_server, text("external_id") == "erin-refund")
+        (other_trace,) = ui_server.state.store.session_traces(pid, other["id"])
+        untouched = logged_in(browser, ui_server)
+        untouched.goto(f"{ui_server.url}/ui/projects/{pid}/traces/{other_trace['id']}")
+        untouched.locator("#steps > li.step > details > summary").first.click()  # fold it
+        assert untouched.locator("#steps > li.step > details[open]").count() == 0
 
         app.send({**turn, "question": "second question", "answer": "two"})
         app.send({**turn, "key": "live-conv-2", "question": "elsewhere", "answer": "three"})
@@ -502,8 +509,11 @@ def test_a_new_trace_appears_without_reloading(
         expect(listing.locator("#sessions tbody tr")).to_have_count(
             before + 1, timeout=LIVE_WAIT_MS
         )
-        page.context.close()
-        listing.context.close()
+        # The trace page fetched the new version too, and left its folded step folded.
+        expect(untouched.locator("#live-status")).to_contain_text("updated", timeout=LIVE_WAIT_MS)
+        assert untouched.locator("#steps > li.step > details[open]").count() == 0
+        for window in (page, listing, untouched):
+            window.context.close()
     finally:
         app.close()
 

@@ -11,6 +11,7 @@
   var toggle = document.getElementById("live-toggle");
   var status = document.getElementById("live-status");
   var busy = false;
+  var shown = (document.getElementById("live") || {}).innerHTML;
   var KEY = "galileo-otel-ui-live";
 
   if (toggle) {
@@ -30,7 +31,12 @@
         var doc = new DOMParser().parseFromString(html, "text/html");
         var fresh = doc.getElementById("live");
         var main = document.getElementById("live");
-        if (fresh && main) { main.replaceChildren.apply(main, Array.from(fresh.childNodes)); }
+        // Swap only when this page's own data changed (the version counts the whole server's),
+        // so folded steps and selections survive traffic that goes elsewhere.
+        if (fresh && main && fresh.innerHTML !== shown) {
+          shown = fresh.innerHTML;
+          main.replaceChildren.apply(main, Array.from(fresh.childNodes));
+        }
         var v = doc.body && doc.body.dataset.version;
         if (v) { version = v; body.dataset.version = v; }
         say("updated " + new Date().toLocaleTimeString());
