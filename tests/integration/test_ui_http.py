@@ -158,3 +158,20 @@ def test_serve_prints_the_ui_url(tmp_path: Path) -> None:
             proc.wait(5)
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def test_empty_server_and_unknown_user_render(tmp_path: Path) -> None:
+    from galileo_otel.server import serve_in_thread
+
+    with serve_in_thread(db_path=tmp_path / "empty.db", api_key=KEY) as empty:
+        with httpx.Client(base_url=empty.url) as client:
+            client.get(empty.ui_url.removeprefix(empty.url))
+            page = client.get("/")
+            assert page.status_code == 200 and "No project yet" in page.text
+            with GalileoClient(api_url=empty.url, api_key=KEY) as api:
+                pid = api.resolve_destination(project="p", log_stream="default").project_id
+            chain = client.get(f"/ui/projects/{pid}/chain", params={"user": "nobody"})
+            assert chain.status_code == 200 and "0 sessions" in chain.text
+            bad = client.get("/", params={"since": "noon", "errors": "maybe"})
+            assert bad.status_code == 422
+            assert "from: not a date" in bad.text and "errors: expected" in bad.text
