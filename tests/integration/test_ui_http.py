@@ -175,3 +175,19 @@ def test_empty_server_and_unknown_user_render(tmp_path: Path) -> None:
             bad = client.get("/", params={"since": "noon", "errors": "maybe"})
             assert bad.status_code == 422
             assert "from: not a date" in bad.text and "errors: expected" in bad.text
+
+
+def test_without_jinja2_the_ui_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from galileo_otel.server import serve_in_thread, ui
+
+    def no_jinja2() -> Any:
+        raise ImportError("No module named 'jinja2'", name="jinja2")
+
+    monkeypatch.setattr(ui, "_environment", no_jinja2)
+    with serve_in_thread(db_path=tmp_path / "nj.db", api_key=KEY) as bare:
+        answer = httpx.get(bare.url + "/")
+        assert answer.status_code == 503
+        assert "pip install 'galileo-otel[server]'" in answer.text
+        assert httpx.get(bare.url + "/healthcheck").status_code == 200
