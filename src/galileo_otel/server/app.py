@@ -44,6 +44,7 @@ from galileo_otel.server.store import (
     WriteQueue,
     WriterClosedError,
 )
+from galileo_otel.server.ui import mount_ui
 
 __all__ = ["API_KEY_HEADER", "GalileoServerApp", "ServerState", "create_app", "default_db_path"]
 
@@ -276,6 +277,7 @@ def create_app(
     _add_api_routes(api, state)
     _add_local_routes(api, state)
     app.include_router(api)
+    mount_ui(app)  # the web UI at "/" (its own cookie rule; see galileo_otel.server.ui)
     return app
 
 

@@ -86,6 +86,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
         from galileo_otel.server.app import create_app, default_db_path
         from galileo_otel.server.runner import bind_socket, uvicorn_config
+        from galileo_otel.server.ui import ui_access
     except ImportError:
         print(
             "galileo-otel serve needs the 'server' extra: pip install 'galileo-otel[server]'",
@@ -114,6 +115,7 @@ def run_serve(args: argparse.Namespace) -> int:
         # Printed once, on purpose: a generated key is useless unless the user can read it.
         print(f"galileo-otel serve: generated API key (use it as GALILEO_API_KEY): {key}")
     print(f"galileo-otel serve: listening on http://{host}:{port}  database: {db_path}")
+    print(f"galileo-otel serve: web UI: {ui_access(app).login_url(f'http://{host}:{port}')}")
     if args.faults:
         print("galileo-otel serve: fault injection admin at /local/faults")
     sys.stdout.flush()

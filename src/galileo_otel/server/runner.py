@@ -99,6 +99,16 @@ class RunningServer:
         return f"http://{host}:{self.port}"
 
     @property
+    def ui_url(self) -> str:
+        """The web UI's login URL, ``{url}/?token=...``: opening it lets that browser in.
+
+        The token is made when the app is built and stays valid while the server runs.
+        """
+        from galileo_otel.server.ui import ui_access
+
+        return ui_access(self.app).login_url(self.url)
+
+    @property
     def api_key(self) -> str:
         """The key clients must send in ``Galileo-API-Key``."""
         return self._state.api_key
