@@ -28,6 +28,11 @@ EXIT_OK = 0
 EXIT_PROBLEM = 1
 EXIT_USAGE = 2
 
+
+class UsageError(ConfigError):
+    """A command-line argument is wrong (exit code 2), as opposed to a problem found (1)."""
+
+
 # Columns whose type --filter infers (the session columns of Count/Query Sessions); any other
 # column, e.g. user_metadata.<key>, is text. "type:column" overrides.
 NUMBER_COLUMNS = frozenset({"num_traces", "num_spans", "num_errors"})
@@ -315,7 +320,12 @@ def _add_sessions(subparsers: Any) -> None:
 
 
 def _conditions(specs: Sequence[str]) -> list[Condition]:
-    return [parse_filter(spec) for spec in specs]
+    try:
+        return [parse_filter(spec) for spec in specs]
+    except UsageError:
+        raise
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _run_sessions_count(args: argparse.Namespace) -> int:
@@ -341,15 +351,18 @@ def _parse_sort(value: str | None) -> dict[str, Any] | None:
         return None
     column, _, direction = value.partition(":")
     direction = direction.lower() or "desc"
+    if not column:
+        raise UsageError(f"--sort {value!r}: name a column, e.g. created_at:desc")
     if direction not in ("asc", "desc"):
-        raise ConfigError(f"--sort {value!r}: the direction is 'asc' or 'desc'")
+        raise UsageError(f"--sort {value!r}: the direction is 'asc' or 'desc'")
     return {"column_id": column, "ascending": direction == "asc"}
 
 
 def _run_sessions_search(args: argparse.Namespace) -> int:
     if args.limit < 1:
-        raise ConfigError("--limit must be at least 1")
+        raise UsageError(f"--limit {args.limit}: must be at least 1")
     conditions = _conditions(args.filter)
+    sort = _parse_sort(args.sort)
     settings = _settings_from(args)
     client, dest = _open_client(settings)
     with client:
@@ -359,7 +372,7 @@ def _run_sessions_search(args: argparse.Namespace) -> int:
             experiment_id=dest.experiment_id,
             filters=conditions or None,
             limit=args.limit,
-            sort=_parse_sort(args.sort),
+            sort=sort,
         )
     records = list(page.records)
     if args.json:
@@ -624,7 +637,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     for name in ("users", "conversations", "turns"):
         if not 1 <= getattr(args, name) <= 50:
-            raise ConfigError(f"--{name} must be between 1 and 50")
+            raise UsageError(f"--{name} {getattr(args, name)}: must be between 1 and 50")
     options = DemoOptions(
         api_url=args.api_url,
         api_key=args.api_key,
@@ -687,6 +700,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(func(args))
+    except UsageError as exc:
+        # argparse's own wording for its usage errors (also exit 2).
+        print(f"galileo-otel {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except GalileoError as exc:
         print(f"galileo-otel {args.command}: {_describe_error(exc)}", file=sys.stderr)
         return EXIT_PROBLEM

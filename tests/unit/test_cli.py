@@ -119,7 +119,7 @@ def test_missing_key_is_one_clear_error(capsys: pytest.CaptureFixture[str]) -> N
 
 def test_bad_filter_fails_before_any_request(capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(["sessions", "count", "--filter", "num_traces>lots"])
-    assert code == 1
+    assert code == 2  # a usage error, as the README says
     assert "is not a number" in capsys.readouterr().err
 
 
@@ -192,3 +192,24 @@ def test_demo_read_back_without_the_local_trace_listing() -> None:
         demo._session_traces(Broken(), "p", "s")
     (listed,) = demo._session_traces(Local(), "p", "s") or []
     assert demo._count_spans(listed) == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["sessions", "search", "--limit", "-1"], "--limit -1: must be at least 1"),
+        (["sessions", "search", "--sort", "bogus:up"], "the direction is 'asc' or 'desc'"),
+        (["sessions", "search", "--sort", ":asc"], "name a column"),
+        (["sessions", "count", "-f", "num_traces>>2"], "'>2' is not a number"),
+        (["sessions", "count", "-f", "what"], "expected 'column OP value'"),
+        (["demo", "--users", "0"], "--users 0: must be between 1 and 50"),
+    ],
+)
+def test_usage_errors_exit_2_before_any_request(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No API key and no URL are set: a request would fail with exit 1, so 2 proves none was made.
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert says in err and "error:" in err
+    assert err.strip().count("\n") == 0
