@@ -428,9 +428,9 @@ def _add_doctor(subparsers: Any) -> None:
 
 
 def _mask(secret: str) -> str:
-    if len(secret) < 12:
-        return "*" * len(secret)
-    return f"{secret[:3]}{'*' * 6}{secret[-2:]}"
+    from galileo_otel.settings import mask_secret
+
+    return mask_secret(secret)
 
 
 class _Report:

@@ -32,7 +32,7 @@ from pydantic_settings.exceptions import SettingsError
 
 from galileo_otel.errors import ConfigError
 
-__all__ = ["GalileoSettings", "parse_duration", "unknown_env_vars"]
+__all__ = ["GalileoSettings", "mask_secret", "parse_duration", "unknown_env_vars"]
 
 _log = logging.getLogger(__name__)
 
@@ -192,6 +192,10 @@ class GalileoSettings(BaseSettings):
     service_name: str | None = Field(
         None,
         description="GALILEO_SERVICE_NAME (or OTEL_SERVICE_NAME): stamped in session metadata.",
+    )
+    startup_message: bool = Field(
+        True,
+        description="GALILEO_STARTUP_MESSAGE: configure() prints where traces go (and that export is disabled) on stderr when the app has set up no logging.",
     )
     connect_timeout: Duration = Field(
         5.0, description="GALILEO_CONNECT_TIMEOUT: seconds to connect."
@@ -375,6 +379,13 @@ class GalileoSettings(BaseSettings):
                 yield name, {k: "**********" for k in value}
             else:
                 yield name, value
+
+
+def mask_secret(secret: str) -> str:
+    """A secret as it may be shown: its first 3 and last 2 characters of 12 or more, else stars."""
+    if len(secret) < 12:
+        return "*" * len(secret)
+    return f"{secret[:3]}{'*' * 6}{secret[-2:]}"
 
 
 def derive_api_url(console_url: str) -> str:
