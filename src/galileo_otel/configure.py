@@ -277,9 +277,7 @@ def startup_line(settings: GalileoSettings, destination: Destination | None) -> 
         if destination.experiment_id:
             target = f"experiment {destination.experiment_id}"
         else:
-            target = "log stream " + _named(
-                destination.log_stream_name, destination.log_stream_id
-            )
+            target = "log stream " + _named(destination.log_stream_name, destination.log_stream_id)
     else:
         project = _named(settings.project, settings.project_id)
         if settings.experiment_id:
