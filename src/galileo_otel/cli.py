@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from galileo_otel._version import __version__
@@ -442,6 +443,7 @@ class _Report:
         self.config: dict[str, Any] = {}
 
     def add(self, name: str, status: str, message: str) -> None:
+        """Record one finding; ``status`` is ``ok``, ``WARN``, ``FAIL`` or ``skip``."""
         self.checks.append({"check": name, "status": status, "message": message})
         if not self.as_json:
             print(f"  [{status:^4}] {name}: {message}")
@@ -483,15 +485,25 @@ def _effective_config(settings: GalileoSettings) -> dict[str, Any]:
 
 
 def _run_doctor(args: argparse.Namespace) -> int:
-    from galileo_otel.api.client import GalileoClient, RetryPolicy
+    from galileo_otel import settings as settings_module
 
     report = _Report(as_json=args.json)
     if not args.json:
         print("galileo-otel doctor")
+    misspelt = settings_module.unknown_env_vars()
+    typos = [
+        f"{name} is not a galileo-otel setting (ignored): did you mean {suggestion}?"
+        for name, suggestion in misspelt
+    ]
+    # The report says it; the settings' own once-per-process warning would say it twice.
+    with settings_module._warned_lock:
+        settings_module._warned_env.update(name for name, _ in misspelt)
     try:
         settings = _settings_from(args)
     except ConfigError as exc:
         report.add("configuration", "FAIL", str(exc))
+        for typo in typos:
+            report.add("environment", "WARN", typo)
         return _doctor_done(report)
     report.config = _effective_config(settings)
     if not args.json:
@@ -499,12 +511,44 @@ def _run_doctor(args: argparse.Namespace) -> int:
         for name, value in report.config.items():
             print(f"  {name:<24} {value if value not in (None, []) else '-'}")
         print("checks:")
+    # Every check that needs nothing else runs first, so one run lists every problem.
+    for typo in typos:
+        report.add("environment", "WARN", typo)
     if settings.logging_disabled:
         report.add(
             "export", "WARN", "logging is disabled (GALILEO_LOGGING_DISABLED / OTEL_SDK_DISABLED)"
         )
+    has_key = settings.api_key is not None and bool(settings.api_key.get_secret_value().strip())
+    if not has_key:
+        report.add(
+            "API key",
+            "FAIL",
+            "no API key: set GALILEO_API_KEY (`galileo-otel serve` prints the local server's key)",
+        )
+    has_project = bool(settings.project or settings.project_id)
+    if not has_project:
+        report.add(
+            "project", "FAIL", "no project: set GALILEO_PROJECT (a name) or GALILEO_PROJECT_ID"
+        )
+    _doctor_spool(settings, report)
+    if _doctor_url(settings, report, args.timeout) and has_key and has_project:
+        from galileo_otel.api.client import GalileoClient, RetryPolicy
+
+        with GalileoClient(
+            settings=settings, timeout=args.timeout, retry=RetryPolicy.none()
+        ) as client:
+            _doctor_destination(client, settings, report)
+    elif has_key and has_project:
+        report.add("destination", "skip", "not checked: the API URL does not answer")
+    return _doctor_done(report)
+
+
+def _doctor_url(settings: GalileoSettings, report: _Report, timeout: float) -> bool:
+    """Check that the API URL answers as the Galileo API; ``True`` when it does."""
+    from galileo_otel.api.client import GalileoClient, RetryPolicy
+
     url = settings.resolved_api_url()
-    with GalileoClient(settings=settings, timeout=args.timeout, retry=RetryPolicy.none()) as client:
+    with GalileoClient(settings=settings, timeout=timeout, retry=RetryPolicy.none()) as client:
         try:
             client.request_json("GET", "/healthcheck", retry=RetryPolicy.none(), require_key=False)
         except APIError as exc:
@@ -512,20 +556,71 @@ def _run_doctor(args: argparse.Namespace) -> int:
                 hint = "is the server running, and is GALILEO_API_URL right?"
                 report.add("API URL", "FAIL", f"cannot reach {url}: {exc.message}; {hint}")
             else:
-                hint = "is this the Galileo API URL (not the console URL)?"
-                report.add(
-                    "API URL", "FAIL", f"{url}/healthcheck answered HTTP {exc.status_code}; {hint}"
-                )
-            return _doctor_done(report)
-        report.add("API URL", "ok", f"{url} answers its healthcheck")
-        if settings.api_key is None:
-            report.add("API key", "FAIL", "no API key: set GALILEO_API_KEY")
-            return _doctor_done(report)
-        if not settings.project and not settings.project_id:
-            report.add("project", "FAIL", "no project: set GALILEO_PROJECT or GALILEO_PROJECT_ID")
-            return _doctor_done(report)
-        _doctor_destination(client, settings, report)
-    return _doctor_done(report)
+                report.add("API URL", "FAIL", not_the_api(url, exc))
+            return False
+    report.add("API URL", "ok", f"{url} answers its healthcheck")
+    return True
+
+
+def not_the_api(url: str, exc: APIError) -> str:
+    """One line for a URL that answers, but not as the Galileo API does."""
+    page = ", an HTML page" if "HTML page" in exc.message else ""
+    return (
+        f"{url} answers, but not as the Galileo API (GET /healthcheck: HTTP "
+        f"{exc.status_code}{page}): is GALILEO_API_URL the API URL, e.g. https://api.galileo.ai, "
+        "not the console URL?"
+    )
+
+
+def spool_backlog(spool_dir: Path) -> tuple[int, int, str | None]:
+    """Batches waiting in a spool, batches dead-lettered there, and why the oldest dead one died.
+
+    The one place the CLI reads the spool (through :class:`~galileo_otel.export.spool.Spool`);
+    a spool that does not exist yet is empty and is not created.
+    """
+    if not spool_dir.is_dir():
+        return 0, 0, None
+    from galileo_otel.export.spool import Spool
+
+    spool = Spool(spool_dir)
+    pending, dead = spool.pending_names(), spool.dead_names()
+    reason = None
+    if dead:
+        note = spool.dead_path / (dead[0] + ".error.json")
+        try:
+            error = json.loads(note.read_text(encoding="utf-8"))
+            reason = f"HTTP {error.get('status_code')}: {error.get('message')}"
+        except (OSError, ValueError, AttributeError):
+            reason = None
+    return len(pending), len(dead), reason
+
+
+def _doctor_spool(settings: GalileoSettings, report: _Report) -> None:
+    path = settings.spool_path()
+    if path is None:
+        return
+    try:
+        pending, dead, reason = spool_backlog(path)
+    except OSError as exc:
+        report.add("spool", "WARN", f"cannot read {path}: {exc}")
+        return
+    if pending:
+        report.add(
+            "spool",
+            "WARN",
+            f"{pending} batch(es) wait in {path} to be sent: they go out when an app using "
+            "this spool runs configure() and the API answers; fix any FAIL line above first",
+        )
+    if dead:
+        why = f"; the oldest: {reason}" if reason else ""
+        report.add(
+            "spool",
+            "WARN",
+            f"{dead} batch(es) were rejected for good and set aside in {path / 'dead'}{why}. "
+            "They are never resent: read the .error.json next to each, then delete them",
+        )
+    if not pending and not dead:
+        report.add("spool", "ok", f"{path}: nothing waiting, nothing rejected")
 
 
 def _doctor_destination(client: GalileoClient, settings: GalileoSettings, report: _Report) -> None:

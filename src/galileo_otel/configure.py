@@ -367,9 +367,14 @@ def resolve_destination(
             f"the Galileo API at {url} rejected the destination: {exc.message}"
         ) from None
     except (TransportError, APIError) as exc:
+        # One line either way: the client already sums up a web page answering in the API's
+        # place ("an HTML page ..., not the Galileo API: is GALILEO_API_URL ...").
+        what = "could not reach" if exc.status_code is None else "got no usable answer from"
         _log.warning(
-            "galileo-otel: could not reach the Galileo API at %s to resolve the project (%s); "
-            "continuing, the exporter will resolve it in the background",
+            "galileo-otel: %s the Galileo API at %s to resolve the project (%s); "
+            "continuing, the exporter will resolve it in the background "
+            "(`galileo-otel doctor` checks the configuration)",
+            what,
             url,
             exc.message,
         )

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from conftest_api import API_KEY, BASE, LOG_STREAM_ID, PROJECT_ID, new_uuid
 
-from galileo_otel.api.client import AsyncGalileoClient, GalileoClient
+from galileo_otel.api.client import AsyncGalileoClient, GalileoClient, RetryPolicy
 from galileo_otel.errors import ConfigError
 
 NOW = "2025-01-01T00:00:00Z"
@@ -114,3 +114,68 @@ def test_async_client_resolves_once_too() -> None:
 
     assert asyncio.run(scenario()) == [7, 7]
     assert api.lookups() == 2
+
+
+# --- a URL that answers, but not as the Galileo API ----------------------------------------------
+
+PAGE = (
+    "<!DOCTYPE html>\n<html>\n<head>\n  <title>\n   Galileo Console\n  </title>\n</head>\n"
+    + "<body>\n"
+    + "  <div>app</div>\n" * 15
+    + "</body>\n</html>\n"
+)
+
+
+def _page(status: int) -> httpx.MockTransport:
+    return httpx.MockTransport(
+        lambda request: httpx.Response(
+            status, text=PAGE, headers={"content-type": "text/html; charset=utf-8"}
+        )
+    )
+
+
+@pytest.mark.parametrize("status", [200, 404])
+def test_a_web_page_in_place_of_the_api_is_one_line(status: int) -> None:
+    from galileo_otel.errors import APIError
+
+    with (
+        GalileoClient(
+            api_url=BASE, api_key=API_KEY, project="chat", transport=_page(status)
+        ) as client,
+        pytest.raises(APIError) as info,
+    ):
+        client.count_sessions()
+    message = info.value.message
+    assert "\n" not in message and "<div>" not in message
+    assert "an HTML page ('Galileo Console'), not the Galileo API" in message
+    assert "is GALILEO_API_URL the API URL" in message
+
+
+def test_a_proxy_error_page_is_not_blamed_on_the_url() -> None:
+    from galileo_otel.errors import APIError
+
+    with (
+        GalileoClient(
+            api_url=BASE,
+            api_key=API_KEY,
+            project_id=PROJECT_ID,
+            transport=_page(502),
+            retry=RetryPolicy.none(),
+        ) as client,
+        pytest.raises(APIError) as info,
+    ):
+        client.list_log_streams()
+    assert info.value.message.endswith("HTTP 502 Bad Gateway: an HTML page ('Galileo Console')")
+
+
+def test_configure_warns_in_one_line_about_a_web_page(caplog: pytest.LogCaptureFixture) -> None:
+    from galileo_otel.configure import resolve_destination
+    from galileo_otel.settings import GalileoSettings
+
+    settings = GalileoSettings(api_url=BASE, api_key=API_KEY, project="chat")
+    with caplog.at_level("WARNING", logger="galileo_otel.configure"):
+        assert resolve_destination(settings, transport=_page(200)) is None
+    (record,) = caplog.records
+    text = record.getMessage()
+    assert "\n" not in text and "got no usable answer from the Galileo API" in text
+    assert "not the Galileo API: is GALILEO_API_URL the API URL" in text

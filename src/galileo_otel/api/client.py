@@ -11,6 +11,7 @@ import json as jsonlib
 import logging
 import platform
 import random
+import re
 import time
 import uuid
 from collections.abc import (
@@ -238,13 +239,37 @@ def _summarise_detail(detail: Any) -> str:
     return str(detail)
 
 
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def _not_json(response: httpx.Response) -> str:
+    """One line about an answer that is not JSON: an HTML page (its title) or a text excerpt.
+
+    A URL that answers with a web page is not the Galileo API (a console URL, a proxy's login
+    page...): say so, rather than pasting the page into an error or a warning.
+    """
+    text = response.text
+    is_html = "html" in response.headers.get("content-type", "") or text.lstrip()[:1] == "<"
+    if not is_html:
+        return " ".join(text.split())[:_MAX_MESSAGE_CHARS]
+    match = _TITLE.search(text)
+    title = " ".join(match[1].split())[:80] if match else ""
+    page = f"an HTML page ({title!r})" if title else "an HTML page"
+    if response.status_code >= 500:
+        return page  # a proxy's error page in front of the API: the API may be fine
+    return (
+        f"{page}, not the Galileo API: is GALILEO_API_URL the API URL "
+        "(e.g. https://api.galileo.ai), not the console URL?"
+    )
+
+
 def _server_message(response: httpx.Response) -> tuple[str, Any]:
     """The server's own words about an error, and its ``detail`` (parsed JSON when possible)."""
     try:
         body = response.json()
     except ValueError:
-        text = response.text.strip()
-        return text[:_MAX_MESSAGE_CHARS], text[:_MAX_MESSAGE_CHARS] or None
+        line = _not_json(response)
+        return line, line or None
     if isinstance(body, Mapping):
         for key in ("detail", "message", "error", "error_message"):
             if key in body and body[key] not in (None, ""):
@@ -495,7 +520,8 @@ class _Core:
             return response.json()
         except ValueError:
             raise APIError(
-                f"{method} {url}: HTTP {response.status_code} answer is not JSON",
+                f"{method} {url}: HTTP {response.status_code} answer is not JSON: "
+                f"{self._redact(_not_json(response))}",
                 status_code=response.status_code,
                 method=method,
                 url=url,
