@@ -1,4 +1,4 @@
-"""The ``galileo-otel`` command: ``serve``, ``demo``, ``sessions count|search`` and ``doctor``.
+"""The ``galileo-otel`` command: ``serve``, ``demo``, ``sessions count|search|show``, ``tail``, ``doctor``.
 
 Each subcommand reads the same ``GALILEO_*`` variables as :func:`galileo_otel.configure`;
 ``--api-url``, ``--project``... override them. ``--json`` prints machine-readable output.
@@ -10,13 +10,21 @@ import argparse
 import json
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from galileo_otel._version import __version__
-from galileo_otel.errors import APIError, AuthError, ConfigError, GalileoError, NotFoundError
+from galileo_otel.errors import (
+    APIError,
+    AuthError,
+    ConfigError,
+    GalileoError,
+    NotFoundError,
+    TransportError,
+)
 
 if TYPE_CHECKING:
     from galileo_otel.api.client import Destination, GalileoClient
@@ -292,10 +300,10 @@ def _add_serve(subparsers: Any) -> None:
 def _add_sessions(subparsers: Any) -> None:
     sessions = subparsers.add_parser(
         "sessions",
-        help="count or search the sessions of a log stream",
-        description="Count or search sessions with Count/Query Sessions filters.",
+        help="count, search or show the sessions of a log stream",
+        description="Count or search sessions with Count/Query Sessions filters, or show one.",
     )
-    actions = sessions.add_subparsers(dest="sessions_command", metavar="{count,search}")
+    actions = sessions.add_subparsers(dest="sessions_command", metavar="{count,search,show}")
     actions.required = True
     filter_help = (
         "a filter, repeatable (and-ed): 'external_id=conv-1', 'num_traces>2', 'name~refund', "
@@ -318,6 +326,29 @@ def _add_sessions(subparsers: Any) -> None:
                 "--sort", metavar="COLUMN[:asc|desc]", help="sort column, e.g. created_at:desc"
             )
         sub.set_defaults(func=_run_sessions_count if name == "count" else _run_sessions_search)
+    show = actions.add_parser(
+        "show",
+        help="show one session: its place in the user's chain and each trace's step tree",
+        description=(
+            "Show a session (by id, or by external id: the newest session with it), the chain "
+            "of sessions it belongs to, and every trace with its steps, messages, tool calls, "
+            "tokens, durations and errors. The traces come from the local server's session "
+            "route (galileo-otel serve)."
+        ),
+    )
+    _add_connection_options(show)
+    show.add_argument("session", metavar="ID|EXTERNAL_ID", help="a session id or external id")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.add_argument(
+        "--brief", action="store_true", help="step headings only, without their messages"
+    )
+    show.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help="cut long lines at N columns (default: the terminal's width; 0: never cut)",
+    )
+    show.set_defaults(func=_run_sessions_show)
 
 
 def _conditions(specs: Sequence[str]) -> list[Condition]:
@@ -380,11 +411,14 @@ def _run_sessions_search(args: argparse.Namespace) -> int:
         _print_json({"records": records, "next_starting_token": page.next_starting_token})
         return EXIT_OK
     _print_table(
-        records,
+        [_search_row(r) for r in records],
         [
             ("id", "id"),
             ("external_id", "external id"),
+            ("name", "name"),
+            ("user", "user"),
             ("num_traces", "traces"),
+            ("num_errors", "errors"),
             ("previous_session_id", "previous"),
             ("created_at", "created"),
         ],
@@ -392,6 +426,23 @@ def _run_sessions_search(args: argparse.Namespace) -> int:
     if page.next_starting_token is not None:
         print(f"... more (showing {len(records)}; raise --limit)")
     return EXIT_OK
+
+
+_NAME_COLUMN_CHARS = 32
+
+
+def _search_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A Query Sessions record with the columns the table shows: its user, a short name."""
+    meta = record.get("user_metadata")
+    name = " ".join(str(record.get("name") or "").split())
+    if len(name) > _NAME_COLUMN_CHARS:
+        name = name[: _NAME_COLUMN_CHARS - 1] + "…"
+    return {
+        **record,
+        "name": name,
+        "user": meta.get("user.id") if isinstance(meta, dict) else None,
+        "num_errors": record.get("num_errors", 0),
+    }
 
 
 def _print_table(records: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> None:
@@ -411,6 +462,322 @@ def _print_table(records: Sequence[dict[str, Any]], columns: Sequence[tuple[str,
 
 def _print_json(value: Any, out: TextIO | None = None) -> None:
     print(json.dumps(value, indent=2, sort_keys=True, default=str), file=out or sys.stdout)
+
+
+# --- sessions show ----------------------------------------------------------------------------
+
+# Bounds of the walks along a chain: a chain longer than this is cut, never looped forever.
+_MAX_CHAIN = 100
+
+
+def _terminal_width(asked: int | None) -> int | None:
+    if asked is not None:
+        if asked < 0:
+            raise UsageError(f"--width {asked}: must be 0 (never cut) or more")
+        return asked or None
+    import shutil
+
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def _local_route(client: GalileoClient, path: str, **params: str) -> Any:
+    """GET a local-server extension route; a 404 for the route itself says which server is needed."""
+    try:
+        return client.request_json("GET", path, params=params or None)
+    except NotFoundError as exc:
+        if "not found in project" in exc.message:
+            raise
+        raise NotFoundError(
+            f"{path}: this API has no such route; it is a local-server extension: point "
+            "GALILEO_API_URL at `galileo-otel serve`",
+            status_code=404,
+        ) from None
+
+
+def _find_session(
+    client: GalileoClient, dest: Destination, wanted: str
+) -> tuple[dict[str, Any], str | None]:
+    """The session with this id, else the newest with this external id; and a note if several."""
+    import uuid
+
+    from galileo_otel.api.filters import text
+
+    pid = dest.project_id
+    try:
+        session_id = str(uuid.UUID(wanted))
+    except ValueError:
+        session_id = None
+    if session_id is not None:
+        try:
+            found = _local_route(client, f"/v2/projects/{pid}/sessions/{session_id}")
+            return dict(found), None
+        except NotFoundError:
+            pass  # maybe an external id that looks like a UUID
+    page = client.search_sessions(
+        project_id=pid,
+        log_stream_id=dest.log_stream_id,
+        experiment_id=dest.experiment_id,
+        filters=[text("external_id") == wanted],
+        limit=_MAX_CHAIN,
+        sort={"column_id": "created_at", "ascending": False},
+    )
+    if not page.records:
+        where = dest.log_stream_name or dest.log_stream_id or dest.experiment_id
+        raise NotFoundError(
+            f"no session with id or external id {wanted!r} in project {pid} ({where}); "
+            "list them with `galileo-otel sessions search`",
+            status_code=404,
+        )
+    newest = page.records[0]
+    note = None
+    if len(page.records) > 1:
+        note = (
+            f"{len(page.records)} sessions have external id {wanted!r}; showing the newest "
+            "(the others are in its chain, or: galileo-otel sessions search "
+            f"-f 'external_id={wanted}')"
+        )
+    found = _local_route(client, f"/v2/projects/{pid}/sessions/{newest['id']}")
+    return dict(found), note
+
+
+def _session_chain(
+    client: GalileoClient, dest: Destination, session: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The chain through ``session``: previous_session_id links back, then forward; oldest first."""
+    from galileo_otel.api.filters import id_
+
+    def one(column: str, value: str) -> dict[str, Any] | None:
+        page = client.search_sessions(
+            project_id=dest.project_id,
+            log_stream_id=dest.log_stream_id,
+            experiment_id=dest.experiment_id,
+            filters=[id_(column) == value],
+            limit=1,
+            sort={"column_id": "created_at", "ascending": True},
+        )
+        return dict(page.records[0]) if page.records else None
+
+    record = {k: v for k, v in session.items() if k != "traces"}
+    back: list[dict[str, Any]] = []
+    current = record
+    seen = {str(record["id"])}
+    for _ in range(_MAX_CHAIN):
+        previous_id = current.get("previous_session_id")
+        if not previous_id or str(previous_id) in seen:
+            break
+        found = one("id", str(previous_id))
+        if found is None:
+            break
+        seen.add(str(found["id"]))
+        back.append(found)
+        current = found
+    forward: list[dict[str, Any]] = []
+    current = record
+    for _ in range(_MAX_CHAIN):
+        found = one("previous_session_id", str(current["id"]))
+        if found is None or str(found["id"]) in seen:
+            break
+        seen.add(str(found["id"]))
+        forward.append(found)
+        current = found
+    return [*reversed(back), record, *forward]
+
+
+def _run_sessions_show(args: argparse.Namespace) -> int:
+    from galileo_otel import views
+
+    width = _terminal_width(args.width)
+    settings = _settings_from(args)
+    client, dest = _open_client(settings)
+    with client:
+        session, note = _find_session(client, dest, args.session)
+        chain = _session_chain(client, dest, session)
+    traces = session.pop("traces", None) or []
+    if args.json:
+        _print_json({"session": session, "chain": chain, "traces": traces})
+        return EXIT_OK
+    if note:
+        print(note)
+    for line in views.session_lines(session):
+        print(line)
+    print()
+    for line in views.chain_lines(chain, str(session["id"])):
+        print(line)
+    for number, trace in enumerate(traces, 1):
+        print()
+        for line in views.trace_heading_lines(
+            trace, number, len(traces), steps=_count_steps(trace), width=width
+        ):
+            print(line)
+        for line in views.trace_tree_lines(trace, width=width, details=not args.brief):
+            print(line)
+    if not traces:
+        print()
+        print("no traces in this session yet")
+    return EXIT_OK
+
+
+def _count_steps(trace: dict[str, Any]) -> int:
+    count, stack = 0, list(trace.get("spans") or ())
+    while stack:
+        step = stack.pop()
+        count += 1
+        if isinstance(step, dict):
+            stack.extend(step.get("spans") or ())
+    return count
+
+
+# --- tail -------------------------------------------------------------------------------------
+
+_TAIL_PAGE = 200
+
+
+def _add_tail(subparsers: Any) -> None:
+    tail = subparsers.add_parser(
+        "tail",
+        help="follow new traces as they arrive at a local server, one line per trace",
+        description=(
+            "Print the last traces of the log stream, then each new one as it arrives, one line "
+            "per trace (time, user, session, name, spans, duration, status, input -> output). "
+            "Needs the local server (galileo-otel serve). Stop with Ctrl-C or --for."
+        ),
+    )
+    _add_connection_options(tail)
+    tail.add_argument("--session", help="only this session (its id or external id)")
+    tail.add_argument("--user", help="only sessions of this user (user_metadata user.id)")
+    tail.add_argument(
+        "-n", "--lines", type=int, default=10, help="print the last N traces first (default 10)"
+    )
+    tail.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between polls (default 1)"
+    )
+    tail.add_argument(
+        "--for",
+        dest="duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this long (default: follow until Ctrl-C)",
+    )
+    tail.add_argument("--json", action="store_true", help="one JSON object per trace and line")
+    tail.set_defaults(func=_run_tail)
+
+
+def follow_traces(
+    fetch: Callable[[int | None, int], dict[str, Any]],
+    emit: Callable[[dict[str, Any]], None],
+    *,
+    lines: int,
+    interval: float,
+    duration: float | None,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+    on_error: Callable[[GalileoError], None] | None = None,
+) -> int:
+    """Emit the last ``lines`` traces, then every new one until ``duration`` has passed.
+
+    Args:
+        fetch: ``fetch(after, limit)`` -> ``{"traces": [...], "cursor": N}`` (the server route).
+        emit: Called with each trace, oldest first.
+        lines: How many of the existing traces to emit first.
+        interval: Seconds between polls.
+        duration: Stop after this many seconds of ``clock``; ``None`` follows until interrupted.
+        sleep: Waits between polls (injected by tests).
+        clock: A monotonic clock (injected by tests).
+        on_error: Called with a transport error instead of raising it (the next poll retries).
+
+    Returns:
+        The cursor of the last trace seen.
+    """
+    first = fetch(None, max(lines, 1))
+    for trace in first["traces"][-lines:] if lines > 0 else []:
+        emit(trace)
+    cursor = int(first["cursor"])
+    deadline = None if duration is None else clock() + duration
+    while True:
+        now = clock()
+        if deadline is not None and now >= deadline:
+            return cursor
+        sleep(interval if deadline is None else min(interval, deadline - now))
+        # A burst larger than one page is drained page by page; each page moves the cursor.
+        while True:
+            try:
+                page = fetch(cursor, _TAIL_PAGE)
+            except GalileoError as exc:
+                if on_error is None or not isinstance(exc, TransportError):
+                    raise
+                on_error(exc)
+                break
+            for trace in page["traces"]:
+                emit(trace)
+            cursor = max(cursor, int(page["cursor"]))
+            if len(page["traces"]) < _TAIL_PAGE:
+                break
+
+
+# How tail waits and tells time; tests replace them (the server's threads keep the real ones).
+_tail_sleep: Callable[[float], None] = time.sleep
+_tail_clock: Callable[[], float] = time.monotonic
+
+
+def _run_tail(args: argparse.Namespace) -> int:
+    from galileo_otel import views
+
+    if args.lines < 0:
+        raise UsageError(f"--lines {args.lines}: must be 0 or more")
+    if args.interval <= 0:
+        raise UsageError(f"--interval {args.interval}: must be more than 0 seconds")
+    if args.duration is not None and args.duration < 0:
+        raise UsageError(f"--for {args.duration}: must be 0 or more seconds")
+    settings = _settings_from(args)
+    client, dest = _open_client(settings)
+    path = f"/local/projects/{dest.project_id}/traces"
+    said_down = False
+
+    def fetch(after: int | None, limit: int) -> dict[str, Any]:
+        nonlocal said_down
+        params = {"limit": str(limit)}
+        if after is not None:
+            params["after"] = str(after)
+        if dest.log_stream_id:
+            params["log_stream_id"] = dest.log_stream_id
+        if args.session:
+            params["session"] = args.session
+        if args.user:
+            params["user"] = args.user
+        answer: dict[str, Any] = _local_route(client, path, **params)
+        if said_down:
+            print("galileo-otel tail: the server answers again", file=sys.stderr)
+            said_down = False
+        return answer
+
+    def emit(trace: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(trace, sort_keys=True, default=str), flush=True)
+        else:
+            print(views.trace_line(trace, width=None), flush=True)
+
+    def on_error(exc: GalileoError) -> None:
+        nonlocal said_down
+        if not said_down:
+            print(f"galileo-otel tail: {exc}; still trying", file=sys.stderr)
+            said_down = True
+
+    with client:
+        try:
+            follow_traces(
+                fetch,
+                emit,
+                lines=args.lines,
+                interval=args.interval,
+                duration=args.duration,
+                sleep=_tail_sleep,
+                clock=_tail_clock,
+                on_error=on_error,
+            )
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how one stops following
+    return EXIT_OK
 
 
 # --- doctor -----------------------------------------------------------------------------------
@@ -754,7 +1121,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``galileo-otel`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="galileo-otel",
-        description="OpenTelemetry for Galileo: a local server, a demo, session queries, checks.",
+        description=(
+            "OpenTelemetry for Galileo: a local server, a demo, session queries and views, checks."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
@@ -763,6 +1132,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(subparsers)
     _add_serve(subparsers)
     _add_sessions(subparsers)
+    _add_tail(subparsers)
     _add_doctor(subparsers)
     return parser
 
