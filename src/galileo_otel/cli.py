@@ -1091,12 +1091,19 @@ def _add_demo(subparsers: Any) -> None:
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
     demo.add_argument("--json", action="store_true", help="print machine-readable counts")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the embedded server running after the report, until Ctrl-C, to look around",
+    )
     demo.set_defaults(func=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from galileo_otel.demo import DemoOptions, run_demo
 
+    if args.serve and args.api_url:
+        raise UsageError("--serve keeps the embedded server running; it does not go with --api-url")
     for name in ("users", "conversations", "turns"):
         if not 1 <= getattr(args, name) <= 50:
             raise UsageError(f"--{name} {getattr(args, name)}: must be between 1 and 50")
@@ -1110,6 +1117,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         json_output=args.json,
+        serve=args.serve,
     )
     return run_demo(options)
 

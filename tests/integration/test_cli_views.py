@@ -204,3 +204,33 @@ def test_tail_against_an_api_without_the_route_says_what_it_needs(
     assert cli.main(["tail", "--for", "0"]) == 1
     err = capsys.readouterr().err
     assert "local-server extension" in err and "galileo-otel serve" in err
+
+
+def test_demo_serve_keeps_the_server_up_and_its_hint_works(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+    import shlex
+
+    from galileo_otel.demo import DemoOptions, run_demo
+
+    looked: list[str] = []
+    out = io.StringIO()
+
+    def look_around() -> None:  # stands for the user, while the demo waits for Ctrl-C
+        hint = [line for line in out.getvalue().splitlines() if "sessions show" in line][0]
+        *assignments, _, _, _, external_id = shlex.split(hint)
+        for assignment in assignments:
+            name, _, value = assignment.partition("=")
+            monkeypatch.setenv(name, value)
+        assert cli.main(["sessions", "show", external_id, "--brief"]) == 0
+        looked.append(capsys.readouterr().out)
+
+    options = DemoOptions(
+        users=1, conversations=1, turns=2, progress=False, serve=True, out=out, wait=look_around
+    )
+    assert run_demo(options) == 0
+    (shown,) = looked
+    assert "external id  alice-conv-1" in shown and "chain: 2 session(s)" in shown
+    assert "keeps running at http://127.0.0.1:" in out.getvalue()
+    assert cli.main(["demo", "--serve", "--api-url", "http://127.0.0.1:9"]) == 2
