@@ -670,4 +670,6 @@ def _print_where_to_look(report: dict[str, Any], w: Callable[[str], Any]) -> Non
     if report.get("ui_url"):
         w(f"web UI: {report['ui_url']}\n")
     elif report.get("api_url") == "embedded" and not report.get("serving"):
-        w("to look around afterwards: galileo-otel demo --serve (keeps its server up until Ctrl-C)\n")
+        w(
+            "to look around afterwards: galileo-otel demo --serve (keeps its server up until Ctrl-C)\n"
+        )
