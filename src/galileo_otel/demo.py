@@ -482,7 +482,8 @@ def run_demo(options: DemoOptions) -> int:
                 "turns_simulated": len(plan),
                 "seconds": round(time.monotonic() - started, 2),
                 "project": options.project,
-                "ui_url": _ui_url(server),
+                # Only while the server stays up: the embedded one stops with the demo.
+                "ui_url": _ui_url(server) if embedded and options.serve else None,
                 "serving": url if embedded and options.serve else None,
             }
         )
@@ -667,9 +668,9 @@ def _print_where_to_look(report: dict[str, Any], w: Callable[[str], Any]) -> Non
         w(f"\nthe demo's server keeps running at {report['serving']} until Ctrl-C; meanwhile:\n")
         w(f"  {env} galileo-otel sessions show alice-conv-1\n")
         w(f"  {env} galileo-otel tail\n")
-    if report.get("ui_url"):
-        w(f"web UI: {report['ui_url']}\n")
-    elif report.get("api_url") == "embedded" and not report.get("serving"):
+        if report.get("ui_url"):
+            w(f"  web UI: {report['ui_url']}\n")
+    elif report.get("api_url") == "embedded":
         w(
             "to look around afterwards: galileo-otel demo --serve (keeps its server up until Ctrl-C)\n"
         )

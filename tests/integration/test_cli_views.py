@@ -218,7 +218,7 @@ def test_demo_serve_keeps_the_server_up_and_its_hint_works(
     out = io.StringIO()
 
     def look_around() -> None:  # stands for the user, while the demo waits for Ctrl-C
-        hint = [line for line in out.getvalue().splitlines() if "sessions show" in line][0]
+        hint = next(line for line in out.getvalue().splitlines() if "sessions show" in line)
         *assignments, _, _, _, external_id = shlex.split(hint)
         for assignment in assignments:
             name, _, value = assignment.partition("=")

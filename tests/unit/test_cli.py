@@ -213,3 +213,28 @@ def test_usage_errors_exit_2_before_any_request(
     err = capsys.readouterr().err
     assert says in err and "error:" in err
     assert err.strip().count("\n") == 0
+
+
+def test_demo_ends_with_the_ui_url_while_its_server_runs() -> None:
+    from galileo_otel import demo
+
+    class ServerWithUI:
+        ui_url = "http://127.0.0.1:8088/?token=abc"
+
+    assert demo._ui_url(ServerWithUI()) == ServerWithUI.ui_url
+    assert demo._ui_url(object()) is None  # a server without the web UI
+    out = io.StringIO()
+    report = {
+        "serving": "http://127.0.0.1:8088",
+        "project": "p",
+        "log_stream": "demo-1",
+        "ui_url": ServerWithUI.ui_url,
+        "api_url": "embedded",
+    }
+    demo._print_where_to_look(report, out.write)
+    lines = out.getvalue().splitlines()
+    assert lines[-1] == "  web UI: http://127.0.0.1:8088/?token=abc"
+    assert "GALILEO_LOG_STREAM=demo-1 galileo-otel sessions show" in out.getvalue()
+    out = io.StringIO()
+    demo._print_where_to_look({"api_url": "embedded", "ui_url": None}, out.write)
+    assert "galileo-otel demo --serve" in out.getvalue() and "web UI" not in out.getvalue()

@@ -353,8 +353,9 @@ class _Core:
         self.log_stream_id = settings.log_stream_id
         self.experiment_id = settings.experiment_id
         # Destinations resolved from names, by the per-call project id they were resolved for
-        # (None: the client's own project). Filled once, lazily, or by resolve_destination().
-        # Only ever added to: two threads resolving at once both get the same answer.
+        # (None: the client's own project). Filled lazily, once, or by resolve_destination().
+        # No lock: a dict store is atomic, and two threads resolving at once store the same
+        # answer (a create race is settled by the 409 re-lookup in _op_resolve).
         self._destinations: dict[str | None, Destination] = {}
         self.reliable = settings.reliable
         try:
