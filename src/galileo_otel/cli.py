@@ -898,16 +898,39 @@ def _run_doctor(args: argparse.Namespace) -> int:
             "project", "FAIL", "no project: set GALILEO_PROJECT (a name) or GALILEO_PROJECT_ID"
         )
     _doctor_spool(settings, report)
-    if _doctor_url(settings, report, args.timeout) and has_key and has_project:
-        from galileo_otel.api.client import GalileoClient, RetryPolicy
+    answers = _doctor_url(settings, report, args.timeout)
+    if not answers:
+        if has_key:
+            report.add(
+                "destination", "skip", "key, project and log stream not checked: see API URL"
+            )
+        return _doctor_done(report)
+    if not has_key:
+        return _doctor_done(report)
+    from galileo_otel.api.client import GalileoClient, RetryPolicy
 
-        with GalileoClient(
-            settings=settings, timeout=args.timeout, retry=RetryPolicy.none()
-        ) as client:
+    with GalileoClient(settings=settings, timeout=args.timeout, retry=RetryPolicy.none()) as client:
+        if has_project:
             _doctor_destination(client, settings, report)
-    elif has_key and has_project:
-        report.add("destination", "skip", "not checked: the API URL does not answer")
+        else:
+            _doctor_key_only(client, report)
     return _doctor_done(report)
+
+
+def _doctor_key_only(client: GalileoClient, report: _Report) -> None:
+    """Check the key with a harmless read when there is no project to check it with."""
+    try:
+        client.get_project("galileo-otel-doctor")
+    except AuthError as exc:
+        report.add(
+            "API key",
+            "FAIL",
+            f"rejected by the API (HTTP {exc.status_code}): check GALILEO_API_KEY",
+        )
+    except APIError as exc:
+        report.add("API key", "WARN", f"not checked: the API answered {exc.message}")
+    else:
+        report.add("API key", "ok", "accepted")
 
 
 def _doctor_url(settings: GalileoSettings, report: _Report, timeout: float) -> bool:

@@ -149,3 +149,22 @@ def test_missing_spool_dir_is_not_created(
     assert cli.main(["doctor"]) == 0
     assert "[ ok ] spool:" in capsys.readouterr().out
     assert not (tmp_path / "never").exists()
+
+
+def test_wrong_key_and_no_project_are_both_reported(
+    local_server: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GALILEO_API_URL", local_server.url)
+    monkeypatch.setenv("GALILEO_API_KEY", "wrong-key-0123456789")
+    assert cli.main(["doctor", "--json"]) == 1
+    checks = {
+        c["check"]: (c["status"], c["message"])
+        for c in json.loads(capsys.readouterr().out)["checks"]
+    }
+    assert checks["project"][0] == "FAIL"
+    assert checks["API key"] == ("FAIL", "rejected by the API (HTTP 401): check GALILEO_API_KEY")
+    assert checks["API URL"][0] == "ok"
+    monkeypatch.setenv("GALILEO_API_KEY", local_server.api_key)
+    assert cli.main(["doctor", "--json"]) == 1  # still no project
+    checks = {c["check"]: c["status"] for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["API key"] == "ok" and checks["project"] == "FAIL"
