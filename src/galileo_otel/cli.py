@@ -31,7 +31,15 @@ if TYPE_CHECKING:
     from galileo_otel.api.filters import Condition
     from galileo_otel.settings import GalileoSettings
 
-__all__ = ["build_parser", "main", "parse_filter"]
+__all__ = [
+    "UsageError",
+    "build_parser",
+    "follow_traces",
+    "main",
+    "not_the_api",
+    "parse_filter",
+    "spool_backlog",
+]
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1

@@ -32,7 +32,13 @@ from pydantic_settings.exceptions import SettingsError
 
 from galileo_otel.errors import ConfigError
 
-__all__ = ["GalileoSettings", "mask_secret", "parse_duration", "unknown_env_vars"]
+__all__ = [
+    "GalileoSettings",
+    "known_env_vars",
+    "mask_secret",
+    "parse_duration",
+    "unknown_env_vars",
+]
 
 _log = logging.getLogger(__name__)
 
