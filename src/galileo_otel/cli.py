@@ -265,7 +265,9 @@ def _open_client(settings: GalileoSettings) -> tuple[GalileoClient, Destination]
         client.close()
         # Read-only commands never create a project or log stream; say so plainly.
         raise NotFoundError(
-            exc.message.replace("creation is off (create=False)", "sessions commands only look up"),
+            exc.message.replace(
+                "creation is off (create=False)", "sessions and tail only look up, never create"
+            ),
             status_code=exc.status_code,
         ) from None
     except BaseException:
