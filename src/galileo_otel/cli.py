@@ -1,4 +1,4 @@
-"""The ``galileo-otel`` command: ``serve``, ``demo``, ``sessions count|search`` and ``doctor``.
+"""The ``galileo-otel`` command: ``serve``, ``demo``, ``sessions count|search|show``, ``tail``, ``doctor``.
 
 Each subcommand reads the same ``GALILEO_*`` variables as :func:`galileo_otel.configure`;
 ``--api-url``, ``--project``... override them. ``--json`` prints machine-readable output.
@@ -10,23 +10,45 @@ import argparse
 import json
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from galileo_otel._version import __version__
-from galileo_otel.errors import APIError, AuthError, ConfigError, GalileoError, NotFoundError
+from galileo_otel.errors import (
+    APIError,
+    AuthError,
+    ConfigError,
+    GalileoError,
+    NotFoundError,
+    TransportError,
+)
 
 if TYPE_CHECKING:
     from galileo_otel.api.client import Destination, GalileoClient
     from galileo_otel.api.filters import Condition
     from galileo_otel.settings import GalileoSettings
 
-__all__ = ["build_parser", "main", "parse_filter"]
+__all__ = [
+    "UsageError",
+    "build_parser",
+    "follow_traces",
+    "main",
+    "not_the_api",
+    "parse_filter",
+    "spool_backlog",
+]
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
 EXIT_USAGE = 2
+
+
+class UsageError(ConfigError):
+    """A command-line argument is wrong (exit code 2), as opposed to a problem found (1)."""
+
 
 # Columns whose type --filter infers (the session columns of Count/Query Sessions); any other
 # column, e.g. user_metadata.<key>, is text. "type:column" overrides.
@@ -243,7 +265,9 @@ def _open_client(settings: GalileoSettings) -> tuple[GalileoClient, Destination]
         client.close()
         # Read-only commands never create a project or log stream; say so plainly.
         raise NotFoundError(
-            exc.message.replace("creation is off (create=False)", "sessions commands only look up"),
+            exc.message.replace(
+                "creation is off (create=False)", "sessions and tail only look up, never create"
+            ),
             status_code=exc.status_code,
         ) from None
     except BaseException:
@@ -286,10 +310,10 @@ def _add_serve(subparsers: Any) -> None:
 def _add_sessions(subparsers: Any) -> None:
     sessions = subparsers.add_parser(
         "sessions",
-        help="count or search the sessions of a log stream",
-        description="Count or search sessions with Count/Query Sessions filters.",
+        help="count, search or show the sessions of a log stream",
+        description="Count or search sessions with Count/Query Sessions filters, or show one.",
     )
-    actions = sessions.add_subparsers(dest="sessions_command", metavar="{count,search}")
+    actions = sessions.add_subparsers(dest="sessions_command", metavar="{count,search,show}")
     actions.required = True
     filter_help = (
         "a filter, repeatable (and-ed): 'external_id=conv-1', 'num_traces>2', 'name~refund', "
@@ -312,10 +336,38 @@ def _add_sessions(subparsers: Any) -> None:
                 "--sort", metavar="COLUMN[:asc|desc]", help="sort column, e.g. created_at:desc"
             )
         sub.set_defaults(func=_run_sessions_count if name == "count" else _run_sessions_search)
+    show = actions.add_parser(
+        "show",
+        help="show one session: its place in the user's chain and each trace's step tree",
+        description=(
+            "Show a session (by id, or by external id: the newest session with it), the chain "
+            "of sessions it belongs to, and every trace with its steps, messages, tool calls, "
+            "tokens, durations and errors. The traces come from the local server's session "
+            "route (galileo-otel serve)."
+        ),
+    )
+    _add_connection_options(show)
+    show.add_argument("session", metavar="ID|EXTERNAL_ID", help="a session id or external id")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.add_argument(
+        "--brief", action="store_true", help="step headings only, without their messages"
+    )
+    show.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help="cut long lines at N columns (default: the terminal's width; 0: never cut)",
+    )
+    show.set_defaults(func=_run_sessions_show)
 
 
 def _conditions(specs: Sequence[str]) -> list[Condition]:
-    return [parse_filter(spec) for spec in specs]
+    try:
+        return [parse_filter(spec) for spec in specs]
+    except UsageError:
+        raise
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _run_sessions_count(args: argparse.Namespace) -> int:
@@ -341,15 +393,18 @@ def _parse_sort(value: str | None) -> dict[str, Any] | None:
         return None
     column, _, direction = value.partition(":")
     direction = direction.lower() or "desc"
+    if not column:
+        raise UsageError(f"--sort {value!r}: name a column, e.g. created_at:desc")
     if direction not in ("asc", "desc"):
-        raise ConfigError(f"--sort {value!r}: the direction is 'asc' or 'desc'")
+        raise UsageError(f"--sort {value!r}: the direction is 'asc' or 'desc'")
     return {"column_id": column, "ascending": direction == "asc"}
 
 
 def _run_sessions_search(args: argparse.Namespace) -> int:
     if args.limit < 1:
-        raise ConfigError("--limit must be at least 1")
+        raise UsageError(f"--limit {args.limit}: must be at least 1")
     conditions = _conditions(args.filter)
+    sort = _parse_sort(args.sort)
     settings = _settings_from(args)
     client, dest = _open_client(settings)
     with client:
@@ -359,18 +414,21 @@ def _run_sessions_search(args: argparse.Namespace) -> int:
             experiment_id=dest.experiment_id,
             filters=conditions or None,
             limit=args.limit,
-            sort=_parse_sort(args.sort),
+            sort=sort,
         )
     records = list(page.records)
     if args.json:
         _print_json({"records": records, "next_starting_token": page.next_starting_token})
         return EXIT_OK
     _print_table(
-        records,
+        [_search_row(r) for r in records],
         [
             ("id", "id"),
             ("external_id", "external id"),
+            ("name", "name"),
+            ("user", "user"),
             ("num_traces", "traces"),
+            ("num_errors", "errors"),
             ("previous_session_id", "previous"),
             ("created_at", "created"),
         ],
@@ -378,6 +436,23 @@ def _run_sessions_search(args: argparse.Namespace) -> int:
     if page.next_starting_token is not None:
         print(f"... more (showing {len(records)}; raise --limit)")
     return EXIT_OK
+
+
+_NAME_COLUMN_CHARS = 32
+
+
+def _search_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A Query Sessions record with the columns the table shows: its user, a short name."""
+    meta = record.get("user_metadata")
+    name = " ".join(str(record.get("name") or "").split())
+    if len(name) > _NAME_COLUMN_CHARS:
+        name = name[: _NAME_COLUMN_CHARS - 1] + "…"
+    return {
+        **record,
+        "name": name,
+        "user": meta.get("user.id") if isinstance(meta, dict) else None,
+        "num_errors": record.get("num_errors", 0),
+    }
 
 
 def _print_table(records: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> None:
@@ -399,6 +474,322 @@ def _print_json(value: Any, out: TextIO | None = None) -> None:
     print(json.dumps(value, indent=2, sort_keys=True, default=str), file=out or sys.stdout)
 
 
+# --- sessions show ----------------------------------------------------------------------------
+
+# Bounds of the walks along a chain: a chain longer than this is cut, never looped forever.
+_MAX_CHAIN = 100
+
+
+def _terminal_width(asked: int | None) -> int | None:
+    if asked is not None:
+        if asked < 0:
+            raise UsageError(f"--width {asked}: must be 0 (never cut) or more")
+        return asked or None
+    import shutil
+
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def _local_route(client: GalileoClient, path: str, **params: str) -> Any:
+    """GET a local-server extension route; a 404 for the route itself says which server is needed."""
+    try:
+        return client.request_json("GET", path, params=params or None)
+    except NotFoundError as exc:
+        if "not found in project" in exc.message:
+            raise
+        raise NotFoundError(
+            f"{path}: this API has no such route; it is a local-server extension: point "
+            "GALILEO_API_URL at `galileo-otel serve`",
+            status_code=404,
+        ) from None
+
+
+def _find_session(
+    client: GalileoClient, dest: Destination, wanted: str
+) -> tuple[dict[str, Any], str | None]:
+    """The session with this id, else the newest with this external id; and a note if several."""
+    import uuid
+
+    from galileo_otel.api.filters import text
+
+    pid = dest.project_id
+    try:
+        session_id = str(uuid.UUID(wanted))
+    except ValueError:
+        session_id = None
+    if session_id is not None:
+        try:
+            found = _local_route(client, f"/v2/projects/{pid}/sessions/{session_id}")
+            return dict(found), None
+        except NotFoundError:
+            pass  # maybe an external id that looks like a UUID
+    page = client.search_sessions(
+        project_id=pid,
+        log_stream_id=dest.log_stream_id,
+        experiment_id=dest.experiment_id,
+        filters=[text("external_id") == wanted],
+        limit=_MAX_CHAIN,
+        sort={"column_id": "created_at", "ascending": False},
+    )
+    if not page.records:
+        where = dest.log_stream_name or dest.log_stream_id or dest.experiment_id
+        raise NotFoundError(
+            f"no session with id or external id {wanted!r} in project {pid} ({where}); "
+            "list them with `galileo-otel sessions search`",
+            status_code=404,
+        )
+    newest = page.records[0]
+    note = None
+    if len(page.records) > 1:
+        note = (
+            f"{len(page.records)} sessions have external id {wanted!r}; showing the newest "
+            "(the others are in its chain, or: galileo-otel sessions search "
+            f"-f 'external_id={wanted}')"
+        )
+    found = _local_route(client, f"/v2/projects/{pid}/sessions/{newest['id']}")
+    return dict(found), note
+
+
+def _session_chain(
+    client: GalileoClient, dest: Destination, session: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The chain through ``session``: previous_session_id links back, then forward; oldest first."""
+    from galileo_otel.api.filters import id_
+
+    def one(column: str, value: str) -> dict[str, Any] | None:
+        page = client.search_sessions(
+            project_id=dest.project_id,
+            log_stream_id=dest.log_stream_id,
+            experiment_id=dest.experiment_id,
+            filters=[id_(column) == value],
+            limit=1,
+            sort={"column_id": "created_at", "ascending": True},
+        )
+        return dict(page.records[0]) if page.records else None
+
+    record = {k: v for k, v in session.items() if k != "traces"}
+    back: list[dict[str, Any]] = []
+    current = record
+    seen = {str(record["id"])}
+    for _ in range(_MAX_CHAIN):
+        previous_id = current.get("previous_session_id")
+        if not previous_id or str(previous_id) in seen:
+            break
+        found = one("id", str(previous_id))
+        if found is None:
+            break
+        seen.add(str(found["id"]))
+        back.append(found)
+        current = found
+    forward: list[dict[str, Any]] = []
+    current = record
+    for _ in range(_MAX_CHAIN):
+        found = one("previous_session_id", str(current["id"]))
+        if found is None or str(found["id"]) in seen:
+            break
+        seen.add(str(found["id"]))
+        forward.append(found)
+        current = found
+    return [*reversed(back), record, *forward]
+
+
+def _run_sessions_show(args: argparse.Namespace) -> int:
+    from galileo_otel import views
+
+    width = _terminal_width(args.width)
+    settings = _settings_from(args)
+    client, dest = _open_client(settings)
+    with client:
+        session, note = _find_session(client, dest, args.session)
+        chain = _session_chain(client, dest, session)
+    traces = session.pop("traces", None) or []
+    if args.json:
+        _print_json({"session": session, "chain": chain, "traces": traces})
+        return EXIT_OK
+    if note:
+        print(note)
+    for line in views.session_lines(session):
+        print(line)
+    print()
+    for line in views.chain_lines(chain, str(session["id"])):
+        print(line)
+    for number, trace in enumerate(traces, 1):
+        print()
+        for line in views.trace_heading_lines(
+            trace, number, len(traces), steps=_count_steps(trace), width=width
+        ):
+            print(line)
+        for line in views.trace_tree_lines(trace, width=width, details=not args.brief):
+            print(line)
+    if not traces:
+        print()
+        print("no traces in this session yet")
+    return EXIT_OK
+
+
+def _count_steps(trace: dict[str, Any]) -> int:
+    count, stack = 0, list(trace.get("spans") or ())
+    while stack:
+        step = stack.pop()
+        count += 1
+        if isinstance(step, dict):
+            stack.extend(step.get("spans") or ())
+    return count
+
+
+# --- tail -------------------------------------------------------------------------------------
+
+_TAIL_PAGE = 200
+
+
+def _add_tail(subparsers: Any) -> None:
+    tail = subparsers.add_parser(
+        "tail",
+        help="follow new traces as they arrive at a local server, one line per trace",
+        description=(
+            "Print the last traces of the log stream, then each new one as it arrives, one line "
+            "per trace (time, user, session, name, spans, duration, status, input -> output). "
+            "Needs the local server (galileo-otel serve). Stop with Ctrl-C or --for."
+        ),
+    )
+    _add_connection_options(tail)
+    tail.add_argument("--session", help="only this session (its id or external id)")
+    tail.add_argument("--user", help="only sessions of this user (user_metadata user.id)")
+    tail.add_argument(
+        "-n", "--lines", type=int, default=10, help="print the last N traces first (default 10)"
+    )
+    tail.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between polls (default 1)"
+    )
+    tail.add_argument(
+        "--for",
+        dest="duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this long (default: follow until Ctrl-C)",
+    )
+    tail.add_argument("--json", action="store_true", help="one JSON object per trace and line")
+    tail.set_defaults(func=_run_tail)
+
+
+def follow_traces(
+    fetch: Callable[[int | None, int], dict[str, Any]],
+    emit: Callable[[dict[str, Any]], None],
+    *,
+    lines: int,
+    interval: float,
+    duration: float | None,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+    on_error: Callable[[GalileoError], None] | None = None,
+) -> int:
+    """Emit the last ``lines`` traces, then every new one until ``duration`` has passed.
+
+    Args:
+        fetch: ``fetch(after, limit)`` -> ``{"traces": [...], "cursor": N}`` (the server route).
+        emit: Called with each trace, oldest first.
+        lines: How many of the existing traces to emit first.
+        interval: Seconds between polls.
+        duration: Stop after this many seconds of ``clock``; ``None`` follows until interrupted.
+        sleep: Waits between polls (injected by tests).
+        clock: A monotonic clock (injected by tests).
+        on_error: Called with a transport error instead of raising it (the next poll retries).
+
+    Returns:
+        The cursor of the last trace seen.
+    """
+    first = fetch(None, max(lines, 1))
+    for trace in first["traces"][-lines:] if lines > 0 else []:
+        emit(trace)
+    cursor = int(first["cursor"])
+    deadline = None if duration is None else clock() + duration
+    while True:
+        now = clock()
+        if deadline is not None and now >= deadline:
+            return cursor
+        sleep(interval if deadline is None else min(interval, deadline - now))
+        # A burst larger than one page is drained page by page; each page moves the cursor.
+        while True:
+            try:
+                page = fetch(cursor, _TAIL_PAGE)
+            except GalileoError as exc:
+                if on_error is None or not isinstance(exc, TransportError):
+                    raise
+                on_error(exc)
+                break
+            for trace in page["traces"]:
+                emit(trace)
+            cursor = max(cursor, int(page["cursor"]))
+            if len(page["traces"]) < _TAIL_PAGE:
+                break
+
+
+# How tail waits and tells time; tests replace them (the server's threads keep the real ones).
+_tail_sleep: Callable[[float], None] = time.sleep
+_tail_clock: Callable[[], float] = time.monotonic
+
+
+def _run_tail(args: argparse.Namespace) -> int:
+    from galileo_otel import views
+
+    if args.lines < 0:
+        raise UsageError(f"--lines {args.lines}: must be 0 or more")
+    if args.interval <= 0:
+        raise UsageError(f"--interval {args.interval}: must be more than 0 seconds")
+    if args.duration is not None and args.duration < 0:
+        raise UsageError(f"--for {args.duration}: must be 0 or more seconds")
+    settings = _settings_from(args)
+    client, dest = _open_client(settings)
+    path = f"/local/projects/{dest.project_id}/traces"
+    said_down = False
+
+    def fetch(after: int | None, limit: int) -> dict[str, Any]:
+        nonlocal said_down
+        params = {"limit": str(limit)}
+        if after is not None:
+            params["after"] = str(after)
+        if dest.log_stream_id:
+            params["log_stream_id"] = dest.log_stream_id
+        if args.session:
+            params["session"] = args.session
+        if args.user:
+            params["user"] = args.user
+        answer: dict[str, Any] = _local_route(client, path, **params)
+        if said_down:
+            print("galileo-otel tail: the server answers again", file=sys.stderr)
+            said_down = False
+        return answer
+
+    def emit(trace: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(trace, sort_keys=True, default=str), flush=True)
+        else:
+            print(views.trace_line(trace, width=None), flush=True)
+
+    def on_error(exc: GalileoError) -> None:
+        nonlocal said_down
+        if not said_down:
+            print(f"galileo-otel tail: {exc}; still trying", file=sys.stderr)
+            said_down = True
+
+    with client:
+        try:
+            follow_traces(
+                fetch,
+                emit,
+                lines=args.lines,
+                interval=args.interval,
+                duration=args.duration,
+                sleep=_tail_sleep,
+                clock=_tail_clock,
+                on_error=on_error,
+            )
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how one stops following
+    return EXIT_OK
+
+
 # --- doctor -----------------------------------------------------------------------------------
 
 
@@ -415,9 +806,9 @@ def _add_doctor(subparsers: Any) -> None:
 
 
 def _mask(secret: str) -> str:
-    if len(secret) < 12:
-        return "*" * len(secret)
-    return f"{secret[:3]}{'*' * 6}{secret[-2:]}"
+    from galileo_otel.settings import mask_secret
+
+    return mask_secret(secret)
 
 
 class _Report:
@@ -429,6 +820,7 @@ class _Report:
         self.config: dict[str, Any] = {}
 
     def add(self, name: str, status: str, message: str) -> None:
+        """Record one finding; ``status`` is ``ok``, ``WARN``, ``FAIL`` or ``skip``."""
         self.checks.append({"check": name, "status": status, "message": message})
         if not self.as_json:
             print(f"  [{status:^4}] {name}: {message}")
@@ -470,15 +862,25 @@ def _effective_config(settings: GalileoSettings) -> dict[str, Any]:
 
 
 def _run_doctor(args: argparse.Namespace) -> int:
-    from galileo_otel.api.client import GalileoClient, RetryPolicy
+    from galileo_otel import settings as settings_module
 
     report = _Report(as_json=args.json)
     if not args.json:
         print("galileo-otel doctor")
+    misspelt = settings_module.unknown_env_vars()
+    typos = [
+        f"{name} is not a galileo-otel setting (ignored): did you mean {suggestion}?"
+        for name, suggestion in misspelt
+    ]
+    # The report says it; the settings' own once-per-process warning would say it twice.
+    with settings_module._warned_lock:
+        settings_module._warned_env.update(name for name, _ in misspelt)
     try:
         settings = _settings_from(args)
     except ConfigError as exc:
         report.add("configuration", "FAIL", str(exc))
+        for typo in typos:
+            report.add("environment", "WARN", typo)
         return _doctor_done(report)
     report.config = _effective_config(settings)
     if not args.json:
@@ -486,12 +888,67 @@ def _run_doctor(args: argparse.Namespace) -> int:
         for name, value in report.config.items():
             print(f"  {name:<24} {value if value not in (None, []) else '-'}")
         print("checks:")
+    # Every check that needs nothing else runs first, so one run lists every problem.
+    for typo in typos:
+        report.add("environment", "WARN", typo)
     if settings.logging_disabled:
         report.add(
             "export", "WARN", "logging is disabled (GALILEO_LOGGING_DISABLED / OTEL_SDK_DISABLED)"
         )
-    url = settings.resolved_api_url()
+    has_key = settings.api_key is not None and bool(settings.api_key.get_secret_value().strip())
+    if not has_key:
+        report.add(
+            "API key",
+            "FAIL",
+            "no API key: set GALILEO_API_KEY (`galileo-otel serve` prints the local server's key)",
+        )
+    has_project = bool(settings.project or settings.project_id)
+    if not has_project:
+        report.add(
+            "project", "FAIL", "no project: set GALILEO_PROJECT (a name) or GALILEO_PROJECT_ID"
+        )
+    _doctor_spool(settings, report)
+    answers = _doctor_url(settings, report, args.timeout)
+    if not answers:
+        if has_key:
+            report.add(
+                "destination", "skip", "key, project and log stream not checked: see API URL"
+            )
+        return _doctor_done(report)
+    if not has_key:
+        return _doctor_done(report)
+    from galileo_otel.api.client import GalileoClient, RetryPolicy
+
     with GalileoClient(settings=settings, timeout=args.timeout, retry=RetryPolicy.none()) as client:
+        if has_project:
+            _doctor_destination(client, settings, report)
+        else:
+            _doctor_key_only(client, report)
+    return _doctor_done(report)
+
+
+def _doctor_key_only(client: GalileoClient, report: _Report) -> None:
+    """Check the key with a harmless read when there is no project to check it with."""
+    try:
+        client.get_project("galileo-otel-doctor")
+    except AuthError as exc:
+        report.add(
+            "API key",
+            "FAIL",
+            f"rejected by the API (HTTP {exc.status_code}): check GALILEO_API_KEY",
+        )
+    except APIError as exc:
+        report.add("API key", "WARN", f"not checked: the API answered {exc.message}")
+    else:
+        report.add("API key", "ok", "accepted")
+
+
+def _doctor_url(settings: GalileoSettings, report: _Report, timeout: float) -> bool:
+    """Check that the API URL answers as the Galileo API; ``True`` when it does."""
+    from galileo_otel.api.client import GalileoClient, RetryPolicy
+
+    url = settings.resolved_api_url()
+    with GalileoClient(settings=settings, timeout=timeout, retry=RetryPolicy.none()) as client:
         try:
             client.request_json("GET", "/healthcheck", retry=RetryPolicy.none(), require_key=False)
         except APIError as exc:
@@ -499,20 +956,71 @@ def _run_doctor(args: argparse.Namespace) -> int:
                 hint = "is the server running, and is GALILEO_API_URL right?"
                 report.add("API URL", "FAIL", f"cannot reach {url}: {exc.message}; {hint}")
             else:
-                hint = "is this the Galileo API URL (not the console URL)?"
-                report.add(
-                    "API URL", "FAIL", f"{url}/healthcheck answered HTTP {exc.status_code}; {hint}"
-                )
-            return _doctor_done(report)
-        report.add("API URL", "ok", f"{url} answers its healthcheck")
-        if settings.api_key is None:
-            report.add("API key", "FAIL", "no API key: set GALILEO_API_KEY")
-            return _doctor_done(report)
-        if not settings.project and not settings.project_id:
-            report.add("project", "FAIL", "no project: set GALILEO_PROJECT or GALILEO_PROJECT_ID")
-            return _doctor_done(report)
-        _doctor_destination(client, settings, report)
-    return _doctor_done(report)
+                report.add("API URL", "FAIL", not_the_api(url, exc))
+            return False
+    report.add("API URL", "ok", f"{url} answers its healthcheck")
+    return True
+
+
+def not_the_api(url: str, exc: APIError) -> str:
+    """One line for a URL that answers, but not as the Galileo API does."""
+    page = ", an HTML page" if "HTML page" in exc.message else ""
+    return (
+        f"{url} answers, but not as the Galileo API (GET /healthcheck: HTTP "
+        f"{exc.status_code}{page}): is GALILEO_API_URL the API URL, e.g. https://api.galileo.ai, "
+        "not the console URL?"
+    )
+
+
+def spool_backlog(spool_dir: Path) -> tuple[int, int, str | None]:
+    """Batches waiting in a spool, batches dead-lettered there, and why the oldest dead one died.
+
+    The one place the CLI reads the spool (through :class:`~galileo_otel.export.spool.Spool`);
+    a spool that does not exist yet is empty and is not created.
+    """
+    if not spool_dir.is_dir():
+        return 0, 0, None
+    from galileo_otel.export.spool import Spool
+
+    spool = Spool(spool_dir)
+    pending, dead = spool.pending_names(), spool.dead_names()
+    reason = None
+    if dead:
+        note = spool.dead_path / (dead[0] + ".error.json")
+        try:
+            error = json.loads(note.read_text(encoding="utf-8"))
+            reason = f"HTTP {error.get('status_code')}: {error.get('message')}"
+        except (OSError, ValueError, AttributeError):
+            reason = None
+    return len(pending), len(dead), reason
+
+
+def _doctor_spool(settings: GalileoSettings, report: _Report) -> None:
+    path = settings.spool_path()
+    if path is None:
+        return
+    try:
+        pending, dead, reason = spool_backlog(path)
+    except OSError as exc:
+        report.add("spool", "WARN", f"cannot read {path}: {exc}")
+        return
+    if pending:
+        report.add(
+            "spool",
+            "WARN",
+            f"{pending} batch(es) wait in {path} to be sent: they go out when an app using "
+            "this spool runs configure() and the API answers; fix any FAIL line above first",
+        )
+    if dead:
+        why = f"; the oldest: {reason}" if reason else ""
+        report.add(
+            "spool",
+            "WARN",
+            f"{dead} batch(es) were rejected for good and set aside in {path / 'dead'}{why}. "
+            "They are never resent: read the .error.json next to each, then delete them",
+        )
+    if not pending and not dead:
+        report.add("spool", "ok", f"{path}: nothing waiting, nothing rejected")
 
 
 def _doctor_destination(client: GalileoClient, settings: GalileoSettings, report: _Report) -> None:
@@ -616,15 +1124,22 @@ def _add_demo(subparsers: Any) -> None:
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
     demo.add_argument("--json", action="store_true", help="print machine-readable counts")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the embedded server running after the report, until Ctrl-C, to look around",
+    )
     demo.set_defaults(func=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from galileo_otel.demo import DemoOptions, run_demo
 
+    if args.serve and args.api_url:
+        raise UsageError("--serve keeps the embedded server running; it does not go with --api-url")
     for name in ("users", "conversations", "turns"):
         if not 1 <= getattr(args, name) <= 50:
-            raise ConfigError(f"--{name} must be between 1 and 50")
+            raise UsageError(f"--{name} {getattr(args, name)}: must be between 1 and 50")
     options = DemoOptions(
         api_url=args.api_url,
         api_key=args.api_key,
@@ -635,6 +1150,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         json_output=args.json,
+        serve=args.serve,
     )
     return run_demo(options)
 
@@ -646,7 +1162,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``galileo-otel`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="galileo-otel",
-        description="OpenTelemetry for Galileo: a local server, a demo, session queries, checks.",
+        description=(
+            "OpenTelemetry for Galileo: a local server, a demo, session queries and views, checks."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
@@ -655,6 +1173,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(subparsers)
     _add_serve(subparsers)
     _add_sessions(subparsers)
+    _add_tail(subparsers)
     _add_doctor(subparsers)
     return parser
 
@@ -687,6 +1206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(func(args))
+    except UsageError as exc:
+        # argparse's own wording for its usage errors (also exit 2).
+        print(f"galileo-otel {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except GalileoError as exc:
         print(f"galileo-otel {args.command}: {_describe_error(exc)}", file=sys.stderr)
         return EXIT_PROBLEM

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 
 from galileo_otel.errors import APIError, AuthError, ConfigError, NotFoundError, TransportError
 from galileo_otel.errors import ValidationError as APIValidationError
-from galileo_otel.settings import GalileoSettings
+from galileo_otel.settings import GalileoSettings, mask_secret
 
 if TYPE_CHECKING:
     import httpx
@@ -247,7 +248,64 @@ def _say_disabled(settings: GalileoSettings) -> None:
         why = "OTEL_SDK_DISABLED is set"
     else:
         why = "logging_disabled=True"
-    _log.info("galileo-otel: %s; traces are not sent to Galileo", why)
+    _tell(settings, f"galileo-otel: {why}; traces are not sent to Galileo")
+
+
+# --- what the user is told at start-up ----------------------------------------------------------
+
+
+def _logging_configured() -> bool:
+    """Whether the app set up logging: a handler on our logger or an ancestor (root included)."""
+    return _log.hasHandlers()
+
+
+def _tell(settings: GalileoSettings, line: str) -> None:
+    """Log ``line`` at INFO; also print it to stderr when the app has set up no logging.
+
+    Without a handler anywhere, Python drops INFO records (its last-resort handler shows only
+    warnings), so a new user would never see where the traces go.
+    """
+    _log.info("%s", line)
+    if settings.startup_message and not _logging_configured():
+        print(line, file=sys.stderr, flush=True)
+
+
+def startup_line(settings: GalileoSettings, destination: Destination | None) -> str:
+    """The one line configure() says at start-up: where traces go and how (the key masked)."""
+    if destination is not None:
+        project = _named(destination.project_name, destination.project_id)
+        if destination.experiment_id:
+            target = f"experiment {destination.experiment_id}"
+        else:
+            target = "log stream " + _named(destination.log_stream_name, destination.log_stream_id)
+    else:
+        project = _named(settings.project, settings.project_id)
+        if settings.experiment_id:
+            target = f"experiment {settings.experiment_id}"
+        else:
+            target = "log stream " + _named(settings.log_stream, settings.log_stream_id)
+        target += " (not resolved yet: the API did not answer)"
+    if settings.reliable:
+        mode = "reliable (confirmed, retried"
+        spool = settings.spool_path()
+        mode += f", spooled in {spool})" if spool is not None else ", no spool)"
+    else:
+        mode = "fire-and-forget"
+    if settings.export_process:
+        mode += " in a child process"
+    key = settings.api_key.get_secret_value() if settings.api_key is not None else ""
+    return (
+        f"galileo-otel: sending traces to {settings.resolved_api_url()}, project {project}, "
+        f"{target}; delivery {mode}; API key {mask_secret(key)}"
+    )
+
+
+def _named(name: str | None, ident: str | None) -> str:
+    if name and ident:
+        return f"{name!r} ({ident})"
+    if name:
+        return repr(name)
+    return ident or "'default'"
 
 
 def validate(settings: GalileoSettings) -> None:
@@ -309,9 +367,14 @@ def resolve_destination(
             f"the Galileo API at {url} rejected the destination: {exc.message}"
         ) from None
     except (TransportError, APIError) as exc:
+        # One line either way: the client already sums up a web page answering in the API's
+        # place ("an HTML page ..., not the Galileo API: is GALILEO_API_URL ...").
+        what = "could not reach" if exc.status_code is None else "got no usable answer from"
         _log.warning(
-            "galileo-otel: could not reach the Galileo API at %s to resolve the project (%s); "
-            "continuing, the exporter will resolve it in the background",
+            "galileo-otel: %s the Galileo API at %s to resolve the project (%s); "
+            "continuing, the exporter will resolve it in the background "
+            "(`galileo-otel doctor` checks the configuration)",
+            what,
             url,
             exc.message,
         )
@@ -414,6 +477,7 @@ def _configure(settings: GalileoSettings, tracer_provider: TracerProvider | None
         previous = slot.handle
         slot.target = processor
         slot.handle = handle
+    _tell(settings, startup_line(settings, destination))
     if previous is not None:
         _log.info(
             "galileo-otel: configure() called again with other settings; replacing the pipeline"

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -372,18 +372,38 @@ class DemoOptions:
     seed: int = 7
     progress: bool = True
     json_output: bool = False
+    serve: bool = False
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
+    # How --serve waits for Ctrl-C once the report is out (tests pass one that returns).
+    wait: Callable[[], None] = field(default_factory=lambda: _wait_for_interrupt)
+
+
+def _wait_for_interrupt() -> None:
+    """Block until Ctrl-C (the embedded server keeps answering meanwhile)."""
+    import threading
+
+    stop = threading.Event()
+    try:
+        while not stop.wait(3600):
+            pass
+    except KeyboardInterrupt:
+        pass
+
+
+def _ui_url(server: Any) -> str | None:
+    """The web UI's URL with its one-time token, when the server serves the UI."""
+    return getattr(server, "ui_url", None)
 
 
 @contextmanager
-def _target(options: DemoOptions, workdir: str) -> Iterator[tuple[str, str, bool]]:
-    """(api_url, api_key, embedded): the embedded local server, or the one named."""
+def _target(options: DemoOptions, workdir: str) -> Iterator[tuple[str, str, Any]]:
+    """(api_url, api_key, server): the embedded local server (``server``), or the one named."""
     if options.api_url:
         import os
 
         key = options.api_key or os.environ.get("GALILEO_API_KEY") or ""
-        yield options.api_url, key, False
+        yield options.api_url, key, None
         return
     try:
         from galileo_otel.server import serve_in_thread
@@ -395,7 +415,7 @@ def _target(options: DemoOptions, workdir: str) -> Iterator[tuple[str, str, bool
             "pip install 'galileo-otel[server]', or pass --api-url"
         ) from None
     with serve_in_thread(db_path=f"{workdir}/demo.db", api_key=DEMO_API_KEY) as server:
-        yield server.url, server.api_key or DEMO_API_KEY, True
+        yield server.url, server.api_key or DEMO_API_KEY, server
 
 
 def run_demo(options: DemoOptions) -> int:
@@ -420,9 +440,10 @@ def run_demo(options: DemoOptions) -> int:
         _target(options, workdir) as (
             url,
             key,
-            embedded,
+            server,
         ),
     ):
+        embedded = server is not None
         bar.advance(0, "server ready" if embedded else f"using {url}")
         log_stream = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         provider = TracerProvider(resource=Resource.create({"service.name": DEMO_SERVICE}))
@@ -437,6 +458,9 @@ def run_demo(options: DemoOptions) -> int:
             batch_delay=0.05,
             spool_dir=f"{workdir}/spool",
             service_name=DEMO_SERVICE,
+            # The report below says where everything went; a start-up line on stderr would
+            # only cut through the progress bar.
+            startup_message=False,
         )
         app = SimulatedChatApp(provider.get_tracer("galileo-otel.demo"), rng)
         for turn in plan:
@@ -450,20 +474,27 @@ def run_demo(options: DemoOptions) -> int:
         bar.advance(1, "reading back")
         report = _read_back(url, key, handle.destination, options.project, log_stream)
         bar.finish()
-    report.update(
-        {
-            "api_url": url if not embedded else "embedded",
-            "flushed": flushed,
-            "stats": stats,
-            "turns_simulated": len(plan),
-            "seconds": round(time.monotonic() - started, 2),
-        }
-    )
-    if options.json_output:
-        json.dump(report, options.out, indent=2, sort_keys=True, default=str)
-        options.out.write("\n")
-    else:
-        _print_report(report, options.out)
+        report.update(
+            {
+                "api_url": url if not embedded else "embedded",
+                "flushed": flushed,
+                "stats": stats,
+                "turns_simulated": len(plan),
+                "seconds": round(time.monotonic() - started, 2),
+                "project": options.project,
+                # Only while the server stays up: the embedded one stops with the demo.
+                "ui_url": _ui_url(server) if embedded and options.serve else None,
+                "serving": url if embedded and options.serve else None,
+            }
+        )
+        if options.json_output:
+            json.dump(report, options.out, indent=2, sort_keys=True, default=str)
+            options.out.write("\n")
+        else:
+            _print_report(report, options.out)
+        options.out.flush()
+        if embedded and options.serve:
+            options.wait()
     return 0 if flushed and report["traces"] == len(plan) else 1
 
 
@@ -624,3 +655,22 @@ def _print_report(report: dict[str, Any], out: TextIO) -> None:
     )
     w("exporter stats: " + ", ".join(f"{k}={stats.get(k, 0)}" for k in keys) + "\n")
     w("all delivered and confirmed\n" if report["flushed"] else "NOT everything was confirmed\n")
+    _print_where_to_look(report, w)
+
+
+def _print_where_to_look(report: dict[str, Any], w: Callable[[str], Any]) -> None:
+    """The last lines: where to look at the sessions next."""
+    if report.get("serving"):
+        env = (
+            f"GALILEO_API_URL={report['serving']} GALILEO_API_KEY={DEMO_API_KEY} "
+            f"GALILEO_PROJECT={report['project']} GALILEO_LOG_STREAM={report['log_stream']}"
+        )
+        w(f"\nthe demo's server keeps running at {report['serving']} until Ctrl-C; meanwhile:\n")
+        w(f"  {env} galileo-otel sessions show alice-conv-1\n")
+        w(f"  {env} galileo-otel tail\n")
+        if report.get("ui_url"):
+            w(f"  web UI: {report['ui_url']}\n")
+    elif report.get("api_url") == "embedded":
+        w(
+            "to look around afterwards: galileo-otel demo --serve (keeps its server up until Ctrl-C)\n"
+        )

@@ -8,9 +8,12 @@ what is wrong with it, never the API key.
 
 from __future__ import annotations
 
+import difflib
 import json
+import logging
 import os
 import re
+import threading
 import uuid
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -29,7 +32,15 @@ from pydantic_settings.exceptions import SettingsError
 
 from galileo_otel.errors import ConfigError
 
-__all__ = ["GalileoSettings", "parse_duration"]
+__all__ = [
+    "GalileoSettings",
+    "known_env_vars",
+    "mask_secret",
+    "parse_duration",
+    "unknown_env_vars",
+]
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_CONSOLE_URL = "https://app.galileo.ai"
 DEFAULT_LOCAL_API_URL = "http://localhost:8088"
@@ -53,19 +64,25 @@ def parse_duration(value: Any) -> float:
         ValueError: The value is not a non-negative duration.
     """
     if isinstance(value, bool):
-        raise ValueError("not a duration in seconds")
+        raise ValueError(_NOT_A_DURATION)
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str):
         match = _DURATION.match(value)
         if not match:
-            raise ValueError("not a duration in seconds (e.g. 30, 1.5, 500ms, 2m)")
+            raise ValueError(_NOT_A_DURATION)
         seconds = float(match["num"]) * _UNIT_S[match["unit"]]
     else:
-        raise ValueError("not a duration in seconds")
+        raise ValueError(_NOT_A_DURATION)
     if seconds < 0 or seconds != seconds:  # negative or NaN
-        raise ValueError("a duration cannot be negative")
+        raise ValueError(_NOT_A_DURATION)
     return seconds
+
+
+_NOT_A_DURATION = (
+    "not a duration in seconds: use a number >= 0, optionally with a unit, "
+    "e.g. 30, 1.5, 500ms, 2m, 1h"
+)
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -182,6 +199,10 @@ class GalileoSettings(BaseSettings):
         None,
         description="GALILEO_SERVICE_NAME (or OTEL_SERVICE_NAME): stamped in session metadata.",
     )
+    startup_message: bool = Field(
+        True,
+        description="GALILEO_STARTUP_MESSAGE: configure() prints where traces go (and that export is disabled) on stderr when the app has set up no logging.",
+    )
     connect_timeout: Duration = Field(
         5.0, description="GALILEO_CONNECT_TIMEOUT: seconds to connect."
     )
@@ -270,6 +291,7 @@ class GalileoSettings(BaseSettings):
     _secret_fields: ClassVar[frozenset[str]] = frozenset({"api_key", "extra_headers"})
 
     def __init__(self, **values: Any) -> None:
+        _warn_unknown_env()
         try:
             super().__init__(**values)
         except pydantic.ValidationError as exc:
@@ -365,6 +387,13 @@ class GalileoSettings(BaseSettings):
                 yield name, value
 
 
+def mask_secret(secret: str) -> str:
+    """A secret as it may be shown: its first 3 and last 2 characters of 12 or more, else stars."""
+    if len(secret) < 12:
+        return "*" * len(secret)
+    return f"{secret[:3]}{'*' * 6}{secret[-2:]}"
+
+
 def derive_api_url(console_url: str) -> str:
     """Derive the API base URL from a console URL, as the official Galileo SDK does."""
     parts = urlsplit(console_url)
@@ -389,15 +418,109 @@ def _source_of(field: str, init_keys: set[str]) -> str:
     return f"setting {field!r}"
 
 
+# What a value of each pydantic error type should have been, in the user's words.
+_ACCEPTED = {
+    "bool_parsing": "not true or false: use true or false (1/0, yes/no, on/off also work)",
+    "bool_type": "not true or false: use true or false (1/0, yes/no, on/off also work)",
+    "int_parsing": "not a whole number",
+    "int_type": "not a whole number",
+    "int_from_float": "not a whole number",
+    "float_parsing": "not a number",
+    "float_type": "not a number",
+    "string_type": "not text",
+    "dict_type": 'not a JSON object, e.g. {"X-Team": "ml"}',
+}
+_BOUNDS = {
+    "greater_than_equal": ("ge", ">="),
+    "greater_than": ("gt", ">"),
+    "less_than_equal": ("le", "<="),
+    "less_than": ("lt", "<"),
+}
+
+
+def _message(err: Any, field: str) -> str:
+    """One pydantic error in words that name the accepted values or range."""
+    kind = err.get("type", "")
+    if kind in _ACCEPTED:
+        return _ACCEPTED[kind]
+    if kind in _BOUNDS:
+        key, op = _BOUNDS[kind]
+        bound = (err.get("ctx") or {}).get(key)
+        what = "a whole number" if _is_int_field(field) else "a number"
+        return f"out of range: must be {what} {op} {bound}"
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(field, GalileoSettings.model_fields, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"not a galileo-otel setting{hint}"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _is_int_field(field: str) -> bool:
+    info = GalileoSettings.model_fields.get(field)
+    return info is not None and info.annotation is int
+
+
 def _describe(exc: pydantic.ValidationError, init_keys: set[str]) -> str:
     """Turn pydantic's errors into one line per bad setting, hiding secret values."""
     lines = []
     for err in exc.errors(include_url=False, include_input=True):
         field = str(err["loc"][0]) if err["loc"] else "?"
         where = _source_of(field, init_keys)
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = _message(err, field)
         if field in GalileoSettings._secret_fields or field not in GalileoSettings.model_fields:
             lines.append(f"{where}: {msg}")
         else:
             lines.append(f"{where}={err.get('input')!r}: {msg}")
     return "invalid galileo-otel configuration: " + "; ".join(lines)
+
+
+# --- unknown GALILEO_* env vars ----------------------------------------------------------------
+
+# GALILEO_* names read outside GalileoSettings (the export worker's private hand-off).
+_OTHER_ENV_PREFIXES = ("GALILEO_OTEL_",)
+_warned_lock = threading.Lock()  # guards _warned_env
+_warned_env: set[str] = set()
+
+
+def known_env_vars() -> frozenset[str]:
+    """Every ``GALILEO_*`` env var galileo-otel reads as a setting."""
+    return frozenset(f"GALILEO_{name.upper()}" for name in GalileoSettings.model_fields)
+
+
+def unknown_env_vars(environ: Any = None) -> list[tuple[str, str]]:
+    """``GALILEO_*`` env vars that are not settings but look like a misspelt one.
+
+    Args:
+        environ: The environment to read (default ``os.environ``).
+
+    Returns:
+        ``(name, closest setting env var)`` pairs, sorted by name. A ``GALILEO_*`` variable
+        close to none of ours (another tool's) is not listed.
+    """
+    env = os.environ if environ is None else environ
+    known = known_env_vars()
+    found = []
+    for name in env:
+        upper = name.upper()
+        if not upper.startswith("GALILEO_") or upper in known:
+            continue
+        if upper.startswith(_OTHER_ENV_PREFIXES):
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
+        if close:
+            found.append((name, close[0]))
+    return sorted(found)
+
+
+def _warn_unknown_env() -> None:
+    """Log a did-you-mean warning once per misspelt ``GALILEO_*`` variable."""
+    for name, suggestion in unknown_env_vars():
+        with _warned_lock:
+            if name in _warned_env:
+                continue
+            _warned_env.add(name)
+        _log.warning(
+            "galileo-otel: %s is not a galileo-otel setting and is ignored; did you mean %s?",
+            name,
+            suggestion,
+        )

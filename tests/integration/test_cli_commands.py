@@ -143,7 +143,10 @@ def test_sessions_unknown_project_says_it_only_looks_up(
     assert cli.main(["sessions", "count"]) == 1
     err = capsys.readouterr().err
     assert "project 'ghost' does not exist" in err
-    assert "sessions commands only look up" in err and "GALILEO_CREATE_MISSING" not in err
+    assert (
+        "sessions and tail only look up, never create" in err
+        and "GALILEO_CREATE_MISSING" not in err
+    )
 
 
 def test_doctor_all_good(seeded: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -157,6 +160,7 @@ def test_doctor_all_good(seeded: Any, capsys: pytest.CaptureFixture[str]) -> Non
         "API key",
         "project",
         "log stream",
+        "spool",
     }
 
 

@@ -119,7 +119,7 @@ def test_missing_key_is_one_clear_error(capsys: pytest.CaptureFixture[str]) -> N
 
 def test_bad_filter_fails_before_any_request(capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(["sessions", "count", "--filter", "num_traces>lots"])
-    assert code == 1
+    assert code == 2  # a usage error, as the README says
     assert "is not a number" in capsys.readouterr().err
 
 
@@ -192,3 +192,49 @@ def test_demo_read_back_without_the_local_trace_listing() -> None:
         demo._session_traces(Broken(), "p", "s")
     (listed,) = demo._session_traces(Local(), "p", "s") or []
     assert demo._count_spans(listed) == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["sessions", "search", "--limit", "-1"], "--limit -1: must be at least 1"),
+        (["sessions", "search", "--sort", "bogus:up"], "the direction is 'asc' or 'desc'"),
+        (["sessions", "search", "--sort", ":asc"], "name a column"),
+        (["sessions", "count", "-f", "num_traces>>2"], "'>2' is not a number"),
+        (["sessions", "count", "-f", "what"], "expected 'column OP value'"),
+        (["demo", "--users", "0"], "--users 0: must be between 1 and 50"),
+    ],
+)
+def test_usage_errors_exit_2_before_any_request(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No API key and no URL are set: a request would fail with exit 1, so 2 proves none was made.
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert says in err and "error:" in err
+    assert err.strip().count("\n") == 0
+
+
+def test_demo_ends_with_the_ui_url_while_its_server_runs() -> None:
+    from galileo_otel import demo
+
+    class ServerWithUI:
+        ui_url = "http://127.0.0.1:8088/?token=abc"
+
+    assert demo._ui_url(ServerWithUI()) == ServerWithUI.ui_url
+    assert demo._ui_url(object()) is None  # a server without the web UI
+    out = io.StringIO()
+    report = {
+        "serving": "http://127.0.0.1:8088",
+        "project": "p",
+        "log_stream": "demo-1",
+        "ui_url": ServerWithUI.ui_url,
+        "api_url": "embedded",
+    }
+    demo._print_where_to_look(report, out.write)
+    lines = out.getvalue().splitlines()
+    assert lines[-1] == "  web UI: http://127.0.0.1:8088/?token=abc"
+    assert "GALILEO_LOG_STREAM=demo-1 galileo-otel sessions show" in out.getvalue()
+    out = io.StringIO()
+    demo._print_where_to_look({"api_url": "embedded", "ui_url": None}, out.write)
+    assert "galileo-otel demo --serve" in out.getvalue() and "web UI" not in out.getvalue()

@@ -413,3 +413,76 @@ def test_entry_points_load_the_right_classes() -> None:
     assert distro.load() is cfg.GalileoDistro and conf.load().__name__ == "GalileoConfigurator"
     with pytest.raises(AttributeError):
         cfg.NoSuchThing  # noqa: B018
+
+
+# --- the start-up line ------------------------------------------------------------------------------
+
+
+def test_startup_line_says_where_and_how_never_the_key(
+    fake_export: list[FakePipeline],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Any,
+) -> None:
+    monkeypatch.setattr(cfg, "_logging_configured", lambda: False)  # as in an app without logging
+    key = "sk-startup-secret-0123456789"
+    with caplog.at_level(logging.INFO, logger="galileo_otel.configure"):
+        handle = cfg.configure(
+            **{**OK, "api_key": key},
+            spool_dir=str(tmp_path / "spool"),
+            tracer_provider=TracerProvider(),
+        )
+        # The same settings again: the same handle, and nothing said twice.
+        cfg.configure(
+            **{**OK, "api_key": key},
+            spool_dir=str(tmp_path / "spool"),
+            tracer_provider=handle.tracer_provider,
+        )
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    (line,) = lines
+    assert line == (
+        f"galileo-otel: sending traces to http://127.0.0.1:9, project 'p' ({PID}), "
+        f"log stream 'default' ({LSID}); delivery reliable (confirmed, retried, spooled in "
+        f"{tmp_path / 'spool'}); API key sk-******89"
+    )
+    assert key not in err and key not in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO] == [line]
+    handle.shutdown()
+
+
+def test_startup_line_fire_and_forget_and_lazy_destination() -> None:
+    settings = GalileoSettings(
+        **{**OK, "project": "chat", "log_stream": "prod"}, reliable=False, export_process=True
+    )
+    line = cfg.startup_line(settings, None)
+    assert "project 'chat', log stream 'prod' (not resolved yet: the API did not answer)" in line
+    assert "delivery fire-and-forget in a child process" in line
+    assert line.endswith("API key *")  # a 1-character key is all stars
+
+
+def test_startup_message_opt_out_and_app_logging(
+    fake_export: list[FakePipeline],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(cfg, "_logging_configured", lambda: False)
+    cfg.configure(**OK, startup_message=False, tracer_provider=TracerProvider()).shutdown()
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(cfg, "_logging_configured", lambda: True)  # the app's handlers show it
+    cfg.configure(**OK, tracer_provider=TracerProvider()).shutdown()
+    assert capsys.readouterr().err == ""
+
+
+def test_logging_disabled_says_so_on_stderr_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cfg, "_logging_configured", lambda: False)
+    monkeypatch.setenv("GALILEO_LOGGING_DISABLED", "true")
+    assert cfg.configure().enabled is False
+    assert cfg.configure(project="other").enabled is False
+    assert capsys.readouterr().err == (
+        "galileo-otel: GALILEO_LOGGING_DISABLED is set; traces are not sent to Galileo\n"
+    )

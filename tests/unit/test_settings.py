@@ -186,3 +186,75 @@ def test_empty_env_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_unknown_argument_rejected() -> None:
     with pytest.raises(ConfigError, match="idle_timout"):
         GalileoSettings(idle_timout=3)
+
+
+# --- errors a user can act on ------------------------------------------------------------------
+
+
+def test_bad_boolean_lists_the_accepted_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GALILEO_RELIABLE", "yes please")
+    with pytest.raises(ConfigError, match=r"GALILEO_RELIABLE='yes please': .*true or false"):
+        GalileoSettings()
+
+
+def test_negative_duration_says_what_a_duration_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GALILEO_SESSION_IDLE_TIMEOUT", "-5")
+    with pytest.raises(ConfigError) as info:
+        GalileoSettings()
+    message = str(info.value)
+    assert "GALILEO_SESSION_IDLE_TIMEOUT='-5': not a duration in seconds" in message
+    assert ">= 0" in message and "500ms" in message
+
+
+def test_negative_duration_argument_says_the_same() -> None:
+    with pytest.raises(ConfigError, match=r"argument 'batch_delay'=-1\.0: not a duration"):
+        GalileoSettings(batch_delay=-1.0)
+
+
+def test_out_of_range_integer_names_the_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GALILEO_BATCH_MAX_TRACES", "0")
+    with pytest.raises(ConfigError, match=r"'0': out of range: must be a whole number >= 1"):
+        GalileoSettings()
+    monkeypatch.setenv("GALILEO_BATCH_MAX_TRACES", "many")
+    with pytest.raises(ConfigError, match=r"'many': not a whole number"):
+        GalileoSettings()
+
+
+def test_unknown_argument_suggests_the_setting() -> None:
+    with pytest.raises(ConfigError, match=r"did you mean 'session_idle_timeout'\?"):
+        GalileoSettings(idle_timout=3)
+
+
+def test_misspelt_env_var_gets_a_did_you_mean_warning_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from galileo_otel import settings as settings_module
+
+    monkeypatch.setattr(settings_module, "_warned_env", set())
+    monkeypatch.setenv("GALILEO_PROJCT", "chat")
+    monkeypatch.setenv("GALILEO_SOMETHING_ELSE_ENTIRELY", "x")  # another tool's: not ours to judge
+    with caplog.at_level("WARNING", logger="galileo_otel.settings"):
+        GalileoSettings()
+        GalileoSettings()
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == [
+        "galileo-otel: GALILEO_PROJCT is not a galileo-otel setting and is ignored; "
+        "did you mean GALILEO_PROJECT?"
+    ]
+
+
+def test_unknown_env_vars_lists_only_close_misses() -> None:
+    from galileo_otel.settings import unknown_env_vars
+
+    env = {
+        "GALILEO_API_KEY": "k",
+        "GALILEO_LOG_STRAEM": "prod",
+        "GALILEO_RELIABEL": "true",
+        "GALILEO_OTEL_WORKER_NICE": "5",  # read by the export worker, not a setting
+        "GALILEO_UNRELATED_TOOL_FLAG": "1",
+        "HOME": "/root",
+    }
+    assert unknown_env_vars(env) == [
+        ("GALILEO_LOG_STRAEM", "GALILEO_LOG_STREAM"),
+        ("GALILEO_RELIABEL", "GALILEO_RELIABLE"),
+    ]

@@ -11,6 +11,7 @@ import json as jsonlib
 import logging
 import platform
 import random
+import re
 import time
 import uuid
 from collections.abc import (
@@ -238,13 +239,37 @@ def _summarise_detail(detail: Any) -> str:
     return str(detail)
 
 
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def _not_json(response: httpx.Response) -> str:
+    """One line about an answer that is not JSON: an HTML page (its title) or a text excerpt.
+
+    A URL that answers with a web page is not the Galileo API (a console URL, a proxy's login
+    page...): say so, rather than pasting the page into an error or a warning.
+    """
+    text = response.text
+    is_html = "html" in response.headers.get("content-type", "") or text.lstrip()[:1] == "<"
+    if not is_html:
+        return " ".join(text.split())[:_MAX_MESSAGE_CHARS]
+    match = _TITLE.search(text)
+    title = " ".join(match[1].split())[:80] if match else ""
+    page = f"an HTML page ({title!r})" if title else "an HTML page"
+    if response.status_code >= 500:
+        return page  # a proxy's error page in front of the API: the API may be fine
+    return (
+        f"{page}, not the Galileo API: is GALILEO_API_URL the API URL "
+        "(e.g. https://api.galileo.ai), not the console URL?"
+    )
+
+
 def _server_message(response: httpx.Response) -> tuple[str, Any]:
     """The server's own words about an error, and its ``detail`` (parsed JSON when possible)."""
     try:
         body = response.json()
     except ValueError:
-        text = response.text.strip()
-        return text[:_MAX_MESSAGE_CHARS], text[:_MAX_MESSAGE_CHARS] or None
+        line = _not_json(response)
+        return line, line or None
     if isinstance(body, Mapping):
         for key in ("detail", "message", "error", "error_message"):
             if key in body and body[key] not in (None, ""):
@@ -286,7 +311,9 @@ class _Core:
         settings: GalileoSettings | None,
         api_key: str | None,
         api_url: str | None,
+        project: str | None,
         project_id: str | None,
+        log_stream: str | None,
         log_stream_id: str | None,
         experiment_id: str | None,
         reliable: bool | None,
@@ -301,12 +328,20 @@ class _Core:
         overrides = {
             "api_key": api_key,
             "api_url": api_url,
+            "project": project,
             "project_id": project_id,
+            "log_stream": log_stream,
             "log_stream_id": log_stream_id,
             "experiment_id": experiment_id,
             "reliable": reliable,
         }
         overrides = {k: v for k, v in overrides.items() if v is not None}
+        # A name given here beats an id from the environment (an id given here beats both).
+        if project is not None and project_id is None:
+            overrides["project_id"] = None
+        if log_stream is not None and log_stream_id is None and experiment_id is None:
+            overrides["log_stream_id"] = None
+            overrides["experiment_id"] = None
         if settings is None:
             settings = GalileoSettings(**overrides)
         elif overrides:
@@ -317,6 +352,11 @@ class _Core:
         self.project_id = settings.project_id
         self.log_stream_id = settings.log_stream_id
         self.experiment_id = settings.experiment_id
+        # Destinations resolved from names, by the per-call project id they were resolved for
+        # (None: the client's own project). Filled lazily, once, or by resolve_destination().
+        # No lock: a dict store is atomic, and two threads resolving at once store the same
+        # answer (a create race is settled by the 409 re-lookup in _op_resolve).
+        self._destinations: dict[str | None, Destination] = {}
         self.reliable = settings.reliable
         try:
             self.logging_method = LoggingMethod(logging_method).value
@@ -481,7 +521,8 @@ class _Core:
             return response.json()
         except ValueError:
             raise APIError(
-                f"{method} {url}: HTTP {response.status_code} answer is not JSON",
+                f"{method} {url}: HTTP {response.status_code} answer is not JSON: "
+                f"{self._redact(_not_json(response))}",
                 status_code=response.status_code,
                 method=method,
                 url=url,
@@ -527,14 +568,70 @@ class _Core:
         pid = _id(project_id) or self.project_id
         if not pid:
             raise ConfigError(
-                "no project: pass project_id= or set GALILEO_PROJECT_ID "
-                "(resolve_destination() looks a project up by name)"
+                "no project: set GALILEO_PROJECT (a name) or GALILEO_PROJECT_ID, "
+                "or pass project= / project_id= to the client or project_id= to the call"
             )
         try:
             # It goes into the URL path: only a UUID may.
             return str(uuid.UUID(pid))
         except ValueError:
             raise ConfigError(f"project_id {pid!r} is not a UUID") from None
+
+    def _names_to_resolve(self) -> bool:
+        """Whether the client's project or log stream is known only by name."""
+        s = self.settings
+        by_name_project = not self.project_id and bool(s.project)
+        by_name_stream = not self.log_stream_id and not self.experiment_id and bool(s.log_stream)
+        return by_name_project or by_name_stream
+
+    def _remember(self, dest: Destination, key: str | None) -> None:
+        self._destinations[key] = dest
+        self._destinations.setdefault(dest.project_id, dest)
+
+    def _op_where(
+        self, project_id: Any, log_stream_id: Any, experiment_id: Any, *, create: bool
+    ) -> _Op[tuple[str, str | None, str | None]]:
+        """The project, log stream and experiment of a call: per-call ids win, then the client's.
+
+        Names (``GALILEO_PROJECT``, ``GALILEO_LOG_STREAM``, ``project=``, ``log_stream=``) are
+        resolved on first need, as configure() does, and remembered. ``create`` says whether
+        that may create what is missing (writes, when ``create_missing`` is on) or only look it
+        up (reads).
+        """
+        if log_stream_id is not None or experiment_id is not None:
+            pid = yield from self._op_project_id(project_id)
+            lsid, eid = self._target(log_stream_id, experiment_id)
+            return pid, lsid, eid
+        key = _id(project_id)
+        dest = self._destinations.get(key)
+        if dest is None and self._names_to_resolve():
+            # With a per-call project id, the client's log stream name is resolved in it.
+            dest = yield from self._op_resolve(
+                None, key, None, None, None, create and self.settings.create_missing
+            )
+            self._remember(dest, key)
+        if dest is None:
+            lsid, eid = self._target(None, None)
+            return self._project(key), lsid, eid
+        return dest.project_id, dest.log_stream_id, dest.experiment_id
+
+    def _op_project_id(self, project_id: Any) -> _Op[str]:
+        """The project of a call that needs no log stream: a per-call id, the client's id or name."""
+        pid = _id(project_id)
+        if pid is None and not self.project_id:
+            dest = self._destinations.get(None)
+            if dest is not None:
+                return dest.project_id
+            name = self.settings.project
+            if name:
+                found = yield from self._op_get_project(name)
+                if found is None:
+                    raise NotFoundError(
+                        f"project {name!r} does not exist (GALILEO_PROJECT / project=)",
+                        status_code=404,
+                    )
+                return str(found.id)
+        return self._project(pid)
 
     def _target(self, log_stream_id: Any, experiment_id: Any) -> tuple[str | None, str | None]:
         """The log stream / experiment of a request: explicit ones win, else the client's."""
@@ -592,7 +689,7 @@ class _Core:
         return project
 
     def _op_list_log_streams(self, project_id: Any) -> _Op[list[LogStream]]:
-        pid = self._project(project_id)
+        pid = yield from self._op_project_id(project_id)
         data = yield _Req("GET", f"/v2/projects/{pid}/log_streams")
         if isinstance(data, Mapping):
             data = data.get("log_streams", data.get("items", []))
@@ -601,7 +698,7 @@ class _Core:
         return [self._answer(LogStream, item, "GET log_streams") for item in data]
 
     def _op_create_log_stream(self, project_id: Any, name: str) -> _Op[LogStream]:
-        pid = self._project(project_id)
+        pid = yield from self._op_project_id(project_id)
         body = to_wire(self._validated(LogStreamCreateRequest, {"name": name}, "log stream"))
         data = yield _Req("POST", f"/v2/projects/{pid}/log_streams", json=body)
         stream: LogStream = self._answer(LogStream, data, "POST log_streams")
@@ -688,6 +785,21 @@ class _Core:
             created = match[0]
         return Destination(pid, project_name, str(created.id), None, created.name)
 
+    def _op_resolve_and_remember(
+        self,
+        project: str | None,
+        project_id: Any,
+        log_stream: str | None,
+        log_stream_id: Any,
+        experiment_id: Any,
+        create: bool,
+    ) -> _Op[Destination]:
+        dest = yield from self._op_resolve(
+            project, project_id, log_stream, log_stream_id, experiment_id, create
+        )
+        self._remember(dest, None)
+        return dest
+
     def _create_or_refind_project(self, name: str) -> _Op[Project]:
         try:
             return (yield from self._op_create_project(name))
@@ -701,8 +813,9 @@ class _Core:
             return found
 
     def _op_create_session(self, **kw: Any) -> _Op[SessionCreateResponse]:
-        pid = self._project(kw.pop("project_id"))
-        lsid, eid = self._target(kw.pop("log_stream_id"), kw.pop("experiment_id"))
+        pid, lsid, eid = yield from self._op_where(
+            kw.pop("project_id"), kw.pop("log_stream_id"), kw.pop("experiment_id"), create=True
+        )
         reliable = kw.pop("reliable")
         body = {
             **{k: v for k, v in kw.items() if v is not None},
@@ -740,10 +853,11 @@ class _Core:
         return body
 
     def _op_count_sessions(self, project_id: Any, **kw: Any) -> _Op[int]:
-        pid = self._project(project_id)
-        request = self._validated(
-            LogRecordsQueryCountRequest, self._query_body(**kw), "count_sessions arguments"
+        pid, lsid, eid = yield from self._op_where(
+            project_id, kw.pop("log_stream_id"), kw.pop("experiment_id"), create=False
         )
+        body = self._query_body(log_stream_id=lsid, experiment_id=eid, **kw)
+        request = self._validated(LogRecordsQueryCountRequest, body, "count_sessions arguments")
         data = yield _Req("POST", f"/v2/projects/{pid}/sessions/count", json=to_wire(request))
         answer: LogRecordsQueryCountResponse = self._answer(
             LogRecordsQueryCountResponse, data, "Count Sessions"
@@ -758,8 +872,10 @@ class _Core:
         sort: QuerySort | Mapping[str, Any] | str | None,
         **kw: Any,
     ) -> _Op[LogRecordsQueryResponse]:
-        pid = self._project(project_id)
-        body = self._query_body(**kw)
+        pid, lsid, eid = yield from self._op_where(
+            project_id, kw.pop("log_stream_id"), kw.pop("experiment_id"), create=False
+        )
+        body = self._query_body(log_stream_id=lsid, experiment_id=eid, **kw)
         if isinstance(sort, str):
             sort = {"column_id": sort}  # a column name sorts ascending
         body.update(starting_token=starting_token, limit=limit, sort=sort)
@@ -779,8 +895,9 @@ class _Core:
         experiment_id: Any,
         **kw: Any,
     ) -> _Op[LogTracesIngestResponse]:
-        pid = self._project(project_id)
-        lsid, eid = self._target(log_stream_id, experiment_id)
+        pid, lsid, eid = yield from self._op_where(
+            project_id, log_stream_id, experiment_id, create=True
+        )
         body = {
             **{k: v for k, v in kw.items() if v is not None},
             "traces": list(traces),
@@ -845,8 +962,13 @@ class GalileoClient(_Core):
         settings: Where missing values come from; built from ``GALILEO_*`` env vars when ``None``.
         api_key: The API key (``GALILEO_API_KEY``).
         api_url: The API base URL (``GALILEO_API_URL``; else derived from ``GALILEO_CONSOLE_URL``).
-        project_id: Default project of every call.
-        log_stream_id: Default log stream of every call.
+        project: Default project of every call, by name (``GALILEO_PROJECT``); resolved to an
+            id on first use and remembered.
+        project_id: Default project of every call, by id (``GALILEO_PROJECT_ID``; wins over a
+            name from the environment, loses to ``project=``).
+        log_stream: Default log stream, by name (``GALILEO_LOG_STREAM``; ``"default"`` when a
+            project is named and no log stream is); resolved like the project.
+        log_stream_id: Default log stream of every call, by id.
         experiment_id: Default experiment (wins over the log stream when both are set).
         reliable: The ``reliable`` flag stamped on Create Session and Log Traces.
         timeout: Seconds (or an ``httpx.Timeout``) per attempt; default from the settings'
@@ -870,7 +992,9 @@ class GalileoClient(_Core):
         settings: GalileoSettings | None = None,
         api_key: str | None = None,
         api_url: str | None = None,
+        project: str | None = None,
         project_id: str | None = None,
+        log_stream: str | None = None,
         log_stream_id: str | None = None,
         experiment_id: str | None = None,
         reliable: bool | None = None,
@@ -888,7 +1012,9 @@ class GalileoClient(_Core):
             settings=settings,
             api_key=api_key,
             api_url=api_url,
+            project=project,
             project_id=project_id,
+            log_stream=log_stream,
             log_stream_id=log_stream_id,
             experiment_id=experiment_id,
             reliable=reliable,
@@ -1048,14 +1174,19 @@ class GalileoClient(_Core):
         """Turn names into ids: find (or create) the project and the log stream.
 
         Missing arguments come from the settings. An id wins over a name; with no log stream and
-        no experiment, the log stream ``"default"`` is used (as the official SDK does).
+        no experiment, the log stream ``"default"`` is used (as the official SDK does). The
+        client remembers the answer: later calls without ``project_id=`` / ``log_stream_id=``
+        go there. (Calls resolve the client's own names by themselves; this is for choosing
+        another destination, or for creating it up front.)
 
         Raises:
             ConfigError: Neither a project name nor id is known.
             NotFoundError: An id does not exist, or a name does not and ``create`` is False.
         """
         return self._run(
-            self._op_resolve(project, project_id, log_stream, log_stream_id, experiment_id, create)
+            self._op_resolve_and_remember(
+                project, project_id, log_stream, log_stream_id, experiment_id, create
+            )
         )
 
     def create_session(
@@ -1222,7 +1353,9 @@ class AsyncGalileoClient(_Core):
         settings: GalileoSettings | None = None,
         api_key: str | None = None,
         api_url: str | None = None,
+        project: str | None = None,
         project_id: str | None = None,
+        log_stream: str | None = None,
         log_stream_id: str | None = None,
         experiment_id: str | None = None,
         reliable: bool | None = None,
@@ -1240,7 +1373,9 @@ class AsyncGalileoClient(_Core):
             settings=settings,
             api_key=api_key,
             api_url=api_url,
+            project=project,
             project_id=project_id,
+            log_stream=log_stream,
             log_stream_id=log_stream_id,
             experiment_id=experiment_id,
             reliable=reliable,
@@ -1385,7 +1520,9 @@ class AsyncGalileoClient(_Core):
     ) -> Destination:
         """Turn names into ids (see :meth:`GalileoClient.resolve_destination`)."""
         return await self._run(
-            self._op_resolve(project, project_id, log_stream, log_stream_id, experiment_id, create)
+            self._op_resolve_and_remember(
+                project, project_id, log_stream, log_stream_id, experiment_id, create
+            )
         )
 
     async def create_session(

@@ -35,6 +35,7 @@ from galileo_otel.api.models import (
     SessionCreateRequest,
 )
 from galileo_otel.server.faults import FaultInjector, FaultRule
+from galileo_otel.server.local_routes import add_tail_route
 from galileo_otel.server.query import FilterError, compile_session_filter
 from galileo_otel.server.store import (
     BadReferenceError,
@@ -276,6 +277,7 @@ def create_app(
     api = APIRouter(dependencies=[Depends(require_key)])
     _add_api_routes(api, state)
     _add_local_routes(api, state)
+    add_tail_route(api, state)
     app.include_router(api)
     mount_ui(app)  # the web UI at "/" (its own cookie rule; see galileo_otel.server.ui)
     return app
