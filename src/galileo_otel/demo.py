@@ -392,8 +392,9 @@ def _wait_for_interrupt() -> None:
 
 
 def _ui_url(server: Any) -> str | None:
-    """The web UI's URL with its one-time token, when the server serves the UI."""
-    return getattr(server, "ui_url", None)
+    """The web UI's URL with its one-time token (the embedded server serves the UI)."""
+    url: str = server.ui_url
+    return url
 
 
 @contextmanager
@@ -672,5 +673,6 @@ def _print_where_to_look(report: dict[str, Any], w: Callable[[str], Any]) -> Non
             w(f"  web UI: {report['ui_url']}\n")
     elif report.get("api_url") == "embedded":
         w(
-            "to look around afterwards: galileo-otel demo --serve (keeps its server up until Ctrl-C)\n"
+            "to look around afterwards, in the web UI or with sessions show / tail:\n"
+            "  galileo-otel demo --serve   (keeps its server up until Ctrl-C and prints the UI URL)\n"
         )
