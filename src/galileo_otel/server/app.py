@@ -53,7 +53,7 @@ from galileo_otel.server.limits import (
     content_length,
     limit_body,
 )
-from galileo_otel.server.otlp import otlp_router
+from galileo_otel.server.otlp import OtlpIngestor, otlp_router
 from galileo_otel.server.query import FilterError, compile_session_filter
 from galileo_otel.server.store import (
     BadReferenceError,
@@ -104,6 +104,9 @@ class ServerState:
         self.fault_admin = fault_admin
         self.auth = Authenticator(api_key, token_ttl_s=token_ttl_s)
         self.max_body_bytes = max_body_bytes
+        self.otlp = OtlpIngestor(
+            store, self.writer, store.path.with_name(store.path.name + ".otlp-sessions")
+        )
         self._api_key = api_key
         self._closed = False
 
@@ -130,6 +133,7 @@ class ServerState:
             "pending_writes": self.writer.pending,
             "background_failures": self.writer.failed_background,
             "faults_fired": self.faults.stats(),
+            **self.otlp.stats,
         }
 
     def close(self, timeout: float = 5.0) -> None:
@@ -138,6 +142,7 @@ class ServerState:
             return
         self._closed = True
         self.faults.close()
+        self.otlp.close(timeout / 2)
         self.writer.close(timeout)
         self.store.close()
 
