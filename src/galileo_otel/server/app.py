@@ -15,14 +15,14 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import UUID4
+from pydantic import UUID4, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
@@ -45,7 +45,7 @@ from galileo_otel.server.auth import (
     require_auth,
 )
 from galileo_otel.server.compat import log_stream_record, project_record, sdk_router
-from galileo_otel.server.faults import FaultInjector, FaultRule
+from galileo_otel.server.faults import MAX_DELAY_S, MAX_TIMES, FaultInjector, FaultRule
 from galileo_otel.server.limits import (
     DEFAULT_MAX_BODY_BYTES,
     BodyTooLargeError,
@@ -522,6 +522,21 @@ def _add_api_routes(api: APIRouter, state: ServerState) -> None:
         }
 
 
+class FaultRuleBody(BaseModel):
+    """One rule of ``POST /local/faults``: typed and bounded, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["latency", "error", "rate_limit", "hang", "drop"]
+    route: StrictStr = Field("*", max_length=1000)
+    times: StrictInt | None = Field(None, ge=0, le=MAX_TIMES)
+    fraction: float = Field(1.0, ge=0.0, le=1.0)
+    status: StrictInt = Field(500, ge=100, le=599)
+    retry_after_s: float | None = Field(None, ge=0.0, le=MAX_DELAY_S)
+    latency_s: float = Field(0.0, ge=0.0, le=MAX_DELAY_S)
+    max_hang_s: float = Field(30.0, ge=0.0, le=MAX_DELAY_S)
+
+
 def _add_local_routes(api: APIRouter, state: ServerState) -> None:
     store = state.store
 
@@ -572,15 +587,12 @@ def _add_local_routes(api: APIRouter, state: ServerState) -> None:
         return state.faults.to_dict()
 
     @api.post("/local/faults", tags=["local"])
-    async def add_faults(request: Request) -> Any:
+    async def add_faults(body: FaultRuleBody | list[FaultRuleBody]) -> Any:
         """Fault admin: add one rule or a list of rules (see ``galileo_otel.server.faults``)."""
-        payload = await request.json()
-        rules = payload if isinstance(payload, list) else [payload]
+        rules = body if isinstance(body, list) else [body]
         try:
-            parsed = [FaultRule.from_dict(r) for r in rules if isinstance(r, Mapping)]
-            if len(parsed) != len(rules):
-                raise ValueError("a fault rule is a JSON object")
-        except (TypeError, ValueError) as exc:
+            parsed = [FaultRule(**rule.model_dump()) for rule in rules]
+        except ValueError as exc:
             return _error(422, [{"type": "value_error", "loc": ["body"], "msg": str(exc)}])
         for rule in parsed:
             state.faults.add(rule)
