@@ -10,7 +10,9 @@ with the shared :class:`~galileo_otel.api.models.LogTracesIngestRequest` and sto
 
 Headers, as the official galileo OpenTelemetry exporter sends them: ``Galileo-API-Key``,
 ``project`` (a name; created when missing), ``logstream`` (a name; created when missing;
-``default`` when absent) or ``experimentid``. A root span (or resource) carrying
+``default`` when absent) or ``experimentid``. A span whose resource carries
+``galileo.project.name`` (with ``galileo.logstream.name`` or ``galileo.experiment.id``), as the
+official exporter stamps it, goes there instead. A root span (or resource) carrying
 ``galileo.session.id`` of an existing session is logged to that session, as the official
 integration's ``start_session`` expects; other traces are grouped into sessions by the
 tracker (``session.id``, ``gen_ai.conversation.id``, ... else the user, else the service).
@@ -88,6 +90,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_LOG_STREAM = "default"
 GALILEO_SESSION_ID = "galileo.session.id"
 """Attribute (span or resource) by which the official integration names an existing session."""
+GALILEO_PROJECT_NAME = "galileo.project.name"
+GALILEO_LOGSTREAM_NAME = "galileo.logstream.name"
+GALILEO_EXPERIMENT_ID = "galileo.experiment.id"
 
 _PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
 _JSON_TYPE = "application/json"
@@ -391,11 +396,11 @@ class OtlpIngestor:
                 self._store_trace(dest, trace)
 
     def _ingest(self, spans: list[ReadableSpan], headers: Mapping[str, str], rejected: int) -> int:
-        dest = self._destination(headers)
         self.stats["otlp_requests"] += 1
         self.stats["otlp_spans"] += len(spans)
         lost = 0
         for span in spans:
+            dest = self._destination(_route(span, headers))
             for trace in dest.assembler.add(span):
                 if not self._store_trace(dest, trace):
                     lost += len(trace.spans)
@@ -517,6 +522,26 @@ class OtlpIngestor:
             return False
         self.stats["otlp_traces_stored"] += 1
         return True
+
+
+def _route(span: ReadableSpan, headers: Mapping[str, str]) -> Mapping[str, str]:
+    """Where a span goes: its resource's ``galileo.*`` target, else the request's headers.
+
+    The official exporter stamps the target of each span on its resource, while its headers
+    name only one target per request (that of the batch's last span), so the resource is the
+    more precise of the two when a batch mixes projects.
+    """
+    attrs = span.resource.attributes if span.resource is not None else {}
+    project = attrs.get(GALILEO_PROJECT_NAME)
+    if not isinstance(project, str) or not project.strip():
+        return headers
+    experiment = attrs.get(GALILEO_EXPERIMENT_ID)
+    stream = attrs.get(GALILEO_LOGSTREAM_NAME)
+    return {
+        "project": project,
+        "logstream": stream if isinstance(stream, str) else "",
+        "experimentid": experiment if isinstance(experiment, str) else "",
+    }
 
 
 # --- the route ----------------------------------------------------------------------------------
