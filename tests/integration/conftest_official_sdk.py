@@ -44,8 +44,8 @@ def _is_loopback(host: Any) -> bool:
         return False
 
 
-@pytest.fixture
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[OffLoopback]:
+@pytest.fixture(name="loopback_only")
+def loopback_only_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[OffLoopback]:
     """Refuse (and record) any connection or DNS lookup beyond 127.0.0.1 during the test."""
     seen = OffLoopback()
     real_connect = socket.socket.connect
@@ -90,8 +90,8 @@ def reset_sdk() -> None:
     GalileoPythonConfig._instance = None
 
 
-@pytest.fixture
-def sdk_env(
+@pytest.fixture(name="sdk_env")
+def sdk_env_fixture(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loopback_only: OffLoopback
 ) -> Iterator[Any]:
     """A real server on 127.0.0.1 and the official SDK configured for it (env, home, fresh state)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest_official_sdk import KEY, loopback_only, sdk_env  # noqa: F401 - fixtures
+from conftest_official_sdk import KEY, loopback_only_fixture, sdk_env_fixture  # noqa: F401
 
 pytestmark = [
     pytest.mark.integration,

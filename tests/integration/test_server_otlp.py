@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest_official_sdk import KEY, loopback_only, sdk_env  # noqa: F401 - fixtures
+from conftest_official_sdk import KEY, loopback_only_fixture, sdk_env_fixture  # noqa: F401
 from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
