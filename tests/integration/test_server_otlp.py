@@ -270,10 +270,11 @@ def test_official_galileo_otel_processor_logs_into_its_session(sdk_env: Any) -> 
     processor = GalileoSpanProcessor(project="otel-project", logstream="otel-stream")
     exporter = processor.exporter
     if not hasattr(exporter, "_session"):
-        # galileo 2.7's exporter updates its headers through the `requests` session that
-        # opentelemetry-exporter-otlp-proto-http kept before 1.40; newer exporters send through
-        # their own client and every export fails with AttributeError. Give it a session to
-        # update: the headers it was built with (key, project, log stream) still go out.
+        # galileo 2.7's exporter updates its headers through the `requests` session that older
+        # opentelemetry-exporter-otlp-proto-http releases kept as `_session`; the installed one
+        # sends through its own client, and every export fails with AttributeError. Give it a
+        # session to update: the headers it was built with (key, project, log stream) still go
+        # out, and each span's resource names its real target.
         import requests
 
         exporter._session = requests.Session()
