@@ -171,9 +171,11 @@ class AuthFailedError(Exception):
 def require_auth(auth: Authenticator) -> Callable[..., Awaitable[None]]:
     """A FastAPI dependency that lets a request through only with a valid key or token."""
 
+    # Kept out of the OpenAPI document: credentials are not parameters of each operation (and a
+    # schema-driven client must not be invited to fill them with generated values).
     async def check(
-        galileo_api_key: str | None = Header(None, alias=API_KEY_HEADER),
-        authorization: str | None = Header(None),
+        galileo_api_key: str | None = Header(None, alias=API_KEY_HEADER, include_in_schema=False),
+        authorization: str | None = Header(None, include_in_schema=False),
     ) -> None:
         if not auth.allows(galileo_api_key, authorization):
             raise AuthFailedError()
