@@ -335,17 +335,12 @@ class OtlpIngestor:
             "otlp_traces_stored": 0,
             "otlp_traces_failed": 0,
         }
-        # Guards nothing but the timer's start/stop; the state above is the writer thread's.
+        self._expire_every_s = expire_every_s
+        # Traces held now (written on the writer thread, read by the timer: a plain int).
+        self._held = 0
+        # Set once, by close(); the timer thread starts with the first OTLP request.
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
-        if expire_every_s is not None:
-            self._timer = threading.Thread(
-                target=self._expire_loop,
-                args=(expire_every_s,),
-                name="galileo-otel-otlp-expiry",
-                daemon=True,
-            )
-            self._timer.start()
 
     # --- entry points (any thread) ----------------------------------------------------------
 
@@ -365,14 +360,16 @@ class OtlpIngestor:
         for dest in list(self._destinations.values()):
             for trace in dest.assembler.expire(now):
                 self._store_trace(dest, trace)
+        self._count_held()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the timer and ship every held trace (bounded by ``timeout``); idempotent."""
         if self._stop.is_set():
             return
         self._stop.set()
-        if self._timer is not None:
-            self._timer.join(timeout)
+        timer = self._timer
+        if timer is not None:
+            timer.join(timeout)
         try:
             self._writer.submit(self._drain).result(timeout)
         except Exception as exc:  # closing must not fail the server's shutdown
@@ -383,10 +380,25 @@ class OtlpIngestor:
 
     def _expire_loop(self, every_s: float) -> None:
         while not self._stop.wait(every_s):
+            if not self._held:
+                continue  # nothing held: no job, so the writer stays idle
             try:
                 self._writer.submit(self.expire, background=True)
             except Exception:  # the writer is closing
                 return
+
+    def _count_held(self) -> None:
+        self._held = sum(d.assembler.stats()["open_traces"] for d in self._destinations.values())
+        if self._timer is None and self._expire_every_s is not None and not self._stop.is_set():
+            # Started here, on the writer thread, the first time a request comes: a server
+            # that never sees OTLP runs no timer.
+            self._timer = threading.Thread(
+                target=self._expire_loop,
+                args=(self._expire_every_s,),
+                name="galileo-otel-otlp-expiry",
+                daemon=True,
+            )
+            self._timer.start()
 
     # --- writer thread ----------------------------------------------------------------------
 
@@ -405,6 +417,7 @@ class OtlpIngestor:
                 if not self._store_trace(dest, trace):
                     lost += len(trace.spans)
         self.stats["otlp_spans_rejected"] += rejected + lost
+        self._count_held()
         return lost
 
     def _destination(self, headers: Mapping[str, str]) -> _Destination:
