@@ -24,6 +24,7 @@ from pydantic import (
     TypeAdapter,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "AgentSpan",
@@ -377,6 +378,9 @@ NotNode.model_rebuild()
 MAX_FILTER_TREE_DEPTH = 100
 """Deepest ``filter_tree`` a request may nest (and/or/not levels, the leaf included)."""
 
+FILTER_TREE_TOO_DEEP = "filter_tree_too_deep"
+"""The error ``type`` of a tree over :data:`MAX_FILTER_TREE_DEPTH`."""
+
 
 def _check_tree_depth(value: Any) -> Any:
     """Refuse a tree nested deeper than :data:`MAX_FILTER_TREE_DEPTH`, before validating it.
@@ -390,9 +394,11 @@ def _check_tree_depth(value: Any) -> Any:
         if not isinstance(node, dict):
             continue
         if depth > MAX_FILTER_TREE_DEPTH:
-            raise ValueError(
-                f"filter_tree is nested more than {MAX_FILTER_TREE_DEPTH} levels deep; "
-                "flatten it (and/or take lists of any length)"
+            raise PydanticCustomError(
+                FILTER_TREE_TOO_DEEP,
+                "filter_tree is nested more than {limit} levels deep; "
+                "flatten it (and/or take lists of any length)",
+                {"limit": MAX_FILTER_TREE_DEPTH},
             )
         for key in ("and", "or", "and_", "or_"):
             children = node.get(key)

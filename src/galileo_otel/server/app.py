@@ -19,7 +19,9 @@ from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import UUID4, BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -28,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 
 from galileo_otel._version import __version__
 from galileo_otel.api.models import (
+    FILTER_TREE_TOO_DEEP,
     LogRecordsQueryCountRequest,
     LogRecordsQueryRequest,
     LogStreamCreateRequest,
@@ -69,6 +72,7 @@ __all__ = ["API_KEY_HEADER", "GalileoServerApp", "ServerState", "create_app", "d
 logger = logging.getLogger(__name__)
 
 MAX_QUERY_LIMIT = 10_000
+_DEPTH_ERRORS = (FILTER_TREE_TOO_DEEP, "recursion_depth_exceeded")
 _MAX_OFFSET = 2**53
 
 T = TypeVar("T")
@@ -220,6 +224,25 @@ def _install_error_handlers(app: FastAPI) -> None:
             )
         return await http_exception_handler(request, exc)
 
+    async def invalid(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        # FastAPI's own answer, except that an error about nesting does not echo the nested
+        # input back (it can be megabytes, and too deep to encode at all).
+        errors = [
+            {k: v for k, v in e.items() if k not in ("input", "ctx")}
+            if e.get("type") in _DEPTH_ERRORS
+            else e
+            for e in exc.errors()
+        ]
+        try:
+            detail = jsonable_encoder(errors)
+        except RecursionError:
+            detail = jsonable_encoder(
+                [{k: v for k, v in e.items() if k not in ("input", "ctx")} for e in errors]
+            )
+        return _error(422, detail)
+
+    app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(BodyTooLargeError, too_large)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(NotFoundError, not_found)
