@@ -96,6 +96,20 @@ def test_serve_generates_a_key_serves_and_persists(tmp_path: Path) -> None:
             assert client.count_sessions(project_id=dest.project_id) == 1
 
 
+def test_serve_reuses_its_stored_key_after_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "kept.db"
+    with _serve("--port", "0", "--db", str(db)) as (_, lines):
+        (key,) = [m.group(1) for line in lines if (m := re.search(r"API key.*: (\S+)$", line))]
+        assert f"{db}.api-key" in "".join(lines)
+    assert (tmp_path / "kept.db.api-key").read_text().strip() == key
+    with _serve("--port", "0", "--db", str(db)) as (_, lines):
+        text = "".join(lines)
+        assert "generated" not in text and key not in text  # not printed again
+        assert f"API key read from {db}.api-key" in text
+        with GalileoClient(api_url=_url(lines), api_key=key) as client:
+            assert client.resolve_destination(project="after-restart", log_stream="default")
+
+
 def test_serve_reports_a_taken_port(tmp_path: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", 0))

@@ -110,3 +110,91 @@ def test_invalid_bodies_are_rejected_with_422(
             response_schema_conformance,
         ],
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# The routes beyond the Galileo spec file (official SDK, OTLP, fault admin), checked against the
+# server's own OpenAPI document: no valid body gets a server error, no invalid one is accepted.
+# ------------------------------------------------------------------------------------------------
+
+SPEC_PATHS = set(SCHEMA.raw_schema["paths"])
+
+
+def _own_operations() -> list[Any]:
+    import tempfile
+
+    from galileo_otel.server.app import create_app
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(db_path=Path(tmp) / "spec.db", api_key=KEY, fault_admin=True)
+        try:
+            spec = app.openapi()
+        finally:
+            app.state.galileo.close()
+    own = schemathesis.openapi.from_dict(spec)
+    return [
+        op.ok()
+        for op in own.get_all_operations()
+        if (op.ok().path not in SPEC_PATHS and not op.ok().path.startswith("/local/"))
+        or op.ok().path == "/local/faults"
+    ]
+
+
+OWN_OPERATIONS = _own_operations()
+# Negative cases need something to break: a body, or a parameter other than the pinned project.
+OWN_WITH_INPUT = [
+    op
+    for op in OWN_OPERATIONS
+    if op.definition.raw.get("requestBody")
+    or any(p["name"] != "project_id" for p in op.definition.raw.get("parameters") or [])
+]
+
+
+def test_every_new_route_is_covered() -> None:
+    paths = {op.path for op in OWN_OPERATIONS}
+    for expected in (
+        "/login/api_key",
+        "/current_user",
+        "/projects/{project_id}",
+        "/projects/{project_id}/log_streams/paginated",
+        "/projects/{project_id}/sessions/search",
+        "/v2/projects/{project_id}/spans",
+        "/v2/projects/{project_id}/traces/{trace_id}",
+        "/v2/projects/{project_id}/spans/{span_id}",
+        "/otel/traces",
+        "/local/faults",
+    ):
+        assert expected in paths, expected
+
+
+@pytest.fixture
+def own_target(tmp_path: Path) -> Iterator[tuple[str, str, requests.Session]]:
+    from galileo_otel.server import serve_in_thread
+
+    with serve_in_thread(db_path=tmp_path / "g.db", api_key=KEY, fault_admin=True) as server:
+        with requests.Session() as http:
+            http.headers["Galileo-API-Key"] = KEY
+            project = http.post(server.url + "/projects", json={"name": "own"}).json()["id"]
+            yield server.url, project, http
+            http.delete(server.url + "/local/faults")
+
+
+@pytest.mark.parametrize("operation", OWN_OPERATIONS, ids=lambda op: op.label)
+def test_new_routes_valid_bodies_never_fail_the_server(
+    operation: Any, own_target: tuple[str, str, requests.Session]
+) -> None:
+    # Rules added through /local/faults never apply to /local/faults itself, so generated rules
+    # (hangs included) do not stall the run; the fixture removes them afterwards.
+    _run(operation, GenerationMode.POSITIVE, own_target, [not_a_server_error])
+
+
+@pytest.mark.parametrize("operation", OWN_WITH_INPUT, ids=lambda op: op.label)
+def test_new_routes_invalid_bodies_are_rejected(
+    operation: Any, own_target: tuple[str, str, requests.Session]
+) -> None:
+    _run(
+        operation,
+        GenerationMode.NEGATIVE,
+        own_target,
+        [not_a_server_error, negative_data_rejection],
+    )

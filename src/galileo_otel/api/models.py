@@ -14,6 +14,7 @@ from uuid import UUID
 from pydantic import (
     UUID4,
     AfterValidator,
+    AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -23,12 +24,15 @@ from pydantic import (
     TypeAdapter,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "AgentSpan",
     "AgentType",
     "AndNode",
     "ContentPart",
+    "ControlSpan",
+    "DataContentPart",
     "Document",
     "FileContentPart",
     "FilterExpression",
@@ -185,6 +189,10 @@ CollectionOperator = Literal["eq", "contains", "one_of", "not_in"]
 TextOperator = Literal["eq", "ne", "contains", "one_of", "not_in"]
 
 
+_COLUMN = AliasChoices("column_id", "name")
+"""A filter's column: ``column_id`` on the wire, ``name`` as the official SDK's session search sends it."""
+
+
 def _operator_check(kind: str, allowed: tuple[str, ...]) -> Callable[[Any], Any]:
     """A before-validator whose error names the rejected operator and the allowed ones."""
 
@@ -208,7 +216,7 @@ def _operator(kind: str, allowed: tuple[str, ...]) -> BeforeValidator:
 class LogRecordsIDFilter(_Model):
     """Filter on an id column (``id``, ``session_id``, ``trace_id``, ...)."""
 
-    column_id: str = Field(description="ID of the column to filter.")
+    column_id: str = Field(description="ID of the column to filter.", validation_alias=_COLUMN)
     operator: Annotated[
         IDOperator, _operator("id", ("eq", "ne", "one_of", "not_in", "contains"))
     ] = "eq"
@@ -219,7 +227,7 @@ class LogRecordsIDFilter(_Model):
 class LogRecordsDateFilter(_Model):
     """Filter on a date-time column (``created_at``, ``updated_at``)."""
 
-    column_id: str = Field(description="ID of the column to filter.")
+    column_id: str = Field(description="ID of the column to filter.", validation_alias=_COLUMN)
     operator: Annotated[DateOperator, _operator("date", ("eq", "ne", "gt", "gte", "lt", "lte"))]
     value: UtcDatetime
     type: Literal["date"] = "date"
@@ -228,7 +236,7 @@ class LogRecordsDateFilter(_Model):
 class LogRecordsNumberFilter(_Model):
     """Filter on a numeric column; ``between`` takes ``[low, high]``."""
 
-    column_id: str = Field(description="ID of the column to filter.")
+    column_id: str = Field(description="ID of the column to filter.", validation_alias=_COLUMN)
     operator: Annotated[
         NumberOperator,
         _operator("number", ("eq", "ne", "gt", "gte", "lt", "lte", "between")),
@@ -248,7 +256,7 @@ class LogRecordsNumberFilter(_Model):
 class LogRecordsBooleanFilter(_Model):
     """Filter on a boolean column."""
 
-    column_id: str = Field(description="ID of the column to filter.")
+    column_id: str = Field(description="ID of the column to filter.", validation_alias=_COLUMN)
     operator: Annotated[BooleanOperator, _operator("boolean", ("eq", "ne"))] = "eq"
     value: bool
     type: Literal["boolean"] = "boolean"
@@ -257,7 +265,7 @@ class LogRecordsBooleanFilter(_Model):
 class LogRecordsCollectionFilter(_Model):
     """Filter on a list-valued column (e.g. ``tags``)."""
 
-    column_id: str = Field(description="ID of the column to filter.")
+    column_id: str = Field(description="ID of the column to filter.", validation_alias=_COLUMN)
     operator: Annotated[
         CollectionOperator, _operator("collection", ("eq", "contains", "one_of", "not_in"))
     ]
@@ -269,7 +277,7 @@ class LogRecordsCollectionFilter(_Model):
 class LogRecordsTextFilter(_Model):
     """Filter on a text column (``input``, ``output``, ``name``, ``external_id``, ...)."""
 
-    column_id: str = Field(description="ID of the column to filter.")
+    column_id: str = Field(description="ID of the column to filter.", validation_alias=_COLUMN)
     operator: Annotated[
         TextOperator, _operator("text", ("eq", "ne", "contains", "one_of", "not_in"))
     ]
@@ -367,6 +375,53 @@ OrNode.model_rebuild()
 NotNode.model_rebuild()
 
 
+MAX_FILTER_TREE_DEPTH = 100
+"""Deepest ``filter_tree`` a request may nest (and/or/not levels, the leaf included)."""
+
+FILTER_TREE_TOO_DEEP = "filter_tree_too_deep"
+"""The error ``type`` of a tree over :data:`MAX_FILTER_TREE_DEPTH`."""
+
+
+def _check_tree_depth(value: Any) -> Any:
+    """Refuse a tree nested deeper than :data:`MAX_FILTER_TREE_DEPTH`, before validating it.
+
+    Measured iteratively and cut off at the limit, so a hostile tree costs little and never
+    reaches pydantic's recursion guard (whose error would list every level in ``loc``).
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        if depth > MAX_FILTER_TREE_DEPTH:
+            raise PydanticCustomError(
+                FILTER_TREE_TOO_DEEP,
+                "filter_tree is nested more than {limit} levels deep; "
+                "flatten it (and/or take lists of any length)",
+                {"limit": MAX_FILTER_TREE_DEPTH},
+            )
+        for key in ("and", "or", "and_", "or_"):
+            children = node.get(key)
+            if isinstance(children, list):
+                stack.extend((child, depth + 1) for child in children)
+        for key in ("not", "not_"):
+            if key in node:
+                stack.append((node[key], depth + 1))
+    return value
+
+
+def _none_as_empty(value: Any) -> Any:
+    # The official SDK sends ``"filters": null`` when it has none.
+    return [] if value is None else value
+
+
+FilterList = Annotated[list[LogRecordsFilter], BeforeValidator(_none_as_empty)]
+"""Typed filters, and-ed; ``null`` means none."""
+
+FilterTree = Annotated[FilterExpression | None, BeforeValidator(_check_tree_depth)]
+"""A filter tree, at most :data:`MAX_FILTER_TREE_DEPTH` levels deep."""
+
+
 class LogRecordsQueryCountRequest(_Model):
     """Body of ``POST /v2/projects/{project_id}/sessions/count``.
 
@@ -376,8 +431,8 @@ class LogRecordsQueryCountRequest(_Model):
     log_stream_id: UUID4 | None = None
     experiment_id: UUID4 | None = None
     metrics_testing_id: UUID4 | None = None
-    filters: list[LogRecordsFilter] = Field(default_factory=list)
-    filter_tree: FilterExpression | None = None
+    filters: FilterList = Field(default_factory=list)
+    filter_tree: FilterTree = None
 
 
 class LogRecordsQueryCountResponse(_Model):
@@ -403,8 +458,8 @@ class LogRecordsQueryRequest(_Model):
     log_stream_id: UUID4 | None = None
     experiment_id: UUID4 | None = None
     metrics_testing_id: UUID4 | None = None
-    filters: list[LogRecordsFilter] = Field(default_factory=list)
-    filter_tree: FilterExpression | None = None
+    filters: FilterList = Field(default_factory=list)
+    filter_tree: FilterTree = None
     sort: QuerySort | None = None
     include_counts: bool = False
 
@@ -439,16 +494,38 @@ class FileContentPart(_Model):
     file_id: str | None = None
 
 
+ContentModality = Literal["text", "document", "image", "audio", "video"]
+
+
+class DataContentPart(_Model):
+    """A media part (image, audio, ...) given inline (``base64``) or by ``url``: exactly one."""
+
+    type: Literal["data"] = "data"
+    modality: ContentModality
+    mime_type: str | None = None
+    base64: str | None = None
+    url: str | None = None
+    index: int | None = None
+    metadata: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataContentPart:
+        if (self.base64 is None) == (self.url is None):
+            raise ValueError("a data content part needs exactly one of 'base64' or 'url'")
+        return self
+
+
 def _part_kind(value: Any) -> str:
-    # The schema does not require ``type`` on a text part, so anything but a file is text.
+    # The schema does not require ``type`` on a text part, so anything but file/data is text.
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return "file" if kind == "file" else "text"
+    return kind if kind in ("file", "data") else "text"
 
 
 ContentPart = Annotated[
     Union[  # noqa: UP007 - a runtime alias; pydantic needs the Union of Annotated members
         Annotated[TextContentPart, Tag("text")],
         Annotated[FileContentPart, Tag("file")],
+        Annotated[DataContentPart, Tag("data")],
     ],
     Discriminator(_part_kind),
 ]
@@ -607,8 +684,25 @@ class AgentSpan(_SpanStep):
     agent_type: AgentType = "default"
 
 
+class ControlSpan(_SpanStep):
+    """A control (guardrail) evaluated against its parent llm or tool span: a leaf."""
+
+    type: Literal["control"] = "control"
+    input: StepIO | dict[str, Any] | None = ""
+    redacted_input: StepIO | dict[str, Any] | None = None
+    output: dict[str, Any] | None = None
+    redacted_output: dict[str, Any] | None = None
+    metrics: Metrics = Field(default_factory=Metrics)
+    control_id: int | None = None
+    agent_name: str | None = None
+    check_stage: str | None = None
+    applies_to: str | None = None
+    evaluator_name: str | None = None
+    selector_path: str | None = None
+
+
 Span = Annotated[
-    Union[LlmSpan, RetrieverSpan, ToolSpan, WorkflowSpan, AgentSpan],  # noqa: UP007
+    Union[LlmSpan, RetrieverSpan, ToolSpan, WorkflowSpan, AgentSpan, ControlSpan],  # noqa: UP007
     Field(discriminator="type"),
 ]
 """One span, told apart by its ``type``."""
@@ -626,7 +720,7 @@ class Trace(_Step):
     spans: list[Span] = Field(default_factory=list)
 
 
-for _model in (RetrieverSpan, ToolSpan, WorkflowSpan, AgentSpan, Trace):
+for _model in (RetrieverSpan, ToolSpan, WorkflowSpan, AgentSpan, ControlSpan, Trace):
     _model.model_rebuild()
 
 
@@ -642,7 +736,8 @@ class LogTracesIngestRequest(_Model):
     traces: Annotated[list[Trace], Field(min_length=1)]
     session_id: UUID4 | None = None
     session_external_id: str | None = None
-    is_complete: bool = True
+    # The official SDK may send ``null``: it means complete, as leaving the field out does.
+    is_complete: Annotated[bool, BeforeValidator(lambda v: True if v is None else v)] = True
     include_trace_ids: bool = False
 
 

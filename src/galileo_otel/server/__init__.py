@@ -3,15 +3,28 @@
 ``galileo-otel serve`` or :func:`serve_in_thread` run it; :func:`create_app` builds the app.
 
 Galileo API endpoints (same paths, validation and error bodies as the service; every route but
-``/healthcheck`` needs the ``Galileo-API-Key`` header, else 401):
+``/healthcheck`` and ``/login/api_key`` needs the ``Galileo-API-Key`` header or a bearer token
+from ``/login/api_key``, else 401):
 
 - ``GET /healthcheck``
-- ``GET /projects?project_name=&type=``, ``POST /projects``
-- ``GET|POST /v2/projects/{project_id}/log_streams``
+- ``GET /projects?project_name=&type=``, ``POST /projects``, ``GET /projects/{project_id}``
+- ``GET|POST /v2/projects/{project_id}/log_streams`` (also without ``/v2``),
+  ``GET /projects/{project_id}/log_streams/paginated``,
+  ``GET /projects/{project_id}/log_streams/{log_stream_id}``
 - ``POST /v2/projects/{project_id}/sessions`` (Create Session)
 - ``POST /v2/projects/{project_id}/sessions/count`` (Count Sessions)
-- ``POST /v2/projects/{project_id}/sessions/search`` (Query Sessions)
+- ``POST /v2/projects/{project_id}/sessions/search`` (Query Sessions; also without ``/v2``)
 - ``POST /v2/projects/{project_id}/traces`` (Log Traces)
+
+For the official ``galileo`` SDK (:mod:`galileo_otel.server.auth`, :mod:`galileo_otel.server.compat`):
+
+- ``POST /login/api_key``, ``GET /current_user``
+- ``POST /v2/projects/{project_id}/spans`` (Log Spans, distributed mode)
+- ``PATCH /v2/projects/{project_id}/traces/{trace_id}``, ``PATCH|GET .../spans/{span_id}``
+
+OTLP/HTTP (:mod:`galileo_otel.server.otlp`): ``POST /otel/traces`` and ``POST /v1/traces``.
+
+Docs: ``/docs``, ``/redoc``, ``/openapi.json`` (behind the key unless ``open_docs``).
 
 Local extensions (not in the Galileo API; for the demo, tests and debugging):
 

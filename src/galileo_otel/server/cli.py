@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 from typing import Any
 
@@ -46,7 +45,16 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--api-key",
         default=None,
-        help="key clients must send (default GALILEO_API_KEY, else one is generated and printed)",
+        help=(
+            "key clients must send (default GALILEO_API_KEY, else the key stored next to the "
+            "database as <db>.api-key, generated and printed on first use)"
+        ),
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=_positive_size,
+        default=None,
+        help="largest request body accepted, in bytes (default 64 MiB); more is answered 413",
     )
     parser.add_argument(
         "--allow-remote",
@@ -68,6 +76,16 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of bytes: {text!r}") from None
+    if value < 1024:
+        raise argparse.ArgumentTypeError("must be at least 1024 bytes")
+    return value
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted; the exit status (0 ok, 1 cannot serve, 2 refused)."""
     from galileo_otel.server.runner import is_loopback
@@ -85,6 +103,7 @@ def run_serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from galileo_otel.server.app import create_app, default_db_path
+        from galileo_otel.server.auth import key_file_for, load_or_create_key
         from galileo_otel.server.runner import bind_socket, uvicorn_config
         from galileo_otel.server.ui import ui_access
     except ImportError:
@@ -101,19 +120,34 @@ def run_serve(args: argparse.Namespace) -> int:
             f"galileo-otel serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
         )
         return 1
-    key = explicit_key or secrets.token_urlsafe(24)
     db_path = args.db or default_db_path()
     try:
-        app = create_app(db_path=db_path, api_key=key, fault_admin=args.faults)
+        if explicit_key:
+            key, created = explicit_key, False
+        else:
+            key, created = load_or_create_key(db_path)
+        app = create_app(
+            db_path=db_path,
+            api_key=key,
+            fault_admin=args.faults,
+            # The docs are open only where the API itself is: loopback with no key given.
+            open_docs=is_loopback(args.host) and not explicit_key,
+            **({"max_body_bytes": args.max_body_bytes} if args.max_body_bytes else {}),
+        )
     except OSError as exc:
         sock.close()
         print(f"galileo-otel serve: cannot open database {db_path}: {exc}", file=sys.stderr)
         return 1
     host = f"[{args.host}]" if ":" in args.host else args.host
     port = sock.getsockname()[1]
-    if not explicit_key:
+    if created:
         # Printed once, on purpose: a generated key is useless unless the user can read it.
-        print(f"galileo-otel serve: generated API key (use it as GALILEO_API_KEY): {key}")
+        print(
+            f"galileo-otel serve: generated API key (use it as GALILEO_API_KEY; stored in "
+            f"{key_file_for(db_path)}): {key}"
+        )
+    elif not explicit_key:
+        print(f"galileo-otel serve: API key read from {key_file_for(db_path)}")
     print(f"galileo-otel serve: listening on http://{host}:{port}  database: {db_path}")
     print(f"galileo-otel serve: web UI: {ui_access(app).login_url(f'http://{host}:{port}')}")
     if args.faults:

@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-__all__ = ["ROUTE_ALIASES", "FaultAction", "FaultInjector", "FaultRule"]
+__all__ = ["MAX_DELAY_S", "MAX_TIMES", "ROUTE_ALIASES", "FaultAction", "FaultInjector", "FaultRule"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,11 @@ ROUTE_ALIASES: Mapping[str, tuple[str | None, str]] = {
     "healthcheck": ("GET", "/healthcheck"),
 }
 """Short names of the API's routes, usable as a rule's ``route``."""
+
+MAX_DELAY_S = 3600.0
+"""Longest ``latency_s``, ``max_hang_s`` or ``retry_after_s`` a rule may have."""
+MAX_TIMES = 1_000_000
+"""Largest ``times`` a rule may have (``None`` means unlimited)."""
 
 _ADMIN_PREFIX = "/local/faults"
 _POLL_S = 0.02
@@ -103,11 +108,13 @@ class FaultRule:
             raise ValueError("times must be >= 0")
         if not 100 <= self.status <= 599:
             raise ValueError("status must be an HTTP status code")
-        for name in ("latency_s", "max_hang_s"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        if self.retry_after_s is not None and self.retry_after_s < 0:
-            raise ValueError("retry_after_s must be >= 0")
+        if self.times is not None and self.times > MAX_TIMES:
+            raise ValueError(f"times must be <= {MAX_TIMES}")
+        for name in ("latency_s", "max_hang_s", "retry_after_s"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= MAX_DELAY_S:
+                # A fault must end: a bounded delay keeps a forgotten rule from pinning a server.
+                raise ValueError(f"{name} must be between 0 and {MAX_DELAY_S:g} seconds")
         if self.action == "rate_limit" and self.retry_after_s is None:
             self.retry_after_s = 1.0
         self._method, self._glob = self._parse_route(self.route)

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from galileo_otel.server.app import ServerState, create_app
 from galileo_otel.server.faults import FaultInjector, FaultRule
+from galileo_otel.server.limits import DEFAULT_MAX_BODY_BYTES
 
 __all__ = ["RunningServer", "bind_socket", "is_loopback", "serve_in_thread", "uvicorn_config"]
 
@@ -33,7 +34,7 @@ def is_loopback(host: str) -> bool:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A bound TCP socket for uvicorn (port 0 = a free port).
+    """A bound, listening TCP socket for uvicorn (port 0 = a free port).
 
     Raises:
         OSError: The address cannot be bound (e.g. the port is taken).
@@ -47,6 +48,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
         if os.name != "nt":  # on Windows SO_REUSEADDR would let two servers share the port
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        # Listen now, not when uvicorn gets to it: `serve` prints "listening on" before uvicorn
+        # starts, and a client that connects in between must queue, not be refused.
+        sock.listen(2048)
     except OSError:
         sock.close()
         raise
@@ -192,19 +196,24 @@ def serve_in_thread(
     fault_admin: bool = False,
     allow_remote: bool = False,
     start: bool = True,
+    open_docs: bool | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> RunningServer:
     """Serve the local Galileo-compatible API on a background thread.
 
     Args:
         db_path: SQLite file; default under ``$XDG_DATA_HOME/galileo-otel/``.
-        api_key: The key clients must send; default ``GALILEO_API_KEY`` or a random one
-            (read it from ``.api_key``).
+        api_key: The key clients must send; default ``GALILEO_API_KEY``, else the key stored
+            next to the database (generated on first use; read it from ``.api_key``).
         host: Bind address; a non-loopback one needs ``allow_remote=True`` and an ``api_key``.
         port: Port; 0 picks a free one (read it from ``.url``/``.port``).
         faults: A live :class:`FaultInjector` or initial rules.
         fault_admin: Also serve the ``/local/faults`` admin endpoints.
         allow_remote: Permit a non-loopback ``host``.
         start: Start now (default); otherwise call ``start()`` or use ``with``.
+        open_docs: Serve ``/docs``, ``/redoc`` and ``/openapi.json`` without a key. Default:
+            only on a loopback ``host`` with no ``api_key`` given.
+        max_body_bytes: Largest request body accepted; more is answered 413.
 
     Returns:
         The :class:`RunningServer` (a context manager that stops it).
@@ -217,7 +226,16 @@ def serve_in_thread(
             f"refusing to serve on non-loopback address {host!r}: "
             "pass allow_remote=True and an explicit api_key"
         )
-    app = create_app(db_path=db_path, api_key=api_key, faults=faults, fault_admin=fault_admin)
+    if open_docs is None:
+        open_docs = is_loopback(host) and api_key is None
+    app = create_app(
+        db_path=db_path,
+        api_key=api_key,
+        faults=faults,
+        fault_admin=fault_admin,
+        open_docs=open_docs,
+        max_body_bytes=max_body_bytes,
+    )
     server = RunningServer(app, host=host, port=port)
     if start:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -37,6 +38,7 @@ __all__ = [
     "StoreError",
     "WriteQueue",
     "WriterClosedError",
+    "create_private_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -171,6 +173,21 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def create_private_file(path: Path) -> None:
+    """Create ``path`` (and its directory) readable and writable by its owner only, if missing.
+
+    An existing file keeps its mode: tightening a file someone else set up is not ours to do.
+    SQLite creates the ``-wal`` and ``-shm`` files with the database's own mode, so a 0600
+    database keeps its journal private too.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 class Store:
     """The server's SQLite database: thread-safe reads, writes meant for one writer thread.
 
@@ -181,7 +198,8 @@ class Store:
 
     def __init__(self, path: str | Path, *, now: Callable[[], datetime] = _utc_now) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Every conversation, prompt and answer lands here: readable by its owner only.
+        create_private_file(self.path)
         self._now = now
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
@@ -484,6 +502,8 @@ class Store:
         record["tags"] = json.loads(record["tags"])
         record["has_children"] = record["num_traces"] > 0
         record["has_error"] = record["num_errors"] > 0
+        # The official SDK's records name the log stream (or experiment) ``run_id``.
+        record["run_id"] = record["log_stream_id"] or record["experiment_id"]
         return record
 
     def get_session(self, project_id: str, session_id: str) -> dict[str, Any] | None:
@@ -528,7 +548,9 @@ class Store:
         trace["spans"] = children.get(trace_id, [])
         for spans in children.values():
             for span in spans:
-                if span.get("type") != "llm":
+                # Spans sent on their own (distributed mode) may predate their trace's session.
+                span["session_id"] = trace.get("session_id")
+                if span.get("type") not in ("llm", "control"):
                     span["spans"] = children.get(span["id"], [])
         return trace
 
@@ -671,7 +693,14 @@ class Store:
                 "UPDATE traces SET body = ?, is_complete = 1 WHERE id = ? AND is_complete = 0",
                 (encoded, trace_id),
             )
+        if inserted:
+            # Spans sent on their own before their trace (distributed mode) join its session now.
+            spans_early = conn.execute(
+                "SELECT COUNT(*) FROM spans WHERE trace_id = ?", (trace_id,)
+            ).fetchone()[0]
         spans_seen, spans_new = self._store_spans(conn, project_id, trace_id, session_id, trace)
+        if inserted:
+            spans_new += int(spans_early)
         if session_id is not None and (inserted or spans_new):
             self._touch_session(
                 conn, session_id, record, bool(inserted), spans_new, stamp, stamp_us
@@ -685,11 +714,12 @@ class Store:
         trace_id: str,
         session_id: str | None,
         trace: Mapping[str, Any],
+        root_parent_id: str | None = None,
     ) -> tuple[int, int]:
         seen = new = 0
         # Iterative pre-order walk: deep span trees must not hit Python's recursion limit.
         stack: list[tuple[str, Mapping[str, Any]]] = [
-            (trace_id, span) for span in reversed(trace.get("spans") or [])
+            (root_parent_id or trace_id, span) for span in reversed(trace.get("spans") or [])
         ]
         while stack:
             parent_id, span = stack.pop()
@@ -743,6 +773,193 @@ class Store:
                 session_id,
             ),
         )
+
+    # --- distributed mode: spans on their own, updates -----------------------------------------
+
+    def ingest_spans(self, project_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Append spans (with their subtrees) under ``parent_id`` in trace ``trace_id``.
+
+        The trace need not be stored yet: the official SDK sends a trace and its spans
+        concurrently, so spans may come first; they join the trace's session when it arrives.
+        A span whose id is stored already is skipped, so a retry changes nothing.
+
+        Returns:
+            The Log Spans answer.
+
+        Raises:
+            NotFoundError: No such project.
+            BadReferenceError: ``log_stream_id`` is not in the project, or the trace belongs to
+                another project.
+        """
+        trace_id = str(body["trace_id"])
+        parent_id = str(body["parent_id"])
+        with self._write() as conn:
+            project_name = self._require_project(conn, project_id)
+            self._check_log_stream(conn, project_id, body.get("log_stream_id"))
+            row = conn.execute(
+                "SELECT project_id, session_id FROM traces WHERE id = ?", (trace_id,)
+            ).fetchone()
+            if row is not None and row["project_id"] != project_id:
+                raise BadReferenceError(
+                    ("body", "trace_id"),
+                    f"trace {trace_id} is not in project {project_id}",
+                    trace_id,
+                )
+            session_id = row["session_id"] if row is not None else None
+            seen, new = self._store_spans(
+                conn, project_id, trace_id, session_id, {"spans": body["spans"]}, parent_id
+            )
+            if session_id is not None and new:
+                stamp, stamp_us = self._stamp()
+                conn.execute(
+                    "UPDATE sessions SET num_spans = num_spans + ?, updated_at = ?, "
+                    "updated_at_us = ? WHERE id = ?",
+                    (new, stamp, stamp_us, session_id),
+                )
+        return {
+            "project_id": project_id,
+            "project_name": project_name,
+            "session_id": session_id,
+            "trace_id": trace_id,
+            "records_count": seen,
+            "log_stream_id": body.get("log_stream_id"),
+            "experiment_id": body.get("experiment_id"),
+        }
+
+    def update_trace(
+        self, project_id: str, trace_id: str, changes: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Overwrite a stored trace's input, output, status, duration; add tags; mark complete.
+
+        Fields that are None are left as they are.
+
+        Raises:
+            NotFoundError: No such project or trace.
+        """
+        with self._write() as conn:
+            project_name = self._require_project(conn, project_id)
+            row = conn.execute(
+                "SELECT body, session_id FROM traces WHERE id = ? AND project_id = ?",
+                (trace_id, project_id),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"trace {trace_id} not found in project {project_id}")
+            record = json.loads(row["body"])
+            was_error = _is_error(record.get("status_code"))
+            self._apply_changes(record, changes)
+            complete = bool(changes.get("is_complete"))
+            conn.execute(
+                "UPDATE traces SET body = ?, is_complete = max(is_complete, ?) WHERE id = ?",
+                (json.dumps(record, ensure_ascii=False), int(complete), trace_id),
+            )
+            session_id = row["session_id"]
+            if session_id is not None:
+                stamp, stamp_us = self._stamp()
+                conn.execute(
+                    "UPDATE sessions SET output = coalesce(?, output), "
+                    "input = coalesce(input, ?), num_errors = num_errors + ?, "
+                    "updated_at = ?, updated_at_us = ? WHERE id = ?",
+                    (
+                        _text(changes.get("output")),
+                        _text(changes.get("input")),
+                        int(not was_error and _is_error(record.get("status_code"))),
+                        stamp,
+                        stamp_us,
+                        session_id,
+                    ),
+                )
+        return {
+            "project_id": project_id,
+            "project_name": project_name,
+            "session_id": session_id,
+            "trace_id": trace_id,
+            "records_count": 1,
+            "log_stream_id": changes.get("log_stream_id"),
+            "experiment_id": changes.get("experiment_id"),
+        }
+
+    def update_span(
+        self, project_id: str, span_id: str, changes: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Overwrite a stored span's input, output, status, duration; add tags.
+
+        Raises:
+            NotFoundError: No such project or span.
+        """
+        with self._write() as conn:
+            project_name = self._require_project(conn, project_id)
+            row = conn.execute(
+                "SELECT body, trace_id FROM spans WHERE id = ? AND project_id = ?",
+                (span_id, project_id),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"span {span_id} not found in project {project_id}")
+            record = json.loads(row["body"])
+            self._apply_changes(record, changes)
+            conn.execute(
+                "UPDATE spans SET body = ? WHERE id = ?",
+                (json.dumps(record, ensure_ascii=False), span_id),
+            )
+        return {
+            "project_id": project_id,
+            "project_name": project_name,
+            "span_id": span_id,
+            "trace_id": row["trace_id"],
+            "records_count": 1,
+            "log_stream_id": changes.get("log_stream_id"),
+            "experiment_id": changes.get("experiment_id"),
+        }
+
+    @staticmethod
+    def _apply_changes(record: dict[str, Any], changes: Mapping[str, Any]) -> None:
+        for key in ("input", "output", "status_code"):
+            if changes.get(key) is not None:
+                record[key] = changes[key]
+        if changes.get("duration_ns") is not None:
+            metrics = dict(record.get("metrics") or {})
+            metrics["duration_ns"] = changes["duration_ns"]
+            record["metrics"] = metrics
+        if changes.get("tags"):
+            tags = list(record.get("tags") or [])
+            tags.extend(t for t in changes["tags"] if t not in tags)
+            record["tags"] = tags
+
+    def get_span(self, project_id: str, span_id: str) -> dict[str, Any] | None:
+        """One span with its subtree, or None."""
+        conn = self._conn()
+        row = conn.execute(
+            "SELECT trace_id FROM spans WHERE id = ? AND project_id = ?", (span_id, project_id)
+        ).fetchone()
+        if row is None:
+            return None
+        found: list[dict[str, Any]] = []
+        trace = conn.execute("SELECT body FROM traces WHERE id = ?", (row[0],)).fetchone()
+        tree = self._assemble(conn, row[0], trace[0] if trace else json.dumps({"id": row[0]}))
+        stack = list(tree["spans"])
+        while stack:
+            span = stack.pop()
+            if span["id"] == span_id:
+                found.append(span)
+                break
+            stack.extend(span.get("spans") or [])
+        if not found:
+            # A span whose parent has not arrived yet: not reachable from the trace root.
+            body = conn.execute("SELECT body FROM spans WHERE id = ?", (span_id,)).fetchone()
+            return dict(json.loads(body[0]))
+        return found[0]
+
+    def get_log_stream(self, project_id: str, log_stream_id: str) -> dict[str, Any] | None:
+        """One log stream of a project, or None."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT id, name, project_id, created_at, updated_at FROM log_streams "
+                "WHERE id = ? AND project_id = ?",
+                (log_stream_id, project_id),
+            )
+            .fetchone()
+        )
+        return dict(row) if row else None
 
     def count_with(self, project_id: str, filters: Any = None, filter_tree: Any = None) -> int:
         """Count sessions of a project for wire-JSON filters (a convenience for tests and tools)."""
