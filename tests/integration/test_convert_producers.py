@@ -214,7 +214,7 @@ def test_openai_v2_without_content_capture_keeps_model_and_tokens(
     trace = convert_trace(assembled)
     assert_valid_trace(trace)
     (step,) = trace["spans"]
-    assert step["input"] == [] and step["output"] is None
+    assert step["input"] == [] and step["output"] == {"role": "assistant", "content": ""}
     assert step["model"] == STUB_MODEL and step["finish_reason"] == "stop"
     assert step["metrics"]["num_input_tokens"] == 7
     assert trace["input"] == ""

@@ -140,7 +140,8 @@ def test_genai_chat_becomes_an_llm_step() -> None:
     assert step["model"] == "gpt-4o-2024-08-06"
     assert step["temperature"] == 0.2
     assert step["finish_reason"] == "tool_calls"
-    assert step["tools"] == [{"type": "function", "name": "get_weather"}]
+    # Flat GenAI definitions go out in the nested OpenAI shape the official SDK sends.
+    assert step["tools"] == [{"type": "function", "function": {"name": "get_weather"}}]
     assert step["metrics"] == {
         "duration_ns": 2_000,
         "num_input_tokens": 14,
@@ -168,7 +169,8 @@ def test_genai_model_operations_are_llm_steps(operation: str) -> None:
     step = only_step(make_span(operation, 2, 1, attributes=attrs))
     assert step["type"] == "llm" and step["model"] == "m"
     assert step["metrics"]["num_input_tokens"] == 3
-    assert step["input"] == [] and step["output"] is None  # no content captured
+    # No content captured: the output is an empty answer, never null.
+    assert step["input"] == [] and step["output"] == {"role": "assistant", "content": ""}
 
 
 def test_genai_finish_reason_falls_back_to_the_output_message() -> None:
@@ -202,7 +204,7 @@ def test_genai_system_instructions_as_plain_text() -> None:
     ]
 
 
-def test_genai_media_parts_leave_a_placeholder_not_the_bytes() -> None:
+def test_genai_media_parts_become_data_blocks_next_to_text_blocks() -> None:
     attrs = {
         "gen_ai.operation.name": "chat",
         "gen_ai.input.messages": json.dumps(
@@ -212,16 +214,88 @@ def test_genai_media_parts_leave_a_placeholder_not_the_bytes() -> None:
                     "parts": [
                         {"type": "text", "content": "What is this?"},
                         {"type": "uri", "modality": "image", "uri": "https://x/cat.png"},
-                        {"type": "blob", "modality": "image", "content": "aGVsbG8="},
+                        {
+                            "type": "blob",
+                            "modality": "audio",
+                            "mime_type": "audio/wav",
+                            "content": "UklGRg==",
+                        },
+                        {"type": "uri", "uri": "data:application/pdf;base64,JVBERi0="},
+                        {"type": "file", "modality": "image", "file_id": "file-abc"},
                         {"type": "reasoning", "content": "hidden"},
                     ],
                 }
             ]
         ),
+        "gen_ai.output.messages": json.dumps(
+            [{"role": "assistant", "parts": [{"type": "text", "content": "A cat."}]}]
+        ),
     }
-    step = only_step(make_span("chat", 2, 1, attributes=attrs))
+    trace = convert(make_span("chat", 1, attributes=attrs))
+    (step,) = trace["spans"]
     assert step["input"] == [
-        {"role": "user", "content": "What is this?\n[image: https://x/cat.png]\n[image]"}
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "data", "modality": "image", "url": "https://x/cat.png"},
+                {
+                    "type": "data",
+                    "modality": "audio",
+                    "base64": "UklGRg==",
+                    "mime_type": "audio/wav",
+                },
+                {
+                    "type": "data",
+                    "modality": "document",
+                    "base64": "JVBERi0=",
+                    "mime_type": "application/pdf",
+                },
+                # A provider file id is neither a URL nor data: a short text keeps its place.
+                {"type": "text", "text": "[image: file-abc]"},
+            ],
+        }
+    ]
+    # The trace's input is the text of the first user message.
+    assert trace["input"] == "What is this?\n[image: file-abc]"
+    assert trace["output"] == "A cat."
+
+
+def test_openai_shaped_content_parts_in_events_become_blocks() -> None:
+    events = [
+        (
+            "gen_ai.user.message",
+            {
+                "gen_ai.event.content": json.dumps(
+                    {
+                        "content": [
+                            {"type": "text", "text": "Describe"},
+                            {
+                                "type": "image_url",
+                                "image_url": {"url": "data:image/png;base64,iVBO"},
+                            },
+                            {
+                                "type": "input_audio",
+                                "input_audio": {"data": "UklG", "format": "wav"},
+                            },
+                        ]
+                    }
+                )
+            },
+        )
+    ]
+    step = only_step(
+        make_span("chat", 2, 1, attributes={"gen_ai.operation.name": "chat"}, events=events)
+    )
+    assert step["input"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Describe"},
+                {"type": "data", "modality": "image", "base64": "iVBO", "mime_type": "image/png"},
+                {"type": "data", "modality": "audio", "base64": "UklG", "mime_type": "audio/wav"},
+            ],
+        }
     ]
 
 
@@ -525,7 +599,7 @@ def test_openinference_embedding_becomes_an_llm_step() -> None:
     step = only_step(make_span("CreateEmbeddings", 2, 1, attributes=attrs))
     assert step["type"] == "llm" and step["model"] == "text-embedding-3-small"
     assert step["input"] == [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
-    assert step["output"] is None
+    assert step["output"] == {"role": "assistant", "content": ""}
     assert step["metrics"]["num_input_tokens"] == 6
     assert step["user_metadata"] == {}  # vectors are not copied
 

@@ -439,16 +439,37 @@ class FileContentPart(_Model):
     file_id: str | None = None
 
 
+ContentModality = Literal["text", "document", "image", "audio", "video"]
+
+
+class DataContentPart(_Model):
+    """Media in a multi-part message, as the official SDK ingests it: inline or by URL."""
+
+    type: Literal["data"] = "data"
+    modality: ContentModality
+    mime_type: str | None = None
+    base64: str | None = None
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataContentPart:
+        if (self.base64 is None) == (self.url is None):
+            raise ValueError("a data part needs exactly one of base64 and url")
+        return self
+
+
 def _part_kind(value: Any) -> str:
-    # The schema does not require ``type`` on a text part, so anything but a file is text.
+    # The schema does not require ``type`` on a text part, so anything but a file or data part
+    # is text.
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return "file" if kind == "file" else "text"
+    return kind if kind in ("file", "data") else "text"
 
 
 ContentPart = Annotated[
     Union[  # noqa: UP007 - a runtime alias; pydantic needs the Union of Annotated members
         Annotated[TextContentPart, Tag("text")],
         Annotated[FileContentPart, Tag("file")],
+        Annotated[DataContentPart, Tag("data")],
     ],
     Discriminator(_part_kind),
 ]
