@@ -384,13 +384,13 @@ def _tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
     return call
 
 
-def _fill_call_ids(messages: list[dict[str, Any]], span_hex: str | None) -> None:
+def _fill_call_ids(messages: list[dict[str, Any]], span_hex: str | None, n: int = 0) -> int:
     """Give every tool call without an id a deterministic one: ``call_<span id>_<n>``.
 
     The official ``ToolCall.id`` is required; a message with a call missing it would be turned
-    into a JSON string by the official models. ``n`` counts the span's calls in message order.
+    into a JSON string by the official models. ``n`` counts the span's calls in message order,
+    inputs then outputs (pass the returned count on), so two calls never share an id.
     """
-    n = 0
     for msg in messages:
         calls = msg.get("tool_calls")
         if not calls:
@@ -399,6 +399,7 @@ def _fill_call_ids(messages: list[dict[str, Any]], span_hex: str | None) -> None
             if "id" not in call:
                 call["id"] = f"call_{span_hex or '0'}_{n}"
             n += 1
+    return n
 
 
 def _openai_tool_calls(value: Any) -> list[dict[str, Any]]:
@@ -931,8 +932,7 @@ def _llm_fields(span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, An
     if finish is None and attrs.get(LLM_FINISH_REASON) is not None:
         finish = str(attrs[LLM_FINISH_REASON])
 
-    _fill_call_ids(inputs, step["external_id"])
-    _fill_call_ids(outputs, step["external_id"])
+    _fill_call_ids(outputs, step["external_id"], _fill_call_ids(inputs, step["external_id"]))
     step["input"] = inputs
     # The schema's llm output is a message, never null: an empty answer reads as one.
     step["output"] = output if output is not None else {"role": "assistant", "content": ""}
@@ -1146,8 +1146,7 @@ def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
             outputs = _genai_messages(attrs.get(GEN_AI_OUTPUT_MESSAGES), "assistant")
             for msg in (*inputs, *outputs):
                 msg.pop("_finish_reason", None)
-            _fill_call_ids(inputs, external_id)
-            _fill_call_ids(outputs, external_id)
+            _fill_call_ids(outputs, external_id, _fill_call_ids(inputs, external_id))
             step["input"] = inputs if inputs else _text(input_value)
             if outputs:
                 step["output"] = outputs[-1]
