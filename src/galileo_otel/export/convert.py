@@ -250,6 +250,7 @@ _CONSUMED = frozenset(
         GALILEO_DATASET_INPUT,
         GALILEO_DATASET_OUTPUT,
         GALILEO_DATASET_METADATA,
+        "gen_ai.conversation.id",  # a session key, like session.id
     }
 )
 # Routing attributes of the official SDK: not honoured per trace (the pipeline sends every trace
@@ -560,6 +561,7 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
             continue
         content_parts: list[Any] = []
         calls: list[dict[str, Any]] = []
+        responses = 0
         for part in parts if isinstance(parts, list) else ():
             if not isinstance(part, dict):
                 continue
@@ -568,6 +570,7 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
                 calls.append(_tool_call(part.get("id"), part.get("name"), part.get("arguments")))
             elif kind == "tool_call_response":
                 # One Galileo message per response: a message carries one tool_call_id.
+                responses += 1
                 out.append(
                     _message(
                         "tool", _text(part.get("response")), tool_call_id=_text(part.get("id"))
@@ -576,7 +579,9 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
             else:
                 content_parts.append(part)
         content = _content(content_parts) if content_parts else ""
-        if content or calls:
+        # A message with nothing readable is kept (its turn happened: openai-v2 records an
+        # image-only message with no parts), unless its tool responses already stand for it.
+        if content or calls or not responses:
             out.append(_message(role, content, tool_calls=calls))
         finish = item.get("finish_reason")
         if finish and out:
