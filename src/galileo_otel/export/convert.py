@@ -489,19 +489,37 @@ def _media_block(part: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _content(parts: Iterable[Any]) -> str | list[dict[str, Any]]:
+_MEDIA_KINDS = frozenset({"blob", "uri", "file", "image_url", "input_audio"})
+
+
+def _content(parts: Sequence[Any]) -> str | list[dict[str, Any]]:
     """Content parts -> a string (text only, joined by newlines) or official content blocks.
 
     Text parts become text blocks and media parts data blocks when any media is present; a
     media part that names neither a URL nor data (a provider file id) leaves a short text.
-    Reasoning and unknown parts are not conversation content.
+    Reasoning and unknown parts are not conversation content. Text only (nearly every message)
+    takes the first loop alone.
     """
-    blocks: list[dict[str, Any]] = []
     texts: list[str] = []
+    for part in parts:
+        if isinstance(part, dict):
+            kind = part.get("type")
+            if kind == "text" or kind is None:
+                value = part.get("content", part.get("text"))
+                if value is not None:
+                    texts.append(value if type(value) is str else _text(value))
+            elif kind in _MEDIA_KINDS:
+                return _content_blocks(parts)
+        elif isinstance(part, str):
+            texts.append(part)
+    return "\n".join(texts)
+
+
+def _content_blocks(parts: Sequence[Any]) -> str | list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
     media = False
     for part in parts:
         if isinstance(part, str):
-            texts.append(part)
             blocks.append({"type": "text", "text": part})
             continue
         if not isinstance(part, dict):
@@ -518,14 +536,15 @@ def _content(parts: Iterable[Any]) -> str | list[dict[str, Any]]:
                 blocks.append(block)
                 media = True
                 continue
-            if kind not in ("file", "blob", "uri"):
+            if kind not in _MEDIA_KINDS:
                 continue
             label = part.get("modality") or part.get("mime_type") or kind
             ref = part.get("file_id") or part.get("uri") or ""
             text = f"[{label}{': ' + str(ref) if ref else ''}]"
-        texts.append(text)
         blocks.append({"type": "text", "text": text})
-    return blocks if media else "\n".join(texts)
+    if media:
+        return blocks
+    return "\n".join(b["text"] for b in blocks)
 
 
 def _content_text(content: Any) -> str:
@@ -651,7 +670,7 @@ def _oi_build(by_index: dict[int, dict[str, Any]], default_role: str) -> list[di
         msg = by_index[i]
         content: Any = msg.get("content")
         if content is None and "parts" in msg:
-            content = _content(msg["parts"][j] for j in sorted(msg["parts"]))
+            content = _content([msg["parts"][j] for j in sorted(msg["parts"])])
         calls = [
             _tool_call(c.get("id"), c.get("function.name"), c.get("function.arguments"))
             for _, c in sorted(msg.get("calls", {}).items())
@@ -937,7 +956,8 @@ def _llm_fields(span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, An
     if finish is None and attrs.get(LLM_FINISH_REASON) is not None:
         finish = str(attrs[LLM_FINISH_REASON])
 
-    _fill_call_ids(outputs, step["external_id"], _fill_call_ids(inputs, step["external_id"]))
+    if inputs or outputs:
+        _fill_call_ids(outputs, step["external_id"], _fill_call_ids(inputs, step["external_id"]))
     step["input"] = inputs
     # The schema's llm output is a message, never null: an empty answer reads as one.
     step["output"] = output if output is not None else {"role": "assistant", "content": ""}
@@ -1049,7 +1069,8 @@ def _token_metrics(attrs: Mapping[str, Any], metrics: dict[str, Any]) -> None:
 def _first_text(messages: Iterable[dict[str, Any]], role: str) -> str | None:
     for msg in messages:
         if msg.get("role") == role and msg.get("content"):
-            return _content_text(msg["content"]) or None
+            content = msg["content"]
+            return content if type(content) is str else (_content_text(content) or None)
     return None
 
 
@@ -1288,14 +1309,18 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
             step["parent_id"] = galileo_id
             top.append(step)
             continue
-        if pid is not None and step["type"] == "llm":
-            target: int | None = pid
+        outer = steps.get(pid) if pid is not None and step["type"] == "llm" else None
+        if outer is not None and outer["type"] == "llm" and pid != sid:
+            target = pid
             for _ in range(len(nodes)):  # past llm steps already folded into their own parent
                 if target not in folded:
                     break
-                target = parent_of.get(target) if target is not None else None
-            outer = steps.get(target) if target is not None and target != sid else None
-            if outer is not None and outer["type"] == "llm":
+                up = parent_of.get(target)
+                if up is None or up not in steps:
+                    break
+                target = up
+                outer = steps[up]
+            if outer["type"] == "llm":
                 _fold_llm(outer, step)
                 folded.add(sid)
                 if stats is not None:
