@@ -365,3 +365,44 @@ def test_both_openai_instrumentations_register_the_same_entry_point_name() -> No
     }
     assert names["opentelemetry.instrumentation.openai_v2"] == "openai"
     assert names["openinference.instrumentation.openai"] == "openai"
+
+
+def test_the_local_server_takes_and_returns_what_conversion_sends(
+    stub: OpenAIStub,
+    provider: tuple[TracerProvider, InMemorySpanExporter],
+    local_project: Any,
+) -> None:
+    from conftest_delivery import get
+
+    server, client, project_id = local_project
+    tracer_provider, exporter = provider
+    instrumentor = _instrument("openinference", tracer_provider)
+    try:
+        openai_client = openai.OpenAI(base_url=stub.base_url, api_key="stub-key", max_retries=0)
+        with tracer_provider.get_tracer("app").start_as_current_span("turn") as root:
+            root.set_attribute("galileo.dataset.input", "what is this")
+            root.set_attribute("galileo.dataset.metadata", '{"row": 1}')
+            openai_client.chat.completions.create(model="gpt-x", messages=[MEDIA_MESSAGE])  # type: ignore[list-item]
+            openai_client.chat.completions.create(
+                model="gpt-x", messages=[{"role": "user", "content": "weather?"}], tools=TOOLS
+            )
+    finally:
+        instrumentor.uninstrument()
+    (assembled,) = _traces(exporter)
+    trace = convert_trace(assembled)
+    assert_valid_trace(trace)
+    session = client.create_session(external_id="convert-round-trip")
+    answer = client.log_traces([trace], session_id=str(session.id), reliable=True)
+    assert answer.traces_count == 1
+    stored = get(server.url, f"/v2/projects/{project_id}/traces/{trace['id']}")
+    media, tool = (step for step in walk(stored) if step["type"] == "llm")
+    block = media["input"][0]["content"][1]
+    assert {k: v for k, v in block.items() if v is not None} == {
+        "type": "data",
+        "modality": "image",
+        "base64": IMAGE_DATA,
+        "mime_type": "image/png",
+    }
+    assert tool["output"]["tool_calls"][0]["id"] == STUB_TOOL_CALL_ID
+    assert stored["dataset_input"] == "what is this"
+    assert stored["dataset_metadata"] == {"row": "1"}
