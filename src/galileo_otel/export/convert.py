@@ -579,13 +579,20 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
             )
             continue
         content_parts: list[Any] = []
+        texts: list[str] = []
+        media = False
         calls: list[dict[str, Any]] = []
         responses = 0
         for part in parts if isinstance(parts, list) else ():
             if not isinstance(part, dict):
                 continue
             kind = part.get("type")
-            if kind == "tool_call":
+            if kind == "text" or kind is None:  # nearly every part: no detour via _content
+                value = part.get("content", part.get("text"))
+                if value is not None:
+                    texts.append(value if type(value) is str else _text(value))
+                content_parts.append(part)
+            elif kind == "tool_call":
                 calls.append(_tool_call(part.get("id"), part.get("name"), part.get("arguments")))
             elif kind == "tool_call_response":
                 # One Galileo message per response: a message carries one tool_call_id.
@@ -596,8 +603,9 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
                     )
                 )
             else:
+                media = media or kind in _MEDIA_KINDS
                 content_parts.append(part)
-        content = _content(content_parts) if content_parts else ""
+        content = _content_blocks(content_parts) if media else "\n".join(texts)
         # A message with nothing readable is kept (its turn happened: openai-v2 records an
         # image-only message with no parts), unless its tool responses already stand for it.
         if content or calls or not responses:
