@@ -10,9 +10,10 @@ trace's ``user_metadata``. The common case (the trace fits) costs one length com
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from galileo_otel.export.convert import ConvertStats
+if TYPE_CHECKING:  # the pipeline imports this module early; conversion is imported lazily
+    from galileo_otel.export.convert import ConvertStats
 
 __all__ = ["MIN_CUT_CHARS", "cut_marker", "encode_within"]
 
@@ -186,6 +187,8 @@ def encode_within(
     if len(encoded) <= max_bytes:
         return encoded
     if stats is None:
+        from galileo_otel.export.convert import ConvertStats
+
         stats = ConvertStats()
     stats.traces_cut += 1
     texts = chars = 0
