@@ -93,14 +93,42 @@ def _same(sent: Any, got: Any, path: str) -> None:
         raise OfficialModelMismatch(f"{path}: sent {sent!r:.200}, official model has {got!r:.200}")
 
 
+@cache
+def _logged_span() -> Any:
+    from galileo.schema.logged import LoggedSpan
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(LoggedSpan)
+
+
+def _official_step(step: dict[str, Any]) -> Any:
+    """One step as the official SDK builds it: its children first, each with the SDK's own
+    ingest model for its type.
+
+    The SDK never parses a whole tree from JSON: it builds ``LoggedLlmSpan`` (and the other
+    widened models) one by one and hangs them under their parents. That matters under tool and
+    retriever steps, whose ``spans`` are typed with galileo-core's narrower models: parsing a
+    dict there would turn media into a JSON string, which the SDK itself never does.
+    """
+    if "spans" not in step:
+        return _logged_span().validate_python(step)
+    return _logged_span().validate_python(
+        {**step, "spans": [_official_step(child) for child in step["spans"]]}
+    )
+
+
 def assert_official_trace(trace: dict[str, Any]) -> None:
-    """Raise unless the official Log Traces request model takes `trace` exactly as sent."""
+    """Raise unless the official Log Traces request models take `trace` exactly as sent."""
+    from galileo.schema.logged import LoggedTrace
     from galileo.schema.trace import TracesIngestRequest
 
     sent = json.loads(json.dumps(trace))  # what a server receives
-    request = TracesIngestRequest.model_validate({"traces": [sent], "reliable": True})
-    (parsed,) = request.traces
-    _same(sent, parsed.model_dump(mode="json"), "trace")
+    spans = [_official_step(child) for child in sent.get("spans", [])]
+    parsed = LoggedTrace.model_validate({**sent, "spans": spans})
+    request = TracesIngestRequest(traces=[parsed], reliable=True)
+    # As the SDK serialises it (model_dump), each step by its own model.
+    dumped = request.model_dump(mode="json", serialize_as_any=True)["traces"][0]
+    _same(sent, dumped, "trace")
 
 
 def assert_valid_trace(trace: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from galileo_otel.export.assemble import AssembledTrace
 from galileo_otel.export.convert import (
     MAX_METADATA_ENTRIES,
     MAX_METADATA_VALUE_CHARS,
+    ConvertStats,
     convert_span,
     convert_trace,
     span_uuid,
@@ -934,8 +935,44 @@ _KEYS = sorted(
         "gen_ai.agent.name",
         "tool.name",
         "embedding.embeddings.0.embedding.text",
+        "galileo.dataset.input",
+        "galileo.dataset.metadata",
+        "llm.input_messages.0.message.contents.0.message_content.image.image.url",
+        "llm.output_messages.0.message.tool_calls.0.tool_call.function.name",
     }
 )
+# GenAI message parts of every kind, with and without ids, media inline and by URL.
+_parts = st.one_of(
+    st.fixed_dictionaries({"type": st.just("text"), "content": st.text(max_size=8)}),
+    st.fixed_dictionaries(
+        {"type": st.just("tool_call"), "name": st.text(max_size=5)},
+        optional={"id": st.text(max_size=5), "arguments": st.text(max_size=5)},
+    ),
+    st.fixed_dictionaries(
+        {"type": st.just("tool_call_response"), "response": st.text(max_size=5)},
+        optional={"id": st.text(max_size=5)},
+    ),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["blob", "uri", "file"])},
+        optional={
+            "modality": st.sampled_from(["image", "audio", "video", "x"]),
+            "mime_type": st.sampled_from(["image/png", "application/pdf", ""]),
+            "content": st.text(max_size=8),
+            "uri": st.sampled_from(["https://x/a.png", "data:image/png;base64,AA==", "data:,x"]),
+            "file_id": st.text(max_size=5),
+        },
+    ),
+    st.fixed_dictionaries({"type": st.sampled_from(["reasoning", "image_url", "input_audio"])}),
+)
+_messages = st.lists(
+    st.fixed_dictionaries(
+        {
+            "role": st.sampled_from(["user", "assistant", "tool", "system", "model", "?"]),
+            "parts": st.lists(_parts, max_size=4),
+        }
+    ),
+    max_size=3,
+).map(json.dumps)
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
     lambda inner: (
@@ -949,12 +986,26 @@ _values = (
     | st.floats()
     | st.booleans()
     | st.lists(st.text(max_size=5), max_size=3).map(tuple)
+    | st.binary(max_size=8)
     | _json_values.map(lambda v: json.dumps(v))
     | st.sampled_from(
         ["chat", "execute_tool", "invoke_agent", "retrieval", "LLM", "TOOL", "RETRIEVER"]
     )
 )
-_attributes = st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=10), _values, max_size=12)
+_attributes = st.dictionaries(
+    st.sampled_from(_KEYS) | st.text(max_size=10), _values, max_size=12
+) | st.builds(
+    lambda base, op, inputs, outputs: {
+        **base,
+        "gen_ai.operation.name": op,
+        "gen_ai.input.messages": inputs,
+        "gen_ai.output.messages": outputs,
+    },
+    st.dictionaries(st.sampled_from(_KEYS), _values, max_size=4),
+    st.sampled_from(["chat", "invoke_agent", "execute_tool"]),
+    _messages,
+    _messages,
+)
 _events = st.lists(
     st.tuples(
         st.sampled_from(
@@ -1016,7 +1067,8 @@ def _traces(draw: st.DrawFn) -> AssembledTrace:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_traces())
 def test_any_span_shapes_convert_to_a_valid_trace(trace: AssembledTrace) -> None:
-    converted = convert_trace(trace)
+    stats = ConvertStats()
+    converted = convert_trace(trace, stats)
     assert_valid_trace(converted)
     json.dumps(converted, allow_nan=False)  # the wire has no NaN
     steps = walk(converted)
@@ -1025,5 +1077,6 @@ def test_any_span_shapes_convert_to_a_valid_trace(trace: AssembledTrace) -> None
         and converted["spans"] is not None
         and all(s["id"] != span_uuid(TRACE_ID, 1) for s in steps)
     )
-    assert len(steps) == len(trace.spans) - (1 if root_dropped else 0)
+    # Every span is a step, except a plain root (the trace) and folded duplicate llm spans.
+    assert len(steps) == len(trace.spans) - (1 if root_dropped else 0) - stats.duplicate_llm_steps
     assert sorted(s["step_number"] for s in steps) == list(range(1, len(steps) + 1))
