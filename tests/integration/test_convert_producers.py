@@ -65,7 +65,7 @@ def _instrument(name: str, tracer_provider: TracerProvider) -> Any:
     return instrumentor
 
 
-@pytest.fixture(params=["openai-v2", "openinference"])
+@pytest.fixture(params=["openai-v2", "openai-v2-latest", "openinference"])
 def producer(
     request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
@@ -75,7 +75,11 @@ def producer(
     # "span_only" puts gen_ai.input/output.messages on the span ("true" is the legacy value and
     # now means no content). OpenInference captures content by default.
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "span_only")
-    instrumentor = _instrument(request.param, provider[0])
+    if request.param == "openai-v2-latest":
+        # The opt-in for the newest GenAI conventions; util-genai 1.1b0 is always on that path
+        # (its is_experimental_mode() returns True), so both variants must read the same.
+        monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_latest_experimental")
+    instrumentor = _instrument(request.param.removesuffix("-latest"), provider[0])
     yield request.param
     instrumentor.uninstrument()
 
@@ -184,6 +188,13 @@ def test_a_streamed_answer(
     assert step["metrics"]["num_input_tokens"] == 7
     assert step["metrics"]["num_output_tokens"] == len(text.split())
     assert trace["input"] == "hi there" and trace["output"] == text
+    if producer == "openinference":  # its "First Token Stream Event" gives the time to it
+        assert 0 < step["metrics"]["time_to_first_token_ns"] <= step["metrics"]["duration_ns"]
+    else:
+        # openai-v2 2.4b0 records no time to first chunk for chat streams (no span attribute,
+        # no event; util-genai would set gen_ai.response.time_to_first_chunk, which we read, but
+        # openai-v2's stream wrapper does not report chunks to it).
+        assert "time_to_first_token_ns" not in step["metrics"]
 
 
 def test_embeddings(
@@ -214,7 +225,7 @@ def test_openai_v2_without_content_capture_keeps_model_and_tokens(
     trace = convert_trace(assembled)
     assert_valid_trace(trace)
     (step,) = trace["spans"]
-    assert step["input"] == [] and step["output"] is None
+    assert step["input"] == [] and step["output"] == {"role": "assistant", "content": ""}
     assert step["model"] == STUB_MODEL and step["finish_reason"] == "stop"
     assert step["metrics"]["num_input_tokens"] == 7
     assert trace["input"] == ""
@@ -238,3 +249,160 @@ def test_the_stub_answers_like_openai(stub: OpenAIStub) -> None:
     )
     assert arguments == STUB_TOOL_CALL_ARGUMENTS
     assert [path for path, _ in stub.requests] == ["/v1/chat/completions"] * 2
+
+
+IMAGE_DATA = "iVBORw0KGgo="
+MEDIA_MESSAGE = {
+    "role": "user",
+    "content": [
+        {"type": "text", "text": "what is this"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{IMAGE_DATA}"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+    ],
+}
+
+
+def test_images_in_a_message(
+    producer: str, stub: OpenAIStub, provider: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    _, exporter = provider
+    client = openai.OpenAI(base_url=stub.base_url, api_key="stub-key", max_retries=0)
+    client.chat.completions.create(model="gpt-x", messages=[MEDIA_MESSAGE])  # type: ignore[list-item]
+    (assembled,) = _traces(exporter)
+    trace = convert_trace(assembled)
+    assert_valid_trace(trace)
+    (step,) = trace["spans"]
+    if producer == "openinference":
+        # OpenInference records text and images (not audio); images become data blocks.
+        assert step["input"] == [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this"},
+                    {
+                        "type": "data",
+                        "modality": "image",
+                        "base64": IMAGE_DATA,
+                        "mime_type": "image/png",
+                    },
+                    {"type": "data", "modality": "image", "url": "https://example.com/cat.png"},
+                ],
+            }
+        ]
+        assert trace["input"] == "what is this"
+    else:
+        # openai-v2 2.4b0 records no part of a message whose content is a list of parts: the
+        # user turn is kept, empty.
+        assert step["input"] == [{"role": "user", "content": ""}]
+    assert step["output"]["content"].startswith("Stub answer to: what is this")
+
+
+@pytest.mark.parametrize("outer", ["openai-v2", "openinference"])
+def test_two_instrumentations_of_one_client_give_one_step_per_call(
+    outer: str,
+    stub: OpenAIStub,
+    provider: tuple[TracerProvider, InMemorySpanExporter],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from galileo_otel.export import convert as convert_module
+    from galileo_otel.export.convert import ConvertStats
+
+    monkeypatch.setattr(convert_module, "_warned", set())
+    tracer_provider, exporter = provider
+    # openai-v2 without content capture (the default), OpenInference with it: the kept step
+    # must still carry the messages. The one instrumented last wraps outermost.
+    inner_name = "openinference" if outer == "openai-v2" else "openai-v2"
+    first = _instrument(inner_name, tracer_provider)
+    second = _instrument(outer, tracer_provider)
+    try:
+        client = openai.OpenAI(base_url=stub.base_url, api_key="stub-key", max_retries=0)
+        with tracer_provider.get_tracer("app").start_as_current_span("turn"):
+            client.chat.completions.create(
+                model="gpt-x", messages=[{"role": "user", "content": "hi there"}]
+            )
+            stream = client.chat.completions.create(
+                model="gpt-x",
+                messages=[{"role": "user", "content": "and again"}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            list(stream)
+    finally:
+        second.uninstrument()
+        first.uninstrument()
+    (assembled,) = _traces(exporter)
+    assert len(assembled.spans) == 5  # turn + two spans per call
+    stats = ConvertStats()
+    with caplog.at_level("WARNING", logger="galileo_otel.export.convert"):
+        trace = convert_trace(assembled, stats)
+    assert_valid_trace(trace)
+    assert stats.duplicate_llm_steps == 2
+    steps = walk(trace)
+    assert [s["type"] for s in steps] == ["llm", "llm"]
+    plain, streamed = steps
+    assert plain["input"] == [{"role": "user", "content": "hi there"}]
+    assert plain["output"] == {"role": "assistant", "content": "Stub answer to: hi there"}
+    assert streamed["output"]["content"] == "Stub answer to: and again"
+    for step in steps:  # tokens once, not twice
+        assert step["metrics"]["num_input_tokens"] == 7
+        assert step["metrics"]["num_output_tokens"] == 5  # the stub: one per word
+        assert step["model"] == STUB_MODEL
+    # The OpenInference span's first-token event survives the fold.
+    assert streamed["metrics"]["time_to_first_token_ns"] > 0
+    warnings = [r.getMessage() for r in caplog.records if "traced twice" in r.getMessage()]
+    assert len(warnings) == 1 and "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS" in warnings[0]
+
+
+def test_both_openai_instrumentations_register_the_same_entry_point_name() -> None:
+    # Why the warning cannot just say "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=<one of them>":
+    # the variable matches entry point names, and both are "openai".
+    from importlib.metadata import entry_points
+
+    names = {
+        ep.value.split(":")[0]: ep.name for ep in entry_points(group="opentelemetry_instrumentor")
+    }
+    assert names["opentelemetry.instrumentation.openai_v2"] == "openai"
+    assert names["openinference.instrumentation.openai"] == "openai"
+
+
+def test_the_local_server_takes_and_returns_what_conversion_sends(
+    stub: OpenAIStub,
+    provider: tuple[TracerProvider, InMemorySpanExporter],
+    local_project: Any,
+) -> None:
+    from conftest_delivery import get
+
+    server, client, project_id = local_project
+    tracer_provider, exporter = provider
+    instrumentor = _instrument("openinference", tracer_provider)
+    try:
+        openai_client = openai.OpenAI(base_url=stub.base_url, api_key="stub-key", max_retries=0)
+        with tracer_provider.get_tracer("app").start_as_current_span("turn") as root:
+            root.set_attribute("galileo.dataset.input", "what is this")
+            root.set_attribute("galileo.dataset.metadata", '{"row": 1}')
+            openai_client.chat.completions.create(model="gpt-x", messages=[MEDIA_MESSAGE])  # type: ignore[list-item]
+            openai_client.chat.completions.create(
+                model="gpt-x", messages=[{"role": "user", "content": "weather?"}], tools=TOOLS
+            )
+    finally:
+        instrumentor.uninstrument()
+    (assembled,) = _traces(exporter)
+    trace = convert_trace(assembled)
+    assert_valid_trace(trace)
+    session = client.create_session(external_id="convert-round-trip")
+    answer = client.log_traces([trace], session_id=str(session.id), reliable=True)
+    assert answer.traces_count == 1
+    stored = get(server.url, f"/v2/projects/{project_id}/traces/{trace['id']}")
+    media, tool = (step for step in walk(stored) if step["type"] == "llm")
+    block = media["input"][0]["content"][1]
+    assert {k: v for k, v in block.items() if v is not None} == {
+        "type": "data",
+        "modality": "image",
+        "base64": IMAGE_DATA,
+        "mime_type": "image/png",
+    }
+    assert tool["output"]["tool_calls"][0]["id"] == STUB_TOOL_CALL_ID
+    assert stored["dataset_input"] == "what is this"
+    assert stored["dataset_metadata"] == {"row": "1"}

@@ -17,6 +17,7 @@ from galileo_otel.export.assemble import AssembledTrace
 from galileo_otel.export.convert import (
     MAX_METADATA_ENTRIES,
     MAX_METADATA_VALUE_CHARS,
+    ConvertStats,
     convert_span,
     convert_trace,
     span_uuid,
@@ -140,7 +141,8 @@ def test_genai_chat_becomes_an_llm_step() -> None:
     assert step["model"] == "gpt-4o-2024-08-06"
     assert step["temperature"] == 0.2
     assert step["finish_reason"] == "tool_calls"
-    assert step["tools"] == [{"type": "function", "name": "get_weather"}]
+    # Flat GenAI definitions go out in the nested OpenAI shape the official SDK sends.
+    assert step["tools"] == [{"type": "function", "function": {"name": "get_weather"}}]
     assert step["metrics"] == {
         "duration_ns": 2_000,
         "num_input_tokens": 14,
@@ -168,7 +170,8 @@ def test_genai_model_operations_are_llm_steps(operation: str) -> None:
     step = only_step(make_span(operation, 2, 1, attributes=attrs))
     assert step["type"] == "llm" and step["model"] == "m"
     assert step["metrics"]["num_input_tokens"] == 3
-    assert step["input"] == [] and step["output"] is None  # no content captured
+    # No content captured: the output is an empty answer, never null.
+    assert step["input"] == [] and step["output"] == {"role": "assistant", "content": ""}
 
 
 def test_genai_finish_reason_falls_back_to_the_output_message() -> None:
@@ -202,7 +205,7 @@ def test_genai_system_instructions_as_plain_text() -> None:
     ]
 
 
-def test_genai_media_parts_leave_a_placeholder_not_the_bytes() -> None:
+def test_genai_media_parts_become_data_blocks_next_to_text_blocks() -> None:
     attrs = {
         "gen_ai.operation.name": "chat",
         "gen_ai.input.messages": json.dumps(
@@ -212,16 +215,88 @@ def test_genai_media_parts_leave_a_placeholder_not_the_bytes() -> None:
                     "parts": [
                         {"type": "text", "content": "What is this?"},
                         {"type": "uri", "modality": "image", "uri": "https://x/cat.png"},
-                        {"type": "blob", "modality": "image", "content": "aGVsbG8="},
+                        {
+                            "type": "blob",
+                            "modality": "audio",
+                            "mime_type": "audio/wav",
+                            "content": "UklGRg==",
+                        },
+                        {"type": "uri", "uri": "data:application/pdf;base64,JVBERi0="},
+                        {"type": "file", "modality": "image", "file_id": "file-abc"},
                         {"type": "reasoning", "content": "hidden"},
                     ],
                 }
             ]
         ),
+        "gen_ai.output.messages": json.dumps(
+            [{"role": "assistant", "parts": [{"type": "text", "content": "A cat."}]}]
+        ),
     }
-    step = only_step(make_span("chat", 2, 1, attributes=attrs))
+    trace = convert(make_span("chat", 1, attributes=attrs))
+    (step,) = trace["spans"]
     assert step["input"] == [
-        {"role": "user", "content": "What is this?\n[image: https://x/cat.png]\n[image]"}
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "data", "modality": "image", "url": "https://x/cat.png"},
+                {
+                    "type": "data",
+                    "modality": "audio",
+                    "base64": "UklGRg==",
+                    "mime_type": "audio/wav",
+                },
+                {
+                    "type": "data",
+                    "modality": "document",
+                    "base64": "JVBERi0=",
+                    "mime_type": "application/pdf",
+                },
+                # A provider file id is neither a URL nor data: a short text keeps its place.
+                {"type": "text", "text": "[image: file-abc]"},
+            ],
+        }
+    ]
+    # The trace's input is the text of the first user message.
+    assert trace["input"] == "What is this?\n[image: file-abc]"
+    assert trace["output"] == "A cat."
+
+
+def test_openai_shaped_content_parts_in_events_become_blocks() -> None:
+    events = [
+        (
+            "gen_ai.user.message",
+            {
+                "gen_ai.event.content": json.dumps(
+                    {
+                        "content": [
+                            {"type": "text", "text": "Describe"},
+                            {
+                                "type": "image_url",
+                                "image_url": {"url": "data:image/png;base64,iVBO"},
+                            },
+                            {
+                                "type": "input_audio",
+                                "input_audio": {"data": "UklG", "format": "wav"},
+                            },
+                        ]
+                    }
+                )
+            },
+        )
+    ]
+    step = only_step(
+        make_span("chat", 2, 1, attributes={"gen_ai.operation.name": "chat"}, events=events)
+    )
+    assert step["input"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Describe"},
+                {"type": "data", "modality": "image", "base64": "iVBO", "mime_type": "image/png"},
+                {"type": "data", "modality": "audio", "base64": "UklG", "mime_type": "audio/wav"},
+            ],
+        }
     ]
 
 
@@ -525,7 +600,7 @@ def test_openinference_embedding_becomes_an_llm_step() -> None:
     step = only_step(make_span("CreateEmbeddings", 2, 1, attributes=attrs))
     assert step["type"] == "llm" and step["model"] == "text-embedding-3-small"
     assert step["input"] == [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
-    assert step["output"] is None
+    assert step["output"] == {"role": "assistant", "content": ""}
     assert step["metrics"]["num_input_tokens"] == 6
     assert step["user_metadata"] == {}  # vectors are not copied
 
@@ -860,8 +935,44 @@ _KEYS = sorted(
         "gen_ai.agent.name",
         "tool.name",
         "embedding.embeddings.0.embedding.text",
+        "galileo.dataset.input",
+        "galileo.dataset.metadata",
+        "llm.input_messages.0.message.contents.0.message_content.image.image.url",
+        "llm.output_messages.0.message.tool_calls.0.tool_call.function.name",
     }
 )
+# GenAI message parts of every kind, with and without ids, media inline and by URL.
+_parts = st.one_of(
+    st.fixed_dictionaries({"type": st.just("text"), "content": st.text(max_size=8)}),
+    st.fixed_dictionaries(
+        {"type": st.just("tool_call"), "name": st.text(max_size=5)},
+        optional={"id": st.text(max_size=5), "arguments": st.text(max_size=5)},
+    ),
+    st.fixed_dictionaries(
+        {"type": st.just("tool_call_response"), "response": st.text(max_size=5)},
+        optional={"id": st.text(max_size=5)},
+    ),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["blob", "uri", "file"])},
+        optional={
+            "modality": st.sampled_from(["image", "audio", "video", "x"]),
+            "mime_type": st.sampled_from(["image/png", "application/pdf", ""]),
+            "content": st.text(max_size=8),
+            "uri": st.sampled_from(["https://x/a.png", "data:image/png;base64,AA==", "data:,x"]),
+            "file_id": st.text(max_size=5),
+        },
+    ),
+    st.fixed_dictionaries({"type": st.sampled_from(["reasoning", "image_url", "input_audio"])}),
+)
+_messages = st.lists(
+    st.fixed_dictionaries(
+        {
+            "role": st.sampled_from(["user", "assistant", "tool", "system", "model", "?"]),
+            "parts": st.lists(_parts, max_size=4),
+        }
+    ),
+    max_size=3,
+).map(json.dumps)
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
     lambda inner: (
@@ -875,12 +986,26 @@ _values = (
     | st.floats()
     | st.booleans()
     | st.lists(st.text(max_size=5), max_size=3).map(tuple)
+    | st.binary(max_size=8)
     | _json_values.map(lambda v: json.dumps(v))
     | st.sampled_from(
         ["chat", "execute_tool", "invoke_agent", "retrieval", "LLM", "TOOL", "RETRIEVER"]
     )
 )
-_attributes = st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=10), _values, max_size=12)
+_attributes = st.dictionaries(
+    st.sampled_from(_KEYS) | st.text(max_size=10), _values, max_size=12
+) | st.builds(
+    lambda base, op, inputs, outputs: {
+        **base,
+        "gen_ai.operation.name": op,
+        "gen_ai.input.messages": inputs,
+        "gen_ai.output.messages": outputs,
+    },
+    st.dictionaries(st.sampled_from(_KEYS), _values, max_size=4),
+    st.sampled_from(["chat", "invoke_agent", "execute_tool"]),
+    _messages,
+    _messages,
+)
 _events = st.lists(
     st.tuples(
         st.sampled_from(
@@ -942,7 +1067,8 @@ def _traces(draw: st.DrawFn) -> AssembledTrace:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_traces())
 def test_any_span_shapes_convert_to_a_valid_trace(trace: AssembledTrace) -> None:
-    converted = convert_trace(trace)
+    stats = ConvertStats()
+    converted = convert_trace(trace, stats)
     assert_valid_trace(converted)
     json.dumps(converted, allow_nan=False)  # the wire has no NaN
     steps = walk(converted)
@@ -951,5 +1077,6 @@ def test_any_span_shapes_convert_to_a_valid_trace(trace: AssembledTrace) -> None
         and converted["spans"] is not None
         and all(s["id"] != span_uuid(TRACE_ID, 1) for s in steps)
     )
-    assert len(steps) == len(trace.spans) - (1 if root_dropped else 0)
+    # Every span is a step, except a plain root (the trace) and folded duplicate llm spans.
+    assert len(steps) == len(trace.spans) - (1 if root_dropped else 0) - stats.duplicate_llm_steps
     assert sorted(s["step_number"] for s in steps) == list(range(1, len(steps) + 1))

@@ -7,8 +7,10 @@ dicts only, no pydantic, no logging per span.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,17 +25,60 @@ from galileo_otel.export.sdk_span import span_attributes, span_events
 __all__ = [
     "MAX_METADATA_ENTRIES",
     "MAX_METADATA_VALUE_CHARS",
+    "ConvertStats",
     "convert_span",
     "convert_trace",
     "span_uuid",
     "trace_uuid",
 ]
 
+_log = logging.getLogger(__name__)
+
 MAX_METADATA_VALUE_CHARS = 2_000
 """A `user_metadata` value longer than this is cut (and ends with an ellipsis)."""
 MAX_METADATA_ENTRIES = 64
 """At most this many attributes per step go to `user_metadata`; the number left out is recorded
 under ``otel.dropped_attributes``."""
+
+
+class ConvertStats:
+    """What conversion changed or left out, for ``exporter.stats()``.
+
+    One instance per pipeline, written only by the thread that converts (the pipeline's worker),
+    so the counters need no lock; a reader on another thread sees each int whole.
+
+    Attributes:
+        duplicate_llm_steps: llm spans folded into the llm span around them (the same model call
+            traced by two instrumentations).
+        traces_cut: Traces that did not fit ``batch_max_bytes`` as converted and were cut.
+        texts_cut: Text values shortened (or media blocks replaced) to make a trace fit.
+        chars_cut: Characters removed by those cuts (a media block counts its payload).
+        spans_cut: Steps removed from traces that still did not fit once every text was cut.
+    """
+
+    __slots__ = ("chars_cut", "duplicate_llm_steps", "spans_cut", "texts_cut", "traces_cut")
+
+    def __init__(self) -> None:
+        self.duplicate_llm_steps = 0
+        self.traces_cut = 0
+        self.texts_cut = 0
+        self.chars_cut = 0
+        self.spans_cut = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters by name (what ``stats()`` shows under ``convert``)."""
+        return {name: getattr(self, name) for name in sorted(self.__slots__)}
+
+
+# Things worth one warning per process (never one per span): the key is what was noticed.
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, msg: str, *args: Any) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        _log.warning(msg, *args)
+
 
 # --- ids ------------------------------------------------------------------------------------------
 _MASK64 = (1 << 64) - 1
@@ -145,6 +190,13 @@ GALILEO_TAGS = "galileo.tags"
 OI_TAGS = "tag.tags"
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
 HTTP_STATUS_CODE = "http.status_code"  # before semconv 1.21
+# What the official SDK's span processor sets (galileo.otel): dataset fields and routing.
+GALILEO_DATASET_INPUT = "galileo.dataset.input"
+GALILEO_DATASET_OUTPUT = "galileo.dataset.output"
+GALILEO_DATASET_METADATA = "galileo.dataset.metadata"
+GALILEO_PROJECT_NAME = "galileo.project.name"
+GALILEO_LOGSTREAM_NAME = "galileo.logstream.name"
+GALILEO_EXPERIMENT_ID = "galileo.experiment.id"
 
 _LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 _AGENT_OPERATIONS = frozenset({"invoke_agent", "create_agent"})
@@ -195,8 +247,16 @@ _CONSUMED = frozenset(
         TOOL_CALL_ID,
         GALILEO_TAGS,
         OI_TAGS,
+        GALILEO_DATASET_INPUT,
+        GALILEO_DATASET_OUTPUT,
+        GALILEO_DATASET_METADATA,
+        "gen_ai.conversation.id",  # a session key, like session.id
     }
 )
+# Routing attributes of the official SDK: not honoured per trace (the pipeline sends every trace
+# to the configured project and log stream), so they stay visible in user_metadata and the
+# first one seen is warned about.
+_ROUTING = frozenset({GALILEO_PROJECT_NAME, GALILEO_LOGSTREAM_NAME, GALILEO_EXPERIMENT_ID})
 _CONSUMED_PREFIXES = (
     "llm.input_messages.",
     "llm.output_messages.",
@@ -239,20 +299,30 @@ def _role(value: Any, default: str = "user") -> str:
     return default
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
 def _text(value: Any) -> str:
-    """Any attribute or JSON value as text: strings as they are, the rest as JSON."""
+    """Any attribute or JSON value as text: strings as they are, bytes decoded, the rest JSON."""
     if isinstance(value, str):
         return value
     if value is None:
         return ""
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode("utf-8", "replace")
     try:
-        return json.dumps(value, ensure_ascii=False, default=str)
+        return json.dumps(value, ensure_ascii=False, default=_json_default)
     except (TypeError, ValueError):
         return str(value)
 
 
 def _json(value: Any) -> Any:
     """Decode a JSON attribute; structured values (event bodies) pass through; bad JSON -> None."""
+    if isinstance(value, (bytes, bytearray)):
+        value = value.decode("utf-8", "replace")
     if isinstance(value, str):
         try:
             return json.loads(value)
@@ -280,6 +350,8 @@ def _meta_value(value: Any) -> str:
         text = "true" if value else "false"
     elif isinstance(value, (int, float)):
         text = str(value)
+    elif isinstance(value, (bytes, bytearray)):
+        text = value.decode("utf-8", "replace")
     else:
         text = _text(list(value) if isinstance(value, tuple) else value)
     if len(text) > MAX_METADATA_VALUE_CHARS:
@@ -306,10 +378,29 @@ def _tags(attrs: Mapping[str, Any]) -> list[str]:
 
 # --- messages -------------------------------------------------------------------------------------
 def _tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    """A Galileo tool call. A call without an id gets one later (``_fill_call_ids``)."""
     call: dict[str, Any] = {"function": {"name": _text(name), "arguments": _text(arguments)}}
-    if call_id is not None:
+    if call_id is not None and call_id != "":
         call["id"] = _text(call_id)
     return call
+
+
+def _fill_call_ids(messages: list[dict[str, Any]], span_hex: str | None, n: int = 0) -> int:
+    """Give every tool call without an id a deterministic one: ``call_<span id>_<n>``.
+
+    The official ``ToolCall.id`` is required; a message with a call missing it would be turned
+    into a JSON string by the official models. ``n`` counts the span's calls in message order,
+    inputs then outputs (pass the returned count on), so two calls never share an id.
+    """
+    for msg in messages:
+        calls = msg.get("tool_calls")
+        if not calls:
+            continue
+        for call in calls:
+            if "id" not in call:
+                call["id"] = f"call_{span_hex or '0'}_{n}"
+            n += 1
+    return n
 
 
 def _openai_tool_calls(value: Any) -> list[dict[str, Any]]:
@@ -324,7 +415,7 @@ def _openai_tool_calls(value: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _message(role: str, content: str, **extra: Any) -> dict[str, Any]:
+def _message(role: str, content: str | list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     msg: dict[str, Any] = {"role": role, "content": content}
     for key, value in extra.items():
         if value:
@@ -332,22 +423,135 @@ def _message(role: str, content: str, **extra: Any) -> dict[str, Any]:
     return msg
 
 
-def _part_text(part: dict[str, Any]) -> str | None:
+# The official ingest models' media kinds (galileo_core ContentModality without "text").
+_MODALITIES = frozenset({"image", "audio", "video", "document"})
+_MIME_MODALITY = {"image": "image", "audio": "audio", "video": "video"}
+
+
+def _modality(value: Any, mime: str | None) -> str:
+    if isinstance(value, str) and value.lower() in _MODALITIES:
+        return value.lower()
+    if mime:
+        return _MIME_MODALITY.get(mime.split("/", 1)[0].lower(), "document")
+    return "document"
+
+
+def _data_block(
+    modality: Any, mime: Any, *, url: Any = None, data: Any = None
+) -> dict[str, Any] | None:
+    """An official ``DataContentBlock``: exactly one of ``url`` / ``base64``, plus the mime type.
+
+    A ``data:`` URI is split into its base64 payload and mime type, like the official SDK does.
+    """
+    mime_type = mime if isinstance(mime, str) and mime else None
+    if isinstance(data, (bytes, bytearray)):
+        data = base64.b64encode(data).decode("ascii")
+    if isinstance(data, str) and data:
+        source = {"base64": data}
+    elif isinstance(url, str) and url:
+        source = {"url": url}
+        if url.startswith("data:"):
+            header, sep, payload = url.partition(",")
+            if sep and header.endswith(";base64"):
+                mime_type = header[5:-7] or mime_type
+                source = {"base64": payload}
+    else:
+        return None
+    block: dict[str, Any] = {"type": "data", "modality": _modality(modality, mime_type)}
+    block.update(source)
+    if mime_type:
+        block["mime_type"] = mime_type
+    return block
+
+
+def _media_block(part: dict[str, Any]) -> dict[str, Any] | None:
+    """A media part (GenAI ``blob``/``uri``; OpenAI ``image_url``/``input_audio``/``file``)."""
     kind = part.get("type")
-    if kind == "text" or kind is None:
-        value = part.get("content", part.get("text"))
-        return None if value is None else _text(value)
-    if kind in ("blob", "uri", "file"):
-        # Media is not copied (it can be megabytes of base64): a short placeholder keeps its place.
-        label = part.get("modality") or part.get("mime_type") or kind
-        ref = part.get("uri") or part.get("file_id") or ""
-        return f"[{label}{': ' + str(ref) if ref else ''}]"
-    return None  # reasoning and unknown parts are not conversation content
+    if kind == "blob":
+        return _data_block(part.get("modality"), part.get("mime_type"), data=part.get("content"))
+    if kind == "uri":
+        return _data_block(part.get("modality"), part.get("mime_type"), url=part.get("uri"))
+    if kind == "image_url":
+        inner = part.get("image_url")
+        return _data_block(
+            "image", None, url=inner.get("url") if isinstance(inner, dict) else inner
+        )
+    if kind == "input_audio":
+        inner = part.get("input_audio")
+        if isinstance(inner, dict):
+            fmt = inner.get("format")
+            return _data_block("audio", f"audio/{fmt}" if fmt else None, data=inner.get("data"))
+        return None
+    if kind == "file":
+        inner = part.get("file")
+        if isinstance(inner, dict):
+            return _data_block(None, None, url=inner.get("file_data"))
+    return None
 
 
-def _parts_text(parts: list[Any]) -> str:
-    texts = [_part_text(p) for p in parts if isinstance(p, dict)]
-    return "\n".join(t for t in texts if t)
+_MEDIA_KINDS = frozenset({"blob", "uri", "file", "image_url", "input_audio"})
+
+
+def _content(parts: Sequence[Any]) -> str | list[dict[str, Any]]:
+    """Content parts -> a string (text only, joined by newlines) or official content blocks.
+
+    Text parts become text blocks and media parts data blocks when any media is present; a
+    media part that names neither a URL nor data (a provider file id) leaves a short text.
+    Reasoning and unknown parts are not conversation content. Text only (nearly every message)
+    takes the first loop alone.
+    """
+    texts: list[str] = []
+    for part in parts:
+        if isinstance(part, dict):
+            kind = part.get("type")
+            if kind == "text" or kind is None:
+                value = part.get("content", part.get("text"))
+                if value is not None:
+                    texts.append(value if type(value) is str else _text(value))
+            elif kind in _MEDIA_KINDS:
+                return _content_blocks(parts)
+        elif isinstance(part, str):
+            texts.append(part)
+    return "\n".join(texts)
+
+
+def _content_blocks(parts: Sequence[Any]) -> str | list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    media = False
+    for part in parts:
+        if isinstance(part, str):
+            blocks.append({"type": "text", "text": part})
+            continue
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind == "text" or kind is None:
+            value = part.get("content", part.get("text"))
+            if value is None:
+                continue
+            text = _text(value)
+        else:
+            block = _media_block(part)
+            if block is not None:
+                blocks.append(block)
+                media = True
+                continue
+            if kind not in _MEDIA_KINDS:
+                continue
+            label = part.get("modality") or part.get("mime_type") or kind
+            ref = part.get("file_id") or part.get("uri") or ""
+            text = f"[{label}{': ' + str(ref) if ref else ''}]"
+        blocks.append({"type": "text", "text": text})
+    if media:
+        return blocks
+    return "\n".join(b["text"] for b in blocks)
+
+
+def _content_text(content: Any) -> str:
+    """The text of a message's content (text blocks joined), for the trace's input/output."""
+    if isinstance(content, list):
+        return "\n".join(b["text"] for b in content if b.get("type") == "text" and b.get("text"))
+    return str(content or "")
 
 
 def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, Any]]:
@@ -363,12 +567,10 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
         parts = item.get("parts")
         if parts is None:  # OpenAI-shaped message ({role, content, tool_calls})
             content = item.get("content")
-            if isinstance(content, list):
-                content = _parts_text(content)
             out.append(
                 _message(
                     role,
-                    _text(content),
+                    _content(content) if isinstance(content, list) else _text(content),
                     tool_calls=_openai_tool_calls(item.get("tool_calls")),
                     tool_call_id=(item.get("tool_call_id") or item.get("id"))
                     if role == "tool"
@@ -376,27 +578,38 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
                 )
             )
             continue
+        content_parts: list[Any] = []
         texts: list[str] = []
+        media = False
         calls: list[dict[str, Any]] = []
+        responses = 0
         for part in parts if isinstance(parts, list) else ():
             if not isinstance(part, dict):
                 continue
             kind = part.get("type")
-            if kind == "tool_call":
+            if kind == "text" or kind is None:  # nearly every part: no detour via _content
+                value = part.get("content", part.get("text"))
+                if value is not None:
+                    texts.append(value if type(value) is str else _text(value))
+                content_parts.append(part)
+            elif kind == "tool_call":
                 calls.append(_tool_call(part.get("id"), part.get("name"), part.get("arguments")))
             elif kind == "tool_call_response":
                 # One Galileo message per response: a message carries one tool_call_id.
+                responses += 1
                 out.append(
                     _message(
                         "tool", _text(part.get("response")), tool_call_id=_text(part.get("id"))
                     )
                 )
             else:
-                text = _part_text(part)
-                if text is not None:
-                    texts.append(text)
-        if texts or calls:
-            out.append(_message(role, "\n".join(texts), tool_calls=calls))
+                media = media or kind in _MEDIA_KINDS
+                content_parts.append(part)
+        content = _content_blocks(content_parts) if media else "\n".join(texts)
+        # A message with nothing readable is kept (its turn happened: openai-v2 records an
+        # image-only message with no parts), unless its tool responses already stand for it.
+        if content or calls or not responses:
+            out.append(_message(role, content, tool_calls=calls))
         finish = item.get("finish_reason")
         if finish and out:
             out[-1]["_finish_reason"] = str(finish)
@@ -410,9 +623,9 @@ def _system_message(value: Any) -> dict[str, Any] | None:
     if isinstance(parts, str):
         return _message("system", parts)
     if isinstance(parts, list):
-        text = _parts_text(parts)
-        if text:
-            return _message("system", text)
+        content = _content(parts)
+        if content:
+            return _message("system", content)
     return None
 
 
@@ -447,8 +660,11 @@ def _oi_messages(attrs: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[d
                 msg.setdefault("calls", {}).setdefault(int(k), {})[field] = value
         elif rest.startswith("contents."):
             j, _, field = rest[9:].partition(".message_content.")
-            if j.isdigit() and field == "text":
-                msg.setdefault("texts", {})[int(j)] = _text(value)
+            if j.isdigit():
+                if field == "text":
+                    msg.setdefault("parts", {})[int(j)] = {"type": "text", "text": _text(value)}
+                elif field == "image.image.url":
+                    msg.setdefault("parts", {})[int(j)] = {"type": "image_url", "image_url": value}
         elif rest == "function_call_name":
             msg.setdefault("calls", {}).setdefault(0, {})["function.name"] = value
         elif rest == "function_call_arguments_json":
@@ -460,9 +676,9 @@ def _oi_build(by_index: dict[int, dict[str, Any]], default_role: str) -> list[di
     out: list[dict[str, Any]] = []
     for i in sorted(by_index):
         msg = by_index[i]
-        content = msg.get("content")
-        if content is None and "texts" in msg:
-            content = "\n".join(msg["texts"][j] for j in sorted(msg["texts"]))
+        content: Any = msg.get("content")
+        if content is None and "parts" in msg:
+            content = _content([msg["parts"][j] for j in sorted(msg["parts"])])
         calls = [
             _tool_call(c.get("id"), c.get("function.name"), c.get("function.arguments"))
             for _, c in sorted(msg.get("calls", {}).items())
@@ -470,7 +686,7 @@ def _oi_build(by_index: dict[int, dict[str, Any]], default_role: str) -> list[di
         out.append(
             _message(
                 _role(msg.get("role"), default_role),
-                _text(content),
+                content if isinstance(content, list) else _text(content),
                 tool_calls=calls,
                 tool_call_id=_text(msg["tool_call_id"]) if "tool_call_id" in msg else None,
             )
@@ -506,7 +722,7 @@ def _event_messages(span: ReadableSpan) -> tuple[list[dict[str, Any]], list[dict
     """Messages carried by span events: the older GenAI message events and the details event."""
     inputs: list[dict[str, Any]] = []
     outputs: list[dict[str, Any]] = []
-    for event in span.events:
+    for event in span_events(span):
         name = event.name
         attrs = event.attributes or {}
         role = _EVENT_ROLES.get(name)
@@ -521,9 +737,10 @@ def _event_messages(span: ReadableSpan) -> tuple[list[dict[str, Any]], list[dict
                         "content": fields.get("message.content"),
                         "tool_calls": fields.get("message.tool_calls") or fields.get("tool_calls"),
                     }
+                content = message.get("content")
                 msg = _message(
                     _role(message.get("role"), "assistant"),
-                    _text(message.get("content")),
+                    _content(content) if isinstance(content, list) else _text(content),
                     tool_calls=_openai_tool_calls(message.get("tool_calls")),
                 )
                 if fields.get("finish_reason"):
@@ -532,12 +749,10 @@ def _event_messages(span: ReadableSpan) -> tuple[list[dict[str, Any]], list[dict
             else:
                 assert role is not None
                 content = fields.get("content")
-                if isinstance(content, list):  # content parts
-                    content = _parts_text(content)
                 inputs.append(
                     _message(
                         _role(fields.get("role"), role),
-                        _text(content),
+                        _content(content) if isinstance(content, list) else _text(content),
                         tool_calls=_openai_tool_calls(fields.get("tool_calls")),
                         tool_call_id=(fields.get("id") or fields.get("tool_call_id"))
                         if role == "tool"
@@ -596,6 +811,15 @@ _METADATA_KEY_CACHE_MAX = 8192
 
 def _is_metadata_key(key: str) -> bool:
     copied = not (key in _CONSUMED or key.startswith(_CONSUMED_PREFIXES))
+    if key in _ROUTING:
+        # Runs once per attribute name (the answer is cached), so this is not per span.
+        _warn_once(
+            "routing",
+            "galileo-otel: span attribute %s is not used for routing; every trace goes to the "
+            "configured project and log stream (GALILEO_PROJECT, GALILEO_LOG_STREAM). The value "
+            "is kept in user_metadata.",
+            key,
+        )
     if len(_METADATA_KEY) < _METADATA_KEY_CACHE_MAX:
         _METADATA_KEY[key] = copied
     return copied
@@ -740,8 +964,11 @@ def _llm_fields(span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, An
     if finish is None and attrs.get(LLM_FINISH_REASON) is not None:
         finish = str(attrs[LLM_FINISH_REASON])
 
+    if inputs or outputs:
+        _fill_call_ids(outputs, step["external_id"], _fill_call_ids(inputs, step["external_id"]))
     step["input"] = inputs
-    step["output"] = output
+    # The schema's llm output is a message, never null: an empty answer reads as one.
+    step["output"] = output if output is not None else {"role": "assistant", "content": ""}
     model = (
         attrs.get(GEN_AI_RESPONSE_MODEL)
         or attrs.get(GEN_AI_REQUEST_MODEL)
@@ -788,12 +1015,31 @@ def _indexed(attrs: Mapping[str, Any], prefix: str, suffix: str) -> list[Any]:
     return [value for _, value in found]
 
 
+_TOOL_FUNCTION_FIELDS = ("name", "description", "parameters", "strict")
+
+
+def _tool_definition(tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool definition in the nested OpenAI shape the official SDK sends.
+
+    GenAI's ``gen_ai.tool.definitions`` are flat (``{type, name, description, parameters}``);
+    ``{type: "function", function: {name, description, parameters}}`` is what Galileo reads.
+    """
+    if isinstance(tool.get("function"), dict) or "name" not in tool:
+        return tool
+    nested: dict[str, Any] = {"type": tool.get("type") or "function"}
+    nested["function"] = {k: tool[k] for k in _TOOL_FUNCTION_FIELDS if k in tool}
+    for key, value in tool.items():  # anything else rides along at the top
+        if key not in _TOOL_FUNCTION_FIELDS and key != "type":
+            nested[key] = value
+    return nested
+
+
 def _tools(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
     definitions = attrs.get(GEN_AI_TOOL_DEFINITIONS)
     if definitions is not None:
         decoded = _json(definitions)
         if isinstance(decoded, list):
-            return [t for t in decoded if isinstance(t, dict)]
+            return [_tool_definition(t) for t in decoded if isinstance(t, dict)]
     tools = []
     index = 0
     while True:  # llm.tools.N.tool.json_schema, dense from 0
@@ -802,7 +1048,7 @@ def _tools(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
             break
         decoded = _json(schema)
         if isinstance(decoded, dict):
-            tools.append(decoded)
+            tools.append(_tool_definition(decoded))
         index += 1
     return tools
 
@@ -831,8 +1077,28 @@ def _token_metrics(attrs: Mapping[str, Any], metrics: dict[str, Any]) -> None:
 def _first_text(messages: Iterable[dict[str, Any]], role: str) -> str | None:
     for msg in messages:
         if msg.get("role") == role and msg.get("content"):
-            return str(msg["content"])
+            content = msg["content"]
+            return content if type(content) is str else (_content_text(content) or None)
     return None
+
+
+def _dataset_fields(attrs: Mapping[str, Any], step: dict[str, Any]) -> None:
+    """``galileo.dataset.*`` (set by the official SDK's span processor) -> the dataset fields."""
+    value = attrs.get(GALILEO_DATASET_INPUT)
+    if value is not None:
+        step["dataset_input"] = _text(value)
+    value = attrs.get(GALILEO_DATASET_OUTPUT)
+    if value is not None:
+        step["dataset_output"] = _text(value)
+    value = attrs.get(GALILEO_DATASET_METADATA)
+    if value is not None:
+        decoded = _json(value)  # the official processor writes a JSON object
+        if isinstance(decoded, dict):
+            step["dataset_metadata"] = {
+                str(k): _meta_value(v) for k, v in decoded.items() if v is not None
+            }
+        else:
+            step["dataset_metadata"] = {"value": _meta_value(value)}
 
 
 def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
@@ -868,6 +1134,12 @@ def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
         "trace_id": trace_id,
     }
     _token_metrics(attrs, step["metrics"])
+    if (
+        GALILEO_DATASET_INPUT in attrs
+        or GALILEO_DATASET_OUTPUT in attrs
+        or (GALILEO_DATASET_METADATA in attrs)
+    ):
+        _dataset_fields(attrs, step)
     input_value = attrs.get(INPUT_VALUE)
     output_value = attrs.get(OUTPUT_VALUE)
     if kind == "llm":
@@ -908,6 +1180,7 @@ def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
             outputs = _genai_messages(attrs.get(GEN_AI_OUTPUT_MESSAGES), "assistant")
             for msg in (*inputs, *outputs):
                 msg.pop("_finish_reason", None)
+            _fill_call_ids(outputs, external_id, _fill_call_ids(inputs, external_id))
             step["input"] = inputs if inputs else _text(input_value)
             if outputs:
                 step["output"] = outputs[-1]
@@ -931,7 +1204,7 @@ def _trace_io_from_step(step: dict[str, Any]) -> tuple[str | None, str | None]:
     else:
         text_in = value_in or None
     if isinstance(value_out, dict):
-        text_out = str(value_out.get("content") or "") or None
+        text_out = _content_text(value_out.get("content")) or None
     elif isinstance(value_out, list):  # retriever documents
         text_out = None
     else:
@@ -952,7 +1225,32 @@ def _service_name(resource: Any) -> Any:
     return service
 
 
-def convert_trace(trace: AssembledTrace) -> dict[str, Any]:
+_FOLD_FIELDS = ("model", "temperature", "finish_reason", "tools")
+
+
+def _fold_llm(keep: dict[str, Any], dup: dict[str, Any]) -> None:
+    """Fold a duplicate llm step into the one kept: fill what the kept one lacks, add nothing twice.
+
+    Tokens and timings stay the kept step's when it has them, so nothing is counted twice.
+    """
+    if not keep["input"] and dup["input"]:
+        keep["input"] = dup["input"]
+    out = keep["output"]
+    if not out.get("content") and not out.get("tool_calls"):
+        keep["output"] = dup["output"]
+    for key in _FOLD_FIELDS:
+        if key not in keep and key in dup:
+            keep[key] = dup[key]
+    metrics = keep["metrics"]
+    for key, value in dup["metrics"].items():
+        metrics.setdefault(key, value)
+    if dup["tags"]:
+        keep["tags"] = list(dict.fromkeys([*keep["tags"], *dup["tags"]]))
+    if dup["external_id"]:
+        keep["user_metadata"]["otel.folded_span_id"] = dup["external_id"]
+
+
+def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> dict[str, Any]:
     """One assembled trace -> one Galileo Trace dict with its steps nested under ``spans``.
 
     The root span becomes the Trace (name, times, status, metadata, tags); a root that is an
@@ -962,6 +1260,14 @@ def convert_trace(trace: AssembledTrace) -> dict[str, Any]:
     any, go under its nearest ancestor that can) and are numbered in start order. The trace's
     input/output come from the root's own attributes, else from the first user message and the
     last model answer of the trace. ``session_id`` is left for the pipeline to set.
+
+    An llm span directly under another llm span is the same model call traced twice (two
+    instrumentations of one client): it is folded into the outer one (see ``_fold_llm``),
+    counted in ``stats.duplicate_llm_steps`` and warned about once per process.
+
+    Args:
+        trace: The assembled trace.
+        stats: Counters of what conversion folded (the pipeline's, shown in ``stats()``).
     """
     tid = trace.trace_id
     galileo_id = trace_uuid(tid) if trace.part == 0 else _part_uuid(tid, trace.part)
@@ -1001,6 +1307,7 @@ def convert_trace(trace: AssembledTrace) -> dict[str, Any]:
     root_container = root_step if root_is_step and root_step and "spans" in root_step else None
     top: list[dict[str, Any]] = []
     number = 0
+    folded: set[int] = set()
     for sid, pid, step in nodes:
         if sid == root_sid:
             if not root_is_step:
@@ -1010,6 +1317,36 @@ def convert_trace(trace: AssembledTrace) -> dict[str, Any]:
             step["parent_id"] = galileo_id
             top.append(step)
             continue
+        outer = steps.get(pid) if pid is not None and step["type"] == "llm" else None
+        if outer is not None and outer["type"] == "llm" and pid != sid:
+            target = pid
+            for _ in range(len(nodes)):  # past llm steps already folded into their own parent
+                if target not in folded:
+                    break
+                up = parent_of.get(target)
+                if up is None or up not in steps:
+                    break
+                target = up
+                outer = steps[up]
+            if outer["type"] == "llm":
+                _fold_llm(outer, step)
+                folded.add(sid)
+                if stats is not None:
+                    stats.duplicate_llm_steps += 1
+                _warn_once(
+                    "duplicate-llm",
+                    "galileo-otel: one model call was traced twice (llm span %r inside llm "
+                    "span %r): two instrumentations of the same client are active, e.g. "
+                    "opentelemetry-instrumentation-openai-v2 and "
+                    "openinference-instrumentation-openai. One step is kept (the outer span, "
+                    "filled in from the inner one). Turn one instrumentation off: "
+                    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS names entry points, and both OpenAI "
+                    "instrumentations register as 'openai' (setting it turns both off), so "
+                    "uninstall one or instrument one by hand.",
+                    step["name"],
+                    outer["name"],
+                )
+                continue
         number += 1
         step["step_number"] = number
         # Walk up to the nearest ancestor step that can hold children (bounded: no cycles).
@@ -1052,7 +1389,7 @@ def convert_trace(trace: AssembledTrace) -> dict[str, Any]:
         tags = []
         text_in = text_out = None
     if text_in is None or text_out is None:
-        llm_steps = [step for _, _, step in nodes if step["type"] == "llm"]
+        llm_steps = [step for sid, _, step in nodes if step["type"] == "llm" and sid not in folded]
         if text_in is None:
             for step in llm_steps:
                 text_in = _first_text(step["input"], "user")
@@ -1062,8 +1399,9 @@ def convert_trace(trace: AssembledTrace) -> dict[str, Any]:
             for step in reversed(llm_steps):
                 out = step.get("output")
                 if out and out.get("content"):
-                    text_out = str(out["content"])
-                    break
+                    text_out = _content_text(out["content"]) or None
+                    if text_out is not None:
+                        break
     if head is not None:
         service = _service_name(head.resource)
         if service is not None:
@@ -1090,4 +1428,8 @@ def convert_trace(trace: AssembledTrace) -> dict[str, Any]:
     }
     if text_out is not None:
         result["output"] = text_out
+    if root_step is not None:
+        for key in ("dataset_input", "dataset_output", "dataset_metadata"):
+            if key in root_step:
+                result[key] = root_step[key]
     return result
