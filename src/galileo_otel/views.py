@@ -19,9 +19,31 @@ _ELLIPSIS = "…"
 _GAP_WORTH_SAYING_S = 60.0
 
 
+def content_part_text(part: Mapping[str, Any]) -> str | None:
+    """One part of a multi-part message as text: its text, or a label for a file or media part.
+
+    Media (``{"type": "data", ...}``) is named, never printed: its base64 can be megabytes.
+    """
+    kind = part.get("type")
+    if kind == "file":
+        return f"[file {part.get('file_id') or ''}]"
+    if kind == "data":
+        inline = part.get("base64")
+        where = part.get("url") or (f"{len(inline) * 3 // 4} bytes inline" if inline else "")
+        label = " ".join(str(x) for x in (part.get("mime_type"), where) if x)
+        return f"[{part.get('modality') or 'data'}: {label}]" if label else f"[{kind}]"
+    if "text" in part:
+        return str(part["text"])
+    return None
+
+
 def _one_line(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, list) and value and all(isinstance(p, Mapping) for p in value):
+        texts = [content_part_text(p) for p in value]
+        if all(t is not None for t in texts):
+            return " ".join(" ".join(str(t).split()) for t in texts)
     return " ".join(str(value).split())
 
 

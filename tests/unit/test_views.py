@@ -267,3 +267,25 @@ def test_follow_rides_out_a_server_restart_but_not_an_api_error() -> None:
             on_error=errors.append,
         )
     assert len(errors) == 1  # only transport errors are ridden out
+
+
+def test_media_parts_are_named_not_dumped() -> None:
+    from galileo_otel.views import _one_line, content_part_text
+
+    image = {"type": "data", "modality": "image", "mime_type": "image/png", "base64": "A" * 4000}
+    assert content_part_text(image) == "[image: image/png 3000 bytes inline]"
+    by_url = {"type": "data", "modality": "audio", "url": "https://x/a.wav"}
+    assert content_part_text(by_url) == "[audio: https://x/a.wav]"
+    line = _one_line([{"type": "text", "text": "what is\nthis?"}, image])
+    assert line == "what is this? [image: image/png 3000 bytes inline]"
+    assert "AAAA" not in line
+
+
+def test_ui_names_media_parts() -> None:
+    from galileo_otel.server.ui import content_parts
+
+    image = {"type": "data", "modality": "image", "url": "https://x/cat.png"}
+    assert content_parts([{"type": "text", "text": "look"}, image]) == [
+        "look",
+        "[image: https://x/cat.png]",
+    ]

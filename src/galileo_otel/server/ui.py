@@ -37,6 +37,7 @@ from starlette.responses import Response
 from galileo_otel.api.filters import Condition, boolean, date, id_, text
 from galileo_otel.server.query import FilterError, compile_session_filter
 from galileo_otel.sessions.resolve import USER_ID
+from galileo_otel.views import content_part_text
 
 if TYPE_CHECKING:
     import jinja2
@@ -384,7 +385,7 @@ def documents_of(value: Any) -> list[Mapping[str, Any]] | None:
 
 
 def content_parts(content: Any) -> list[str]:
-    """A message's content as text blocks (file parts named by id)."""
+    """A message's content as text blocks (file and media parts named, not dumped)."""
     if content is None:
         return []
     if isinstance(content, str):
@@ -393,12 +394,8 @@ def content_parts(content: Any) -> list[str]:
         parts = []
         for part in content:
             if isinstance(part, Mapping):
-                if part.get("type") == "file":
-                    parts.append(f"[file {part.get('file_id') or ''}]")
-                elif "text" in part:
-                    parts.append(str(part["text"]))
-                else:
-                    parts.append(pretty_json(part))
+                text = content_part_text(part)
+                parts.append(pretty_json(part) if text is None else text)
             else:
                 parts.append(str(part))
         return parts
