@@ -194,8 +194,10 @@ def test_name_and_metadata(store: SessionStore) -> None:
     }
     assert trace(tracker, 1, session__id="conv2").name == "conv2"  # derived: the key
     assert trace(tracker, 2, user__id="zed").name is None
-    named = tracker.session_for_trace({"session.id": "c3"}, 0, 1, root_name="POST /chat")
-    assert named.name == "POST /chat"
+    # The README's promise: session(name=...), else the key; the root span's name is metadata.
+    named = tracker.session_for_trace({"session.id": "c3"}, 0, 1, root_name="chat gpt-4o-mini")
+    assert named.name == "c3"
+    assert named.user_metadata["root_span.name"] == "chat gpt-4o-mini"
     bad_meta = trace(tracker, 3, session__id="c4", galileo__session__metadata="{not json")
     assert bad_meta.user_metadata == {"service.name": "chat-api"}
 

@@ -175,7 +175,7 @@ def test_session_store(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     assert GalileoSettings(session_store=f"sqlite:///{path}").session_store_path() == path
     with pytest.raises(ConfigError, match=r"GALILEO_SESSION_STORE|session_store"):
-        GalileoSettings(session_store="redis://x")
+        GalileoSettings(session_store="mysql://x")
 
 
 def test_empty_env_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,7 @@
-"""Session stores: atomic get-or-create of sessions per key, in memory or in SQLite (several processes).
+"""Session stores: atomic get-or-create of sessions per key, in memory or SQLite (one host).
+
+The Redis store (many hosts) lives in :mod:`galileo_otel.sessions.redis_store`, the failover
+that keeps traces flowing while it is unreachable in :mod:`galileo_otel.sessions.failover`.
 
 A store keeps, per scope (a conversation key or an automatic-session owner), the current session
 and when its last trace ended; per user, their latest session (for chaining); and per session,
@@ -32,12 +35,17 @@ __all__ = [
     "SQLiteSessionStore",
     "SessionRecord",
     "SessionStore",
+    "SessionStoreUnavailable",
     "store_from_settings",
 ]
 
 #: How long one process may hold the right to create a session before another may take over.
 #: Longer than any Create Session call with its retries should take.
 DEFAULT_CREATE_LEASE_S = 120.0
+
+
+class SessionStoreUnavailable(Exception):
+    """A shared store (Redis) did not answer in time; the caller falls back to local sessions."""
 
 
 @dataclass
@@ -58,6 +66,8 @@ class SessionRecord:
         user_metadata: ``user_metadata`` sent to Galileo (strings only).
         started_ns: Start of the session's first trace (ns since the epoch).
         galileo_id: The Galileo session id once Create Session answered, else ``None``.
+        sampled: Whether the session's traces are sent (``GALILEO_SESSION_SAMPLE_RATE``);
+            decided once, when the session opens, from a hash of its key.
     """
 
     local_id: str
@@ -70,6 +80,7 @@ class SessionRecord:
     user_metadata: dict[str, str] = field(default_factory=dict)
     started_ns: int = 0
     galileo_id: str | None = None
+    sampled: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """A plain JSON-able dict of every field."""
@@ -84,6 +95,7 @@ class SessionRecord:
             "user_metadata": dict(self.user_metadata),
             "started_ns": self.started_ns,
             "galileo_id": self.galileo_id,
+            "sampled": self.sampled,
         }
 
     @classmethod
@@ -104,6 +116,7 @@ class SessionRecord:
             user_metadata={str(k): str(v) for k, v in (data.get("user_metadata") or {}).items()},
             started_ns=int(data.get("started_ns") or 0),
             galileo_id=data.get("galileo_id"),
+            sampled=data.get("sampled") is not False,
         )
 
 
@@ -182,11 +195,26 @@ class SessionStore(Protocol):
 
 
 def store_from_settings(settings: GalileoSettings) -> SessionStore:
-    """The store that ``GALILEO_SESSION_STORE`` asks for: memory, or SQLite at a path.
+    """The store that ``GALILEO_SESSION_STORE`` asks for: memory, SQLite at a path, or Redis.
+
+    A Redis store comes wrapped in a :class:`~galileo_otel.sessions.failover.FailoverSessionStore`
+    (per-process sessions while Redis is unreachable).
 
     Args:
-        settings: Supplies ``session_store`` and ``max_tracked_sessions``.
+        settings: Supplies ``session_store``, ``session_store_ttl`` and ``max_tracked_sessions``.
+
+    Raises:
+        ConfigError: A Redis URL is given but the ``redis`` package is missing.
     """
+    url = settings.session_store_url()
+    if url is not None:
+        from galileo_otel.sessions.failover import FailoverSessionStore
+        from galileo_otel.sessions.redis_store import RedisSessionStore
+
+        return FailoverSessionStore(
+            RedisSessionStore(url, ttl_s=settings.session_store_ttl),
+            MemorySessionStore(max_tracked=settings.max_tracked_sessions),
+        )
     path = settings.session_store_path()
     if path is None:
         return MemorySessionStore(max_tracked=settings.max_tracked_sessions)
