@@ -256,7 +256,7 @@ def test_slow_redis_times_out_into_the_fallback(tmp_path: Path) -> None:
 def test_store_errors_are_wrapped(tmp_path: Path) -> None:
     store = RedisSessionStore("redis://127.0.0.1:1/0", timeout_s=0.2)
     try:
-        with pytest.raises(SessionStoreUnavailable, match="127.0.0.1:1"):
+        with pytest.raises(SessionStoreUnavailable, match=r"127\.0\.0\.1:1"):
             store.latest("x")
     finally:
         store.close()

@@ -11,6 +11,7 @@ its Galileo id once created. The tracker decides *what* happens; the store makes
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -38,6 +39,8 @@ __all__ = [
     "SessionStoreUnavailable",
     "store_from_settings",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: How long one process may hold the right to create a session before another may take over.
 #: Longer than any Create Session call with its retries should take.
@@ -245,6 +248,11 @@ def _tail(max_tracked: int) -> int:
 class MemorySessionStore:
     """A store for the threads of one process. Bounded: LRU over ``max_tracked`` scopes and users.
 
+    Inherited through ``fork()`` (e.g. gunicorn ``--preload`` workers), each child has its own
+    copy: a conversation served by several workers becomes one session per worker. The child
+    forgets the sessions it inherited that were not created yet (it would create them a second
+    time) and says once, when it first uses the store, to use the SQLite or Redis store instead.
+
     Args:
         max_tracked: Scopes (conversation keys, automatic-session owners) and users remembered
             for rotation and chaining; the least recently used are forgotten beyond it.
@@ -262,12 +270,23 @@ class MemorySessionStore:
         self._creating: dict[str, threading.Lock] = {}
         self._evicted = 0
         self._swept = 0
+        self._forked_warning = False
         _FORK_AWARE.add(self)
 
     def _after_fork_in_child(self) -> None:
         # Locks held by other threads at fork time would stay held forever in the child.
         self._lock = threading.Lock()
         self._creating = {}
+        # The parent creates the sessions it opened; a child that joined one of them while it
+        # was not created yet would create it again, as a second Galileo session.
+        uncreated = {lid for lid, rec in self._records.items() if rec.galileo_id is None}
+        for lid in uncreated:
+            del self._records[lid]
+            self._last_end.pop(lid, None)
+        for table in (self._scopes, self._users):
+            for name in [name for name, lid in table.items() if lid in uncreated]:
+                del table[name]
+        self._forked_warning = True
 
     def open_or_join(
         self,
@@ -279,6 +298,14 @@ class MemorySessionStore:
         open_new: OpenNew,
     ) -> SessionRecord:
         """See :meth:`SessionStore.open_or_join`."""
+        if self._forked_warning:
+            self._forked_warning = False
+            logger.warning(
+                "galileo-otel: this process was forked (e.g. a gunicorn --preload worker) and "
+                "keeps its own in-memory sessions, so a conversation served by several worker "
+                "processes becomes several sessions; set GALILEO_SESSION_STORE=sqlite (processes "
+                "of one host) or a redis:// URL (several hosts) to share them"
+            )
         with self._lock:
             current_id = self._scopes.get(scope)
             current = self._records.get(current_id) if current_id else None
