@@ -107,7 +107,7 @@ def test_scrubbed_values_are_skipped_and_the_captured_key_stands_in() -> None:
 
 
 def test_capture_keys_at_span_start() -> None:
-    from opentelemetry import baggage
+    from opentelemetry import baggage, trace
     from opentelemetry.sdk.trace import TracerProvider
 
     from galileo_otel.sessions.context import capture_keys
@@ -127,6 +127,13 @@ def test_capture_keys_at_span_start() -> None:
     plain = tracer.start_span("p", attributes={"other": 1})
     capture_keys(plain)
     assert dict(plain.attributes or {}) == {"other": 1}  # nothing to keep, nothing written
+    # a child span never decides its trace's session: nothing is captured (and nothing paid)
+    child = tracer.start_span(
+        "c", context=trace.set_span_in_context(plain), attributes={SESSION_ID: "k"}
+    )
+    capture_keys(child)
+    assert CAPTURED_KEY not in (child.attributes or {})
+    child.end()
     plain.end()
 
 

@@ -141,20 +141,29 @@ def capture_keys(span: Any, parent_context: otel_context.Context | None = None) 
 
     Tools such as logfire rewrite ``session.*`` attributes (and values that contain e.g.
     "session") before a span processor's ``on_end`` sees the span; at ``on_start`` the app's
-    values are still intact. Called by the processor for spans outside any ``session()``; costs
-    a few dict lookups, and one attribute write only when there is something to keep.
+    values are still intact. Called by the processor for spans outside any ``session()``; a
+    child span returns at once; a root span costs a few dict lookups (and a baggage lookup when
+    it names no key), and one attribute write only when there is something to keep.
 
     Args:
         span: The span being started (an SDK ``Span``).
         parent_context: Its parent context (for inbound baggage).
     """
-    attributes = span.attributes
+    parent = span.parent
+    if parent is not None and not parent.is_remote:
+        return  # only the root span of a trace (in this process) decides its session
+    # The SDK span's own dict: its public proxy costs ~1 us per lookup (see export/sdk_span.py).
+    attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if type(attributes) is not dict:
+        attributes = span.attributes
     if attributes:
         galileo_id = attributes.get(GALILEO_SESSION_ID)
         if isinstance(galileo_id, str) and galileo_id and not is_scrubbed(galileo_id):
             span.set_attribute(CAPTURED_GALILEO_ID, galileo_id)
         for name in KEY_ATTRIBUTES:
             value = attributes.get(name)
+            if value is None:
+                continue
             if isinstance(value, int) and not isinstance(value, bool):
                 value = str(value)
             if isinstance(value, str) and value.strip() and not is_scrubbed(value):
