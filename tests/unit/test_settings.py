@@ -201,6 +201,6 @@ def test_session_store_redis_urls_and_sampling() -> None:
     with pytest.raises(ConfigError, match="socket path"):
         GalileoSettings(session_store="unix://")
     assert GalileoSettings().session_sample_rate == 1.0
-    with pytest.raises(ConfigError, match="GALILEO_SESSION_SAMPLE_RATE|session_sample_rate"):
+    with pytest.raises(ConfigError, match=r"GALILEO_SESSION_SAMPLE_RATE|session_sample_rate"):
         GalileoSettings(session_sample_rate=1.5)
     assert GalileoSettings(session_store_ttl="1h").session_store_ttl == 3600.0
