@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,12 +53,14 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process that can be killed and started again on the same port."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, unixsocket: bool = False) -> None:
         self.binary = redis_server_binary()
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        # AF_UNIX paths are limited to ~100 bytes: pytest's tmp dirs can be longer.
+        self.socket = Path(tempfile.mkdtemp(prefix="redis-")) / "redis.sock" if unixsocket else None
 
     @property
     def url(self) -> str:
@@ -79,6 +82,11 @@ class RedisServer:
                 str(self.directory),
                 "--logfile",
                 str(self.directory / "redis.log"),
+                *(
+                    ("--unixsocket", str(self.socket), "--unixsocketperm", "700")
+                    if self.socket
+                    else ()
+                ),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -260,3 +260,25 @@ def test_store_errors_are_wrapped(tmp_path: Path) -> None:
             store.latest("x")
     finally:
         store.close()
+
+
+def test_unix_socket_url(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", unixsocket=True).start()
+    assert server.socket is not None
+    settings = GalileoSettings(session_store=f"unix://{server.socket}?db=2")
+    try:
+        with SessionTracker(store_from_settings(settings), idle_timeout_s=600) as tracker:
+            first = turn(tracker, 0, session__id="u")
+            assert turn(tracker, 1, session__id="u").local_id == first.local_id
+            assert tracker.stats()["store_outages"] == 0
+        import redis
+
+        client = redis.Redis(unix_socket_path=str(server.socket), db=2)
+        try:
+            assert client.exists(f"galileo-otel:v1:rec:{first.local_id}")
+        finally:
+            client.close()
+    finally:
+        server.stop()
+        server.socket.unlink(missing_ok=True)
+        server.socket.parent.rmdir()

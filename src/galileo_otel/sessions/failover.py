@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from galileo_otel.sessions.store import (
+    _FORK_AWARE,
     IsLive,
     OpenNew,
     SessionRecord,
@@ -70,6 +71,11 @@ class FailoverSessionStore:
             "fallback_sessions": 0,
             "fallback_creates": 0,
         }
+        _FORK_AWARE.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        # A lock held by another thread at fork time would stay held forever in the child.
+        self._lock = threading.Lock()
 
     @property
     def primary(self) -> SessionStore:

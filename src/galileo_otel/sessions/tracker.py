@@ -46,6 +46,7 @@ from galileo_otel.sessions.resolve import (
     user_id,
 )
 from galileo_otel.sessions.store import (
+    _FORK_AWARE,
     MemorySessionStore,
     SessionRecord,
     SessionStore,
@@ -170,7 +171,9 @@ class SessionTracker:
         self._metadata_attributes = tuple(metadata_attributes)
         self._service_name = service_name
         self._ns = f"{namespace}|" if namespace else ""
+        # Guards _counts only; never held across a store call.
         self._counts_lock = threading.Lock()
+        _FORK_AWARE.add(self)
         self._counts = {
             "traces": 0,
             "sessions_opened": 0,
@@ -183,6 +186,16 @@ class SessionTracker:
             "sessions_sampled_out": 0,
             "traces_sampled_out": 0,
         }
+
+    def _after_fork_in_child(self) -> None:
+        # A lock held by another thread at fork time would stay held forever in the child.
+        self._counts_lock = threading.Lock()
+
+    def __enter__(self) -> SessionTracker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @classmethod
     def from_settings(cls, settings: GalileoSettings) -> SessionTracker:
