@@ -282,3 +282,36 @@ def test_unix_socket_url(tmp_path: Path) -> None:
         server.stop()
         server.socket.unlink(missing_ok=True)
         server.socket.parent.rmdir()
+
+
+def test_a_users_new_conversations_on_many_hosts_at_once_form_one_linear_chain(
+    stores: Any,
+) -> None:
+    """Eight new conversations of one user start at once on four hosts: each new session
+    follows the user's latest, so they line up one after another, never two after the same."""
+    trackers = [SessionTracker(stores(), idle_timeout_s=600) for _ in range(4)]
+    start = turn(trackers[0], 0, user__id="dana")  # dana's latest session before the burst
+    barrier = threading.Barrier(8, timeout=30)
+    records: list[SessionRecord] = []
+    lock = threading.Lock()
+
+    def run(i: int) -> None:
+        barrier.wait()
+        record = turn(trackers[i % 4], 10 + i / 100, session__id=f"new-{i}", user__id="dana")
+        with lock:
+            records.append(record)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(records) == 8
+    previous = [r.previous_local_id for r in records]
+    assert len(set(previous)) == 8  # no session is followed twice: no fork
+    by_previous = {r.previous_local_id: r for r in records}
+    chain, cur = [], start.local_id
+    while cur in by_previous:
+        cur = by_previous[cur].local_id
+        chain.append(cur)
+    assert len(chain) == 8  # one line from dana's earlier session through all eight
