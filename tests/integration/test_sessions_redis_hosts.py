@@ -85,7 +85,9 @@ def hosts(local_project: Any, tmp_path: Path) -> Any:
                 "log_stream": "default",
                 "batch_delay": 0.05,
                 "spool_dir": str(tmp_path / f"spool-{index}"),
-                "session_store": redis_url,
+                # a loaded CI machine must not look like a slow Redis (the failover has its own
+                # tests with short timeouts); a refused connection still fails at once
+                "session_store": redis_url + "?socket_timeout=5&socket_connect_timeout=5",
                 "session_idle_timeout": 600,
                 "service_name": "chat",
                 **overrides,
