@@ -193,6 +193,15 @@ def test_settings_build_a_failover_redis_store(redis_url: str) -> None:
         assert store.stats()["down"] == 0
     finally:
         store.close()
+    # redis-py's URL parameters win over the store's defaults (1 s per round trip)
+    tuned = RedisSessionStore(redis_url + "?socket_timeout=2.5")
+    defaults = RedisSessionStore(redis_url)
+    try:
+        assert tuned._client.connection_pool.connection_kwargs["socket_timeout"] == 2.5
+        assert defaults._client.connection_pool.connection_kwargs["socket_timeout"] == 1.0
+    finally:
+        tuned.close()
+        defaults.close()
     assert redact_url("redis://user:hunter2@h:1/0") == "redis://user:***@h:1/0"
     assert "hunter2" not in repr(RedisSessionStore("redis://:hunter2@127.0.0.1:1/0"))
 
