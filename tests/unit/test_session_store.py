@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sqlite3
+import sys
 import threading
 import time
 import uuid
@@ -446,3 +447,15 @@ def test_memory_store_inherited_through_fork(tmp_path: Path) -> None:
     assert warned == 1
     # the parent is untouched
     assert tracker.store.latest("key:uncreated") == parent_uncreated
+
+
+def test_redis_url_without_the_redis_package_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from galileo_otel.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "redis", None)  # as if not installed
+    settings = GalileoSettings(session_store="redis://:hunter2@127.0.0.1:6379/0")
+    with pytest.raises(ConfigError, match=r"galileo-otel\[redis\]") as caught:
+        store_from_settings(settings)
+    assert "hunter2" not in str(caught.value)

@@ -223,7 +223,7 @@ class RedisSessionStore:
             import redis
             from redis.backoff import NoBackoff
             from redis.retry import Retry
-        except ImportError:  # pragma: no cover - depends on the environment
+        except ImportError:
             from galileo_otel.errors import ConfigError
 
             raise ConfigError(
