@@ -14,7 +14,7 @@ from opentelemetry import baggage as otel_baggage
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from galileo_otel.sessions.context import _CURRENT, set_baggage_default
+from galileo_otel.sessions.context import _CURRENT, capture_keys, set_baggage_default
 from galileo_otel.sessions.resolve import GALILEO_SESSION_FROM_BAGGAGE, KEY_ATTRIBUTES, SESSION_ID
 from galileo_otel.settings import GalileoSettings
 
@@ -136,6 +136,7 @@ class GalileoSessionProcessor(SpanProcessor):
             if current is not None:
                 span.set_attributes(current.span_attributes)
                 return
+            capture_keys(span, parent_context)  # before other tools can scrub session.* keys
             key = otel_baggage.get_baggage(SESSION_ID, parent_context)
             if not key or not isinstance(key, str):
                 return

@@ -17,7 +17,7 @@ import threading
 import uuid
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pydantic
 from pydantic import BeforeValidator, Field, SecretStr, field_validator
@@ -55,6 +55,7 @@ _DURATION = re.compile(
 )
 _UNIT_S = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
 _DISABLED_WORDS = {"off", "none", "false", "0", "disabled"}
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def parse_duration(value: Any) -> float:
@@ -273,7 +274,18 @@ class GalileoSettings(BaseSettings):
     )
     session_store: str = Field(
         "memory",
-        description="GALILEO_SESSION_STORE: 'memory', 'sqlite' or 'sqlite:///path' (several processes).",
+        description="GALILEO_SESSION_STORE: 'memory' (one process), 'sqlite' or 'sqlite:///path' (processes of one host), or a Redis URL 'redis://host:port/db', 'rediss://...', 'unix:///path.sock' (many hosts; extra [redis]).",
+    )
+    session_store_ttl: Duration = Field(
+        7 * 24 * 3600.0,
+        gt=0,
+        description="GALILEO_SESSION_STORE_TTL: seconds a Redis store remembers a conversation, user or session after its last use.",
+    )
+    session_sample_rate: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="GALILEO_SESSION_SAMPLE_RATE: share of sessions kept (0..1), decided per session key, the same on every host.",
     )
     session_baggage: bool = Field(
         False, description="GALILEO_SESSION_BAGGAGE: propagate session() through OTel baggage."
@@ -348,7 +360,17 @@ class GalileoSettings(BaseSettings):
     def _store(cls, value: str) -> str:
         if value == "memory" or value == "sqlite" or value.startswith("sqlite:///"):
             return value
-        raise ValueError("must be 'memory', 'sqlite' or 'sqlite:///path/to/file.db'")
+        if value.startswith(_REDIS_SCHEMES):
+            parts = urlsplit(value)
+            if parts.scheme == "unix" and not parts.path:
+                raise ValueError("a unix:// Redis URL needs a socket path: unix:///path/redis.sock")
+            if parts.scheme != "unix" and not parts.hostname:
+                raise ValueError("a Redis URL needs a host: redis://host:port/db")
+            return value
+        raise ValueError(
+            "must be 'memory', 'sqlite', 'sqlite:///path/to/file.db' or a Redis URL "
+            "(redis://host:port/db, rediss://host:port/db, unix:///path/redis.sock)"
+        )
 
     # --- derived values ------------------------------------------------------------------------
     def resolved_api_url(self) -> str:
@@ -371,9 +393,13 @@ class GalileoSettings(BaseSettings):
             return None
         return Path(self.spool_dir).expanduser()
 
+    def session_store_url(self) -> str | None:
+        """The Redis URL of the session store, or ``None`` when it is not Redis."""
+        return self.session_store if self.session_store.startswith(_REDIS_SCHEMES) else None
+
     def session_store_path(self) -> Path | None:
-        """The SQLite file of the session store, or ``None`` for the in-memory store."""
-        if self.session_store == "memory":
+        """The SQLite file of the session store, or ``None`` for the memory (or Redis) store."""
+        if self.session_store == "memory" or self.session_store_url() is not None:
             return None
         if self.session_store == "sqlite":
             return _user_cache_dir() / "sessions.db"
@@ -383,6 +409,8 @@ class GalileoSettings(BaseSettings):
         for name, value in super().__repr_args__():
             if name == "extra_headers" and value:
                 yield name, {k: "**********" for k in value}
+            elif name == "session_store" and isinstance(value, str) and "@" in value:
+                yield name, _redact_password(value)
             else:
                 yield name, value
 
@@ -392,6 +420,20 @@ def mask_secret(secret: str) -> str:
     if len(secret) < 12:
         return "*" * len(secret)
     return f"{secret[:3]}{'*' * 6}{secret[-2:]}"
+
+
+def _redact_password(url: str) -> str:
+    """``url`` with its password (a Redis URL's) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    except ValueError:
+        return "<unparsable URL>"
 
 
 def derive_api_url(console_url: str) -> str:
@@ -469,6 +511,8 @@ def _describe(exc: pydantic.ValidationError, init_keys: set[str]) -> str:
         msg = _message(err, field)
         if field in GalileoSettings._secret_fields or field not in GalileoSettings.model_fields:
             lines.append(f"{where}: {msg}")
+        elif field == "session_store" and isinstance(err.get("input"), str):
+            lines.append(f"{where}={_redact_password(err['input'])!r}: {msg}")
         else:
             lines.append(f"{where}={err.get('input')!r}: {msg}")
     return "invalid galileo-otel configuration: " + "; ".join(lines)

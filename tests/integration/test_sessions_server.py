@@ -125,13 +125,14 @@ def test_racing_workers_create_one_session_on_the_server(
 
     def worker(i: int) -> None:
         try:
-            tracker = SessionTracker(SQLiteSessionStore(path))  # like one gunicorn worker each
-            barrier.wait()
-            start = i * S // 10
-            record = tracker.session_for_trace(
-                {"session.id": "shared-conv", "user.id": "erin"}, start, start + S
-            )
-            results.append(tracker.ensure_created(record, create))
+            # like one gunicorn worker each; closed after, as every store must be
+            with SessionTracker(SQLiteSessionStore(path)) as tracker:
+                barrier.wait()
+                start = i * S // 10
+                record = tracker.session_for_trace(
+                    {"session.id": "shared-conv", "user.id": "erin"}, start, start + S
+                )
+                results.append(tracker.ensure_created(record, create))
         except BaseException as exc:
             errors.append(exc)
 

@@ -82,6 +82,8 @@ def test_stamps_session_and_hands_off() -> None:
             "user.id": "alice",
             "galileo.session.name": "Chat",
             "galileo.session.metadata": '{"tier": "gold"}',
+            "galileo.otel.conversation_key": "a" + b"conv-1".hex(),
+            "galileo.otel.conversation_name": "a" + b"Chat".hex(),
         }
     assert attrs(pipeline.spans[2]) == {}
     assert processor.stats() == {"queued": 3, "processor_errors": 0}
@@ -97,7 +99,10 @@ def test_session_context_wins_over_start_attributes() -> None:
     # without a session(): the app's attributes are left alone
     span = tracer.start_span("s2", attributes={"session.id": "app"})
     span.end()
-    assert attrs(pipeline.spans[1]) == {"session.id": "app"}
+    assert attrs(pipeline.spans[1]) == {
+        "session.id": "app",
+        "galileo.otel.conversation_key": "a" + b"app".hex(),  # captured at start (sessions/)
+    }
 
 
 def test_inbound_baggage_is_stamped_unless_the_span_names_a_session() -> None:
@@ -113,10 +118,20 @@ def test_inbound_baggage_is_stamped_unless_the_span_names_a_session() -> None:
     finally:
         otel_context.detach(token)
     a, b, c, d = (attrs(s) for s in pipeline.spans)
-    assert a == {"session.id": "from-upstream", "galileo.session.from_baggage": True}
-    assert b == {"gen_ai.conversation.id": "own"}
+    assert a == {
+        "session.id": "from-upstream",
+        "galileo.session.from_baggage": True,
+        "galileo.otel.conversation_key": "b" + b"from-upstream".hex(),
+    }
+    assert b == {
+        "gen_ai.conversation.id": "own",
+        "galileo.otel.conversation_key": "a" + b"own".hex(),
+    }
     assert c == a
-    assert d == {"session.id": "explicit"}
+    assert d == {
+        "session.id": "explicit",
+        "galileo.otel.conversation_key": "a" + b"explicit".hex(),
+    }
 
 
 def test_baggage_propagation_to_a_downstream_service() -> None:

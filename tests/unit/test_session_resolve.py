@@ -71,3 +71,73 @@ def test_previous_id_and_uuid4() -> None:
     assert as_uuid4(u4.hex) == str(u4)
     assert as_uuid4(str(uuid.uuid1())) is None  # the API only takes version 4
     assert as_uuid4("conv-1") is None
+
+
+def test_scrubbed_values_are_skipped_and_the_captured_key_stands_in() -> None:
+    from galileo_otel.sessions.resolve import (
+        CAPTURED_KEY,
+        decode_captured,
+        encode_captured,
+        galileo_session_id,
+        is_scrubbed,
+    )
+
+    scrubbed = "[Scrubbed due to 'session']"
+    assert is_scrubbed(scrubbed) and not is_scrubbed("session-1") and not is_scrubbed(3)
+    assert decode_captured(encode_captured("conv-ü", "b")) == ("b", "conv-ü")
+    assert decode_captured("azz") is None and decode_captured(None) is None
+    captured = encode_captured("conv-1")
+    # scrubbed session.id: the capture (the key at span start) wins over lower attributes
+    attrs = {SESSION_ID: scrubbed, GEN_AI_CONVERSATION_ID: "g", CAPTURED_KEY: captured}
+    assert session_key(attrs) == "conv-1"
+    assert session_key({SESSION_ID: scrubbed, GEN_AI_CONVERSATION_ID: "g"}) == "g"
+    assert session_key({SESSION_ID: scrubbed}) is None
+    # nothing scrubbed: the end-of-span attributes decide, as before
+    assert session_key({SESSION_ID: "late", CAPTURED_KEY: captured}) == "late"
+    # a baggage capture is the last resort
+    assert session_key({CAPTURED_KEY: encode_captured("up", "b"), LANGFUSE_SESSION_ID: "l"}) == "l"
+    assert session_key({SESSION_ID: scrubbed, CAPTURED_KEY: encode_captured("up", "b")}) == "up"
+    assert user_id({USER_ID: "[Scrubbed due to 'auth']", ENDUSER_ID: "e"}) == "e"
+    assert previous_id({SESSION_PREVIOUS_ID: scrubbed}) is None
+    gid = str(uuid.uuid4())
+    assert (
+        galileo_session_id({"galileo.session.id": scrubbed, "galileo.otel.galileo_id": gid}) == gid
+    )
+    assert galileo_session_id({"galileo.session.id": "not-a-uuid"}) is None
+
+
+def test_capture_keys_at_span_start() -> None:
+    from opentelemetry import baggage, trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from galileo_otel.sessions.context import capture_keys
+    from galileo_otel.sessions.resolve import CAPTURED_GALILEO_ID, CAPTURED_KEY, encode_captured
+
+    tracer = TracerProvider().get_tracer("t")
+    gid = str(uuid.uuid4())
+    span = tracer.start_span("s", attributes={LANGFUSE_SESSION_ID: "l", "galileo.session.id": gid})
+    capture_keys(span)
+    assert span.attributes[CAPTURED_KEY] == encode_captured("l")  # type: ignore[index]
+    assert span.attributes[CAPTURED_GALILEO_ID] == gid  # type: ignore[index]
+    span.end()
+    upstream = tracer.start_span("b")
+    capture_keys(upstream, baggage.set_baggage(SESSION_ID, "from-up"))
+    assert upstream.attributes[CAPTURED_KEY] == encode_captured("from-up", "b")  # type: ignore[index]
+    upstream.end()
+    plain = tracer.start_span("p", attributes={"other": 1})
+    capture_keys(plain)
+    assert dict(plain.attributes or {}) == {"other": 1}  # nothing to keep, nothing written
+    # a child span never decides its trace's session: nothing is captured (and nothing paid)
+    child = tracer.start_span(
+        "c", context=trace.set_span_in_context(plain), attributes={SESSION_ID: "k"}
+    )
+    capture_keys(child)
+    assert CAPTURED_KEY not in (child.attributes or {})
+    child.end()
+    plain.end()
+
+
+def test_users_of_other_tools() -> None:
+    assert user_id({"langfuse.user.id": "lf"}) == "lf"
+    assert user_id({"traceloop.association.properties.user_id": "tl"}) == "tl"
+    assert user_id({USER_ID: "u", "langfuse.user.id": "lf"}) == "u"

@@ -5,10 +5,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sqlite3
+import sys
 import threading
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,23 @@ from galileo_otel.settings import GalileoSettings
 
 S = 1_000_000_000
 JOIN_TIMEOUT_S = 60
+
+
+@pytest.fixture(autouse=True)
+def _close_sqlite_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests close what they open: every SQLite store made in this process is closed at the end
+    (Python 3.13 turns an unclosed connection into a ResourceWarning, an error here)."""
+    opened: list[SQLiteSessionStore] = []
+    init = SQLiteSessionStore.__init__
+
+    def tracked(self: SQLiteSessionStore, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(SQLiteSessionStore, "__init__", tracked)
+    yield
+    for store in opened:
+        store.close()
 
 
 class CountingCreate:
@@ -371,3 +390,72 @@ def test_sqlite_sweep_keeps_uncreated_chains(tmp_path: Path) -> None:
             tracker.session_for_trace({"session.id": "k"}, i * 10 * S, i * 10 * S + 1), create
         )
     assert store.stats()["sessions"] <= 2 + 16 + 64
+
+
+def _memory_fork_child(tracker: SessionTracker, results: Any) -> None:
+    import logging
+
+    messages: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logging.getLogger("galileo_otel").addHandler(Keep())
+    store = tracker.store
+    uncreated = store.latest("key:uncreated")
+    created = store.latest("key:created")
+    joined = tracker.session_for_trace({"session.id": "created"}, 2 * S, 3 * S)
+    fresh = tracker.session_for_trace({"session.id": "uncreated"}, 2 * S, 3 * S)
+    tracker.session_for_trace({"session.id": "other"}, 2 * S, 3 * S)
+    results.put(
+        (
+            uncreated is None,
+            created.galileo_id if created else None,
+            joined.galileo_id,
+            fresh.local_id,
+            sum("forked" in m and "GALILEO_SESSION_STORE" in m for m in messages),
+        )
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
+def test_memory_store_inherited_through_fork(tmp_path: Path) -> None:
+    """gunicorn --preload: each worker has its own copy; it must not create the parent's
+    uncreated sessions a second time, and it says (once) to use a shared store."""
+    tracker = SessionTracker(MemorySessionStore())
+    parent_uncreated = tracker.session_for_trace({"session.id": "uncreated"}, 0, S)
+    created = tracker.session_for_trace({"session.id": "created"}, 0, S)
+    gid = tracker.ensure_created(created, lambda payload: str(uuid.uuid4()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads alive
+        ctx = multiprocessing.get_context("fork")
+        results = ctx.Queue()
+        proc = ctx.Process(target=_memory_fork_child, args=(tracker, results))
+        proc.start()
+    try:
+        forgot, inherited_gid, joined_gid, fresh_local_id, warned = results.get(
+            timeout=JOIN_TIMEOUT_S
+        )
+    finally:
+        proc.join(JOIN_TIMEOUT_S)
+    results.close()
+    results.join_thread()
+    assert proc.exitcode == 0
+    assert forgot and fresh_local_id != parent_uncreated.local_id
+    assert inherited_gid == gid and joined_gid == gid  # created sessions are joined, not redone
+    assert warned == 1
+    # the parent is untouched
+    assert tracker.store.latest("key:uncreated") == parent_uncreated
+
+
+def test_redis_url_without_the_redis_package_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from galileo_otel.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "redis", None)  # as if not installed
+    settings = GalileoSettings(session_store="redis://:hunter2@127.0.0.1:6379/0")
+    with pytest.raises(ConfigError, match=r"galileo-otel\[redis\]") as caught:
+        store_from_settings(settings)
+    assert "hunter2" not in str(caught.value)

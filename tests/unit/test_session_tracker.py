@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,27 @@ import pytest
 
 from galileo_otel.errors import TransportError
 from galileo_otel.sessions.store import MemorySessionStore, SessionStore, SQLiteSessionStore
-from galileo_otel.sessions.tracker import SessionRecord, SessionTracker, scope_of
+from galileo_otel.sessions.tracker import SessionRecord, SessionTracker, sampled, scope_of
 from galileo_otel.settings import GalileoSettings
 
 S = 1_000_000_000  # ns per second
+
+
+@pytest.fixture(autouse=True)
+def _close_sqlite_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests close what they open: every SQLite store made in this process is closed at the end
+    (Python 3.13 turns an unclosed connection into a ResourceWarning, an error here)."""
+    opened: list[SQLiteSessionStore] = []
+    init = SQLiteSessionStore.__init__
+
+    def tracked(self: SQLiteSessionStore, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(SQLiteSessionStore, "__init__", tracked)
+    yield
+    for store in opened:
+        store.close()
 
 
 class FakeCreate:
@@ -194,8 +212,10 @@ def test_name_and_metadata(store: SessionStore) -> None:
     }
     assert trace(tracker, 1, session__id="conv2").name == "conv2"  # derived: the key
     assert trace(tracker, 2, user__id="zed").name is None
-    named = tracker.session_for_trace({"session.id": "c3"}, 0, 1, root_name="POST /chat")
-    assert named.name == "POST /chat"
+    # The README's promise: session(name=...), else the key; the root span's name is metadata.
+    named = tracker.session_for_trace({"session.id": "c3"}, 0, 1, root_name="chat gpt-4o-mini")
+    assert named.name == "c3"
+    assert named.user_metadata["root_span.name"] == "chat gpt-4o-mini"
     bad_meta = trace(tracker, 3, session__id="c4", galileo__session__metadata="{not json")
     assert bad_meta.user_metadata == {"service.name": "chat-api"}
 
@@ -397,3 +417,95 @@ def test_namespace_of_settings() -> None:
     assert namespace_of(GalileoSettings(project="p", experiment_id=exp)) == f"p/{exp}"
     tracker = SessionTracker.from_settings(GalileoSettings(project="p", log_stream="ls"))
     assert trace(tracker, 0, session__id="k").key == "p/ls|key:k"
+
+
+# --- sampling, existing Galileo sessions, scrubbed keys -------------------------------------------
+
+
+def test_sampling_keeps_whole_sessions_the_same_in_every_tracker(store: SessionStore) -> None:
+    keys = [f"conv-{i}" for i in range(2000)]
+    # two trackers with their own stores, like two hosts: the same decision for every key
+    a = SessionTracker(store, sample_rate=0.25, idle_timeout_s=10_000)
+    b = SessionTracker(MemorySessionStore(), sample_rate=0.25)
+    decided_a = {k: trace(a, i, session__id=k).sampled for i, k in enumerate(keys)}
+    decided_b = {k: trace(b, i, session__id=k).sampled for i, k in enumerate(keys)}
+    assert decided_a == decided_b
+    assert decided_a == {k: sampled(k, 0.25) for k in keys}
+    kept = sum(decided_a.values())
+    assert 400 < kept < 600  # SHA-256 spreads 2000 keys around a quarter
+    # every later trace of a session shares its decision, and the counts say so
+    again = {k: trace(a, 3000 + i, session__id=k).sampled for i, k in enumerate(keys[:100])}
+    assert again == {k: decided_a[k] for k in keys[:100]}
+    stats = a.stats()
+    dropped = 2000 - kept
+    assert stats["sessions_sampled_out"] == dropped
+    assert stats["traces_sampled_out"] == dropped + sum(not v for v in again.values())
+    # rate 1 keeps all, rate 0 drops all; the decision is carried by the record (spool, Redis)
+    assert sampled("x", 1.0) and not sampled("x", 0.0)
+    record = trace(SessionTracker(sample_rate=0.0), 0, session__id="k")
+    assert record.sampled is False
+    assert SessionRecord.from_dict(record.to_dict()).sampled is False
+    assert SessionRecord.from_dict({"local_id": "x", "key": "k"}).sampled is True
+    with pytest.raises(ValueError):
+        SessionTracker(sample_rate=1.5)
+
+
+def test_chain_skips_sampled_out_sessions(store: SessionStore) -> None:
+    kept_key = next(f"k{i}" for i in range(100) if sampled(f"k{i}", 0.5))
+    dropped_key = next(f"k{i}" for i in range(100) if not sampled(f"k{i}", 0.5))
+    tracker = SessionTracker(store, idle_timeout_s=10, sample_rate=0.5)
+    create = FakeCreate()
+    first = trace(tracker, 0, session__id=kept_key, user__id="u")
+    gid = tracker.ensure_created(first, create)
+    middle = trace(tracker, 1, session__id=dropped_key, user__id="u")
+    last = trace(tracker, 2, session__id=kept_key + "-again", user__id="u")
+    assert not middle.sampled and last.sampled == sampled(kept_key + "-again", 0.5)
+    assert last.previous_local_id == middle.local_id
+    tracker.ensure_created(last, create)
+    # the dropped session was never created, and its place in the chain went to its predecessor
+    assert len(create.calls) == 2
+    assert create.calls[1]["previous_session_id"] == gid
+
+
+def test_galileo_session_id_sends_traces_there_and_creates_nothing(store: SessionStore) -> None:
+    tracker = SessionTracker(store)
+    gid = str(uuid.uuid4())
+    record = trace(tracker, 0, galileo__session__id=gid.upper(), session__id="ignored")
+    assert record.galileo_id == gid and record.local_id == gid
+    create = FakeCreate()
+    assert tracker.ensure_created(record, create) == gid and create.calls == []
+    assert store.latest("key:ignored") is None  # nothing opened either
+    stats = tracker.stats()
+    assert stats["galileo_session_traces"] == 1 and stats["sessions_opened"] == 0
+    # not a UUID: ignored, the trace is sessioned as usual
+    assert trace(tracker, 1, galileo__session__id="nope", session__id="k").external_id == "k"
+
+
+def test_scrubbed_values_are_never_keys_names_or_metadata(store: SessionStore) -> None:
+    scrubbed = "[Scrubbed due to 'session']"
+    tracker = SessionTracker(store, metadata_attributes=["tenant"])
+    a = tracker.session_for_trace(
+        {
+            "session.id": scrubbed,
+            "galileo.otel.conversation_key": "a" + b"conv-a".hex(),
+            "galileo.session.name": scrubbed,
+            "galileo.otel.conversation_name": "a" + b"Support".hex(),
+            "galileo.session.metadata": scrubbed,
+            "tenant": "[Scrubbed due to 'secret']",
+            "user.id": "alice",
+        },
+        0,
+        S,
+    )
+    assert a.external_id == "conv-a" and a.name == "Support"
+    assert "tenant" not in a.user_metadata and a.user_id == "alice"
+    # without a captured copy, a scrubbed key falls to the automatic session of the user
+    b = tracker.session_for_trace({"session.id": scrubbed, "user.id": "bob"}, 0, S)
+    assert b.external_id is None and b.key == "user:bob"
+
+
+def test_users_from_other_tools(store: SessionStore) -> None:
+    tracker = SessionTracker(store)
+    assert trace(tracker, 0, langfuse__user__id="lf").user_id == "lf"
+    traceloop = {"traceloop.association.properties.user_id": "tl"}
+    assert tracker.session_for_trace(traceloop, 0, S).user_id == "tl"

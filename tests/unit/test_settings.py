@@ -175,7 +175,7 @@ def test_session_store(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     assert GalileoSettings(session_store=f"sqlite:///{path}").session_store_path() == path
     with pytest.raises(ConfigError, match=r"GALILEO_SESSION_STORE|session_store"):
-        GalileoSettings(session_store="redis://x")
+        GalileoSettings(session_store="mysql://x")
 
 
 def test_empty_env_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -258,3 +258,21 @@ def test_unknown_env_vars_lists_only_close_misses() -> None:
         ("GALILEO_LOG_STRAEM", "GALILEO_LOG_STREAM"),
         ("GALILEO_RELIABEL", "GALILEO_RELIABLE"),
     ]
+
+
+def test_session_store_redis_urls_and_sampling() -> None:
+    for url in ("redis://127.0.0.1:6379/0", "rediss://h:6380/1", "unix:///run/redis.sock"):
+        settings = GalileoSettings(session_store=url)
+        assert settings.session_store_url() == url and settings.session_store_path() is None
+    assert GalileoSettings().session_store_url() is None
+    secret = GalileoSettings(session_store="redis://user:hunter2@127.0.0.1:6379/0")
+    assert "hunter2" not in repr(secret) and "user:***@127.0.0.1:6379" in repr(secret)
+    with pytest.raises(ConfigError, match="needs a host") as caught:
+        GalileoSettings(session_store="redis://:hunter2@/0")
+    assert "hunter2" not in str(caught.value)
+    with pytest.raises(ConfigError, match="socket path"):
+        GalileoSettings(session_store="unix://")
+    assert GalileoSettings().session_sample_rate == 1.0
+    with pytest.raises(ConfigError, match=r"GALILEO_SESSION_SAMPLE_RATE|session_sample_rate"):
+        GalileoSettings(session_sample_rate=1.5)
+    assert GalileoSettings(session_store_ttl="1h").session_store_ttl == 3600.0

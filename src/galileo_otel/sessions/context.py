@@ -21,15 +21,23 @@ from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
 
 from galileo_otel.sessions.resolve import (
+    CAPTURED_GALILEO_ID,
+    CAPTURED_KEY,
+    CAPTURED_NAME,
+    GALILEO_SESSION_ID,
     GALILEO_SESSION_METADATA,
     GALILEO_SESSION_NAME,
+    KEY_ATTRIBUTES,
     SESSION_ID,
     USER_ID,
+    encode_captured,
+    is_scrubbed,
 )
 
 __all__ = [
     "SessionContext",
     "baggage_default",
+    "capture_keys",
     "current_session",
     "session",
     "set_baggage_default",
@@ -106,13 +114,15 @@ class SessionContext:
         ext = None if external_id is None else str(external_id)
         key = ext if ext else uuid.uuid4().hex
         meta = None if metadata is None else {str(k): _as_str(v) for k, v in metadata.items()}
-        attrs: dict[str, str] = {SESSION_ID: key}
+        # The captured copies survive tools that scrub "session" attributes (see resolve.py).
+        attrs: dict[str, str] = {SESSION_ID: key, CAPTURED_KEY: encode_captured(key)}
         if user_id is not None:
             user_id = str(user_id)
             attrs[USER_ID] = user_id
         if name is not None:
             name = str(name)
             attrs[GALILEO_SESSION_NAME] = name
+            attrs[CAPTURED_NAME] = encode_captured(name)
         if meta:
             attrs[GALILEO_SESSION_METADATA] = json.dumps(meta, sort_keys=True)
         return cls(
@@ -124,6 +134,44 @@ class SessionContext:
             baggage=baggage,
             span_attributes=attrs,
         )
+
+
+def capture_keys(span: Any, parent_context: otel_context.Context | None = None) -> None:
+    """Copy, at span start, the session key and Galileo session id where scrubbing cannot reach.
+
+    Tools such as logfire rewrite ``session.*`` attributes (and values that contain e.g.
+    "session") before a span processor's ``on_end`` sees the span; at ``on_start`` the app's
+    values are still intact. Called by the processor for spans outside any ``session()``; a
+    child span returns at once; a root span costs a few dict lookups (and a baggage lookup when
+    it names no key), and one attribute write only when there is something to keep.
+
+    Args:
+        span: The span being started (an SDK ``Span``).
+        parent_context: Its parent context (for inbound baggage).
+    """
+    parent = span.parent
+    if parent is not None and not parent.is_remote:
+        return  # only the root span of a trace (in this process) decides its session
+    # The SDK span's own dict: its public proxy costs ~1 us per lookup (see export/sdk_span.py).
+    attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if type(attributes) is not dict:
+        attributes = span.attributes
+    if attributes:
+        galileo_id = attributes.get(GALILEO_SESSION_ID)
+        if isinstance(galileo_id, str) and galileo_id and not is_scrubbed(galileo_id):
+            span.set_attribute(CAPTURED_GALILEO_ID, galileo_id)
+        for name in KEY_ATTRIBUTES:
+            value = attributes.get(name)
+            if value is None:
+                continue
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+            if isinstance(value, str) and value.strip() and not is_scrubbed(value):
+                span.set_attribute(CAPTURED_KEY, encode_captured(value.strip()))
+                return
+    key = otel_baggage.get_baggage(SESSION_ID, parent_context)
+    if isinstance(key, str) and key.strip():
+        span.set_attribute(CAPTURED_KEY, encode_captured(key.strip(), "b"))
 
 
 def _as_str(value: Any) -> str:

@@ -11,21 +11,32 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "CAPTURED_GALILEO_ID",
+    "CAPTURED_KEY",
+    "CAPTURED_NAME",
     "ENDUSER_ID",
     "GALILEO_SESSION_FROM_BAGGAGE",
+    "GALILEO_SESSION_ID",
     "GALILEO_SESSION_METADATA",
     "GALILEO_SESSION_NAME",
     "GEN_AI_CONVERSATION_ID",
     "KEY_ATTRIBUTES",
     "LANGFUSE_SESSION_ID",
+    "LANGFUSE_USER_ID",
     "SERVICE_NAME",
     "SESSION_ID",
     "SESSION_PREVIOUS_ID",
     "TRACELOOP_SESSION_ID",
+    "TRACELOOP_USER_ID",
     "USER_ID",
     "as_uuid4",
+    "decode_captured",
+    "encode_captured",
+    "galileo_session_id",
+    "is_scrubbed",
     "previous_id",
     "session_key",
+    "session_name",
     "user_id",
 ]
 
@@ -36,12 +47,26 @@ LANGFUSE_SESSION_ID = "langfuse.session.id"
 TRACELOOP_SESSION_ID = "traceloop.association.properties.session_id"
 USER_ID = "user.id"
 ENDUSER_ID = "enduser.id"
+LANGFUSE_USER_ID = "langfuse.user.id"
+TRACELOOP_USER_ID = "traceloop.association.properties.user_id"
+# Set by the official Galileo OpenTelemetry integration: an existing Galileo session's id.
+GALILEO_SESSION_ID = "galileo.session.id"
 SERVICE_NAME = "service.name"
 GALILEO_SESSION_NAME = "galileo.session.name"
 GALILEO_SESSION_METADATA = "galileo.session.metadata"  # a JSON object of strings
 # Set (True) by the processor when the ``session.id`` it stamped came from inbound baggage, so
 # that a key attribute the app sets later still wins over it (baggage is the last resort).
 GALILEO_SESSION_FROM_BAGGAGE = "galileo.session.from_baggage"
+
+# Copies taken at span start (``capture_keys`` in context.py, and ``session()``) under names that
+# logfire's default scrubbing leaves alone (no "session" in them), with hex-encoded values (no
+# scrubbing pattern can match hex digits): logfire rewrites ``session.*`` attributes, and any
+# value containing e.g. "session", before a processor's ``on_end`` sees the span. The key's
+# first character says where it came from: "a" (attributes) or "b" (baggage).
+CAPTURED_KEY = "galileo.otel.conversation_key"
+CAPTURED_NAME = "galileo.otel.conversation_name"
+CAPTURED_GALILEO_ID = "galileo.otel.galileo_id"
+_SCRUBBED_PREFIX = "[Scrubbed due to "
 
 #: Span attributes that name a session, in precedence order (first match wins).
 KEY_ATTRIBUTES: tuple[str, ...] = (
@@ -50,13 +75,36 @@ KEY_ATTRIBUTES: tuple[str, ...] = (
     LANGFUSE_SESSION_ID,
     TRACELOOP_SESSION_ID,
 )
-_USER_ATTRIBUTES: tuple[str, ...] = (USER_ID, ENDUSER_ID)
+_USER_ATTRIBUTES: tuple[str, ...] = (USER_ID, ENDUSER_ID, LANGFUSE_USER_ID, TRACELOOP_USER_ID)
+
+
+def is_scrubbed(value: Any) -> bool:
+    """Whether ``value`` is what logfire's scrubbing left of a value (never a usable key)."""
+    return isinstance(value, str) and value.startswith(_SCRUBBED_PREFIX) and value.endswith("]")
+
+
+def encode_captured(text: str, source: str = "a") -> str:
+    """``text`` as a captured value: ``source`` then its UTF-8 bytes in hex."""
+    return source + text.encode().hex()
+
+
+def decode_captured(value: Any) -> tuple[str, str] | None:
+    """``(source, text)`` of a captured value, or ``None`` when it is absent or malformed."""
+    if not isinstance(value, str) or len(value) < 3:
+        return None
+    try:
+        text = bytes.fromhex(value[1:]).decode()
+    except ValueError:
+        return None
+    return value[0], text
 
 
 def _text(value: Any) -> str | None:
     """A usable identifier from an attribute value: non-empty str, or an int; else None."""
     if isinstance(value, str):
         value = value.strip()
+        if is_scrubbed(value):
+            return None
         return value or None
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
@@ -69,7 +117,8 @@ def session_key(attributes: Mapping[str, Any] | None) -> str | None:
     First match wins: ``session.id`` (stamped by :func:`galileo_otel.session` or set by the app),
     ``gen_ai.conversation.id``, ``langfuse.session.id``,
     ``traceloop.association.properties.session_id``, then a ``session.id`` that came from inbound
-    baggage.
+    baggage. A value another tool scrubbed (logfire's ``[Scrubbed due to 'session']``) is never
+    a key: the key captured at span start stands in for it.
 
     Args:
         attributes: The attributes of the trace's root span.
@@ -77,17 +126,64 @@ def session_key(attributes: Mapping[str, Any] | None) -> str | None:
     if not attributes:
         return None
     from_baggage = attributes.get(GALILEO_SESSION_FROM_BAGGAGE) is True
+    scrubbed = False
+    found: str | None = None
     for name in KEY_ATTRIBUTES:
+        value = attributes.get(name)
+        if is_scrubbed(value):
+            scrubbed = True
+            continue
         if name == SESSION_ID and from_baggage:
             continue
-        key = _text(attributes.get(name))
-        if key is not None:
-            return key
-    return _text(attributes.get(SESSION_ID)) if from_baggage else None
+        found = _text(value)
+        if found is not None:
+            break
+    captured = decode_captured(attributes.get(CAPTURED_KEY))
+    if captured is not None and captured[0] == "a" and (scrubbed or found is None):
+        # The key as the span had it at its start, before another tool rewrote it.
+        return captured[1]
+    if found is not None:
+        return found
+    if from_baggage:
+        baggage_key = _text(attributes.get(SESSION_ID))
+        if baggage_key is not None:
+            return baggage_key
+    return captured[1] if captured is not None else None
+
+
+def session_name(attributes: Mapping[str, Any] | None) -> str | None:
+    """The session name given by ``session(name=...)`` (``galileo.session.name``), or ``None``."""
+    if not attributes:
+        return None
+    name = _text(attributes.get(GALILEO_SESSION_NAME))
+    if name is not None:
+        return name
+    captured = decode_captured(attributes.get(CAPTURED_NAME))
+    return captured[1] if captured is not None else None
+
+
+def galileo_session_id(attributes: Mapping[str, Any] | None) -> str | None:
+    """An existing Galileo session id named by ``galileo.session.id`` (canonical UUID), or None.
+
+    Set by the official Galileo OpenTelemetry integration: such traces go to that session.
+    """
+    if not attributes:
+        return None
+    for name in (GALILEO_SESSION_ID, CAPTURED_GALILEO_ID):
+        value = _text(attributes.get(name))
+        if value is not None:
+            try:
+                return str(uuid.UUID(value))
+            except ValueError:
+                continue
+    return None
 
 
 def user_id(attributes: Mapping[str, Any] | None) -> str | None:
-    """The user named by span attributes: ``user.id``, else ``enduser.id``, else ``None``.
+    """The user named by span attributes, or ``None``.
+
+    First match wins: ``user.id``, ``enduser.id``, ``langfuse.user.id``,
+    ``traceloop.association.properties.user_id``.
 
     Args:
         attributes: The attributes of the trace's root span.

@@ -1,4 +1,7 @@
-"""Session stores: atomic get-or-create of sessions per key, in memory or in SQLite (several processes).
+"""Session stores: atomic get-or-create of sessions per key, in memory or SQLite (one host).
+
+The Redis store (many hosts) lives in :mod:`galileo_otel.sessions.redis_store`, the failover
+that keeps traces flowing while it is unreachable in :mod:`galileo_otel.sessions.failover`.
 
 A store keeps, per scope (a conversation key or an automatic-session owner), the current session
 and when its last trace ended; per user, their latest session (for chaining); and per session,
@@ -8,6 +11,7 @@ its Galileo id once created. The tracker decides *what* happens; the store makes
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -32,12 +36,19 @@ __all__ = [
     "SQLiteSessionStore",
     "SessionRecord",
     "SessionStore",
+    "SessionStoreUnavailable",
     "store_from_settings",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: How long one process may hold the right to create a session before another may take over.
 #: Longer than any Create Session call with its retries should take.
 DEFAULT_CREATE_LEASE_S = 120.0
+
+
+class SessionStoreUnavailable(Exception):
+    """A shared store (Redis) did not answer in time; the caller falls back to local sessions."""
 
 
 @dataclass
@@ -58,6 +69,8 @@ class SessionRecord:
         user_metadata: ``user_metadata`` sent to Galileo (strings only).
         started_ns: Start of the session's first trace (ns since the epoch).
         galileo_id: The Galileo session id once Create Session answered, else ``None``.
+        sampled: Whether the session's traces are sent (``GALILEO_SESSION_SAMPLE_RATE``);
+            decided once, when the session opens, from a hash of its key.
     """
 
     local_id: str
@@ -70,6 +83,7 @@ class SessionRecord:
     user_metadata: dict[str, str] = field(default_factory=dict)
     started_ns: int = 0
     galileo_id: str | None = None
+    sampled: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """A plain JSON-able dict of every field."""
@@ -84,6 +98,7 @@ class SessionRecord:
             "user_metadata": dict(self.user_metadata),
             "started_ns": self.started_ns,
             "galileo_id": self.galileo_id,
+            "sampled": self.sampled,
         }
 
     @classmethod
@@ -104,6 +119,7 @@ class SessionRecord:
             user_metadata={str(k): str(v) for k, v in (data.get("user_metadata") or {}).items()},
             started_ns=int(data.get("started_ns") or 0),
             galileo_id=data.get("galileo_id"),
+            sampled=data.get("sampled") is not False,
         )
 
 
@@ -182,11 +198,26 @@ class SessionStore(Protocol):
 
 
 def store_from_settings(settings: GalileoSettings) -> SessionStore:
-    """The store that ``GALILEO_SESSION_STORE`` asks for: memory, or SQLite at a path.
+    """The store that ``GALILEO_SESSION_STORE`` asks for: memory, SQLite at a path, or Redis.
+
+    A Redis store comes wrapped in a :class:`~galileo_otel.sessions.failover.FailoverSessionStore`
+    (per-process sessions while Redis is unreachable).
 
     Args:
-        settings: Supplies ``session_store`` and ``max_tracked_sessions``.
+        settings: Supplies ``session_store``, ``session_store_ttl`` and ``max_tracked_sessions``.
+
+    Raises:
+        ConfigError: A Redis URL is given but the ``redis`` package is missing.
     """
+    url = settings.session_store_url()
+    if url is not None:
+        from galileo_otel.sessions.failover import FailoverSessionStore
+        from galileo_otel.sessions.redis_store import RedisSessionStore
+
+        return FailoverSessionStore(
+            RedisSessionStore(url, ttl_s=settings.session_store_ttl),
+            MemorySessionStore(max_tracked=settings.max_tracked_sessions),
+        )
     path = settings.session_store_path()
     if path is None:
         return MemorySessionStore(max_tracked=settings.max_tracked_sessions)
@@ -217,6 +248,11 @@ def _tail(max_tracked: int) -> int:
 class MemorySessionStore:
     """A store for the threads of one process. Bounded: LRU over ``max_tracked`` scopes and users.
 
+    Inherited through ``fork()`` (e.g. gunicorn ``--preload`` workers), each child has its own
+    copy: a conversation served by several workers becomes one session per worker. The child
+    forgets the sessions it inherited that were not created yet (it would create them a second
+    time) and says once, when it first uses the store, to use the SQLite or Redis store instead.
+
     Args:
         max_tracked: Scopes (conversation keys, automatic-session owners) and users remembered
             for rotation and chaining; the least recently used are forgotten beyond it.
@@ -234,12 +270,23 @@ class MemorySessionStore:
         self._creating: dict[str, threading.Lock] = {}
         self._evicted = 0
         self._swept = 0
+        self._forked_warning = False
         _FORK_AWARE.add(self)
 
     def _after_fork_in_child(self) -> None:
         # Locks held by other threads at fork time would stay held forever in the child.
         self._lock = threading.Lock()
         self._creating = {}
+        # The parent creates the sessions it opened; a child that joined one of them while it
+        # was not created yet would create it again, as a second Galileo session.
+        uncreated = {lid for lid, rec in self._records.items() if rec.galileo_id is None}
+        for lid in uncreated:
+            del self._records[lid]
+            self._last_end.pop(lid, None)
+        for table in (self._scopes, self._users):
+            for name in [name for name, lid in table.items() if lid in uncreated]:
+                del table[name]
+        self._forked_warning = True
 
     def open_or_join(
         self,
@@ -251,6 +298,14 @@ class MemorySessionStore:
         open_new: OpenNew,
     ) -> SessionRecord:
         """See :meth:`SessionStore.open_or_join`."""
+        if self._forked_warning:
+            self._forked_warning = False
+            logger.warning(
+                "galileo-otel: this process was forked (e.g. a gunicorn --preload worker) and "
+                "keeps its own in-memory sessions, so a conversation served by several worker "
+                "processes becomes several sessions; set GALILEO_SESSION_STORE=sqlite (processes "
+                "of one host) or a redis:// URL (several hosts) to share them"
+            )
         with self._lock:
             current_id = self._scopes.get(scope)
             current = self._records.get(current_id) if current_id else None

@@ -14,10 +14,18 @@ Chaining rule (``previous_session_id`` of a new session), first match wins:
 4. an automatic session without a user: the previous automatic session of the process/service.
 
 A keyed session with no user and no earlier session of its key has no previous session.
+
+A trace whose root names an existing Galileo session (``galileo.session.id``, as the official
+Galileo integration sets it) goes to that session: nothing is opened, chained or created.
+
+Sampling (``sample_rate`` < 1) keeps or drops whole sessions: a hash of the session key (of the
+session's id for automatic sessions) decides once, when the session opens, the same on every host.
+A dropped session is never created, and chains skip it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -27,15 +35,18 @@ from typing import TYPE_CHECKING, Any
 
 from galileo_otel.sessions.resolve import (
     GALILEO_SESSION_METADATA,
-    GALILEO_SESSION_NAME,
     SERVICE_NAME,
     USER_ID,
     as_uuid4,
+    galileo_session_id,
+    is_scrubbed,
     previous_id,
     session_key,
+    session_name,
     user_id,
 )
 from galileo_otel.sessions.store import (
+    _FORK_AWARE,
     MemorySessionStore,
     SessionRecord,
     SessionStore,
@@ -46,7 +57,17 @@ from galileo_otel.settings import DEFAULT_SESSION_IDLE_TIMEOUT_S
 if TYPE_CHECKING:
     from galileo_otel.settings import GalileoSettings
 
-__all__ = ["SessionRecord", "SessionTracker", "namespace_of", "scope_of"]
+__all__ = [
+    "ROOT_SPAN_NAME",
+    "SessionRecord",
+    "SessionTracker",
+    "namespace_of",
+    "sampled",
+    "scope_of",
+]
+
+#: ``user_metadata`` key of the name of the root span that opened a session.
+ROOT_SPAN_NAME = "root_span.name"
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +103,24 @@ def namespace_of(settings: GalileoSettings) -> str:
     return f"{project}/{target}" if project or target else ""
 
 
+def sampled(key: str, rate: float) -> bool:
+    """Whether a session with this key is kept at sample ``rate``: the same answer everywhere.
+
+    The first 8 bytes of SHA-256 of the key, as a fraction of 2**64, are compared with ``rate``
+    (Python's ``hash()`` is salted per process, so it could not agree across hosts).
+
+    Args:
+        key: The session key (or, for automatic sessions, the session's id).
+        rate: Share of sessions kept, 0..1.
+    """
+    if rate >= 1.0:
+        return True
+    if rate <= 0.0:
+        return False
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") < rate * 2**64
+
+
 def _str(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -104,6 +143,7 @@ class SessionTracker:
         max_tracked: Size of the default memory store (ignored when ``store`` is given).
         namespace: Prefix of every key in the store, so that apps logging to different
             projects or log streams can share one SQLite file without sharing sessions.
+        sample_rate: Share of sessions kept (0..1); see :func:`sampled`.
     """
 
     def __init__(
@@ -116,9 +156,13 @@ class SessionTracker:
         service_name: str | None = None,
         max_tracked: int = 10_000,
         namespace: str = "",
+        sample_rate: float = 1.0,
     ) -> None:
         if idle_timeout_s < 0 or (max_age_s is not None and max_age_s < 0):
             raise ValueError("session timeouts cannot be negative")
+        if not 0.0 <= sample_rate <= 1.0:
+            raise ValueError("sample_rate must be between 0 and 1")
+        self._sample_rate = sample_rate
         self._store: SessionStore = (
             store if store is not None else MemorySessionStore(max_tracked=max_tracked)
         )
@@ -127,7 +171,9 @@ class SessionTracker:
         self._metadata_attributes = tuple(metadata_attributes)
         self._service_name = service_name
         self._ns = f"{namespace}|" if namespace else ""
+        # Guards _counts only; never held across a store call.
         self._counts_lock = threading.Lock()
+        _FORK_AWARE.add(self)
         self._counts = {
             "traces": 0,
             "sessions_opened": 0,
@@ -136,7 +182,20 @@ class SessionTracker:
             "sessions_created": 0,
             "create_failed": 0,
             "previous_id_ignored": 0,
+            "galileo_session_traces": 0,
+            "sessions_sampled_out": 0,
+            "traces_sampled_out": 0,
         }
+
+    def _after_fork_in_child(self) -> None:
+        # A lock held by another thread at fork time would stay held forever in the child.
+        self._counts_lock = threading.Lock()
+
+    def __enter__(self) -> SessionTracker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @classmethod
     def from_settings(cls, settings: GalileoSettings) -> SessionTracker:
@@ -153,6 +212,7 @@ class SessionTracker:
             service_name=settings.service_name,
             max_tracked=settings.max_tracked_sessions,
             namespace=namespace_of(settings),
+            sample_rate=settings.session_sample_rate,
         )
 
     @property
@@ -182,9 +242,12 @@ class SessionTracker:
                 processor with the ``session()`` context or baggage).
             start_ns: Start of the root span (ns since the epoch).
             end_ns: End of the root span (ns since the epoch).
-            root_name: Name of the root span; names a session that has no explicit name.
+            root_name: Name of the root span; kept in ``user_metadata`` of a new session.
         """
         attrs: Mapping[str, Any] = root_attributes or {}
+        existing = galileo_session_id(attrs)
+        if existing is not None:
+            return self._existing(existing)
         key = session_key(attrs)
         user = user_id(attrs)
         scope = self._ns + scope_of(key, user, self._service_name)
@@ -203,7 +266,7 @@ class SessionTracker:
 
         idle_ns, max_age_ns = self._idle_ns, self._max_age_ns
         reason: list[str] = []
-        opened: list[bool] = []
+        made: list[str] = []  # local ids open_new made (an optimistic store may call it twice)
 
         def is_live(current: SessionRecord, last_end_ns: int) -> bool:
             if start_ns - last_end_ns > idle_ns:
@@ -217,7 +280,6 @@ class SessionTracker:
         def open_new(
             scope_last: SessionRecord | None, user_last: SessionRecord | None
         ) -> SessionRecord:
-            opened.append(True)
             previous: SessionRecord | None
             if app_previous is not None and app_previous.key == scope:
                 # Our own key: the store's view is fresher than the lookup made before.
@@ -230,18 +292,21 @@ class SessionTracker:
                 previous = scope_last or user_last
             else:
                 previous = user_last or scope_last
+            local_id = str(uuid.uuid4())
+            made.append(local_id)
             return SessionRecord(
-                local_id=str(uuid.uuid4()),
+                local_id=local_id,
                 key=scope,
                 external_id=key,
-                name=self._name(attrs, key, root_name),
+                name=session_name(attrs) or key,
                 user_id=user,
                 previous_local_id=previous.local_id if previous else None,
                 previous_galileo_id=(
                     previous.galileo_id if previous is not None else app_previous_uuid
                 ),
-                user_metadata=self._metadata(attrs, user),
+                user_metadata=self._metadata(attrs, user, root_name),
                 started_ns=start_ns,
+                sampled=sampled(key if key is not None else local_id, self._sample_rate),
             )
 
         record = self._store.open_or_join(
@@ -251,36 +316,49 @@ class SessionTracker:
             is_live=is_live,
             open_new=open_new,
         )
-        if opened:
+        if record.local_id in made:
             self._count("sessions_opened")
             if reason:
                 self._count(reason[0])
+            if not record.sampled:
+                self._count("sessions_sampled_out")
+        if not record.sampled:
+            self._count("traces_sampled_out")
         if raw_previous is not None and app_previous is None and app_previous_uuid is None:
             self._count("previous_id_ignored")
         return record
 
-    @staticmethod
-    def _name(attrs: Mapping[str, Any], key: str | None, root_name: str | None) -> str | None:
-        explicit = attrs.get(GALILEO_SESSION_NAME)
-        if isinstance(explicit, str) and explicit:
-            return explicit
-        if root_name:
-            return root_name
-        return key
+    def _existing(self, galileo_id: str) -> SessionRecord:
+        """The record of a trace sent to an existing Galileo session: nothing to open or create."""
+        self._count("traces")
+        self._count("galileo_session_traces")
+        record = SessionRecord(
+            local_id=galileo_id,
+            key=self._ns + "galileo:" + galileo_id,
+            galileo_id=galileo_id,
+            sampled=sampled(galileo_id, self._sample_rate),
+        )
+        if not record.sampled:
+            self._count("traces_sampled_out")
+        return record
 
-    def _metadata(self, attrs: Mapping[str, Any], user: str | None) -> dict[str, str]:
+    def _metadata(
+        self, attrs: Mapping[str, Any], user: str | None, root_name: str | None = None
+    ) -> dict[str, str]:
         meta: dict[str, str] = {}
         if user is not None:
             meta[USER_ID] = user
+        if root_name:
+            meta[ROOT_SPAN_NAME] = root_name
         service = self._service_name or attrs.get(SERVICE_NAME)
         if service:
             meta[SERVICE_NAME] = _str(service)
         for name in self._metadata_attributes:
             value = attrs.get(name)
-            if value is not None:
+            if value is not None and not is_scrubbed(value):
                 meta[name] = _str(value)
         extra = attrs.get(GALILEO_SESSION_METADATA)
-        if isinstance(extra, str) and extra:
+        if isinstance(extra, str) and extra and not is_scrubbed(extra):
             try:
                 parsed = json.loads(extra)
             except ValueError:
@@ -296,10 +374,18 @@ class SessionTracker:
         Keys: ``name``, ``external_id``, ``previous_session_id``, ``user_metadata``.
         """
         previous_galileo_id = record.previous_galileo_id
-        if record.previous_local_id is not None:
-            previous = self._store.get(record.previous_local_id)
-            if previous is not None and previous.galileo_id is not None:
-                previous_galileo_id = previous.galileo_id
+        local_id = record.previous_local_id
+        for _ in range(_MAX_CHAIN):
+            previous = self._store.get(local_id) if local_id is not None else None
+            if previous is None:
+                break
+            if previous.sampled:
+                if previous.galileo_id is not None:
+                    previous_galileo_id = previous.galileo_id
+                break
+            # Sampled out, so never created: its predecessor takes its place in the chain.
+            previous_galileo_id = previous.previous_galileo_id
+            local_id = previous.previous_local_id
         return {
             "name": record.name,
             "external_id": record.external_id,
@@ -345,7 +431,8 @@ class SessionTracker:
             previous = self._store.get(previous_local_id)
             if previous is None or previous.galileo_id is not None:
                 break
-            chain.append(previous)
+            if previous.sampled:  # a sampled-out session is never created; skip over it
+                chain.append(previous)
             seen.add(previous_local_id)
             previous_local_id = previous.previous_local_id
         for pending in reversed(chain):
