@@ -224,10 +224,15 @@ def make_resource(attributes: dict[str, Any]) -> Any:
     return _Resource(attributes)
 
 
-def settings_env(settings: GalileoSettings) -> dict[str, str]:
+def settings_env(settings: GalileoSettings, destination: Any = None) -> dict[str, str]:
     """Environment of the worker process: the settings as JSON, the API key in its own var."""
     data = settings.model_dump(mode="json", exclude={"api_key"})
     data["export_process"] = False
+    if destination is not None and getattr(destination, "project_id", None):
+        for name in ("project_id", "log_stream_id", "experiment_id"):
+            value = getattr(destination, name, None)
+            if value:
+                data[name] = str(value)
     env = dict(os.environ)
     env[SETTINGS_ENV] = json.dumps(data)
     env.setdefault(NICE_ENV, _CHILD_NICE)
@@ -271,6 +276,8 @@ class OffloadPipeline(SpanHandoff):
         start: Start the worker thread and the child now.
         shutdown_at_exit: Shut down (bounded) at interpreter exit.
         command: The child's command line (tests); ``python -m galileo_otel.export._worker``.
+        destination: The project / log stream resolved by configure(), handed to the child as
+            ids so it does not resolve them again.
     """
 
     def __init__(
@@ -280,8 +287,10 @@ class OffloadPipeline(SpanHandoff):
         start: bool = True,
         shutdown_at_exit: bool = True,
         command: list[str] | None = None,
+        destination: Any = None,
     ) -> None:
         self._settings = settings if settings is not None else GalileoSettings()
+        self._destination = destination
         s = self._settings
         self._disabled = bool(s.logging_disabled)
         self._max_queue = int(s.max_queue_spans)
@@ -456,7 +465,7 @@ class OffloadPipeline(SpanHandoff):
             self._command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=settings_env(self._settings),
+            env=settings_env(self._settings, self._destination),
             close_fds=True,
         )
         reader = threading.Thread(

@@ -228,6 +228,8 @@ class ExportPipeline(SpanHandoff):
 
         self._owns_client = client is None
         self._client = client
+        # A tracker the pipeline built for itself is closed at shutdown (its store: files, Redis).
+        self._owns_tracker = tracker is None
         self._tracker = tracker
         self._assembler = assembler
         self._convert = convert
@@ -401,6 +403,11 @@ class ExportPipeline(SpanHandoff):
         if self._owns_client and self._client is not None and not alive:
             with contextlib.suppress(Exception):
                 self._client.close()
+        if self._owns_tracker and self._tracker is not None and not alive:
+            try:
+                self._tracker.close()
+            except Exception as exc:
+                self._internal_error("tracker close", exc)
         return ok and not self._pending_any()
 
     def _flush(self, deadline: float, *, final: bool) -> bool:
