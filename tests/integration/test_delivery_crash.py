@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from test_delivery_faults import get, unused_port
 
-from galileo_otel.export.spool import Spool
+from galileo_otel.export.spool import pending_in
 
 pytestmark = [
     pytest.mark.integration,
@@ -88,14 +88,14 @@ def test_kill_9_after_force_flush_loses_nothing(local_server: Any, tmp_path: Pat
         first.communicate(timeout=10)  # reaps it and closes its pipes
     assert first.returncode == -signal.SIGKILL
     assert len(produced["ids"]) == 40
-    assert Spool(spool).pending_names()
+    assert pending_in(spool)
 
     second = run_app(tmp_path, local_server.url, str(spool), "deliver", "0")
     out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
     stats = json.loads(out.strip().splitlines()[-1])
     assert stats["traces_confirmed"] == 40
-    assert Spool(spool).pending_names() == []
+    assert pending_in(spool) == []
     # every trace the first process accepted, exactly once, in the sessions it named
     url = local_server.url
     pid = get(url, "/projects?project_name=crash&type=gen_ai")[0]["id"]

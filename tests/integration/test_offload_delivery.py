@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from galileo_otel.export.convert import trace_uuid
 from galileo_otel.export.offload import OffloadPipeline
-from galileo_otel.export.spool import Spool
+from galileo_otel.export.spool import pending_in
 from galileo_otel.processor import GalileoSessionProcessor
 from galileo_otel.settings import GalileoSettings
 
@@ -62,7 +62,7 @@ def test_every_trace_arrives_once_through_the_worker_process(
     assert app.pipeline.shutdown(5.0) is True
     assert_stored_exactly(local_server.url, app.trace_ids, project="offload")
     assert get(local_server.url, "/local/stats")["sessions"] == 3
-    assert Spool(tmp_path / "spool").pending_names() == []
+    assert pending_in(tmp_path / "spool") == []
 
 
 def test_shutdown_is_bounded_when_the_server_hangs(local_server: Any, tmp_path: Path) -> None:

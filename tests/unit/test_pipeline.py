@@ -25,7 +25,7 @@ from conftest_pipeline import (
 
 from galileo_otel.errors import ConfigError, ValidationError
 from galileo_otel.export.pipeline import ExportPipeline
-from galileo_otel.export.spool import Spool
+from galileo_otel.export.spool import Spool, dead_in, pending_in
 from galileo_otel.settings import GalileoSettings
 
 
@@ -155,10 +155,8 @@ def test_permanent_error_is_dead_lettered_once(tmp_path: Any, cleanup: Any) -> N
     emit(tracer)
     assert pipeline.force_flush(5.0) is False
     assert len(client.trace_posts()) == 1  # not retried
-    spool = Spool(tmp_path / "spool")
-    dead = spool.dead_names()
-    assert len(dead) == 1 and spool.pending_names() == []
-    note = json.loads((spool.dead_path / (dead[0] + ".error.json")).read_text())
+    (note,) = dead_in(tmp_path / "spool")
+    assert pending_in(tmp_path / "spool") == []
     assert note["status_code"] == 422 and note["detail"] == [{"msg": "field required"}]
     # a later flush (and the periodic spool retry) never sends it again
     assert pipeline.force_flush(1.0) is True
@@ -189,7 +187,7 @@ def test_retry_after_is_honoured_then_delivered(tmp_path: Any, cleanup: Any) -> 
     stats = pipeline.stats()
     assert stats["requests_retried"] == 2
     assert stats["traces_confirmed"] == 1
-    assert Spool(tmp_path / "spool").pending_names() == []  # confirmed, so deleted
+    assert pending_in(tmp_path / "spool") == []  # confirmed, so deleted
 
 
 def test_retry_stops_at_the_deadline_and_keeps_the_batch_spooled(
@@ -212,11 +210,11 @@ def test_retry_stops_at_the_deadline_and_keeps_the_batch_spooled(
         time.sleep(0.01)
     stats = pipeline.stats()
     assert stats["traces_spooled"] == 1
-    assert len(Spool(tmp_path / "spool").pending_names()) == 1
+    assert len(pending_in(tmp_path / "spool")) == 1
     # the server is back: force_flush retries the spooled batch at once and confirms it
     down.clear()
     assert pipeline.force_flush(5.0) is True
-    assert Spool(tmp_path / "spool").pending_names() == []
+    assert pending_in(tmp_path / "spool") == []
     assert pipeline.stats()["traces_confirmed"] == 1
 
 
@@ -300,11 +298,8 @@ def test_shutdown_is_bounded_with_a_hanging_server(tmp_path: Any) -> None:
     assert ok is False
     assert elapsed < 4.0  # the bound is 1 s; leave room for a loaded CI machine
     # everything queued is in the spool (the hung requests' batches too), ready for the next run
-    spool = Spool(tmp_path / "spool")
-    total = 0
-    for name in spool.pending_names():
-        header = json.loads((spool.path / name).read_bytes().split(b"\n", 1)[0])
-        total += header["traces"]
+    with Spool(tmp_path / "spool") as spool:
+        total = spool.usage()["traces"]
     hang.set()
     assert total == 20
     assert pipeline.submit("late") is False
@@ -326,7 +321,7 @@ def test_shutdown_with_the_server_down_spools_without_waiting_out_retries(tmp_pa
     stats = pipeline.stats()
     assert stats["traces_spooled"] == 30
     assert stats["traces_confirmed"] == 0
-    assert len(Spool(tmp_path / "spool").claim_oldest(100)) == 4
+    assert len(pending_in(tmp_path / "spool")) == 4
 
 
 def test_restart_sends_spooled_batches_once(tmp_path: Any) -> None:
@@ -338,14 +333,14 @@ def test_restart_sends_spooled_batches_once(tmp_path: Any) -> None:
     for i in range(7):
         emit(tracer, session=f"s{i % 2}")
     assert first.shutdown(2.0) is False
-    assert len(Spool(tmp_path / "spool").pending_names()) == 2
+    assert len(pending_in(tmp_path / "spool")) == 2
 
     # two new pipelines share the spool: each batch is sent by exactly one of them
     second, client2, _ = make(tmp_path)
     third, client3, _ = make(tmp_path)
     try:
         deadline = time.monotonic() + 10
-        while Spool(tmp_path / "spool").pending_names() and time.monotonic() < deadline:
+        while pending_in(tmp_path / "spool") and time.monotonic() < deadline:
             time.sleep(0.02)
     finally:
         second.shutdown(2.0)
@@ -365,17 +360,17 @@ def test_batches_of_another_api_key_are_left_alone(tmp_path: Any) -> None:
     first, _, _ = make(tmp_path, FakeClient(down), export_timeout=0.3)
     emit(tracer_for(first), session="mine")
     first.shutdown(2.0)
-    assert len(Spool(tmp_path / "spool").pending_names()) == 1
+    assert len(pending_in(tmp_path / "spool")) == 1
 
     other, other_client, _ = make(tmp_path, api_key="someone-else")
     assert other.force_flush(2.0)
     other.shutdown(2.0)
     assert other_client.trace_posts() == []  # not sent with the wrong key
-    assert Spool(tmp_path / "spool").dead_names() == []
+    assert dead_in(tmp_path / "spool") == []
 
     same, same_client, _ = make(tmp_path)
     deadline = time.monotonic() + 10
-    while Spool(tmp_path / "spool").pending_names() and time.monotonic() < deadline:
+    while pending_in(tmp_path / "spool") and time.monotonic() < deadline:
         time.sleep(0.02)
     same.shutdown(2.0)
     assert len(same_client.trace_posts()) == 1
@@ -389,8 +384,7 @@ def test_a_missing_api_key_keeps_batches_in_the_spool_not_dead(tmp_path: Any) ->
     emit(tracer_for(pipeline))
     assert pipeline.force_flush(1.0) is False
     pipeline.shutdown(1.0)
-    spool = Spool(tmp_path / "spool")
-    assert len(spool.pending_names()) == 1 and spool.dead_names() == []
+    assert len(pending_in(tmp_path / "spool")) == 1 and dead_in(tmp_path / "spool") == []
     assert pipeline.stats()["traces_dead_lettered"] == 0
 
 

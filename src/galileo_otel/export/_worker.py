@@ -80,7 +80,7 @@ def main() -> int:
             reply(msg[1], pipeline.stats())
         elif tag == MSG_SHUTDOWN:
             ok = bool(pipeline.shutdown(msg[2]))
-            reply(msg[1], ok)
+            reply(msg[1], {"ok": ok, "stats": pipeline.stats()})
             out.close()
             os._exit(0)
     # EOF: the parent is gone (or closed the pipe); flush what is here within the usual bound.

@@ -295,6 +295,7 @@ class OffloadPipeline(SpanHandoff):
         self._disabled = bool(s.logging_disabled)
         self._max_queue = int(s.max_queue_spans)
         self._export_timeout = float(s.export_timeout)
+        self._batch_delay = float(s.batch_delay)
         self._command = command or [sys.executable, "-m", "galileo_otel.export._worker"]
         self._reset_handoff()
         self._closing = False
@@ -317,7 +318,8 @@ class OffloadPipeline(SpanHandoff):
         self._replay_spans = 0
         self._mark = 0
         self._counts: dict[str, int] = {}
-        self._last_child_stats: dict[str, int] = {}
+        self._last_child_stats: dict[str, Any] = {}
+        self._stats_waiter: _Waiter | None = None  # a stats request on its way (guarded: _lock)
         self._fallback: Any = None
         self._worker: threading.Thread | None = None
         self._next_checkpoint = 0.0
@@ -354,7 +356,11 @@ class OffloadPipeline(SpanHandoff):
         if self._closing or self._disabled or not self._started:
             return not self._closing
         timeout = self._export_timeout if timeout_s is None else timeout_s
-        return bool(self._control(MSG_FLUSH, timeout, time.monotonic() + timeout))
+        deadline = time.monotonic() + timeout
+        ok = bool(self._control(MSG_FLUSH, timeout, deadline))
+        # Fresh counters for stats() after a flush (the flush already waited; stats() never does).
+        self._refresh_stats(min(1.0, max(0.0, deadline - time.monotonic())))
+        return ok
 
     def shutdown(self, timeout_s: float | None = None) -> bool:
         """Flush and stop the child; returns within ``timeout_s`` (the child is killed if late)."""
@@ -367,7 +373,11 @@ class OffloadPipeline(SpanHandoff):
             # The child gets a little less, so its answer and exit fit in our bound.
             inner = max(0.0, timeout - min(0.5, timeout * 0.2))
             self._stopping = True
-            ok = bool(self._control(MSG_SHUTDOWN, inner, deadline))
+            answer = self._control(MSG_SHUTDOWN, inner, deadline)
+            if isinstance(answer, dict):  # {"ok": bool, "stats": the child's final counters}
+                self._last_child_stats = dict(answer.get("stats") or {})
+                answer = answer.get("ok")
+            ok = bool(answer)
         self._closing = True
         with contextlib.suppress(ValueError):
             atexit.unregister(self._exit_hook)
@@ -379,28 +389,48 @@ class OffloadPipeline(SpanHandoff):
             ok = self._fallback.shutdown(max(0.0, deadline - time.monotonic())) and ok
         return ok
 
-    def stats(self) -> dict[str, int]:
-        """The child's counters, with this process's queue and drop counters merged in."""
-        child: Any = None
-        if self._started and not self._closing and self._fallback is None:
-            child = self._control(MSG_STATS, 1.0, time.monotonic() + 1.0)
-        if isinstance(child, dict):
-            self._last_child_stats = child
-        out = dict(self._last_child_stats)
+    def stats(self) -> dict[str, Any]:
+        """The child's counters, with this process's queue and drop counters merged in.
+
+        Never waits for the child: the child's part is as of its last answer (every flush
+        brings a fresh one); each call asks for a newer one in the background.
+        """
+        self._refresh_stats(None)
+        out: dict[str, Any] = dict(self._last_child_stats)
         if self._fallback is not None:
             with contextlib.suppress(Exception):
                 out.update(self._fallback.stats())
         with self._lock:
             out.update(self._counts)
         child_dropped = int(out.get("spans_dropped", 0))
-        out["spans_queued"] = self._taken + len(self._queue)
-        out["queue_size"] = len(self._queue)
+        queued = sum(1 for item in list(self._queue) if type(item) is not _Control)
+        out["spans_queued"] = self._taken + queued
+        out["queue_size"] = queued
         out["dropped.queue_full"] = self._dropped_full + int(out.get("dropped.queue_full", 0))
         out["dropped.shutdown"] = self._dropped_closed + int(out.get("dropped.shutdown", 0))
         out["spans_dropped"] = self._dropped_full + self._dropped_closed + child_dropped
         for key in ("offload.child_exits", "offload.restarts", "offload.fallback"):
             out.setdefault(key, 0)
-        return {k: int(v) for k, v in out.items()}
+        return out
+
+    def _refresh_stats(self, wait_s: float | None) -> None:
+        """Ask the child for its counters; wait up to ``wait_s`` (``None``: do not wait)."""
+        with self._lock:
+            waiter = self._stats_waiter
+            if waiter is not None and waiter.done.is_set():
+                if isinstance(waiter.result, dict):
+                    self._last_child_stats = waiter.result
+                self._waiters.pop(waiter.msg[1], None)
+                waiter = self._stats_waiter = None
+            if waiter is None:
+                if not self._started or self._closing or self._fallback is not None:
+                    return
+                seq = next(self._seq)
+                waiter = self._stats_waiter = _Waiter((MSG_STATS, seq, 1.0), 0)
+                self._waiters[seq] = waiter
+                self._enqueue_control(_Control(waiter))
+        if wait_s and waiter.done.wait(wait_s):
+            self._refresh_stats(None)
 
     # --- control messages -----------------------------------------------------------------------
     def _control(self, tag: int, timeout: float, deadline: float) -> Any:
@@ -573,13 +603,14 @@ class OffloadPipeline(SpanHandoff):
                 and self._fallback is None
                 and not self._checkpoints
             ):
-                self._next_checkpoint = now + _CHECKPOINT_S
+                # A checkpoint flushes the child: never more often than batch_delay asks for.
+                self._next_checkpoint = now + max(_CHECKPOINT_S, self._batch_delay)
                 seq = next(self._seq)
                 self._checkpoints[seq] = self._mark
                 self._write((MSG_FLUSH, seq, 30.0))
             if self._closing and not queue:
                 return
-            self._wake.wait(_CHECKPOINT_S)
+            self._wake.wait(max(_CHECKPOINT_S, self._batch_delay))
 
     def _resource_id(self, resource: Any) -> int:
         entry = self._resources.get(id(resource))

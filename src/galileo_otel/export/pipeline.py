@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import itertools
 import json
 import logging
@@ -36,7 +35,7 @@ from galileo_otel._version import __version__
 from galileo_otel.errors import APIError, ConfigError
 from galileo_otel.export.handoff import SpanHandoff
 from galileo_otel.export.sdk_span import span_attributes
-from galileo_otel.export.spool import Spool, SpoolEntry
+from galileo_otel.export.spool import LEASE_S, Spool, SpoolEntry, key_fingerprint, open_spool
 from galileo_otel.settings import GalileoSettings
 
 __all__ = [
@@ -246,18 +245,29 @@ class ExportPipeline(SpanHandoff):
         # hash is stored. The URL is left out: a batch spooled while the API was unreachable
         # goes to wherever the next start points.
         key = s.api_key.get_secret_value() if s.api_key is not None else ""
-        digest = hashlib.sha256(b"galileo-otel spool\n" + key.encode()).hexdigest()
-        self._origin = digest[:16]
+        self._origin = key_fingerprint(key)
         self._spool: Spool | None = None
-        if spool is None and self._reliable and not self._disabled:
-            path = s.spool_path()
-            if path is not None:
-                try:
-                    self._spool = Spool(path)
-                except OSError as exc:
-                    _log.warning("galileo-otel: spool %s unusable, running without: %s", path, exc)
-        elif isinstance(spool, Spool):
+        # Why the spool is off, for stats(): a reliable pipeline without one loses what it
+        # cannot deliver, and the user must be able to see that.
+        self._spool_reason = ""
+        if isinstance(spool, Spool):
             self._spool = spool
+        elif spool is False:
+            self._spool_reason = "off (no spool passed)"
+        elif not self._reliable:
+            self._spool_reason = "off (fire-and-forget mode: GALILEO_RELIABLE=false)"
+        elif self._disabled:
+            self._spool_reason = "off (export disabled)"
+        else:
+            self._spool, self._spool_reason = open_spool(
+                s.spool_path(),
+                origin=self._origin,
+                max_bytes=int(s.spool_max_bytes),
+                dead_max_bytes=int(s.spool_dead_max_bytes),
+                why_off="off (GALILEO_SPOOL_DIR=off)",
+            )
+        # Conversion counters (truncations...): the converter is handed this dict to count in.
+        self.convert_counters: dict[str, int] = {}
 
         self._started = False
         self._closing = False
@@ -306,7 +316,15 @@ class ExportPipeline(SpanHandoff):
         self._held: dict[str, SpoolEntry] = {}
         # Batches put back in the spool after failing (name -> seq); shutdown does not wait.
         self._parked: dict[str, int] = {}
-        self._foreign: set[str] = set()  # spool files of other apps (other URL or key)
+        # Seqs of batches adopted from dead processes: a flush waits for them too.
+        self._adopted: set[int] = set()
+        # Set once the first adoption pass ran, so a flush right after start covers the backlog.
+        self._adoption = threading.Event()
+        if self._spool is None:
+            self._adoption.set()
+        self._next_housekeep = 0.0
+        self._spool_usage: dict[str, int] = {}
+        self._said_foreign = False
         self._backlog = 0
         self._next_scan = 0.0
         self._scan_backoff = self._spool_retry
@@ -400,6 +418,18 @@ class ExportPipeline(SpanHandoff):
                 thread.join(max(0.0, deadline - self._clock()))
         alive = any(t.is_alive() for t in self._threads)
         self._finish_leftovers()
+        if self._spool is not None:
+            # What is left is anyone's to send now (a process starting later, or another
+            # pipeline of this process), not after our lease runs out; a batch still in a
+            # stuck sender's hands is disowned when that sender lets go of it.
+            with self._cv:
+                held = set(self._held)
+            try:
+                self._spool.disown(keep=held)
+            except OSError as exc:
+                self._say(logging.WARNING, "spool-close", "galileo-otel: spool: %s", exc)
+            if not alive:
+                self._spool.close()
         if self._owns_client and self._client is not None and not alive:
             with contextlib.suppress(Exception):
                 self._client.close()
@@ -419,23 +449,27 @@ class ExportPipeline(SpanHandoff):
         self._enqueue_control(marker)
         if not marker.done.wait(max(0.0, deadline - self._clock())):
             return False
+        # The backlog adopted at start is part of what a flush delivers.
+        if not self._adoption.wait(max(0.0, deadline - self._clock())):
+            return False
         with self._cv:
+            adopted = set(self._adopted)
+
+            def covered(seq: int) -> bool:
+                return seq <= marker.seq or seq in adopted
+
             self._retry_spooled_now()
             while True:
                 parked = set(self._parked.values()) if final else set()
-                waiting = [seq for seq in self._pending if seq <= marker.seq and seq not in parked]
-                failed = any(n >= base and seq <= marker.seq for n, seq in self._failed_seqs)
-                failed = failed or any(seq <= marker.seq for seq in parked)
+                waiting = [seq for seq in self._pending if covered(seq) and seq not in parked]
+                failed = any(n >= base and covered(seq) for n, seq in self._failed_seqs)
+                failed = failed or any(covered(seq) for seq in parked)
                 if not waiting:
                     return not failed
                 left = deadline - self._clock()
                 if left <= 0:
                     return False
                 self._cv.wait(min(left, 0.5))
-
-    def _is_ours(self, header: Mapping[str, Any]) -> bool:
-        origin = header.get("origin")
-        return origin is None or origin == self._origin
 
     def _pending_any(self) -> bool:
         with self._cv:
@@ -448,8 +482,8 @@ class ExportPipeline(SpanHandoff):
         self._cv_write.notify()
 
     # --- stats ----------------------------------------------------------------------------------
-    def stats(self) -> dict[str, int]:
-        """Counters since start (cheap; safe to call from any thread).
+    def stats(self) -> dict[str, Any]:
+        """Counters since start (cheap, never waits on I/O; safe to call from any thread).
 
         Spans: ``spans_queued`` (accepted by :meth:`submit`), ``spans_dropped`` (refused), split
         into ``dropped.queue_full`` and ``dropped.shutdown``; ``queue_size`` now.
@@ -462,15 +496,40 @@ class ExportPipeline(SpanHandoff):
         ``failed.connection``, ``failed.timeout``), ``traces_pending`` (in batches not yet
         confirmed or given up, now). Requests: ``requests_sent``, ``requests_confirmed``,
         ``requests_retried``. Also ``batches``, ``batches_pending``, ``in_flight``,
-        ``spool_files`` (approximate), ``errors.<where>`` and the assembler's ``assembler.*``.
+        ``errors.<where>`` and the assembler's ``assembler.*``.
+
+        The spool: ``spool_enabled`` and, when off, ``spool_reason``; ``traces_adopted``
+        (batches of dead processes taken over), ``traces_handed_over`` (ours, taken over by
+        another process after our lease ran out), ``dropped.spool_full`` (traces of batches
+        refused by a full spool), ``spool_files`` / ``spool_bytes`` / ``spool_dead_files`` /
+        ``spool_dead_bytes`` (whole spool, as of the last look), ``spool_foreign_batches`` and
+        ``spool_foreign_traces`` (batches made under another API key, which we skip).
+
+        Every batched trace is exactly one of confirmed, pending, failed, dead-lettered,
+        dropped or handed over: ``traces_batched + traces_adopted == traces_confirmed +
+        traces_pending + traces_failed + traces_dead_lettered + dropped.spool_full +
+        traces_handed_over``. Traces dropped before batching: ``dropped.convert_error``,
+        ``dropped.sampled`` (their session record says ``sampled=False``).
+
+        ``sessions`` (the tracker's ``stats()``, when it has one) and ``convert`` (conversion
+        counters) are nested dicts.
         """
         with self._stats_lock:
-            out = dict(self._counts)
+            out: dict[str, Any] = dict(self._counts)
         with self._cv:
             out["batches_pending"] = len(self._pending)
             out["traces_pending"] = sum(self._pending.values())
             out["in_flight"] = self._busy
-            out["spool_files"] = self._spool_files
+            usage = dict(self._spool_usage)
+        out["spool_enabled"] = self._spool is not None
+        if self._spool is None:
+            out["spool_reason"] = self._spool_reason
+        out["spool_files"] = usage.get("batches", 0)
+        out["spool_bytes"] = usage.get("bytes", 0)
+        out["spool_dead_files"] = usage.get("dead_batches", 0)
+        out["spool_dead_bytes"] = usage.get("dead_bytes", 0)
+        out["spool_foreign_batches"] = usage.get("foreign_batches", 0)
+        out["spool_foreign_traces"] = usage.get("foreign_traces", 0)
         out["spans_queued"] = self._taken + len(self._queue)
         out["queue_size"] = len(self._queue)
         out["dropped.queue_full"] = self._dropped_full
@@ -483,6 +542,10 @@ class ExportPipeline(SpanHandoff):
             "traces_spooled",
             "traces_dead_lettered",
             "traces_failed",
+            "traces_adopted",
+            "traces_handed_over",
+            "dropped.spool_full",
+            "dropped.sampled",
             "requests_sent",
             "requests_retried",
             "requests_confirmed",
@@ -492,6 +555,11 @@ class ExportPipeline(SpanHandoff):
             with contextlib.suppress(Exception):
                 for k, v in self._assembler.stats().items():
                     out[f"assembler.{k}"] = int(v)
+        tracker_stats = getattr(self._tracker, "stats", None)
+        if callable(tracker_stats):
+            with contextlib.suppress(Exception):
+                out["sessions"] = dict(tracker_stats())
+        out["convert"] = dict(self.convert_counters)
         return out
 
     def _count(self, key: str, n: int = 1) -> None:
@@ -610,6 +678,10 @@ class ExportPipeline(SpanHandoff):
             start_ns = root.start_time or 0
             end_ns = root.end_time or start_ns
             record = tracker.session_for_trace(attrs, start_ns, end_ns, root_name=root.name)
+            if not getattr(record, "sampled", True):
+                # The session was sampled out: none of its traces are sent.
+                self._count("dropped.sampled")
+                return
             data = convert(trace)
             galileo_id = getattr(record, "galileo_id", None)
             # Until the session exists its local id stands in; the sender swaps it (same length).
@@ -689,7 +761,8 @@ class ExportPipeline(SpanHandoff):
                 while not self._to_spool:
                     if self._stop.is_set():
                         return
-                    if self._scan_due(self._clock()):
+                    now = self._clock()
+                    if self._scan_due(now) or self._housekeep_due(now):
                         break
                     self._cv_write.wait(self._scan_wait())
                 item = self._to_spool.popleft() if self._to_spool else None
@@ -703,6 +776,7 @@ class ExportPipeline(SpanHandoff):
                 elif item is not None:
                     self._hand_over(item)
                 if self._spool is not None:
+                    self._housekeep(self._clock())
                     self._maybe_scan(self._clock())
             except Exception as exc:  # pragma: no cover - a bug; never stop writing
                 self._internal_error("spool writer", exc)
@@ -712,6 +786,9 @@ class ExportPipeline(SpanHandoff):
         if self._spool is not None:
             try:
                 out.entry = self._spool.write(out.header, out.payload or b"[]")
+                if out.entry is None:
+                    self._spool_full(out)
+                    return
             except OSError as exc:
                 self._say(
                     logging.WARNING, "spool-write", "galileo-otel: spool write failed: %s", exc
@@ -745,6 +822,81 @@ class ExportPipeline(SpanHandoff):
             self._outbox.append(out)
             self._cv_send.notify()
 
+    def _spool_full(self, out: _Outbound) -> None:
+        """The spool refused a batch (GALILEO_SPOOL_MAX_BYTES): drop it, count it, never wait."""
+        self._say(
+            logging.WARNING,
+            "spool-full",
+            "galileo-otel: spool full (GALILEO_SPOOL_MAX_BYTES=%d): batch of %d traces dropped",
+            int(self._settings.spool_max_bytes),
+            out.traces,
+        )
+        self._count("dropped.spool_full", out.traces)
+        self._settle(out, ok=False, reason="spool_full")
+
+    def _housekeep_due(self, now: float) -> bool:
+        return self._spool is not None and now >= self._next_housekeep and not self._stop.is_set()
+
+    def _housekeep(self, now: float) -> None:
+        """Renew our leases, adopt dead processes' batches, notice ours settled elsewhere.
+
+        Runs on the spool-writer thread only (so no batch is claimed while it looks), at start
+        and then every ``spool_retry_s`` (at most ``LEASE_S / 4``).
+        """
+        spool = self._spool
+        if spool is None or now < self._next_housekeep:
+            return
+        self._next_housekeep = now + min(self._spool_retry, LEASE_S / 4)
+        with self._cv:
+            # Ours on disk and not in a sender's hands: only these can have been taken over.
+            idle = {n: q for n, q in self._name_seq.items() if n not in self._held}
+        try:
+            spool.renew()
+            adopted = spool.adopt()
+            owned = spool.owned_names() if idle else set()
+            usage = spool.usage()
+        except OSError as exc:
+            self._say(logging.WARNING, "spool-scan", "galileo-otel: spool look failed: %s", exc)
+            self._adoption.set()
+            return
+        handed_over = 0
+        with self._cv:
+            for name, traces in adopted:
+                seq = next(self._seq)
+                self._name_seq[name] = seq
+                self._pending[seq] = traces
+                self._adopted.add(seq)
+                self._backlog += 1
+            for name, seq in idle.items():
+                if name in owned or name in self._held or self._name_seq.get(name) != seq:
+                    continue
+                self._name_seq.pop(name, None)
+                self._parked.pop(name, None)
+                handed_over += self._pending.pop(seq, 0)
+            self._spool_usage = usage
+            if adopted:
+                self._retry_spooled_now()
+            self._cv.notify_all()
+        if adopted:
+            n = sum(t for _, t in adopted)
+            self._count("traces_adopted", n)
+            _log.info(
+                "galileo-otel: took over %d spooled batches (%d traces) left by ended processes",
+                len(adopted),
+                n,
+            )
+        if handed_over:
+            self._count("traces_handed_over", handed_over)
+        if usage.get("foreign_batches") and not self._said_foreign:
+            self._said_foreign = True
+            _log.warning(
+                "galileo-otel: the spool %s holds %d batches made with another API key; they are "
+                "left for a process using that key (see stats() spool_foreign_batches)",
+                spool.path,
+                usage["foreign_batches"],
+            )
+        self._adoption.set()
+
     def _scan_due(self, now: float) -> bool:
         """Whether idle senders should get spooled batches now (called with ``_cv`` held)."""
         if self._spool is None or self._stop.is_set():
@@ -758,7 +910,8 @@ class ExportPipeline(SpanHandoff):
     def _scan_wait(self) -> float:
         if self._spool is None:
             return 0.5
-        return min(0.5, max(0.01, self._next_scan - self._clock()))
+        due = min(self._next_scan, self._next_housekeep)
+        return min(0.5, max(0.01, due - self._clock()))
 
     def _maybe_scan(self, now: float) -> None:
         """Feed idle senders with spooled batches: ours left on disk, or another run's."""
@@ -769,13 +922,10 @@ class ExportPipeline(SpanHandoff):
             room = self._in_flight - len(self._outbox) - self._busy
         try:
             with self._cv:
-                skip = set(self._held) | self._foreign
+                skip = set(self._held)
                 if self._closing:
                     skip |= set(self._parked)
-            entries = self._spool.claim_oldest(
-                room, skip=skip, accept=self._is_ours, rejected=self._foreign
-            )
-            files = len(self._spool.pending_names())
+            entries = self._spool.claim_oldest(room, skip=skip)
         except OSError as exc:
             self._say(logging.WARNING, "spool-scan", "galileo-otel: spool scan failed: %s", exc)
             with self._cv:
@@ -783,17 +933,21 @@ class ExportPipeline(SpanHandoff):
                 self._backlog = 0
             return
         with self._cv:
-            self._spool_files = max(0, files - len(entries))
             if not entries:
                 self._backlog = 0
+                self._spool_files = 0  # none of ours left on disk
                 self._next_scan = now + self._scan_backoff
                 return
+            self._spool_files = max(0, self._spool_files - len(entries))
             for entry in entries:
                 seq = self._name_seq.get(entry.name)
                 if seq is None or seq not in self._pending:
-                    seq = next(self._seq)  # another run's batch, or ours given up earlier
+                    # Ours but not tracked (given up on after an internal error): count it
+                    # back in, so the counters still reconcile.
+                    seq = next(self._seq)
                     self._name_seq[entry.name] = seq
-                    self._pending[seq] = int(entry.header.get("traces", 0))
+                    self._pending[seq] = traces = int(entry.header.get("traces", 0))
+                    self._count("traces_adopted", traces)
                 elif entry.name not in self._parked:
                     self._backlog = max(0, self._backlog - 1)
                 self._held[entry.name] = entry
@@ -831,8 +985,11 @@ class ExportPipeline(SpanHandoff):
             finally:
                 with self._cv:
                     self._busy -= 1
+                    last_out = self._shutdown and self._busy == 0
                     if self._backlog or self._closing or self._spool_files:
                         self._cv_write.notify()  # a sender is free: the writer may feed it
+                if last_out and self._spool is not None:
+                    self._spool.close()  # the last sender that outlived shutdown
 
     def _deliver_reliable(self, out: _Outbound) -> None:
         from galileo_otel.api.client import RetryPolicy
@@ -1098,6 +1255,10 @@ class ExportPipeline(SpanHandoff):
             return
         out.entry.release()
         self._count("traces_spooled", out.traces)
+        if self._shutdown and self._spool is not None:
+            # A sender that outlived shutdown lets go of its batch: the next process takes it.
+            with contextlib.suppress(OSError):
+                self._spool.disown()
         with self._cv:
             self._held.pop(out.entry.name, None)
             self._spool_files += 1
@@ -1146,7 +1307,11 @@ class ExportPipeline(SpanHandoff):
             out = item
             if self._spool is not None:
                 try:
-                    self._spool.write(out.header, out.payload or b"[]").release()
+                    entry = self._spool.write(out.header, out.payload or b"[]")
+                    if entry is None:
+                        self._spool_full(out)
+                        continue
+                    entry.release()
                     self._count("traces_spooled", out.traces)
                     continue
                 except OSError as exc:
