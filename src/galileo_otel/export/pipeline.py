@@ -31,8 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from galileo_otel._version import __version__
-from galileo_otel.errors import APIError, ConfigError
+from galileo_otel.errors import APIError, APITimeoutError, ConfigError
 from galileo_otel.export.handoff import SpanHandoff
 from galileo_otel.export.sdk_span import span_attributes
 from galileo_otel.export.spool import LEASE_S, Spool, SpoolEntry, key_fingerprint, open_spool
@@ -218,6 +217,7 @@ class ExportPipeline(SpanHandoff):
         self._export_timeout = float(s.export_timeout)
         self._backoff_initial = backoff_initial_s
         self._backoff_max = backoff_max_s
+        self._policy: Any = None  # the client's RetryPolicy, built at start()
         self._spool_retry = spool_retry_s
         self._exit_timeout = exit_timeout_s
         self._clock = clock
@@ -348,7 +348,17 @@ class ExportPipeline(SpanHandoff):
         self._get_assembler()
         self._get_tracker()
         self._get_client()
+        from galileo_otel.api.client import RetryPolicy
         from galileo_otel.export import convert  # noqa: F401
+
+        # Reliable mode's waits between attempts: the client's one policy, our backoff bounds.
+        self._policy = RetryPolicy(
+            max_attempts=1_000_000,  # bounded by export_timeout, not a count
+            deadline_s=None,
+            backoff_initial_s=self._backoff_initial,
+            backoff_max_s=self._backoff_max,
+            jitter=0.5,
+        )
 
         if self._spool is not None:
             with contextlib.suppress(OSError):
@@ -1001,13 +1011,13 @@ class ExportPipeline(SpanHandoff):
             try:
                 dest = self._destination_for(out.header)
                 session_id = self._session_id_for(out, dest, max(0.05, deadline - self._clock()))
-                body = self._body(out, dest, session_id)
+                traces_json = self._traces_json(out, session_id)
                 if first:
                     self._count("traces_sent", out.traces)
                     first = False
                 self._count("requests_sent")
                 left = deadline - self._clock()
-                self._post(dest, body, RetryPolicy.none(), max(0.05, left))
+                self._post(dest, out, session_id, traces_json, RetryPolicy.none(), max(0.05, left))
             except ConfigError as exc:
                 # No API key, say: nothing to retry now; the batch waits for a fixed start.
                 self._say(
@@ -1023,15 +1033,22 @@ class ExportPipeline(SpanHandoff):
                 if isinstance(exc, TimeoutError):
                     # Another thread or process is still creating this batch's session.
                     exc = APIError(f"session creation pending: {exc}", retryable=True)
-                if _is_permanent(exc):
+                if RetryPolicy.is_permanent(exc):
                     self._dead_letter(out, exc)
                     return
                 attempt += 1
-                wait = self._backoff(attempt, exc.retry_after)
+                # The client's policy decides (one policy for the package); the wait is ours,
+                # interruptible by shutdown. No wait (a Retry-After too long): park it now.
+                wait = self._policy.delay_for(exc, attempt, self._rng.random())
                 # While shutting down, a failing batch goes back to the spool at once: the next
                 # process sends it, and shutdown need not wait out the retries.
                 closing = self._closing and out.entry is not None
-                if closing or self._stop.is_set() or self._clock() + wait >= deadline:
+                if (
+                    wait is None
+                    or closing
+                    or self._stop.is_set()
+                    or self._clock() + wait >= deadline
+                ):
                     self._say(
                         logging.WARNING,
                         "undelivered",
@@ -1059,10 +1076,10 @@ class ExportPipeline(SpanHandoff):
         try:
             dest = self._destination_for(out.header)
             session_id = self._session_id_for(out, dest, self._export_timeout)
-            body = self._body(out, dest, session_id)
+            traces_json = self._traces_json(out, session_id)
             self._count("traces_sent", out.traces)
             self._count("requests_sent")
-            self._post(dest, body, once, None)
+            self._post(dest, out, session_id, traces_json, once, None)
         except ConfigError as exc:
             self._say(logging.ERROR, "config", "galileo-otel: not sending traces: %s", exc)
             self._count("traces_failed", out.traces)
@@ -1072,7 +1089,7 @@ class ExportPipeline(SpanHandoff):
         except (APIError, TimeoutError) as exc:
             if isinstance(exc, TimeoutError):
                 exc = APIError(f"session creation pending: {exc}", retryable=True)
-            if _is_permanent(exc):
+            if RetryPolicy.is_permanent(exc):
                 self._dead_letter(out, exc)
                 return
             reason = _reason(exc)
@@ -1090,23 +1107,28 @@ class ExportPipeline(SpanHandoff):
         self._confirmed(out)
 
     def _post(
-        self, dest: Mapping[str, Any], body: bytes, retry: Any, timeout: float | None
+        self,
+        dest: Mapping[str, Any],
+        out: _Outbound,
+        session_id: str,
+        traces_json: bytes,
+        retry: Any,
+        timeout: float | None,
     ) -> None:
-        client = self._get_client()
+        """Hand the encoded traces to the client: api/ owns the path and the envelope."""
         timeout = None if timeout is None else min(timeout, float(self._settings.read_timeout))
-        client.request_json(
-            "POST",
-            f"/v2/projects/{dest['project_id']}/traces",
-            content=body,
+        experiment_id = dest.get("experiment_id") or None
+        self._get_client().log_traces_encoded(
+            traces_json,
+            project_id=str(dest["project_id"]),
+            session_id=session_id,
+            session_external_id=out.header.get("external_id") or None,
+            reliable=self._reliable,
+            log_stream_id=None if experiment_id else dest.get("log_stream_id"),
+            experiment_id=experiment_id,
             retry=retry,
             timeout=timeout,
         )
-
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None and retry_after >= 0:
-            return float(retry_after)
-        base = min(self._backoff_max, self._backoff_initial * (2.0 ** (attempt - 1)))
-        return base * (0.5 + 0.5 * self._rng.random())
 
     def _destination_for(self, header: Mapping[str, Any]) -> dict[str, Any]:
         dest = header.get("destination")
@@ -1172,7 +1194,8 @@ class ExportPipeline(SpanHandoff):
             self._noted_sessions.add(local_id)
         return galileo_id
 
-    def _body(self, out: _Outbound, dest: Mapping[str, Any], session_id: str) -> bytes:
+    def _traces_json(self, out: _Outbound, session_id: str) -> bytes:
+        """The batch's encoded traces, the local stand-in id swapped for the Galileo one."""
         payload = out.payload
         if payload is None:
             assert out.entry is not None
@@ -1180,20 +1203,7 @@ class ExportPipeline(SpanHandoff):
         local_id = out.header.get("local_id")
         if out.header.get("placeholder") and local_id and local_id != session_id:
             payload = payload.replace(local_id.encode(), session_id.encode())
-        envelope: dict[str, Any] = {
-            "logging_method": _LOGGING_METHOD,
-            "client_version": __version__,
-            "reliable": self._reliable,
-            "session_id": session_id,
-            "is_complete": True,
-        }
-        if dest.get("experiment_id"):
-            envelope["experiment_id"] = dest["experiment_id"]
-        elif dest.get("log_stream_id"):
-            envelope["log_stream_id"] = dest["log_stream_id"]
-        if out.header.get("external_id"):
-            envelope["session_external_id"] = out.header["external_id"]
-        return b'{"traces":' + payload + b"," + _dumps(envelope)[1:].encode()
+        return payload
 
     # --- outcomes -------------------------------------------------------------------------------
     def _confirmed(self, out: _Outbound) -> None:
@@ -1393,16 +1403,10 @@ def _dest_dict(dest: Any) -> dict[str, Any]:
     return {k: (str(v) if v is not None else None) for k, v in out.items()}
 
 
-def _is_permanent(exc: APIError) -> bool:
-    if exc.status_code in PERMANENT_STATUS_CODES:
-        return True
-    return exc.status_code is not None and not exc.retryable
-
-
 def _reason(exc: APIError) -> str:
     if exc.status_code is not None:
         return f"http_{exc.status_code}"
-    return "connection" if "timed out" not in exc.message.lower() else "timeout"
+    return "timeout" if isinstance(exc, APITimeoutError) else "connection"
 
 
 def _describe(exc: APIError) -> str:
