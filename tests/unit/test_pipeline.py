@@ -453,3 +453,80 @@ def test_submit_is_cheap_and_never_raises(tmp_path: Any) -> None:
 
 if sys.platform == "win32":  # pragma: no cover
     pytestmark = pytest.mark.skip("POSIX spool locks")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
+def test_a_forked_child_does_not_inherit_queued_work(tmp_path: Any) -> None:
+    # the parent's worker has not run yet: its three spans sit in the queue at the fork
+    pipeline, client, _ = make(tmp_path, start=False)
+    tracer = tracer_for(pipeline)
+    emit(tracer, session="parent", children=2)
+    assert len(pipeline._queue) == 3
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            inherited = len(pipeline._queue) + pipeline.stats()["spans_queued"]
+            pipeline.start()
+            emit(tracer, session="child")
+            flushed = pipeline.force_flush(5.0)
+            sessions = [c.body["session_external_id"] for c in client.trace_posts()]
+            os.write(write_fd, json.dumps([inherited, flushed, sessions]).encode())
+            pipeline.shutdown(1.0)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    _, status = os.waitpid(pid, 0)  # bounded by the child's own 5 s flush
+    data = os.read(read_fd, 1000)
+    os.close(read_fd)
+    assert status == 0
+    assert json.loads(data) == [0, True, ["child"]]  # nothing of the parent's was sent there
+    pipeline.start()
+    assert pipeline.force_flush(5.0)
+    assert [c.body["session_external_id"] for c in client.trace_posts()] == ["parent"]
+    pipeline.shutdown(1.0)
+
+
+def test_counters_reconcile_under_a_flapping_server(tmp_path: Any) -> None:
+    import random
+
+    rng = random.Random(7)
+
+    def flaky(call: Call) -> None:
+        if not call.path.endswith("/traces"):
+            return
+        roll = rng.random()
+        if roll < 0.2:
+            raise ValidationError("HTTP 422", status_code=422, detail="bad", retryable=False)
+        if roll < 0.6:
+            raise unavailable(503)
+
+    pipeline, _client, _ = make(
+        tmp_path,
+        FakeClient(flaky),
+        batch_max_traces=2,
+        export_timeout=0.5,
+        spool_max_bytes=4000,
+    )
+    tracer = tracer_for(pipeline)
+    for i in range(60):
+        emit(tracer, session=f"s{i % 5}", payload="x" * 50)
+    pipeline.force_flush(5.0)
+    pipeline.shutdown(2.0)
+    stats = pipeline.stats()
+    assert stats["traces_batched"] == 60
+    assert stats["traces_dead_lettered"] > 0 and stats["traces_confirmed"] > 0
+    settled = (
+        stats["traces_confirmed"]
+        + stats["traces_pending"]
+        + stats["traces_failed"]
+        + stats["traces_dead_lettered"]
+        + stats["dropped.spool_full"]
+        + stats["traces_handed_over"]
+    )
+    assert stats["traces_batched"] + stats["traces_adopted"] == settled
+    # what is pending after shutdown is exactly what waits in the spool
+    with Spool(tmp_path / "spool") as spool:
+        assert spool.usage()["traces"] == stats["traces_pending"]
