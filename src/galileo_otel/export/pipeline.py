@@ -1,17 +1,38 @@
-"""ExportPipeline: the background half of the path of a span, from queue to confirmed delivery.
+"""ExportPipeline: the wiring of the export stages, their threads, locks and lifecycle.
 
-``submit(span)`` is the only thing the app thread calls: one deque append and a length check.
-A worker thread assembles traces, resolves their session, converts and encodes them once, and
-batches them per session (pure CPU: it never waits on I/O); a spool-writer thread puts closed
-batches on disk and feeds spooled ones back; ``max_in_flight`` sender threads deliver them.
+The path of a span, one module per stage::
+
+    app thread   submit()            handoff.py   one deque append and a length check
+    worker       assemble, session,  batch.py     CPU only, never waits on I/O
+                 convert, encode,
+                 batch per session
+    spooler      write, adopt,       spooler.py   the spool (spool.py) is the durable queue
+                 lease, feed senders
+    senders x N  send, retry,        deliver.py   through the client (api/); N = max_in_flight
+                 confirm, dead-letter
+
+Threads: one worker, one spooler, ``max_in_flight`` senders, started by :meth:`start` (the
+first configure() or processor), stopped by :meth:`shutdown`. Locks (all state below is made
+in ``_init_runtime``, again in a forked child):
+
+* ``_lock`` with its three conditions ``_cv`` (flush waiters, the worker's back-pressure),
+  ``_cv_send`` (senders waiting for batches) and ``_cv_write`` (the spooler): guards the
+  batches between stages and their bookkeeping (``_to_spool``, ``_outbox``, ``_pending``,
+  ``_held``, ``_parked``, ``_name_seq``, ``_adopted``, failures, scan timers). Never held
+  across I/O.
+* ``_stats_lock``: the counters (``_counts``).
+* ``_dest_lock``: the destinations resolved so far (held while one is resolved over HTTP, by
+  sender threads only).
+* The spool's own lock (its one SQLite connection) and the rate-limited logger's.
+
+The app thread takes none of them: ``submit`` touches only the deque and an Event.
 
 Reliable mode (``reliable=True``): each closed batch is first written to the spool (when on),
-then sent and awaited; connection errors, timeouts, 408, 429 and 5xx are retried with
-exponential backoff and jitter (Retry-After honoured) until ``export_timeout``; a batch that is
-still undelivered stays in the spool and is retried later, and by the next process that opens the
-spool. Fire-and-forget mode (``reliable=False``): one request (plus one reconnect), failures
-counted. Both: permanent errors (400, 401, 403, 404, 422) are never retried; in reliable mode
-the batch goes to ``<spool>/dead/``.
+then sent and awaited; retried per the client's RetryPolicy until ``export_timeout``; a batch
+still undelivered stays in the spool, for a later try or the next process. Fire-and-forget mode
+(``reliable=False``): one request (plus one reconnect), failures counted. Both: permanent
+errors (400, 401, 403, 404, 422) are never retried; in reliable mode the batch becomes a dead
+letter in the spool.
 """
 
 from __future__ import annotations
@@ -19,7 +40,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import itertools
-import json
 import logging
 import os
 import random
@@ -27,14 +47,15 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from galileo_otel.errors import APIError, APITimeoutError, ConfigError
+from galileo_otel.export._stage import Batch, Flush, Outbound, RateLimitedLog
+from galileo_otel.export.batch import BatchStage
+from galileo_otel.export.deliver import DeliveryStage, dest_dict
 from galileo_otel.export.handoff import SpanHandoff
-from galileo_otel.export.sdk_span import span_attributes
-from galileo_otel.export.spool import LEASE_S, Spool, SpoolEntry, key_fingerprint, open_spool
+from galileo_otel.export.spool import Spool, SpoolEntry, key_fingerprint, open_spool
+from galileo_otel.export.spooler import SpoolStage
 from galileo_otel.settings import GalileoSettings
 
 __all__ = [
@@ -43,7 +64,6 @@ __all__ = [
     "DEFAULT_EXIT_TIMEOUT_S",
     "DEFAULT_FIRST_DELAY_S",
     "DEFAULT_SPOOL_RETRY_S",
-    "PERMANENT_STATUS_CODES",
     "ExportPipeline",
 ]
 
@@ -52,107 +72,15 @@ _log = logging.getLogger(__name__)
 DEFAULT_BACKOFF_INITIAL_S = 0.5
 DEFAULT_BACKOFF_MAX_S = 10.0
 DEFAULT_SPOOL_RETRY_S = 5.0
-DEFAULT_SPOOL_RETRY_MAX_S = 60.0
 DEFAULT_FIRST_DELAY_S = 0.05
 DEFAULT_EXIT_TIMEOUT_S = 5.0
-PERMANENT_STATUS_CODES = frozenset({400, 401, 403, 404, 422})
 
 # Room kept in batch_max_bytes for the request envelope around the traces array.
 _ENVELOPE_RESERVE_BYTES = 1024
-# Spans taken from the queue between two looks at timers and flush requests.
-_DRAIN_CHUNK = 1024
-_EXPIRE_EVERY_S = 1.0
-_LOG_EVERY_S = 10.0
 _MAX_UNWRITTEN_BYTES = 32 * 1024 * 1024
-_LOGGING_METHOD = "python_client"
-
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
-
-# orjson (the optional [fast] extra) encodes a converted trace ~3.5x faster than the stdlib C
-# encoder (1.1 vs 4.0 us per span here), straight to UTF-8; anything it refuses (a lone
-# surrogate, an int beyond 64 bits, a non-str key) goes through the stdlib path as before.
-try:
-    import orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson_dumps: Callable[..., bytes] | None = None
-    _ORJSON_ERRORS: tuple[type[Exception], ...] = ()
-else:
-    _orjson_dumps = orjson.dumps
-    _ORJSON_ERRORS = (orjson.JSONEncodeError, TypeError, ValueError, OverflowError)
 
 
-def _encode_trace(data: Any) -> bytes:
-    """One converted trace as compact UTF-8 JSON (orjson when installed, else the stdlib)."""
-    if _orjson_dumps is not None:
-        try:
-            return _orjson_dumps(data, default=str)
-        except _ORJSON_ERRORS:
-            pass
-    text = _dumps(data)
-    try:
-        return text.encode()
-    except UnicodeEncodeError:  # a lone surrogate in some attribute
-        return text.encode("utf-8", "replace")
-
-
-class _RateLimitedLog:
-    """Logs one line per key per interval, then says how many were suppressed."""
-
-    def __init__(self, interval_s: float = _LOG_EVERY_S) -> None:
-        self._interval = interval_s
-        self._last: dict[str, tuple[float, int]] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, level: int, key: str, msg: str, *args: Any, exc_info: Any = None) -> None:
-        now = time.monotonic()
-        with self._lock:
-            last, suppressed = self._last.get(key, (-1e18, 0))
-            if now - last < self._interval:
-                self._last[key] = (last, suppressed + 1)
-                return
-            self._last[key] = (now, 0)
-        if suppressed:
-            msg += " (%d similar messages suppressed)"
-            args = (*args, suppressed)
-        _log.log(level, msg, *args, exc_info=exc_info)
-
-
-@dataclass
-class _Batch:
-    """Traces of one session collected on the worker, not yet closed."""
-
-    record: Any
-    parts: list[bytes] = field(default_factory=list)
-    size: int = 1
-    spans: int = 0
-    placeholder: bool = False
-
-
-@dataclass
-class _Flush:
-    """A flush request travelling through the queue behind the spans it covers."""
-
-    final: bool
-    done: threading.Event = field(default_factory=threading.Event)
-    seq: int = -1
-
-
-@dataclass
-class _Outbound:
-    """A closed batch on its way to the server."""
-
-    seq: int
-    header: dict[str, Any]
-    payload: bytes | None
-    record: Any
-    entry: SpoolEntry | None = None
-
-    @property
-    def traces(self) -> int:
-        return int(self.header.get("traces", 0))
-
-
-class ExportPipeline(SpanHandoff):
+class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
     """Queue, worker and senders that take finished spans to Galileo as per-session batches.
 
     Args:
@@ -223,7 +151,7 @@ class ExportPipeline(SpanHandoff):
         self._clock = clock
         self._wait_fn = wait
         self._rng = random.Random()
-        self._say = _RateLimitedLog()
+        self._say = RateLimitedLog()
 
         self._owns_client = client is None
         self._client = client
@@ -232,7 +160,7 @@ class ExportPipeline(SpanHandoff):
         self._tracker = tracker
         self._assembler = assembler
         self._convert = convert
-        self._destination = _dest_dict(destination) if destination is not None else None
+        self._destination = dest_dict(destination) if destination is not None else None
         self._target = {
             "project": s.project,
             "project_id": s.project_id,
@@ -284,59 +212,67 @@ class ExportPipeline(SpanHandoff):
 
     # --- runtime state (made again in a forked child) ------------------------------------------
     def _init_runtime(self) -> None:
-        self._reset_handoff()
+        """All runtime state, grouped by what guards it (see the module docstring)."""
+        self._reset_handoff()  # the app's queue: a deque and an Event, no lock
+        # Lifecycle events: _stop ends the threads; _hurry (shutdown began) cuts retry waits
+        # short so failing batches park in the spool; _adoption: first backlog pass done.
         self._stop = threading.Event()
-        # Set when shutdown begins: retry waits end early, so failing batches park in the spool.
         self._hurry = threading.Event()
-        # One lock, three conditions, so a wake-up reaches only who can act on it (each wake-up
-        # costs a GIL hand-over). _cv: flush waiters and the worker's back-pressure; _cv_send:
-        # senders waiting for batches; _cv_write: the spool writer.
+        self._adoption = threading.Event()
+        if self._spool is None:
+            self._adoption.set()
+        self._threads: list[threading.Thread] = []
+        self._worker: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
+
+        # --- the worker's own: no lock, only the worker thread touches them ---
+        self._taken = 0  # spans taken off the queue
+        self._open: dict[str, Batch] = {}  # open batch per session
+        self._flush_at: float | None = None
+        self._last_flush = -1e18
+        self._next_expire = 0.0
+        self._last_seq = 0
+        self._final_marker: Flush | None = None
+
+        # --- guarded by _lock: one lock, three conditions, so a wake-up reaches only who can
+        # act on it (each wake-up costs a GIL hand-over) ---
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._cv_send = threading.Condition(self._lock)
         self._cv_write = threading.Condition(self._lock)
-        self._stats_lock = threading.Lock()
-        self._counts: dict[str, int] = {}
-        self._taken = 0
-        self._seq = itertools.count(1)
-        self._last_seq = 0
-        self._open: dict[str, _Batch] = {}
-        self._flush_at: float | None = None
-        self._last_flush = -1e18
-        self._outbox: deque[_Outbound] = deque()
-        self._busy = 0
-        # Closed batches the spool writer has not handled yet (flush markers travel along).
-        self._to_spool: deque[_Outbound | _Flush] = deque()
+        self._seq = itertools.count(1)  # batch numbers, in closing order
+        self._to_spool: deque[Outbound | Flush] = deque()  # closed, for the spooler
         self._unwritten = 0  # encoded bytes in _to_spool
+        self._outbox: deque[Outbound] = deque()  # for the senders
+        self._busy = 0  # senders sending now
         self._pending: dict[int, int] = {}  # batch seq -> traces, until confirmed or given up
-        self._name_seq: dict[str, int] = {}  # spool file name -> seq, for files we made or took
-        # (n, seq) of batches given up on, n counting up, so a flush sees only failures after it began.
+        self._name_seq: dict[str, int] = {}  # spool row name -> seq, rows we made or adopted
+        # (n, seq) of batches given up on, n counting up: a flush sees only later failures.
         self._failed_seqs: deque[tuple[int, int]] = deque(maxlen=4096)
         self._fail_count = 0
-        self._held: dict[str, SpoolEntry] = {}
-        # Batches put back in the spool after failing (name -> seq); shutdown does not wait.
-        self._parked: dict[str, int] = {}
-        # Seqs of batches adopted from dead processes: a flush waits for them too.
-        self._adopted: set[int] = set()
-        # Set once the first adoption pass ran, so a flush right after start covers the backlog.
-        self._adoption = threading.Event()
-        if self._spool is None:
-            self._adoption.set()
-        self._next_housekeep = 0.0
-        self._spool_usage: dict[str, int] = {}
-        self._said_foreign = False
-        self._backlog = 0
+        self._held: dict[str, SpoolEntry] = {}  # rows in a sender's hands
+        self._parked: dict[str, int] = {}  # rows back on disk after failing; shutdown won't wait
+        self._adopted: set[int] = set()  # seqs adopted from ended processes; flushes wait
+        self._backlog = 0  # rows of ours on disk that idle senders should take
         self._next_scan = 0.0
         self._scan_backoff = self._spool_retry
         self._spool_files = 0
-        self._noted_sessions: set[str] = set()
+        self._spool_usage: dict[str, int] = {}  # the spool's size, as of the last look
+
+        # --- the spooler's own ---
+        self._next_housekeep = 0.0
+        self._said_foreign = False
+
+        # --- guarded by _stats_lock ---
+        self._stats_lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+        # --- guarded by _dest_lock (senders only) ---
         self._dest_lock = threading.Lock()
         self._resolved: dict[str, dict[str, Any]] = {}
-        self._threads: list[threading.Thread] = []
-        self._worker: threading.Thread | None = None
-        self._writer: threading.Thread | None = None
-        self._final_marker: _Flush | None = None
-        self._next_expire = 0.0
+        # Sessions whose Galileo id is noted in the spool: set.add is atomic under the GIL and
+        # a note written twice is harmless, so no lock.
+        self._noted_sessions: set[str] = set()
 
     def start(self) -> None:
         """Start the worker and sender threads (idempotent)."""
@@ -378,7 +314,6 @@ class ExportPipeline(SpanHandoff):
             t.start()
             self._threads.append(t)
 
-    # --- the app thread -------------------------------------------------------------------------
     # --- flushing -------------------------------------------------------------------------------
     def force_flush(self, timeout_s: float | None = None) -> bool:
         """Send every trace completed by the spans queued so far and wait for the answers.
@@ -451,7 +386,7 @@ class ExportPipeline(SpanHandoff):
         return ok and not self._pending_any()
 
     def _flush(self, deadline: float, *, final: bool) -> bool:
-        marker = _Flush(final=final)
+        marker = Flush(final=final)
         if final:
             self._final_marker = marker
         with self._cv:
@@ -607,691 +542,7 @@ class ExportPipeline(SpanHandoff):
             )
         return self._assembler
 
-    # --- the worker -----------------------------------------------------------------------------
-    def _run(self) -> None:
-        try:
-            self._work()
-        except BaseException as exc:  # pragma: no cover - a bug; say it, never kill the app
-            _log.critical("galileo-otel: export worker stopped: %r", exc, exc_info=exc)
-            raise
-
-    def _work(self) -> None:
-        assembler = self._get_assembler()
-        tracker = self._get_tracker()
-        from galileo_otel.export.convert import convert_trace as default_convert
-
-        convert_trace = self._convert or default_convert
-        queue = self._queue
-        while True:
-            self._wake.clear()
-            self._awake = False
-            try:
-                for _ in range(_DRAIN_CHUNK):
-                    item = queue.popleft()
-                    if type(item) is _Flush:
-                        self._on_flush(item, assembler, tracker, convert_trace)
-                        continue
-                    self._taken += 1
-                    try:
-                        done = assembler.add(item)
-                    except Exception as exc:
-                        self._internal_error("assemble", exc)
-                        continue
-                    for trace in done:
-                        self._add_trace(trace, tracker, convert_trace)
-                more = True
-            except IndexError:
-                more = False
-            now = self._clock()
-            if now >= self._next_expire:
-                self._next_expire = now + _EXPIRE_EVERY_S
-                try:
-                    expired = assembler.expire(time.time_ns())
-                except Exception as exc:
-                    self._internal_error("expire", exc)
-                    expired = []
-                for trace in expired:
-                    self._add_trace(trace, tracker, convert_trace)
-            if self._flush_at is not None and now >= self._flush_at:
-                self._close_all()
-            if self._stop.is_set() and not queue:
-                return
-            if more:
-                continue
-            timeout = _EXPIRE_EVERY_S
-            if self._flush_at is not None:
-                timeout = min(timeout, max(0.0, self._flush_at - self._clock()))
-            self._wake.wait(timeout)
-
-    def _on_flush(self, marker: _Flush, assembler: Any, tracker: Any, convert: Any) -> None:
-        if marker.final:
-            try:
-                leftovers = assembler.drain()
-            except Exception as exc:
-                self._internal_error("drain", exc)
-                leftovers = []
-            for trace in leftovers:
-                self._add_trace(trace, tracker, convert)
-        self._close_all()
-        marker.seq = self._last_seq
-        # Done once the spool writer has handled every batch before it (they are on disk then).
-        with self._cv:
-            self._to_spool.append(marker)
-            self._cv_write.notify()
-
-    def _add_trace(
-        self, trace: Any, tracker: Any, convert: Callable[[Any], dict[str, Any]]
-    ) -> None:
-        try:
-            root = trace.root if trace.root is not None else trace.spans[0]
-            attrs = span_attributes(root)
-            start_ns = root.start_time or 0
-            end_ns = root.end_time or start_ns
-            record = tracker.session_for_trace(attrs, start_ns, end_ns, root_name=root.name)
-            if not getattr(record, "sampled", True):
-                # The session was sampled out: none of its traces are sent.
-                self._count("dropped.sampled")
-                return
-            data = convert(trace)
-            galileo_id = getattr(record, "galileo_id", None)
-            # Until the session exists its local id stands in; the sender swaps it (same length).
-            data["session_id"] = galileo_id or record.local_id
-            part = _encode_trace(data)
-        except Exception as exc:
-            self._internal_error("convert", exc)
-            self._count("traces_dropped")
-            self._count("dropped.convert_error")
-            return
-        key = record.local_id
-        batch = self._open.get(key)
-        if batch is not None and batch.parts and batch.size + len(part) + 1 > self._max_payload:
-            self._close(key)
-            batch = None
-        if batch is None:
-            batch = self._open[key] = _Batch(record=record)
-            if self._flush_at is None:
-                now = self._clock()
-                self._flush_at = max(now + self._first_delay, self._last_flush + self._batch_delay)
-        batch.record = record
-        batch.parts.append(part)
-        batch.size += len(part) + 1
-        batch.spans += len(trace.spans)
-        batch.placeholder = batch.placeholder or not galileo_id
-        if len(batch.parts) >= self._max_traces or batch.size >= self._max_payload:
-            self._close(key)
-
-    def _close_all(self) -> None:
-        for key in list(self._open):
-            self._close(key)
-        self._flush_at = None
-        self._last_flush = self._clock()
-
-    def _close(self, key: str) -> None:
-        batch = self._open.pop(key)
-        if not self._open:
-            self._flush_at = None
-        record = batch.record
-        payload = b"[" + b",".join(batch.parts) + b"]"
-        try:
-            session = record.to_dict()
-        except Exception as exc:
-            self._internal_error("session record", exc)
-            session = {}
-        header = {
-            "v": 1,
-            "reliable": self._reliable,
-            "session": session,
-            "local_id": record.local_id,
-            "external_id": getattr(record, "external_id", None),
-            "placeholder": batch.placeholder,
-            "destination": self._destination,
-            "target": self._target,
-            "origin": self._origin,
-            "traces": len(batch.parts),
-            "spans": batch.spans,
-        }
-        seq = next(self._seq)
-        self._last_seq = seq
-        out = _Outbound(seq=seq, header=header, payload=payload, record=record)
-        self._count("traces_batched", len(batch.parts))
-        self._count("batches", 1)
-        with self._cv:
-            # Memory stays bounded: the worker waits for the writer (the app queue then drops).
-            while self._unwritten >= self._max_unwritten_bytes and not self._stop.is_set():
-                self._cv.wait(0.5)
-            self._unwritten += len(payload)
-            self._pending[seq] = out.traces
-            self._to_spool.append(out)
-            self._cv_write.notify()
-
-    # --- the spool writer -----------------------------------------------------------------------
-    def _write_loop(self) -> None:
-        while True:
-            with self._cv:
-                while not self._to_spool:
-                    if self._stop.is_set():
-                        return
-                    now = self._clock()
-                    if self._scan_due(now) or self._housekeep_due(now):
-                        break
-                    self._cv_write.wait(self._scan_wait())
-                item = self._to_spool.popleft() if self._to_spool else None
-                if isinstance(item, _Outbound):
-                    self._unwritten -= len(item.payload or b"")
-                    if self._unwritten < self._max_unwritten_bytes:
-                        self._cv.notify_all()  # the worker may be waiting for room
-            try:
-                if isinstance(item, _Flush):
-                    item.done.set()
-                elif item is not None:
-                    self._hand_over(item)
-                if self._spool is not None:
-                    self._housekeep(self._clock())
-                    self._maybe_scan(self._clock())
-            except Exception as exc:  # pragma: no cover - a bug; never stop writing
-                self._internal_error("spool writer", exc)
-
-    def _hand_over(self, out: _Outbound) -> None:
-        """Write a closed batch to the spool (if on), then give it to a sender or leave it."""
-        if self._spool is not None:
-            try:
-                out.entry = self._spool.write(out.header, out.payload or b"[]")
-                if out.entry is None:
-                    self._spool_full(out)
-                    return
-            except OSError as exc:
-                self._say(
-                    logging.WARNING, "spool-write", "galileo-otel: spool write failed: %s", exc
-                )
-                self._count("spool_write_errors")
-        with self._cv:
-            if out.entry is not None:
-                name = out.entry.name
-                self._name_seq[name] = out.seq
-                if len(self._outbox) >= self._in_flight:
-                    # Senders are busy: the batch waits on disk, not in memory.
-                    out.entry.release()
-                    self._backlog += 1
-                    self._spool_files += 1
-                    self._count("traces_spooled", out.traces)
-                    return
-                self._held[name] = out.entry
-                self._outbox.append(out)
-                self._cv_send.notify()
-                return
-            # No spool: memory is bounded by stalling here (then the worker, then the queue).
-            while len(self._outbox) >= 2 * self._in_flight and not self._stop.is_set():
-                self._cv_write.wait(0.5)
-            if self._stop.is_set() and len(self._outbox) >= 2 * self._in_flight:
-                self._pending.pop(out.seq, None)
-                self._failed_seqs.append((self._fail_count, out.seq))
-                self._fail_count += 1
-                self._count("traces_failed", out.traces)
-                self._count("failed.shutdown", out.traces)
-                return
-            self._outbox.append(out)
-            self._cv_send.notify()
-
-    def _spool_full(self, out: _Outbound) -> None:
-        """The spool refused a batch (GALILEO_SPOOL_MAX_BYTES): drop it, count it, never wait."""
-        self._say(
-            logging.WARNING,
-            "spool-full",
-            "galileo-otel: spool full (GALILEO_SPOOL_MAX_BYTES=%d): batch of %d traces dropped",
-            int(self._settings.spool_max_bytes),
-            out.traces,
-        )
-        self._count("dropped.spool_full", out.traces)
-        self._settle(out, ok=False, reason="spool_full")
-
-    def _housekeep_due(self, now: float) -> bool:
-        return self._spool is not None and now >= self._next_housekeep and not self._stop.is_set()
-
-    def _housekeep(self, now: float) -> None:
-        """Renew our leases, adopt dead processes' batches, notice ours settled elsewhere.
-
-        Runs on the spool-writer thread only (so no batch is claimed while it looks), at start
-        and then every ``spool_retry_s`` (at most ``LEASE_S / 4``).
-        """
-        spool = self._spool
-        if spool is None or now < self._next_housekeep:
-            return
-        self._next_housekeep = now + min(self._spool_retry, LEASE_S / 4)
-        with self._cv:
-            # Ours on disk and not in a sender's hands: only these can have been taken over.
-            idle = {n: q for n, q in self._name_seq.items() if n not in self._held}
-        try:
-            spool.renew()
-            adopted = spool.adopt()
-            owned = spool.owned_names() if idle else set()
-            usage = spool.usage()
-        except OSError as exc:
-            self._say(logging.WARNING, "spool-scan", "galileo-otel: spool look failed: %s", exc)
-            self._adoption.set()
-            return
-        handed_over = 0
-        with self._cv:
-            for name, traces in adopted:
-                seq = next(self._seq)
-                self._name_seq[name] = seq
-                self._pending[seq] = traces
-                self._adopted.add(seq)
-                self._backlog += 1
-            for name, seq in idle.items():
-                if name in owned or name in self._held or self._name_seq.get(name) != seq:
-                    continue
-                self._name_seq.pop(name, None)
-                self._parked.pop(name, None)
-                handed_over += self._pending.pop(seq, 0)
-            self._spool_usage = usage
-            if adopted:
-                self._retry_spooled_now()
-            self._cv.notify_all()
-        if adopted:
-            n = sum(t for _, t in adopted)
-            self._count("traces_adopted", n)
-            _log.info(
-                "galileo-otel: took over %d spooled batches (%d traces) left by ended processes",
-                len(adopted),
-                n,
-            )
-        if handed_over:
-            self._count("traces_handed_over", handed_over)
-        if usage.get("foreign_batches") and not self._said_foreign:
-            self._said_foreign = True
-            _log.warning(
-                "galileo-otel: the spool %s holds %d batches made with another API key; they are "
-                "left for a process using that key (see stats() spool_foreign_batches)",
-                spool.path,
-                usage["foreign_batches"],
-            )
-        self._adoption.set()
-
-    def _scan_due(self, now: float) -> bool:
-        """Whether idle senders should get spooled batches now (called with ``_cv`` held)."""
-        if self._spool is None or self._stop.is_set():
-            return False
-        if self._in_flight - len(self._outbox) - self._busy <= 0:
-            return False
-        failing = self._scan_backoff > self._spool_retry
-        # While closing, every batch still on disk gets its one attempt without delay.
-        return now >= self._next_scan or (self._backlog > 0 and (self._closing or not failing))
-
-    def _scan_wait(self) -> float:
-        if self._spool is None:
-            return 0.5
-        due = min(self._next_scan, self._next_housekeep)
-        return min(0.5, max(0.01, due - self._clock()))
-
-    def _maybe_scan(self, now: float) -> None:
-        """Feed idle senders with spooled batches: ours left on disk, or another run's."""
-        assert self._spool is not None
-        with self._cv:
-            if not self._scan_due(now):
-                return
-            room = self._in_flight - len(self._outbox) - self._busy
-        try:
-            with self._cv:
-                skip = set(self._held)
-                if self._closing:
-                    skip |= set(self._parked)
-            entries = self._spool.claim_oldest(room, skip=skip)
-        except OSError as exc:
-            self._say(logging.WARNING, "spool-scan", "galileo-otel: spool scan failed: %s", exc)
-            with self._cv:
-                self._next_scan = now + self._scan_backoff  # not again at once
-                self._backlog = 0
-            return
-        with self._cv:
-            if not entries:
-                self._backlog = 0
-                self._spool_files = 0  # none of ours left on disk
-                self._next_scan = now + self._scan_backoff
-                return
-            self._spool_files = max(0, self._spool_files - len(entries))
-            for entry in entries:
-                seq = self._name_seq.get(entry.name)
-                if seq is None or seq not in self._pending:
-                    # Ours but not tracked (given up on after an internal error): count it
-                    # back in, so the counters still reconcile.
-                    seq = next(self._seq)
-                    self._name_seq[entry.name] = seq
-                    self._pending[seq] = traces = int(entry.header.get("traces", 0))
-                    self._count("traces_adopted", traces)
-                elif entry.name not in self._parked:
-                    self._backlog = max(0, self._backlog - 1)
-                self._held[entry.name] = entry
-                self._parked.pop(entry.name, None)
-                self._outbox.append(
-                    _Outbound(seq=seq, header=entry.header, payload=None, record=None, entry=entry)
-                )
-            self._cv_send.notify(len(entries))
-
-    # --- the senders ----------------------------------------------------------------------------
-    def _send_loop(self) -> None:
-        while True:
-            with self._cv:
-                while not self._outbox:
-                    if self._stop.is_set():
-                        return
-                    self._cv_send.wait(0.5)
-                out = self._outbox.popleft()
-                self._busy += 1
-                if self._spool is None:
-                    self._cv_write.notify()  # room in the outbox for the writer
-            try:
-                if self._stop.is_set() and out.entry is not None:
-                    self._leave_in_spool(out, retried=False)
-                elif self._reliable:
-                    self._deliver_reliable(out)
-                else:
-                    self._deliver_once(out)
-            except Exception as exc:
-                self._internal_error("deliver", exc)
-                if out.entry is not None and out.entry.claimed:
-                    self._leave_in_spool(out, retried=True, reason="internal")
-                else:
-                    self._settle(out, ok=False, reason="internal")
-            finally:
-                with self._cv:
-                    self._busy -= 1
-                    last_out = self._shutdown and self._busy == 0
-                    if self._backlog or self._closing or self._spool_files:
-                        self._cv_write.notify()  # a sender is free: the writer may feed it
-                if last_out and self._spool is not None:
-                    self._spool.close()  # the last sender that outlived shutdown
-
-    def _deliver_reliable(self, out: _Outbound) -> None:
-        from galileo_otel.api.client import RetryPolicy
-
-        deadline = self._clock() + self._export_timeout
-        attempt = 0
-        first = True
-        while True:
-            try:
-                dest = self._destination_for(out.header)
-                session_id = self._session_id_for(out, dest, max(0.05, deadline - self._clock()))
-                traces_json = self._traces_json(out, session_id)
-                if first:
-                    self._count("traces_sent", out.traces)
-                    first = False
-                self._count("requests_sent")
-                left = deadline - self._clock()
-                self._post(dest, out, session_id, traces_json, RetryPolicy.none(), max(0.05, left))
-            except ConfigError as exc:
-                # No API key, say: nothing to retry now; the batch waits for a fixed start.
-                self._say(
-                    logging.ERROR,
-                    "config",
-                    "galileo-otel: not sending traces: %s; %s",
-                    exc,
-                    "they wait in the spool" if out.entry else "they are dropped",
-                )
-                self._leave_in_spool(out, retried=True, reason="config")
-                return
-            except (APIError, TimeoutError) as exc:
-                if isinstance(exc, TimeoutError):
-                    # Another thread or process is still creating this batch's session.
-                    exc = APIError(f"session creation pending: {exc}", retryable=True)
-                if RetryPolicy.is_permanent(exc):
-                    self._dead_letter(out, exc)
-                    return
-                attempt += 1
-                # The client's policy decides (one policy for the package); the wait is ours,
-                # interruptible by shutdown. No wait (a Retry-After too long): park it now.
-                wait = self._policy.delay_for(exc, attempt, self._rng.random())
-                # While shutting down, a failing batch goes back to the spool at once: the next
-                # process sends it, and shutdown need not wait out the retries.
-                closing = self._closing and out.entry is not None
-                if (
-                    wait is None
-                    or closing
-                    or self._stop.is_set()
-                    or self._clock() + wait >= deadline
-                ):
-                    self._say(
-                        logging.WARNING,
-                        "undelivered",
-                        "galileo-otel: batch of %d traces not delivered (%s); %s",
-                        out.traces,
-                        _describe(exc),
-                        "kept in the spool for a later retry" if out.entry else "dropped",
-                    )
-                    self._leave_in_spool(
-                        out, retried=True, reason=_reason(exc), not_before_s=exc.retry_after
-                    )
-                    return
-                self._count("requests_retried")
-                if (self._wait_fn or self._hurry.wait)(wait) or self._stop.is_set():
-                    self._leave_in_spool(out, retried=True, reason="shutdown")
-                    return
-                continue
-            self._confirmed(out)
-            return
-
-    def _deliver_once(self, out: _Outbound) -> None:
-        from galileo_otel.api.client import RetryPolicy
-
-        once = RetryPolicy.reconnect_once()
-        try:
-            dest = self._destination_for(out.header)
-            session_id = self._session_id_for(out, dest, self._export_timeout)
-            traces_json = self._traces_json(out, session_id)
-            self._count("traces_sent", out.traces)
-            self._count("requests_sent")
-            self._post(dest, out, session_id, traces_json, once, None)
-        except ConfigError as exc:
-            self._say(logging.ERROR, "config", "galileo-otel: not sending traces: %s", exc)
-            self._count("traces_failed", out.traces)
-            self._count("failed.config", out.traces)
-            self._settle(out, ok=False, reason="config")
-            return
-        except (APIError, TimeoutError) as exc:
-            if isinstance(exc, TimeoutError):
-                exc = APIError(f"session creation pending: {exc}", retryable=True)
-            if RetryPolicy.is_permanent(exc):
-                self._dead_letter(out, exc)
-                return
-            reason = _reason(exc)
-            self._say(
-                logging.WARNING,
-                "ff-failed",
-                "galileo-otel: batch of %d traces lost (fire-and-forget): %s",
-                out.traces,
-                _describe(exc),
-            )
-            self._count("traces_failed", out.traces)
-            self._count(f"failed.{reason}", out.traces)
-            self._settle(out, ok=False, reason=reason)
-            return
-        self._confirmed(out)
-
-    def _post(
-        self,
-        dest: Mapping[str, Any],
-        out: _Outbound,
-        session_id: str,
-        traces_json: bytes,
-        retry: Any,
-        timeout: float | None,
-    ) -> None:
-        """Hand the encoded traces to the client: api/ owns the path and the envelope."""
-        timeout = None if timeout is None else min(timeout, float(self._settings.read_timeout))
-        experiment_id = dest.get("experiment_id") or None
-        self._get_client().log_traces_encoded(
-            traces_json,
-            project_id=str(dest["project_id"]),
-            session_id=session_id,
-            session_external_id=out.header.get("external_id") or None,
-            reliable=self._reliable,
-            log_stream_id=None if experiment_id else dest.get("log_stream_id"),
-            experiment_id=experiment_id,
-            retry=retry,
-            timeout=timeout,
-        )
-
-    def _destination_for(self, header: Mapping[str, Any]) -> dict[str, Any]:
-        dest = header.get("destination")
-        if dest and dest.get("project_id"):
-            return dict(dest)
-        target = dict(header.get("target") or self._target)
-        if target.get("project_id") and (
-            target.get("log_stream_id") or target.get("experiment_id")
-        ):
-            return {
-                "project_id": target["project_id"],
-                "log_stream_id": target.get("log_stream_id"),
-                "experiment_id": target.get("experiment_id"),
-            }
-        key = json.dumps(target, sort_keys=True)
-        with self._dest_lock:
-            known = self._resolved.get(key)
-            if known is None:
-                resolved = self._get_client().resolve_destination(
-                    project=target.get("project"),
-                    project_id=target.get("project_id"),
-                    log_stream=target.get("log_stream"),
-                    log_stream_id=target.get("log_stream_id"),
-                    experiment_id=target.get("experiment_id"),
-                    create=bool(self._settings.create_missing),
-                )
-                known = self._resolved[key] = _dest_dict(resolved)
-            return dict(known)
-
-    def _session_id_for(
-        self, out: _Outbound, dest: Mapping[str, Any], timeout_s: float | None
-    ) -> str:
-        record = out.record
-        if record is None:
-            from galileo_otel.sessions.tracker import SessionRecord
-
-            record = out.record = SessionRecord.from_dict(out.header["session"])
-        galileo_id: str | None = getattr(record, "galileo_id", None)
-        local_id = out.header.get("local_id") or record.local_id
-        if not galileo_id and self._spool is not None:
-            galileo_id = self._spool.known_session(local_id)
-            if galileo_id:
-                with contextlib.suppress(Exception):
-                    record.galileo_id = galileo_id
-        if galileo_id:
-            return galileo_id
-        client = self._get_client()
-        reliable = self._reliable
-
-        def create(payload: Mapping[str, Any]) -> str:
-            response = client.create_session(
-                **payload,
-                project_id=dest["project_id"],
-                log_stream_id=dest.get("log_stream_id"),
-                experiment_id=dest.get("experiment_id"),
-                reliable=reliable,
-            )
-            return str(response.id)
-
-        galileo_id = str(self._get_tracker().ensure_created(record, create, timeout_s=timeout_s))
-        if self._spool is not None and local_id not in self._noted_sessions:
-            self._spool.note_session(local_id, galileo_id)
-            self._noted_sessions.add(local_id)
-        return galileo_id
-
-    def _traces_json(self, out: _Outbound, session_id: str) -> bytes:
-        """The batch's encoded traces, the local stand-in id swapped for the Galileo one."""
-        payload = out.payload
-        if payload is None:
-            assert out.entry is not None
-            payload = out.entry.payload()
-        local_id = out.header.get("local_id")
-        if out.header.get("placeholder") and local_id and local_id != session_id:
-            payload = payload.replace(local_id.encode(), session_id.encode())
-        return payload
-
-    # --- outcomes -------------------------------------------------------------------------------
-    def _confirmed(self, out: _Outbound) -> None:
-        self._count("traces_confirmed", out.traces)
-        self._count("requests_confirmed")
-        if out.entry is not None:
-            out.entry.delete()
-        with self._cv:
-            was_failing = self._scan_backoff > self._spool_retry or self._spool_files > 0
-            if was_failing:
-                # The server answers again: send what waits in the spool now.
-                self._retry_spooled_now()
-        self._settle(out, ok=True)
-
-    def _dead_letter(self, out: _Outbound, exc: APIError) -> None:
-        status = exc.status_code
-        where = "dropped (no spool)"
-        error = {
-            "status_code": status,
-            "message": exc.message,
-            "detail": exc.detail,
-            "time": time.time(),
-        }
-        if self._spool is not None:
-            try:
-                if out.entry is not None:
-                    where = str(self._spool.dead_letter(out.entry, error))
-                elif self._reliable:
-                    payload = out.payload if out.payload is not None else b"[]"
-                    where = str(self._spool.dead_letter_new(out.header, payload, error))
-            except OSError as exc2:
-                where = f"lost (could not write dead letter: {exc2})"
-        self._say(
-            logging.ERROR,
-            f"dead-{status}",
-            "galileo-otel: Galileo rejected a batch of %d traces (HTTP %s): %s; not retried, %s",
-            out.traces,
-            status,
-            _describe(exc),
-            f"set aside in {where}" if where.startswith("/") else where,
-        )
-        self._count("traces_dead_lettered", out.traces)
-        self._count(f"dead_lettered.{status}", out.traces)
-        self._settle(out, ok=False, reason=f"http_{status}")
-
-    def _leave_in_spool(
-        self,
-        out: _Outbound,
-        *,
-        retried: bool,
-        reason: str = "shutdown",
-        not_before_s: float | None = None,
-    ) -> None:
-        if out.entry is None:
-            # Reliable mode without a spool: the batch is gone, say so in the counts.
-            self._count("traces_failed", out.traces)
-            self._count(f"failed.{reason}", out.traces)
-            self._settle(out, ok=False, reason=reason)
-            return
-        out.entry.release()
-        self._count("traces_spooled", out.traces)
-        if self._shutdown and self._spool is not None:
-            # A sender that outlived shutdown lets go of its batch: the next process takes it.
-            with contextlib.suppress(OSError):
-                self._spool.disown()
-        with self._cv:
-            self._held.pop(out.entry.name, None)
-            self._spool_files += 1
-            if retried:
-                self._parked[out.entry.name] = out.seq
-                # The next try of the spool honours the server's Retry-After, if longer.
-                wait = max(self._scan_backoff, not_before_s or 0.0)
-                self._next_scan = max(self._next_scan, self._clock() + wait)
-                self._scan_backoff = min(DEFAULT_SPOOL_RETRY_MAX_S, self._scan_backoff * 2)
-            self._cv.notify_all()
-            self._cv_write.notify()
-
-    def _settle(self, out: _Outbound, *, ok: bool, reason: str = "") -> None:
-        with self._cv:
-            if out.entry is not None:
-                self._held.pop(out.entry.name, None)
-                self._parked.pop(out.entry.name, None)
-                self._name_seq.pop(out.entry.name, None)
-            self._pending.pop(out.seq, None)
-            if not ok:
-                self._failed_seqs.append((self._fail_count, out.seq))
-                self._fail_count += 1
-            self._cv.notify_all()
+    # --- shared by the stages ------------------------------------------------------------------
 
     def _internal_error(self, where: str, exc: BaseException) -> None:
         self._count(f"errors.{where}")
@@ -1303,56 +554,6 @@ class ExportPipeline(SpanHandoff):
             exc,
             exc_info=exc,
         )
-
-    def _finish_leftovers(self) -> None:
-        """After shutdown: spool what the writer missed, release idle claims, count the rest."""
-        while True:
-            with self._cv:
-                item = self._to_spool.popleft() if self._to_spool else None
-            if item is None:
-                break
-            if isinstance(item, _Flush):
-                item.done.set()
-                continue
-            out = item
-            if self._spool is not None:
-                try:
-                    entry = self._spool.write(out.header, out.payload or b"[]")
-                    if entry is None:
-                        self._spool_full(out)
-                        continue
-                    entry.release()
-                    self._count("traces_spooled", out.traces)
-                    continue
-                except OSError as exc:
-                    self._say(
-                        logging.WARNING, "spool-write", "galileo-otel: spool write failed: %s", exc
-                    )
-            self._count("traces_failed", out.traces)
-            self._count("failed.shutdown", out.traces)
-            self._settle(out, ok=False, reason="shutdown")
-        with self._cv:
-            waiting = list(self._outbox)
-            self._outbox.clear()
-        for out in waiting:
-            if out.entry is not None:
-                self._leave_in_spool(out, retried=False)
-            else:
-                self._count("traces_failed", out.traces)
-                self._count("failed.shutdown", out.traces)
-                self._settle(out, ok=False, reason="shutdown")
-        left = sum(1 for item in list(self._queue) if not isinstance(item, _Flush))
-        marker = self._final_marker
-        if marker is not None and not marker.done.is_set():
-            # The worker did not get through the queue in time: what it still holds (open
-            # traces, open batches) is lost too. Read from here while it may still run: counted
-            # as well as can be, never silently.
-            with contextlib.suppress(Exception):
-                left += int(self._get_assembler().stats().get("open_spans", 0))
-            with contextlib.suppress(RuntimeError):  # changed size while we looked
-                left += sum(batch.spans for batch in list(self._open.values()))
-        if left:
-            self._count("dropped.shutdown", left)
 
     # --- fork -----------------------------------------------------------------------------------
     def _after_fork_in_child(self) -> None:
@@ -1385,33 +586,3 @@ def _after_fork(ref: weakref.ReferenceType[ExportPipeline]) -> None:
     if pipeline is not None:
         with contextlib.suppress(Exception):
             pipeline._after_fork_in_child()
-
-
-def _dest_dict(dest: Any) -> dict[str, Any]:
-    if isinstance(dest, Mapping):
-        get = dest.get
-    else:
-
-        def get(name: str, default: Any = None) -> Any:
-            return getattr(dest, name, default)
-
-    out = {
-        "project_id": get("project_id"),
-        "log_stream_id": get("log_stream_id"),
-        "experiment_id": get("experiment_id"),
-    }
-    return {k: (str(v) if v is not None else None) for k, v in out.items()}
-
-
-def _reason(exc: APIError) -> str:
-    if exc.status_code is not None:
-        return f"http_{exc.status_code}"
-    return "timeout" if isinstance(exc, APITimeoutError) else "connection"
-
-
-def _describe(exc: APIError) -> str:
-    detail = exc.detail
-    if detail is None or detail == exc.message:
-        return exc.message
-    text = detail if isinstance(detail, str) else json.dumps(detail, default=str)
-    return f"{exc.message}: {text[:500]}"
