@@ -527,6 +527,9 @@ def test_counters_reconcile_under_a_flapping_server(tmp_path: Any) -> None:
         + stats["traces_handed_over"]
     )
     assert stats["traces_batched"] + stats["traces_adopted"] == settled
+    # a batch retried or re-claimed from the spool is "sent" once, not once per attempt
+    assert stats["requests_retried"] > 0
+    assert stats["traces_sent"] <= stats["traces_batched"] + stats["traces_adopted"]
     # what is pending after shutdown is exactly what waits in the spool
     with Spool(tmp_path / "spool") as spool:
         assert spool.usage()["traces"] == stats["traces_pending"]

@@ -114,6 +114,7 @@ class StageState:
     _spool: Spool | None
     convert_counters: dict[str, int]
     # lifecycle
+    _threads: list[threading.Thread]
     _closing: bool
     _shutdown: bool
     _stop: threading.Event
@@ -147,6 +148,7 @@ class StageState:
     _held: dict[str, SpoolEntry]
     _parked: dict[str, int]
     _adopted: set[int]
+    _sent: set[int]
     _backlog: int
     _next_scan: float
     _scan_backoff: float
@@ -163,6 +165,7 @@ class StageState:
     if TYPE_CHECKING:
         # Defined by one stage or by the wiring, called by others.
         def _count(self, key: str, n: int = 1) -> None: ...
+        def _need_senders(self) -> None: ...
         def _internal_error(self, where: str, exc: BaseException) -> None: ...
         def _retry_spooled_now(self) -> None: ...
         def _get_client(self) -> Any: ...

@@ -107,10 +107,21 @@ class BatchStage(StageState):
                 return
             if more:
                 continue
-            timeout = _EXPIRE_EVERY_S
+            # Asleep until spans come (submit sets _wake), unless a timer is due: an open
+            # batch's delay, or the expiry of traces still open in the assembler.
+            timeout: float | None = None
+            if self._open_traces(assembler):
+                timeout = _EXPIRE_EVERY_S
             if self._flush_at is not None:
-                timeout = min(timeout, max(0.0, self._flush_at - self._clock()))
+                until = max(0.0, self._flush_at - self._clock())
+                timeout = until if timeout is None else min(timeout, until)
             self._wake.wait(timeout)
+
+    def _open_traces(self, assembler: Any) -> bool:
+        try:
+            return bool(assembler.stats().get("open_traces", 0))
+        except Exception:  # a custom assembler without stats: keep the expiry timer
+            return True
 
     def _on_flush(self, marker: Flush, assembler: Any, tracker: Any, convert: Any) -> None:
         if marker.final:
@@ -207,7 +218,7 @@ class BatchStage(StageState):
         with self._cv:
             # Memory stays bounded: the worker waits for the writer (the app queue then drops).
             while self._unwritten >= self._max_unwritten_bytes and not self._stop.is_set():
-                self._cv.wait(0.5)
+                self._cv.wait()  # the spooler notifies when it has made room; shutdown too
             self._unwritten += len(payload)
             self._pending[seq] = out.traces
             self._to_spool.append(out)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -29,13 +30,30 @@ _log = logging.getLogger("galileo_otel.export.pipeline")
 class DeliveryStage(StageState):
     """The sender threads and the outcome of each batch."""
 
+    def _count_sent(self, out: Outbound) -> None:
+        """``traces_sent`` counts a batch once, however often it is retried or re-claimed."""
+        if out.seq not in self._sent:
+            self._sent.add(out.seq)  # only the sender holding the batch touches its seq
+            self._count("traces_sent", out.traces)
+
+    def _need_senders(self) -> None:
+        """Start the ``max_in_flight`` senders with the first batch (called with ``_cv`` held)."""
+        if self._threads or self._stop.is_set():
+            return
+        for i in range(self._in_flight):
+            t = threading.Thread(
+                target=self._send_loop, name=f"galileo-otel-sender-{i}", daemon=True
+            )
+            t.start()
+            self._threads.append(t)
+
     def _send_loop(self) -> None:
         while True:
             with self._cv:
                 while not self._outbox:
                     if self._stop.is_set():
                         return
-                    self._cv_send.wait(0.5)
+                    self._cv_send.wait()  # notified when a batch is handed over, and at shutdown
                 out = self._outbox.popleft()
                 self._busy += 1
                 if self._spool is None:
@@ -57,8 +75,7 @@ class DeliveryStage(StageState):
                 with self._cv:
                     self._busy -= 1
                     last_out = self._shutdown and self._busy == 0
-                    if self._backlog or self._closing or self._spool_files:
-                        self._cv_write.notify()  # a sender is free: the writer may feed it
+                    self._cv_write.notify()  # a sender is free: the spooler may feed it
                 if last_out and self._spool is not None:
                     self._spool.close()  # the last sender that outlived shutdown
 
@@ -67,15 +84,12 @@ class DeliveryStage(StageState):
 
         deadline = self._clock() + self._export_timeout
         attempt = 0
-        first = True
         while True:
             try:
                 dest = self._destination_for(out.header)
                 session_id = self._session_id_for(out, dest, max(0.05, deadline - self._clock()))
                 traces_json = self._traces_json(out, session_id)
-                if first:
-                    self._count("traces_sent", out.traces)
-                    first = False
+                self._count_sent(out)
                 self._count("requests_sent")
                 left = deadline - self._clock()
                 self._post(dest, out, session_id, traces_json, RetryPolicy.none(), max(0.05, left))
@@ -138,7 +152,7 @@ class DeliveryStage(StageState):
             dest = self._destination_for(out.header)
             session_id = self._session_id_for(out, dest, self._export_timeout)
             traces_json = self._traces_json(out, session_id)
-            self._count("traces_sent", out.traces)
+            self._count_sent(out)
             self._count("requests_sent")
             self._post(dest, out, session_id, traces_json, once, None)
         except ConfigError as exc:
@@ -316,6 +330,7 @@ class DeliveryStage(StageState):
                 self._parked.pop(out.entry.name, None)
                 self._name_seq.pop(out.entry.name, None)
             self._pending.pop(out.seq, None)
+            self._sent.discard(out.seq)
             if not ok:
                 self._failed_seqs.append((self._fail_count, out.seq))
                 self._fail_count += 1

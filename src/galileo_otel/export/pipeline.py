@@ -253,6 +253,7 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         self._held: dict[str, SpoolEntry] = {}  # rows in a sender's hands
         self._parked: dict[str, int] = {}  # rows back on disk after failing; shutdown won't wait
         self._adopted: set[int] = set()  # seqs adopted from ended processes; flushes wait
+        self._sent: set[int] = set()  # seqs counted in traces_sent, until settled
         self._backlog = 0  # rows of ours on disk that idle senders should take
         self._next_scan = 0.0
         self._scan_backoff = self._spool_retry
@@ -307,12 +308,7 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
             target=self._write_loop, name="galileo-otel-spooler", daemon=True
         )
         self._writer.start()
-        for i in range(self._in_flight):
-            t = threading.Thread(
-                target=self._send_loop, name=f"galileo-otel-sender-{i}", daemon=True
-            )
-            t.start()
-            self._threads.append(t)
+        # The senders start with the first batch to send (_need_senders).
 
     # --- flushing -------------------------------------------------------------------------------
     def force_flush(self, timeout_s: float | None = None) -> bool:
@@ -414,7 +410,7 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
                 left = deadline - self._clock()
                 if left <= 0:
                     return False
-                self._cv.wait(min(left, 0.5))
+                self._cv.wait(left)  # every settled batch notifies
 
     def _pending_any(self) -> bool:
         with self._cv:

@@ -80,11 +80,12 @@ class SpoolStage(StageState):
                     return
                 self._held[name] = out.entry
                 self._outbox.append(out)
+                self._need_senders()
                 self._cv_send.notify()
                 return
             # No spool: memory is bounded by stalling here (then the worker, then the queue).
             while len(self._outbox) >= 2 * self._in_flight and not self._stop.is_set():
-                self._cv_write.wait(0.5)
+                self._cv_write.wait()  # a sender notifies when it takes one; shutdown too
             if self._stop.is_set() and len(self._outbox) >= 2 * self._in_flight:
                 self._pending.pop(out.seq, None)
                 self._failed_seqs.append((self._fail_count, out.seq))
@@ -93,6 +94,7 @@ class SpoolStage(StageState):
                 self._count("failed.shutdown", out.traces)
                 return
             self._outbox.append(out)
+            self._need_senders()
             self._cv_send.notify()
 
     def _spool_full(self, out: Outbound) -> None:
@@ -180,11 +182,18 @@ class SpoolStage(StageState):
         # While closing, every batch still on disk gets its one attempt without delay.
         return now >= self._next_scan or (self._backlog > 0 and (self._closing or not failing))
 
-    def _scan_wait(self) -> float:
+    def _scan_wait(self) -> float | None:
+        """How long the spooler may sleep (called with ``_cv`` held); ``None``: until notified.
+
+        Notified when a batch closes, a sender frees up, or shutdown begins; the only timers
+        are the lease/adoption look and, while a sender is idle, the next spool retry.
+        """
         if self._spool is None:
-            return 0.5
-        due = min(self._next_scan, self._next_housekeep)
-        return min(0.5, max(0.01, due - self._clock()))
+            return None
+        due = self._next_housekeep
+        if self._in_flight - len(self._outbox) - self._busy > 0:
+            due = min(due, self._next_scan)
+        return max(0.01, due - self._clock())
 
     def _maybe_scan(self, now: float) -> None:
         """Feed idle senders with spooled batches: ours left on disk, or another run's."""
@@ -228,6 +237,7 @@ class SpoolStage(StageState):
                 self._outbox.append(
                     Outbound(seq=seq, header=entry.header, payload=None, record=None, entry=entry)
                 )
+            self._need_senders()
             self._cv_send.notify(len(entries))
 
     def _leave_in_spool(
