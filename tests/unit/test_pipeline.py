@@ -533,3 +533,20 @@ def test_counters_reconcile_under_a_flapping_server(tmp_path: Any) -> None:
     # what is pending after shutdown is exactly what waits in the spool
     with Spool(tmp_path / "spool") as spool:
         assert spool.usage()["traces"] == stats["traces_pending"]
+
+
+def test_a_sampled_out_session_is_dropped_and_counted(tmp_path: Any, cleanup: Any) -> None:
+    pipeline, client, tracker = make(tmp_path)
+    cleanup.append(pipeline)
+    tracer = tracer_for(pipeline)
+    emit(tracer, session="kept")
+    emit(tracer, session="dropped")
+    assert pipeline.force_flush(5.0)
+    tracker.records["dropped"].sampled = False  # type: ignore[attr-defined]
+    emit(tracer, session="dropped")
+    emit(tracer, session="kept")
+    assert pipeline.force_flush(5.0)
+    sessions = [c.body["session_external_id"] for c in client.trace_posts()]
+    assert sorted(sessions) == ["dropped", "kept", "kept"]
+    stats = pipeline.stats()
+    assert stats["dropped.sampled"] == 1 and stats["traces_batched"] == 3
