@@ -223,3 +223,18 @@ def test_a_forked_child_owns_nothing_of_its_parent(tmp_path: Path, opened: list[
     os.waitpid(pid, 0)
     assert answer == b"1"
     assert len(spool.claim_oldest(10)) == 1  # the parent's connection still works
+
+
+def test_disk_space_of_sent_batches_is_given_back(tmp_path: Path, opened: list[Spool]) -> None:
+    spool = make(tmp_path, opened)
+    entries = [spool.write(header(), b"z" * 100_000) for _ in range(20)]
+    spool.compact()
+    full = (tmp_path / DB_NAME).stat().st_size
+    for entry in entries:
+        assert entry is not None
+        entry.delete()
+    spool.compact()
+    assert (tmp_path / DB_NAME).stat().st_size < full / 4
+    assert not (tmp_path / f"{DB_NAME}-wal").exists() or (
+        (tmp_path / f"{DB_NAME}-wal").stat().st_size < 1_000_000
+    )

@@ -67,6 +67,7 @@ LEASE_S = 60.0
 # How long one statement waits for another process's write transaction (background threads
 # only; the app thread never touches the spool).
 _BUSY_TIMEOUT_MS = 2000
+_WAL_LIMIT_BYTES = 16 * 1024 * 1024
 # Session id notes are tiny; keep them long enough for any spooled batch to need them.
 _SESSION_NOTE_MAX_AGE_S = 30 * 24 * 3600.0
 _HOST = socket.gethostname()
@@ -258,7 +259,12 @@ class Spool:
             )  # fmt: skip
             try:
                 conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+                # Pages freed by sent batches go back to the disk (compact()); takes effect on
+                # a new database only, before its first table.
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 conn.execute("PRAGMA journal_mode=WAL")
+                # The WAL file is truncated back to this after a checkpoint.
+                conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
                 conn.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
                 conn.executescript(_SCHEMA)
             except sqlite3.DatabaseError as exc:
@@ -585,6 +591,15 @@ class Spool:
         return str(row[0]) if row else None
 
     # --- housekeeping ---------------------------------------------------------------------------
+    def compact(self) -> None:
+        """Give the pages of sent batches back to the disk, and trim the WAL file."""
+
+        def compact(conn: sqlite3.Connection, _owner: str) -> None:
+            conn.executescript("PRAGMA incremental_vacuum;")  # steps to the end: all pages
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+        self._run(compact)
+
     def cleanup(self, now: float | None = None) -> None:
         """Remove old session notes."""
         cutoff = (self._clock() if now is None else now) - _SESSION_NOTE_MAX_AGE_S

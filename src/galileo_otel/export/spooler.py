@@ -127,6 +127,7 @@ class SpoolStage(StageState):
             idle = {n: q for n, q in self._name_seq.items() if n not in self._held}
         try:
             spool.renew()
+            spool.compact()
             adopted = spool.adopt()
             owned = spool.owned_names() if idle else set()
             usage = spool.usage()
