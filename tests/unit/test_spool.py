@@ -238,3 +238,15 @@ def test_disk_space_of_sent_batches_is_given_back(tmp_path: Path, opened: list[S
     assert not (tmp_path / f"{DB_NAME}-wal").exists() or (
         (tmp_path / f"{DB_NAME}-wal").stat().st_size < 1_000_000
     )
+
+
+def test_a_disowned_row_does_not_free_its_owners_leased_rows(
+    tmp_path: Path, opened: list[Spool]
+) -> None:
+    mine = make(tmp_path, opened)
+    other = make(tmp_path, opened)
+    free = mine.write(header(), b"[]")
+    kept = mine.write(header(), b"[]")
+    assert kept is not None and free is not None
+    mine.disown(keep={kept.name})  # shutdown while a stuck sender still holds `kept`
+    assert [name for name, _ in other.adopt()] == [free.name]

@@ -127,14 +127,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _owner_gone(owner: str, lease: float, now: float) -> bool:
-    """Whether a row's owner can no longer finish it: lease expired, or a dead local pid."""
-    if lease < now:
-        return True
+def _owner_exited(owner: str) -> bool:
+    """Whether a row's owner is a process of this host that has exited."""
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
     if host != _HOST or not pid_text.isdigit():
-        return False
+        return False  # another host: only its lease tells
     return not _pid_alive(int(pid_text))
 
 
@@ -402,14 +400,14 @@ class Spool:
                 " AND (origin IS ? OR origin IS NULL) ORDER BY id",
                 (owner, self.origin),
             ).fetchall()
-            alive: dict[str, bool] = {}
+            exited: dict[str, bool] = {}  # owner -> its process has exited (asked once)
             taken: list[tuple[str, int]] = []
             for row_id, old, lease, traces in rows:
-                gone = alive.get(old)
-                if gone is None or lease < now:
-                    gone = alive[old] = _owner_gone(old, lease, now)
-                if not gone:
-                    continue
+                if lease >= now:  # leased: only an exited owner gives it up
+                    if old not in exited:
+                        exited[old] = _owner_exited(old)
+                    if not exited[old]:
+                        continue
                 cur = conn.execute(
                     "UPDATE batch SET owner = ?, lease = ? WHERE id = ? AND owner = ?",
                     (owner, now + LEASE_S, row_id, old),
