@@ -596,7 +596,9 @@ class Spool:
             conn.executescript("PRAGMA incremental_vacuum;")  # steps to the end: all pages
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
-        self._run(compact)
+        # Housekeeping only: a busy database now is compacted next time.
+        with contextlib.suppress(SpoolError):
+            self._run(compact)
 
     def cleanup(self, now: float | None = None) -> None:
         """Remove old session notes."""
