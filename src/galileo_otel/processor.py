@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Protocol
+from typing import Any
 
 from opentelemetry import baggage as otel_baggage
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from galileo_otel.export import make_pipeline
+from galileo_otel.export import Pipeline, make_pipeline
 from galileo_otel.sessions.context import _CURRENT, set_baggage_default
 from galileo_otel.sessions.resolve import GALILEO_SESSION_FROM_BAGGAGE, KEY_ATTRIBUTES, SESSION_ID
 from galileo_otel.settings import GalileoSettings, merge_settings
@@ -24,24 +24,9 @@ __all__ = ["GalileoSessionProcessor", "SpanPipeline"]
 logger = logging.getLogger(__name__)
 
 
-class SpanPipeline(Protocol):
-    """What the processor needs of an export pipeline (``ExportPipeline`` is one)."""
-
-    def submit(self, span: Any) -> Any:
-        """Take a finished span; O(1), never blocks."""
-        ...
-
-    def force_flush(self, timeout_s: float | None = None) -> bool:
-        """Send what is queued; ``True`` when it was all delivered."""
-        ...
-
-    def shutdown(self, timeout_s: float | None = None) -> bool:
-        """Flush and stop within ``timeout_s``."""
-        ...
-
-    def stats(self) -> dict[str, Any]:
-        """Counters."""
-        ...
+# What the processor needs of an export pipeline: the one interface of export/ (in-process or
+# worker process alike).
+SpanPipeline = Pipeline
 
 
 class GalileoSessionProcessor(SpanProcessor):

@@ -353,7 +353,9 @@ def test_restart_sends_spooled_batches_once(tmp_path: Any) -> None:
             assert call.body["session_id"] in {s["id"] for s in client.sessions}
 
 
-def test_batches_of_another_api_key_are_left_alone(tmp_path: Any) -> None:
+def test_batches_of_another_api_key_are_left_alone(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     def down(call: Call) -> None:
         raise refused()
 
@@ -363,10 +365,16 @@ def test_batches_of_another_api_key_are_left_alone(tmp_path: Any) -> None:
     assert len(pending_in(tmp_path / "spool")) == 1
 
     other, other_client, _ = make(tmp_path, api_key="someone-else")
-    assert other.force_flush(2.0)
-    other.shutdown(2.0)
+    with caplog.at_level("WARNING"):
+        assert other.force_flush(2.0)
+        assert other.force_flush(2.0)
+        stats = other.stats()
+        other.shutdown(2.0)
     assert other_client.trace_posts() == []  # not sent with the wrong key
     assert dead_in(tmp_path / "spool") == []
+    assert stats["spool_foreign_batches"] == 1 and stats["spool_foreign_traces"] == 1
+    assert sum("another API key" in r.getMessage() for r in caplog.records) == 1
+    assert "someone-else" not in caplog.text
 
     same, same_client, _ = make(tmp_path)
     deadline = time.monotonic() + 10
