@@ -339,12 +339,12 @@ def test_restart_sends_spooled_batches_once(tmp_path: Any) -> None:
     second, client2, _ = make(tmp_path)
     third, client3, _ = make(tmp_path)
     try:
-        deadline = time.monotonic() + 10
-        while pending_in(tmp_path / "spool") and time.monotonic() < deadline:
-            time.sleep(0.02)
+        # each flush covers the backlog its pipeline adopted at start (the first one adopts all)
+        assert second.force_flush(10.0) and third.force_flush(10.0)
     finally:
         second.shutdown(2.0)
         third.shutdown(2.0)
+    assert pending_in(tmp_path / "spool") == []
     ids = client2.trace_ids() + client3.trace_ids()
     assert len(ids) == 7 == len(set(ids))
     # each session is created once, then its batch is sent with that id
@@ -377,10 +377,9 @@ def test_batches_of_another_api_key_are_left_alone(
     assert "someone-else" not in caplog.text
 
     same, same_client, _ = make(tmp_path)
-    deadline = time.monotonic() + 10
-    while pending_in(tmp_path / "spool") and time.monotonic() < deadline:
-        time.sleep(0.02)
+    assert same.force_flush(10.0)  # the backlog it adopted, sent with the right key
     same.shutdown(2.0)
+    assert pending_in(tmp_path / "spool") == []
     assert len(same_client.trace_posts()) == 1
 
 
