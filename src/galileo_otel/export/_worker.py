@@ -42,13 +42,17 @@ def main() -> int:
         with contextlib.suppress(OSError):
             os.nice(nice)
 
-    from galileo_otel.export.pipeline import ExportPipeline
+    from galileo_otel.export import make_pipeline
     from galileo_otel.settings import GalileoSettings
 
     data = json.loads(os.environ.get(SETTINGS_ENV, "{}"))
     data["export_process"] = False
     settings = GalileoSettings(**data)
-    pipeline = ExportPipeline(settings, shutdown_at_exit=False)
+    # The same pipeline as in-process, from the same factory (export_process is off here).
+    built = make_pipeline(settings, shutdown_at_exit=False)
+    if built is None:  # export disabled (the parent never starts us then): nothing to serve
+        os._exit(0)
+    pipeline = built
     out_lock = threading.Lock()
 
     def reply(seq: int, result: Any) -> None:

@@ -301,6 +301,8 @@ class OffloadPipeline(SpanHandoff):
         self._closing = False
         self._started = False
         self._taken = 0
+        # Guards _waiters, _stats_waiter, _counts and the replay buffer (_replay,
+        # _replay_spans, _mark), shared by the app's calls, the worker and the reader threads.
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
         self._waiters: dict[int, _Waiter] = {}
@@ -719,11 +721,15 @@ class OffloadPipeline(SpanHandoff):
                 self._write(waiter.msg)
 
     def _start_fallback(self) -> None:
-        from galileo_otel.export.pipeline import ExportPipeline
+        from galileo_otel.export import make_pipeline
+        from galileo_otel.settings import merge_settings
 
         _log.warning("galileo-otel: export worker process keeps failing; exporting in-process")
         self._count("offload.fallback")
-        self._fallback = ExportPipeline(self._settings, shutdown_at_exit=False)
+        in_process = merge_settings(self._settings, {"export_process": False})
+        self._fallback = make_pipeline(
+            in_process, destination=self._destination, shutdown_at_exit=False
+        )
         with self._lock:
             frames = [msg for _, _, msg in self._replay]
             self._replay.clear()
