@@ -61,7 +61,7 @@ from galileo_otel.errors import (
     TransportError,
     ValidationError,
 )
-from galileo_otel.settings import GalileoSettings
+from galileo_otel.settings import GalileoSettings, merge_settings
 
 __all__ = [
     "DEFAULT_LOG_STREAM",
@@ -331,11 +331,8 @@ class _Core:
             "reliable": reliable,
         }
         overrides = {k: v for k, v in overrides.items() if v is not None}
-        if settings is None:
-            settings = GalileoSettings(**overrides)
-        elif overrides:
-            # Re-validate, so a bad argument fails the way a bad env var does.
-            settings = GalileoSettings(**{**dict(settings), **overrides})
+        # The package's one merge: a bad argument fails the way a bad env var does.
+        settings = merge_settings(settings, overrides)
         self.settings = settings
         self.base_url = settings.resolved_api_url()
         self.project_id = settings.project_id
