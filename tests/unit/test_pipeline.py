@@ -557,3 +557,27 @@ def test_a_sampled_out_session_is_dropped_and_counted(tmp_path: Any, cleanup: An
     assert sorted(sessions) == ["dropped", "kept", "kept"]
     stats = pipeline.stats()
     assert stats["dropped.sampled"] == 1 and stats["traces_batched"] == 3
+
+
+def test_a_live_neighbours_batches_never_hold_up_our_flush(tmp_path: Any) -> None:
+    release = threading.Event()
+
+    def hangs(call: Call) -> None:
+        if call.path.endswith("/traces"):
+            release.wait(30)
+
+    # A and B share one spool; A's batch hangs in flight, B's server is healthy
+    a, _a_client, _ = make(tmp_path, FakeClient(hangs), export_timeout=30.0)
+    b, b_client, _ = make(tmp_path)
+    try:
+        emit(tracer_for(a), session="a")
+        assert a.force_flush(0.2) is False  # A's own batch is still in flight
+        emit(tracer_for(b), session="b")
+        assert b.force_flush(5.0) is True  # B waits for B's work only
+        assert [c.body["session_external_id"] for c in b_client.trace_posts()] == ["b"]
+        assert b.stats()["traces_adopted"] == 0  # A is alive: its batch is not B's to take
+    finally:
+        release.set()
+        assert a.shutdown(5.0) is True
+        b.shutdown(2.0)
+    assert pending_in(tmp_path / "spool") == []
