@@ -156,6 +156,7 @@ class StageState:
     _spool_usage: dict[str, int]
     # the spool writer's own
     _next_housekeep: float
+    _next_compact: float
     _said_foreign: bool
     # guarded by _dest_lock
     _dest_lock: threading.Lock

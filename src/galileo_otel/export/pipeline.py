@@ -262,6 +262,7 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
 
         # --- the spooler's own ---
         self._next_housekeep = 0.0
+        self._next_compact = 0.0
         self._said_foreign = False
 
         # --- guarded by _stats_lock ---

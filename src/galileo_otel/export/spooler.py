@@ -24,6 +24,8 @@ __all__ = ["SpoolStage"]
 
 _log = logging.getLogger("galileo_otel.export.pipeline")
 
+_COMPACT_EVERY_S = 60.0
+
 
 class SpoolStage(StageState):
     """The spool writer thread and what it owns: writing, adoption, leases, feeding senders."""
@@ -127,7 +129,11 @@ class SpoolStage(StageState):
             idle = {n: q for n, q in self._name_seq.items() if n not in self._held}
         try:
             spool.renew()
-            spool.compact()
+            if now >= self._next_compact:
+                # Giving pages back and truncating the WAL waits for other processes' readers:
+                # once a minute is plenty.
+                self._next_compact = now + _COMPACT_EVERY_S
+                spool.compact()
             adopted = spool.adopt()
             owned = spool.owned_names() if idle else set()
             usage = spool.usage()
