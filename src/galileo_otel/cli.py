@@ -801,6 +801,11 @@ def _add_doctor(subparsers: Any) -> None:
     )
     _add_connection_options(doctor)
     doctor.add_argument("--json", action="store_true", help="print JSON")
+    doctor.add_argument(
+        "--clear-dead",
+        action="store_true",
+        help="remove the spool's dead-lettered batches (after fixing why they were rejected)",
+    )
     doctor.add_argument("--timeout", type=float, default=5.0, help="seconds per check (default 5)")
     doctor.set_defaults(func=_run_doctor)
 
@@ -907,7 +912,7 @@ def _run_doctor(args: argparse.Namespace) -> int:
         report.add(
             "project", "FAIL", "no project: set GALILEO_PROJECT (a name) or GALILEO_PROJECT_ID"
         )
-    _doctor_spool(settings, report)
+    _doctor_spool(settings, report, clear_dead=args.clear_dead)
     answers = _doctor_url(settings, report, args.timeout)
     if not answers:
         if has_key:
@@ -972,35 +977,33 @@ def not_the_api(url: str, exc: APIError) -> str:
     )
 
 
-def spool_backlog(spool_dir: Path) -> tuple[int, int, str | None]:
+def spool_backlog(spool_dir: Path, *, clear_dead: bool = False) -> tuple[int, int, str | None]:
     """Batches waiting in a spool, batches dead-lettered there, and why the oldest dead one died.
 
     The one place the CLI reads the spool (through :class:`~galileo_otel.export.spool.Spool`);
-    a spool that does not exist yet is empty and is not created.
+    a spool that does not exist yet is empty and is not created. ``clear_dead`` removes the
+    dead letters after reading them (``doctor --clear-dead``).
     """
-    if not spool_dir.is_dir():
+    from galileo_otel.export.spool import DB_NAME, Spool
+
+    if not (spool_dir / DB_NAME).is_file():
         return 0, 0, None
-    from galileo_otel.export.spool import Spool
-
-    spool = Spool(spool_dir)
-    pending, dead = spool.pending_names(), spool.dead_names()
+    with Spool(spool_dir) as spool:
+        pending, errors = spool.pending_names(), spool.dead_errors()
+        if clear_dead and errors:
+            spool.clear_dead()
     reason = None
-    if dead:
-        note = spool.dead_path / (dead[0] + ".error.json")
-        try:
-            error = json.loads(note.read_text(encoding="utf-8"))
-            reason = f"HTTP {error.get('status_code')}: {error.get('message')}"
-        except (OSError, ValueError, AttributeError):
-            reason = None
-    return len(pending), len(dead), reason
+    if errors and isinstance(errors[0], dict):
+        reason = f"HTTP {errors[0].get('status_code')}: {errors[0].get('message')}"
+    return len(pending), len(errors), reason
 
 
-def _doctor_spool(settings: GalileoSettings, report: _Report) -> None:
+def _doctor_spool(settings: GalileoSettings, report: _Report, *, clear_dead: bool = False) -> None:
     path = settings.spool_path()
     if path is None:
         return
     try:
-        pending, dead, reason = spool_backlog(path)
+        pending, dead, reason = spool_backlog(path, clear_dead=clear_dead)
     except OSError as exc:
         report.add("spool", "WARN", f"cannot read {path}: {exc}")
         return
@@ -1011,13 +1014,16 @@ def _doctor_spool(settings: GalileoSettings, report: _Report) -> None:
             f"{pending} batch(es) wait in {path} to be sent: they go out when an app using "
             "this spool runs configure() and the API answers; fix any FAIL line above first",
         )
-    if dead:
+    if dead and clear_dead:
+        report.add("spool", "ok", f"removed {dead} dead-lettered batch(es) from {path}")
+    elif dead:
         why = f"; the oldest: {reason}" if reason else ""
         report.add(
             "spool",
             "WARN",
-            f"{dead} batch(es) were rejected for good and set aside in {path / 'dead'}{why}. "
-            "They are never resent: read the .error.json next to each, then delete them",
+            f"{dead} batch(es) were rejected for good and set aside in {path}{why}. "
+            "They are never resent: fix the cause, then remove them with "
+            "`galileo-otel doctor --clear-dead`",
         )
     if not pending and not dead:
         report.add("spool", "ok", f"{path}: nothing waiting, nothing rejected")

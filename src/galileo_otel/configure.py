@@ -40,7 +40,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 
 from galileo_otel.errors import APIError, AuthError, ConfigError, NotFoundError, TransportError
 from galileo_otel.errors import ValidationError as APIValidationError
-from galileo_otel.settings import GalileoSettings, mask_secret
+from galileo_otel.settings import GalileoSettings, mask_secret, merge_settings
 
 if TYPE_CHECKING:
     import httpx
@@ -232,7 +232,7 @@ def configure(*, tracer_provider: TracerProvider | None = None, **overrides: Any
         >>> handle.force_flush()  # doctest: +SKIP
         True
     """
-    settings = GalileoSettings(**overrides)
+    settings = merge_settings(None, overrides)
     return _configure(settings, tracer_provider)
 
 
@@ -454,10 +454,10 @@ def _configure(settings: GalileoSettings, tracer_provider: TracerProvider | None
     # The HTTP check runs outside the lock: it may take RESOLVE_TIMEOUT_S.
     destination = resolve_destination(settings)
 
-    from galileo_otel.export.pipeline import ExportPipeline
+    from galileo_otel.export import make_pipeline
     from galileo_otel.processor import GalileoSessionProcessor
 
-    pipeline = ExportPipeline(settings, destination=destination)
+    pipeline = make_pipeline(settings, destination=destination)
     processor = GalileoSessionProcessor(pipeline, settings=settings)
     handle = GalileoHandle(
         enabled=True,

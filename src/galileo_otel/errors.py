@@ -10,6 +10,7 @@
         ├── RateLimitError     429: retryable, honours Retry-After
         ├── ValidationError    422: .detail is the server's FastAPI ``detail`` list
         └── TransportError     no HTTP answer: connection refused, timeout, broken stream
+            └── APITimeoutError    the answer did not come in time (connect, read, write, pool)
 
 No httpx exception leaks out of the package: the client maps them here with ``raise ... from``.
 Messages never contain the API key.
@@ -21,6 +22,7 @@ from typing import Any
 
 __all__ = [
     "APIError",
+    "APITimeoutError",
     "AuthError",
     "ConfigError",
     "GalileoError",
@@ -93,3 +95,7 @@ class ValidationError(APIError):
 
 class TransportError(APIError):
     """No HTTP answer: connection refused or reset, DNS failure, or a timeout."""
+
+
+class APITimeoutError(TransportError):
+    """No answer in time: a connect, read, write or pool timeout (told apart by type)."""

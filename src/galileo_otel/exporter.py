@@ -13,8 +13,8 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from galileo_otel.export.pipeline import ExportPipeline
-from galileo_otel.settings import GalileoSettings
+from galileo_otel.export import Pipeline, make_pipeline
+from galileo_otel.settings import GalileoSettings, merge_settings
 
 __all__ = ["GalileoSpanExporter"]
 
@@ -22,10 +22,11 @@ _log = logging.getLogger(__name__)
 
 
 class GalileoSpanExporter(SpanExporter):
-    """Hands spans to an :class:`ExportPipeline`; ``export()`` never raises and never waits.
+    """Hands spans to an export pipeline; ``export()`` never raises and never waits.
 
     Args:
-        pipeline: The pipeline to feed; one is made from ``settings`` when ``None``.
+        pipeline: The pipeline to feed; :func:`~galileo_otel.export.make_pipeline` builds one
+            from ``settings`` when ``None`` (a worker process with ``export_process``).
         settings: The configuration; built from env vars (and ``overrides``) when ``None``.
         **overrides: Settings fields, e.g. ``project="my-app"``, ``reliable=False``.
 
@@ -38,29 +39,25 @@ class GalileoSpanExporter(SpanExporter):
 
     def __init__(
         self,
-        pipeline: ExportPipeline | None = None,
+        pipeline: Pipeline | None = None,
         *,
         settings: GalileoSettings | None = None,
         **overrides: Any,
     ) -> None:
         if pipeline is None:
-            if settings is None:
-                settings = GalileoSettings(**overrides)
-            elif overrides:
-                settings = settings.model_copy(update=overrides)
+            settings = merge_settings(settings, overrides)
             # The SDK shuts the exporter down through its processor (at exit too): the
             # pipeline's own exit hook would run first and refuse the spans still buffered there.
-            if settings.export_process:
-                from galileo_otel.export.offload import OffloadPipeline
+            pipeline = make_pipeline(settings, shutdown_at_exit=False)
+            if pipeline is None:
+                from galileo_otel.export.pipeline import ExportPipeline
 
-                offload: Any = OffloadPipeline(settings, shutdown_at_exit=False)  # same face
-                pipeline = offload
-            else:
+                # Export disabled: a pipeline that refuses every span, so export() says so.
                 pipeline = ExportPipeline(settings, shutdown_at_exit=False)
         self._pipeline = pipeline
 
     @property
-    def pipeline(self) -> ExportPipeline:
+    def pipeline(self) -> Pipeline:
         """The pipeline this exporter feeds."""
         return self._pipeline
 
@@ -91,6 +88,6 @@ class GalileoSpanExporter(SpanExporter):
         """Flush and stop the pipeline, bounded by ``export_timeout``; spool what is left."""
         self._pipeline.shutdown()
 
-    def stats(self) -> dict[str, int]:
-        """The pipeline's counters (see :meth:`ExportPipeline.stats`)."""
+    def stats(self) -> dict[str, Any]:
+        """The pipeline's counters (see :meth:`galileo_otel.export.pipeline.ExportPipeline.stats`)."""
         return self._pipeline.stats()

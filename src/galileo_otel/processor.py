@@ -8,42 +8,25 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from opentelemetry import baggage as otel_baggage
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from galileo_otel.export import Pipeline, make_pipeline
 from galileo_otel.sessions.context import _CURRENT, capture_keys, set_baggage_default
 from galileo_otel.sessions.resolve import GALILEO_SESSION_FROM_BAGGAGE, KEY_ATTRIBUTES, SESSION_ID
-from galileo_otel.settings import GalileoSettings
-
-if TYPE_CHECKING:
-    from galileo_otel.sessions.tracker import SessionTracker
+from galileo_otel.settings import GalileoSettings, merge_settings
 
 __all__ = ["GalileoSessionProcessor", "SpanPipeline"]
 
 logger = logging.getLogger(__name__)
 
 
-class SpanPipeline(Protocol):
-    """What the processor needs of an export pipeline (``ExportPipeline`` is one)."""
-
-    def submit(self, span: Any) -> Any:
-        """Take a finished span; O(1), never blocks."""
-        ...
-
-    def force_flush(self, timeout_s: float | None = None) -> bool:
-        """Send what is queued; ``True`` when it was all delivered."""
-        ...
-
-    def shutdown(self, timeout_s: float | None = None) -> bool:
-        """Flush and stop within ``timeout_s``."""
-        ...
-
-    def stats(self) -> dict[str, int]:
-        """Counters."""
-        ...
+# What the processor needs of an export pipeline: the one interface of export/ (in-process or
+# worker process alike).
+SpanPipeline = Pipeline
 
 
 class GalileoSessionProcessor(SpanProcessor):
@@ -61,9 +44,9 @@ class GalileoSessionProcessor(SpanProcessor):
         >>> provider.add_span_processor(GalileoSessionProcessor(project="my-app"))  # doctest: +SKIP
 
     Args:
-        pipeline: Where finished spans go. ``None`` builds an
-            :class:`~galileo_otel.export.pipeline.ExportPipeline` (and its session tracker) from
-            ``settings``; nothing is exported when ``logging_disabled`` is set.
+        pipeline: Where finished spans go. ``None`` builds one from ``settings`` with
+            :func:`~galileo_otel.export.make_pipeline` (in-process, or a worker process with
+            ``export_process``); nothing is exported when ``logging_disabled`` is set.
         settings: The configuration; built from ``GALILEO_*`` env vars and ``overrides`` when
             ``None``.
         **overrides: :class:`~galileo_otel.settings.GalileoSettings` fields that win over
@@ -80,23 +63,11 @@ class GalileoSessionProcessor(SpanProcessor):
         settings: GalileoSettings | None = None,
         **overrides: Any,
     ) -> None:
-        if settings is None:
-            settings = GalileoSettings(**overrides)
-        elif overrides:
-            settings = GalileoSettings(**{**_explicit(settings), **overrides})
+        settings = merge_settings(settings, overrides)
         self._settings = settings
         set_baggage_default(settings.session_baggage)
-        self._tracker: SessionTracker | None = None
-        if pipeline is None and not settings.logging_disabled and settings.export_process:
-            from galileo_otel.export.offload import OffloadPipeline
-
-            pipeline = OffloadPipeline(settings)
-        if pipeline is None and not settings.logging_disabled:
-            from galileo_otel.export.pipeline import ExportPipeline
-            from galileo_otel.sessions.tracker import SessionTracker
-
-            self._tracker = SessionTracker.from_settings(settings)
-            pipeline = ExportPipeline(settings, tracker=self._tracker)
+        if pipeline is None:
+            pipeline = make_pipeline(settings)
         self._pipeline = pipeline
         # The bound method, looked up once: on_end is on every span's path.
         self._submit = pipeline.submit if pipeline is not None else None
@@ -180,15 +151,10 @@ class GalileoSessionProcessor(SpanProcessor):
                 self._pipeline.shutdown(timeout_s)
             except Exception as exc:
                 self._internal_error("shutdown", exc)
-        if self._tracker is not None:
-            try:
-                self._tracker.close()
-            except Exception as exc:
-                self._internal_error("shutdown", exc)
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         """The pipeline's counters plus ``processor_errors`` (failures kept from the app)."""
-        counts: dict[str, int] = {}
+        counts: dict[str, Any] = {}
         if self._pipeline is not None:
             try:
                 counts.update(self._pipeline.stats())
@@ -196,8 +162,3 @@ class GalileoSessionProcessor(SpanProcessor):
                 self._internal_error("stats", exc)
         counts["processor_errors"] = self._errors
         return counts
-
-
-def _explicit(settings: GalileoSettings) -> dict[str, Any]:
-    """The field values of ``settings``, to rebuild it with overrides (validated again)."""
-    return {name: getattr(settings, name) for name in type(settings).model_fields}

@@ -15,6 +15,7 @@ import os
 import re
 import threading
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
@@ -36,6 +37,7 @@ __all__ = [
     "GalileoSettings",
     "known_env_vars",
     "mask_secret",
+    "merge_settings",
     "parse_duration",
     "unknown_env_vars",
 ]
@@ -49,6 +51,8 @@ DEFAULT_BATCH_DELAY_S = 1.0
 DEFAULT_EXPORT_TIMEOUT_S = 30.0
 DEFAULT_MAX_QUEUE_SPANS = 20_480
 DEFAULT_BATCH_MAX_TRACES = 100
+DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
+DEFAULT_SPOOL_DEAD_MAX_BYTES = 64 * 1024 * 1024
 
 _DURATION = re.compile(
     r"^\s*(?P<num>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>ms|s|m|h)?\s*$"
@@ -250,6 +254,16 @@ class GalileoSettings(BaseSettings):
         None,
         description="GALILEO_SPOOL_DIR: durable queue for reliable mode; default under the user cache dir; 'off' disables.",
     )
+    spool_max_bytes: int = Field(
+        DEFAULT_SPOOL_MAX_BYTES,
+        ge=0,
+        description="GALILEO_SPOOL_MAX_BYTES: disk cap of pending batches in the spool; when full, new batches are dropped and counted (dropped.spool_full).",
+    )
+    spool_dead_max_bytes: int = Field(
+        DEFAULT_SPOOL_DEAD_MAX_BYTES,
+        ge=0,
+        description="GALILEO_SPOOL_DEAD_MAX_BYTES: disk cap of dead-lettered batches; the oldest are removed to make room.",
+    )
     max_spans_per_trace: int = Field(
         5_000,
         ge=1,
@@ -434,6 +448,29 @@ def _redact_password(url: str) -> str:
         return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
     except ValueError:
         return "<unparsable URL>"
+
+
+def merge_settings(
+    settings: GalileoSettings | None = None, overrides: Mapping[str, Any] | None = None
+) -> GalileoSettings:
+    """The one way settings and overrides are merged: both validated, errors name the setting.
+
+    Args:
+        settings: Settings built earlier; ``None`` reads ``GALILEO_*`` / ``OTEL_*`` env vars.
+        overrides: Field values that win over ``settings`` and env vars.
+
+    Raises:
+        ConfigError: An override is unknown or invalid (the message names it).
+    """
+    overrides = dict(overrides or {})
+    if settings is None:
+        return GalileoSettings(**overrides)
+    if not overrides:
+        return settings
+    # Rebuilt through the constructor (not model_copy(update=...), which skips validation);
+    # only the overrides are new, so only they can fail, and the error names them.
+    current = {name: getattr(settings, name) for name in type(settings).model_fields}
+    return type(settings)(**{**current, **overrides})
 
 
 def derive_api_url(console_url: str) -> str:

@@ -123,23 +123,29 @@ def test_spool_backlog_and_dead_letters_say_what_to_do(
 ) -> None:
     from galileo_otel.export.spool import Spool
 
-    spool = Spool(tmp_path / "spool")
-    spool.write({"project_id": "p"}, b"[]").release()
-    spool.write({"project_id": "p"}, b"[]").release()
-    spool.dead_letter_new(
-        {"project_id": "p"},
-        b"[]",
-        {"status_code": 422, "message": "traces.0.input: field required"},
-    )
+    with Spool(tmp_path / "spool") as spool:
+        for _ in range(2):
+            entry = spool.write({"project_id": "p"}, b"[]")
+            assert entry is not None
+            entry.release()
+        spool.dead_letter_new(
+            {"project_id": "p"},
+            b"[]",
+            {"status_code": 422, "message": "traces.0.input: field required"},
+        )
     monkeypatch.setenv("GALILEO_SPOOL_DIR", str(tmp_path / "spool"))
     assert cli.main(["doctor"]) == 0  # a backlog is a warning, not a configuration problem
     out = capsys.readouterr().out
     assert f"2 batch(es) wait in {tmp_path / 'spool'} to be sent" in out
-    assert (
-        f"1 batch(es) were rejected for good and set aside in {tmp_path / 'spool' / 'dead'}" in out
-    )
+    assert f"1 batch(es) were rejected for good and set aside in {tmp_path / 'spool'}" in out
     assert "the oldest: HTTP 422: traces.0.input: field required" in out
-    assert "delete them" in out and "no problems; see the WARN lines above" in out
+    assert "galileo-otel doctor --clear-dead" in out
+    assert "no problems; see the WARN lines above" in out
+    # --clear-dead removes the dead letters, and only them: the backlog still waits.
+    assert cli.main(["doctor", "--clear-dead"]) == 0
+    assert "removed 1 dead-lettered batch(es)" in capsys.readouterr().out
+    with Spool(tmp_path / "spool") as again:
+        assert again.dead_names() == [] and len(again.pending_names()) == 2
 
 
 def test_missing_spool_dir_is_not_created(

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from galileo_otel.export.convert import trace_uuid
 from galileo_otel.export.offload import OffloadPipeline
-from galileo_otel.export.spool import Spool
+from galileo_otel.export.spool import pending_in
 from galileo_otel.processor import GalileoSessionProcessor
 from galileo_otel.settings import GalileoSettings
 
@@ -62,7 +62,7 @@ def test_every_trace_arrives_once_through_the_worker_process(
     assert app.pipeline.shutdown(5.0) is True
     assert_stored_exactly(local_server.url, app.trace_ids, project="offload")
     assert get(local_server.url, "/local/stats")["sessions"] == 3
-    assert Spool(tmp_path / "spool").pending_names() == []
+    assert pending_in(tmp_path / "spool") == []
 
 
 def test_shutdown_is_bounded_when_the_server_hangs(local_server: Any, tmp_path: Path) -> None:
@@ -164,3 +164,32 @@ def test_a_forked_app_process_gets_its_own_worker_process(
     assert app.pipeline._proc is parent_worker
     assert app.pipeline.shutdown(5.0) is True
     assert_stored_exactly(local_server.url, app.trace_ids + child_ids, project="offload")
+
+
+def test_configure_with_export_process_uses_the_worker_and_delivers(
+    local_server: Any, tmp_path: Path
+) -> None:
+    from galileo_otel.configure import configure
+
+    provider = TracerProvider(shutdown_on_exit=False)
+    settings = settings_for(local_server.url, tmp_path / "spool", **OFFLOAD)
+    handle = configure(
+        tracer_provider=provider,
+        **{name: getattr(settings, name) for name in ("api_key", "api_url", "spool_dir")},
+        project="offload",
+        log_stream="default",
+        export_process=True,
+        batch_delay=0.05,
+    )
+    assert isinstance(handle._pipeline, OffloadPipeline)
+    tracer = provider.get_tracer("configure-offload")
+    ids = []
+    for i in range(10):
+        with tracer.start_as_current_span(f"turn {i}", attributes={"session.id": "c"}) as root:
+            pass
+        ids.append(trace_uuid(root.get_span_context().trace_id))
+    assert handle.force_flush(20.0) is True
+    stats = handle.stats()
+    assert stats["traces_confirmed"] == 10 and stats["spool_enabled"] is True
+    assert handle.shutdown(10.0) is True
+    assert_stored_exactly(local_server.url, ids, project="offload")

@@ -91,10 +91,19 @@ class FakeClient:
         self.lock = threading.Lock()
         self.closed = False
 
-    def request_json(
-        self, method: str, path: str, *, content: bytes, retry: Any, timeout: Any
+    def log_traces_encoded(
+        self,
+        traces_json: bytes,
+        *,
+        project_id: str,
+        retry: Any,
+        timeout: Any,
+        **envelope: Any,
     ) -> Any:
-        call = Call(path, json.loads(content))
+        # The envelope as GalileoClient.log_traces_encoded writes it (tested in test_client).
+        body = {"traces": json.loads(traces_json)}
+        body.update({k: v for k, v in envelope.items() if v is not None})
+        call = Call(f"/v2/projects/{project_id}/traces", body)
         with self.lock:
             self.calls.append(call)
         if self.respond is not None:

@@ -134,3 +134,15 @@ def test_worker_settings_travel_in_env_with_the_key_apart() -> None:
     assert child.reliable is False
     assert child.batch_delay == 0.2
     assert child.project == "p"
+
+
+def test_the_worker_gets_the_destination_configure_resolved() -> None:
+    from galileo_otel.api.client import Destination
+
+    pid = "6a0b3c8e-1f2d-4e5f-9a8b-7c6d5e4f3a2b"
+    lsid = "0f1e2d3c-4b5a-4968-8776-655443322110"
+    settings = GalileoSettings(api_key="k", project="p")
+    env = settings_env(settings, Destination(pid, "p", lsid, None, "default"))
+    data = json.loads(env["GALILEO_OTEL_WORKER_SETTINGS"])
+    assert data["project_id"] == pid and data["log_stream_id"] == lsid
+    assert data["export_process"] is False

@@ -25,7 +25,7 @@ from conftest_pipeline import (
 
 from galileo_otel.errors import ConfigError, ValidationError
 from galileo_otel.export.pipeline import ExportPipeline
-from galileo_otel.export.spool import Spool
+from galileo_otel.export.spool import Spool, dead_in, pending_in
 from galileo_otel.settings import GalileoSettings
 
 
@@ -155,10 +155,8 @@ def test_permanent_error_is_dead_lettered_once(tmp_path: Any, cleanup: Any) -> N
     emit(tracer)
     assert pipeline.force_flush(5.0) is False
     assert len(client.trace_posts()) == 1  # not retried
-    spool = Spool(tmp_path / "spool")
-    dead = spool.dead_names()
-    assert len(dead) == 1 and spool.pending_names() == []
-    note = json.loads((spool.dead_path / (dead[0] + ".error.json")).read_text())
+    (note,) = dead_in(tmp_path / "spool")
+    assert pending_in(tmp_path / "spool") == []
     assert note["status_code"] == 422 and note["detail"] == [{"msg": "field required"}]
     # a later flush (and the periodic spool retry) never sends it again
     assert pipeline.force_flush(1.0) is True
@@ -189,7 +187,7 @@ def test_retry_after_is_honoured_then_delivered(tmp_path: Any, cleanup: Any) -> 
     stats = pipeline.stats()
     assert stats["requests_retried"] == 2
     assert stats["traces_confirmed"] == 1
-    assert Spool(tmp_path / "spool").pending_names() == []  # confirmed, so deleted
+    assert pending_in(tmp_path / "spool") == []  # confirmed, so deleted
 
 
 def test_retry_stops_at_the_deadline_and_keeps_the_batch_spooled(
@@ -212,11 +210,11 @@ def test_retry_stops_at_the_deadline_and_keeps_the_batch_spooled(
         time.sleep(0.01)
     stats = pipeline.stats()
     assert stats["traces_spooled"] == 1
-    assert len(Spool(tmp_path / "spool").pending_names()) == 1
+    assert len(pending_in(tmp_path / "spool")) == 1
     # the server is back: force_flush retries the spooled batch at once and confirms it
     down.clear()
     assert pipeline.force_flush(5.0) is True
-    assert Spool(tmp_path / "spool").pending_names() == []
+    assert pending_in(tmp_path / "spool") == []
     assert pipeline.stats()["traces_confirmed"] == 1
 
 
@@ -300,11 +298,8 @@ def test_shutdown_is_bounded_with_a_hanging_server(tmp_path: Any) -> None:
     assert ok is False
     assert elapsed < 4.0  # the bound is 1 s; leave room for a loaded CI machine
     # everything queued is in the spool (the hung requests' batches too), ready for the next run
-    spool = Spool(tmp_path / "spool")
-    total = 0
-    for name in spool.pending_names():
-        header = json.loads((spool.path / name).read_bytes().split(b"\n", 1)[0])
-        total += header["traces"]
+    with Spool(tmp_path / "spool") as spool:
+        total = spool.usage()["traces"]
     hang.set()
     assert total == 20
     assert pipeline.submit("late") is False
@@ -326,7 +321,7 @@ def test_shutdown_with_the_server_down_spools_without_waiting_out_retries(tmp_pa
     stats = pipeline.stats()
     assert stats["traces_spooled"] == 30
     assert stats["traces_confirmed"] == 0
-    assert len(Spool(tmp_path / "spool").claim_oldest(100)) == 4
+    assert len(pending_in(tmp_path / "spool")) == 4
 
 
 def test_restart_sends_spooled_batches_once(tmp_path: Any) -> None:
@@ -338,18 +333,18 @@ def test_restart_sends_spooled_batches_once(tmp_path: Any) -> None:
     for i in range(7):
         emit(tracer, session=f"s{i % 2}")
     assert first.shutdown(2.0) is False
-    assert len(Spool(tmp_path / "spool").pending_names()) == 2
+    assert len(pending_in(tmp_path / "spool")) == 2
 
     # two new pipelines share the spool: each batch is sent by exactly one of them
     second, client2, _ = make(tmp_path)
     third, client3, _ = make(tmp_path)
     try:
-        deadline = time.monotonic() + 10
-        while Spool(tmp_path / "spool").pending_names() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        # each flush covers the backlog its pipeline adopted at start (the first one adopts all)
+        assert second.force_flush(10.0) and third.force_flush(10.0)
     finally:
         second.shutdown(2.0)
         third.shutdown(2.0)
+    assert pending_in(tmp_path / "spool") == []
     ids = client2.trace_ids() + client3.trace_ids()
     assert len(ids) == 7 == len(set(ids))
     # each session is created once, then its batch is sent with that id
@@ -358,26 +353,33 @@ def test_restart_sends_spooled_batches_once(tmp_path: Any) -> None:
             assert call.body["session_id"] in {s["id"] for s in client.sessions}
 
 
-def test_batches_of_another_api_key_are_left_alone(tmp_path: Any) -> None:
+def test_batches_of_another_api_key_are_left_alone(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     def down(call: Call) -> None:
         raise refused()
 
     first, _, _ = make(tmp_path, FakeClient(down), export_timeout=0.3)
     emit(tracer_for(first), session="mine")
     first.shutdown(2.0)
-    assert len(Spool(tmp_path / "spool").pending_names()) == 1
+    assert len(pending_in(tmp_path / "spool")) == 1
 
     other, other_client, _ = make(tmp_path, api_key="someone-else")
-    assert other.force_flush(2.0)
-    other.shutdown(2.0)
+    with caplog.at_level("WARNING"):
+        assert other.force_flush(2.0)
+        assert other.force_flush(2.0)
+        stats = other.stats()
+        other.shutdown(2.0)
     assert other_client.trace_posts() == []  # not sent with the wrong key
-    assert Spool(tmp_path / "spool").dead_names() == []
+    assert dead_in(tmp_path / "spool") == []
+    assert stats["spool_foreign_batches"] == 1 and stats["spool_foreign_traces"] == 1
+    assert sum("another API key" in r.getMessage() for r in caplog.records) == 1
+    assert "someone-else" not in caplog.text
 
     same, same_client, _ = make(tmp_path)
-    deadline = time.monotonic() + 10
-    while Spool(tmp_path / "spool").pending_names() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    assert same.force_flush(10.0)  # the backlog it adopted, sent with the right key
     same.shutdown(2.0)
+    assert pending_in(tmp_path / "spool") == []
     assert len(same_client.trace_posts()) == 1
 
 
@@ -389,8 +391,7 @@ def test_a_missing_api_key_keeps_batches_in_the_spool_not_dead(tmp_path: Any) ->
     emit(tracer_for(pipeline))
     assert pipeline.force_flush(1.0) is False
     pipeline.shutdown(1.0)
-    spool = Spool(tmp_path / "spool")
-    assert len(spool.pending_names()) == 1 and spool.dead_names() == []
+    assert len(pending_in(tmp_path / "spool")) == 1 and dead_in(tmp_path / "spool") == []
     assert pipeline.stats()["traces_dead_lettered"] == 0
 
 
@@ -459,3 +460,124 @@ def test_submit_is_cheap_and_never_raises(tmp_path: Any) -> None:
 
 if sys.platform == "win32":  # pragma: no cover
     pytestmark = pytest.mark.skip("POSIX spool locks")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
+def test_a_forked_child_does_not_inherit_queued_work(tmp_path: Any) -> None:
+    # the parent's worker has not run yet: its three spans sit in the queue at the fork
+    pipeline, client, _ = make(tmp_path, start=False)
+    tracer = tracer_for(pipeline)
+    emit(tracer, session="parent", children=2)
+    assert len(pipeline._queue) == 3
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            inherited = len(pipeline._queue) + pipeline.stats()["spans_queued"]
+            pipeline.start()
+            emit(tracer, session="child")
+            flushed = pipeline.force_flush(5.0)
+            sessions = [c.body["session_external_id"] for c in client.trace_posts()]
+            os.write(write_fd, json.dumps([inherited, flushed, sessions]).encode())
+            pipeline.shutdown(1.0)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    _, status = os.waitpid(pid, 0)  # bounded by the child's own 5 s flush
+    data = os.read(read_fd, 1000)
+    os.close(read_fd)
+    assert status == 0
+    assert json.loads(data) == [0, True, ["child"]]  # nothing of the parent's was sent there
+    pipeline.start()
+    assert pipeline.force_flush(5.0)
+    assert [c.body["session_external_id"] for c in client.trace_posts()] == ["parent"]
+    pipeline.shutdown(1.0)
+
+
+def test_counters_reconcile_under_a_flapping_server(tmp_path: Any) -> None:
+    import random
+
+    rng = random.Random(7)
+
+    def flaky(call: Call) -> None:
+        if not call.path.endswith("/traces"):
+            return
+        roll = rng.random()
+        if roll < 0.2:
+            raise ValidationError("HTTP 422", status_code=422, detail="bad", retryable=False)
+        if roll < 0.6:
+            raise unavailable(503)
+
+    pipeline, _client, _ = make(
+        tmp_path,
+        FakeClient(flaky),
+        batch_max_traces=2,
+        export_timeout=0.5,
+        spool_max_bytes=4000,
+    )
+    tracer = tracer_for(pipeline)
+    for i in range(60):
+        emit(tracer, session=f"s{i % 5}", payload="x" * 50)
+    pipeline.force_flush(5.0)
+    pipeline.shutdown(2.0)
+    stats = pipeline.stats()
+    assert stats["traces_batched"] == 60
+    assert stats["traces_dead_lettered"] > 0 and stats["traces_confirmed"] > 0
+    settled = (
+        stats["traces_confirmed"]
+        + stats["traces_pending"]
+        + stats["traces_failed"]
+        + stats["traces_dead_lettered"]
+        + stats["dropped.spool_full"]
+        + stats["traces_handed_over"]
+    )
+    assert stats["traces_batched"] + stats["traces_adopted"] == settled
+    # a batch retried or re-claimed from the spool is "sent" once, not once per attempt
+    assert stats["requests_retried"] > 0
+    assert stats["traces_sent"] <= stats["traces_batched"] + stats["traces_adopted"]
+    # what is pending after shutdown is exactly what waits in the spool
+    with Spool(tmp_path / "spool") as spool:
+        assert spool.usage()["traces"] == stats["traces_pending"]
+
+
+def test_a_sampled_out_session_is_dropped_and_counted(tmp_path: Any, cleanup: Any) -> None:
+    pipeline, client, tracker = make(tmp_path)
+    cleanup.append(pipeline)
+    tracer = tracer_for(pipeline)
+    emit(tracer, session="kept")
+    emit(tracer, session="dropped")
+    assert pipeline.force_flush(5.0)
+    tracker.records["dropped"].sampled = False  # type: ignore[attr-defined]
+    emit(tracer, session="dropped")
+    emit(tracer, session="kept")
+    assert pipeline.force_flush(5.0)
+    sessions = [c.body["session_external_id"] for c in client.trace_posts()]
+    assert sorted(sessions) == ["dropped", "kept", "kept"]
+    stats = pipeline.stats()
+    assert stats["dropped.sampled"] == 1 and stats["traces_batched"] == 3
+
+
+def test_a_live_neighbours_batches_never_hold_up_our_flush(tmp_path: Any) -> None:
+    release = threading.Event()
+
+    def hangs(call: Call) -> None:
+        if call.path.endswith("/traces"):
+            release.wait(30)
+
+    # A and B share one spool; A's batch hangs in flight, B's server is healthy
+    a, _a_client, _ = make(tmp_path, FakeClient(hangs), export_timeout=30.0)
+    b, b_client, _ = make(tmp_path)
+    try:
+        emit(tracer_for(a), session="a")
+        assert a.force_flush(0.2) is False  # A's own batch is still in flight
+        emit(tracer_for(b), session="b")
+        assert b.force_flush(5.0) is True  # B waits for B's work only
+        assert [c.body["session_external_id"] for c in b_client.trace_posts()] == ["b"]
+        assert b.stats()["traces_adopted"] == 0  # A is alive: its batch is not B's to take
+    finally:
+        release.set()
+        assert a.shutdown(5.0) is True
+        b.shutdown(2.0)
+    assert pending_in(tmp_path / "spool") == []

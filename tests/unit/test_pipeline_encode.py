@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from galileo_otel.export import pipeline
+from galileo_otel.export import batch as pipeline
 
 
 def _sample() -> dict[str, Any]:
@@ -25,23 +25,23 @@ def _sample() -> dict[str, Any]:
 
 def test_encode_matches_stdlib_json() -> None:
     data = _sample()
-    out = pipeline._encode_trace(data)
+    out = pipeline.encode_trace(data)
     assert isinstance(out, bytes)
     assert json.loads(out) == data
 
 
 def test_stdlib_fallback_when_orjson_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     data = _sample()
-    fast = pipeline._encode_trace(data)
+    fast = pipeline.encode_trace(data)
     monkeypatch.setattr(pipeline, "_orjson_dumps", None)
-    slow = pipeline._encode_trace(data)
+    slow = pipeline.encode_trace(data)
     assert slow == json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
     assert json.loads(fast) == json.loads(slow)
 
 
 def test_lone_surrogate_and_big_int_fall_back_to_stdlib() -> None:
     data = {"name": "bad \ud800 text", "n": 1 << 70}
-    out = pipeline._encode_trace(data)
+    out = pipeline.encode_trace(data)
     decoded = json.loads(out)
     assert decoded["n"] == 1 << 70
     assert decoded["name"].startswith("bad ")

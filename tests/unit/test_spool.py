@@ -1,156 +1,252 @@
-"""Spool: one file per batch, claims by flock, crash recovery, dead letters (POSIX)."""
+"""The SQLite spool: ownership, adoption, bounds, bad files, API-key separation (no sockets)."""
 
 from __future__ import annotations
 
-import json
+import logging
 import os
+import subprocess
 import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from galileo_otel.export.spool import Spool
+from galileo_otel.export.spool import (
+    DB_NAME,
+    LEASE_S,
+    Spool,
+    dead_in,
+    key_fingerprint,
+    open_spool,
+    pending_in,
+)
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="flock claims are POSIX")
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
-def test_write_then_claim_roundtrip(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
-    entry = spool.write({"traces": 2}, b'[{"id":1},{"id":2}]')
-    assert entry.claimed and entry.name.endswith(".batch")
-    assert spool.pending_names() == [entry.name]
-    # held by the writer: nobody else (not even this process through another open) can claim it
-    assert spool.claim(entry.name) is None
-    assert Spool(tmp_path).claim_oldest(10) == []
+@pytest.fixture
+def opened() -> Iterator[list[Spool]]:
+    spools: list[Spool] = []
+    yield spools
+    for spool in spools:
+        spool.close()
+
+
+def make(path: Path, opened: list[Spool], **kwargs: Any) -> Spool:
+    kwargs.setdefault("origin", key_fingerprint("k"))
+    spool = Spool(path, **kwargs)
+    opened.append(spool)
+    return spool
+
+
+def header(traces: int = 1) -> dict[str, Any]:
+    return {"traces": traces, "session": {"local_id": "x"}}
+
+
+def test_write_claim_delete_roundtrip(tmp_path: Path, opened: list[Spool]) -> None:
+    spool = make(tmp_path, opened)
+    entry = spool.write(header(3), b"[1,2,3]")
+    assert entry is not None and entry.payload() == b"[1,2,3]"
     entry.release()
-    again = Spool(tmp_path).claim(entry.name)
-    assert again is not None
-    assert again.header == {"traces": 2}
-    assert again.payload() == b'[{"id":1},{"id":2}]'
+    (again,) = spool.claim_oldest(10)
+    assert again.header == header(3) and again.payload() == b"[1,2,3]"
+    assert spool.claim_oldest(10, skip={again.name}) == []
     again.delete()
     assert spool.pending_names() == []
 
 
-def test_claim_oldest_is_ordered_and_skips_claimed(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
-    entries = [spool.write({"n": i}, b"[]") for i in range(5)]
-    for e in entries:
-        e.release()
-    first = spool.claim_oldest(2)
-    assert [e.header["n"] for e in first] == [0, 1]
-    second = spool.claim_oldest(10)
-    assert [e.header["n"] for e in second] == [2, 3, 4]
-    assert spool.claim_oldest(10, skip=set()) == []
+def test_a_live_owners_rows_are_never_adopted(tmp_path: Path, opened: list[Spool]) -> None:
+    mine = make(tmp_path, opened)
+    theirs = make(tmp_path, opened)  # same pid, another owner: alive, lease fresh
+    entry = mine.write(header(), b"[]")
+    assert entry is not None
+    assert theirs.adopt() == []
+    assert theirs.claim_oldest(10) == []
+    assert len(mine.claim_oldest(10)) == 1
 
 
-def test_claim_after_delete_or_dead_letter_fails(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
-    entry = spool.write({}, b"[]")
-    name = entry.name
-    entry.delete()
-    assert spool.claim(name) is None
-    other = spool.write({"x": 1}, b"[]")
-    target = spool.dead_letter(other, {"status_code": 422, "message": "bad"})
-    assert target.parent == spool.dead_path
+def test_expired_lease_is_adopted_once(tmp_path: Path, opened: list[Spool]) -> None:
+    clock = Clock()
+    mine = make(tmp_path, opened, clock=clock)
+    a = make(tmp_path, opened, clock=clock)
+    b = make(tmp_path, opened, clock=clock)
+    assert mine.write(header(2), b"[]") is not None
+    clock.now += LEASE_S - 1
+    assert a.adopt() == []  # still leased
+    mine.renew()
+    clock.now += LEASE_S - 1
+    assert a.adopt() == []  # the renewal kept it
+    clock.now += 2
+    adopted = a.adopt()
+    assert [t for _, t in adopted] == [2]
+    assert b.adopt() == []  # moved in one compare-and-set: only one adopter wins
+    assert mine.claim_oldest(10) == []  # it is no longer ours
+    assert len(a.claim_oldest(10)) == 1
+
+
+def test_disowned_rows_are_adopted_at_once(tmp_path: Path, opened: list[Spool]) -> None:
+    mine = make(tmp_path, opened)
+    other = make(tmp_path, opened)
+    assert mine.write(header(), b"[]") is not None
+    assert mine.disown() == 1
+    assert len(other.adopt()) == 1
+
+
+def test_rows_of_a_dead_process_are_adopted(tmp_path: Path, opened: list[Spool]) -> None:
+    code = (
+        "import sys; from galileo_otel.export.spool import Spool, key_fingerprint\n"
+        "s = Spool(sys.argv[1], origin=key_fingerprint('k'))\n"
+        "for i in range(3): s.write({'traces': 1}, b'[]')\n"
+        "s.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)
+    spool = make(tmp_path, opened)
+    assert len(spool.adopt()) == 3  # its pid is gone: no need to wait out the lease
+
+
+def test_other_api_keys_rows_are_skipped_and_counted(tmp_path: Path, opened: list[Spool]) -> None:
+    theirs = make(tmp_path, opened, origin=key_fingerprint("other"))
+    assert theirs.write(header(4), b"[]") is not None
+    theirs.disown()
+    mine = make(tmp_path, opened)
+    assert mine.adopt() == []
+    usage = mine.usage()
+    assert usage["foreign_batches"] == 1 and usage["foreign_traces"] == 4
+    # the key itself is never stored
+    assert b"other" not in (tmp_path / DB_NAME).read_bytes()
+
+
+def test_a_full_spool_refuses_new_batches(tmp_path: Path, opened: list[Spool]) -> None:
+    spool = make(tmp_path, opened, max_bytes=600)
+    assert spool.write(header(), b"x" * 400) is not None
+    assert spool.write(header(), b"x" * 400) is None  # would pass 600 bytes
+    assert len(spool.pending_names()) == 1
+    assert spool.usage()["bytes"] <= 600
+
+
+def test_dead_letters_are_bounded_oldest_first(tmp_path: Path, opened: list[Spool]) -> None:
+    spool = make(tmp_path, opened, dead_max_bytes=1000)
+    for i in range(5):
+        entry = spool.write(header(), b"y" * 300)
+        assert entry is not None
+        spool.dead_letter(entry, {"n": i})
     assert spool.pending_names() == []
-    assert spool.dead_names() == [other.name]
-    note = json.loads((spool.dead_path / (other.name + ".error.json")).read_text())
-    assert note["status_code"] == 422
-    assert spool.claim(other.name) is None
+    assert [e["n"] for e in spool.dead_errors()] == [3, 4]  # the newest kept
+    assert spool.usage()["dead_bytes"] <= 1000
 
 
-def test_unreadable_file_is_set_aside(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
-    (tmp_path / "00000000000000000001-1-0.batch").write_bytes(b"not json\nxx")
-    assert spool.claim_oldest(5) == []
-    assert spool.dead_names() == ["00000000000000000001-1-0.batch"]
+def test_an_unreadable_row_is_set_aside(tmp_path: Path, opened: list[Spool]) -> None:
+    spool = make(tmp_path, opened)
+    entry = spool.write(header(), b"[]")
+    assert entry is not None
+    spool._run(lambda c, _o: c.execute("UPDATE batch SET header = '{broken'"), write=True)
+    assert spool.claim_oldest(10) == []
+    assert spool.pending_names() == []
+    assert spool.dead_errors()[0]["reason"] == "unreadable"
 
 
-def test_session_notes(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
-    assert spool.known_session("local-1") is None
-    spool.note_session("local-1", "galileo-1")
-    assert Spool(tmp_path).known_session("local-1") == "galileo-1"
+@pytest.mark.parametrize("kind", ["fifo", "dir", "symlink", "garbage", "wal-fifo"])
+def test_a_bad_database_path_is_set_aside_never_blocks(
+    tmp_path: Path, opened: list[Spool], kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / DB_NAME
+    if kind == "fifo":
+        os.mkfifo(db)
+    elif kind == "wal-fifo":
+        os.mkfifo(tmp_path / f"{DB_NAME}-wal")
+    elif kind == "dir":
+        db.mkdir()
+    elif kind == "symlink":
+        (tmp_path / "elsewhere").write_bytes(b"")
+        db.symlink_to(tmp_path / "elsewhere")
+    else:
+        db.write_bytes(b"this is not a database at all" * 100)
+    (tmp_path / "00000-1-1.batch").write_text("an older version's file: ignored")
+    with caplog.at_level(logging.WARNING):
+        spool = make(tmp_path, opened)
+        assert spool.write(header(), b"[]") is not None
+    assert len(spool.set_aside) == 1
+    assert sum("set aside" in r.getMessage() for r in caplog.records) == 1
+    assert len(spool.pending_names()) == 1
+    assert (tmp_path / "00000-1-1.batch").exists()
 
 
-def test_cleanup_removes_stale_temp_files_only(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
-    stale = tmp_path / ".tmp-dead-writer.batch"
-    stale.write_bytes(b"half")
-    old = time.time() - 3600
-    os.utime(stale, (old, old))
-    fresh = tmp_path / ".tmp-live-writer.batch"
-    fresh.write_bytes(b"half")
-    kept = spool.write({}, b"[]")
-    kept.release()
-    spool.cleanup()
-    assert not stale.exists()
-    assert fresh.exists()
-    assert spool.pending_names() == [kept.name]
+def test_an_unusable_directory_is_reported_not_raised(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    spool, reason = open_spool(
+        blocked / "spool", origin="o", max_bytes=10, dead_max_bytes=10, why_off="off"
+    )
+    assert spool is None and reason.startswith("unusable")
+    assert open_spool(None, origin="o", max_bytes=1, dead_max_bytes=1, why_off="off") == (
+        None,
+        "off",
+    )
+
+
+def test_session_notes_and_helpers(tmp_path: Path, opened: list[Spool]) -> None:
+    spool = make(tmp_path, opened)
+    spool.note_session("local", "galileo")
+    assert spool.known_session("local") == "galileo"
+    assert spool.known_session("other") is None
+    entry = spool.write(header(), b"[]")
+    assert entry is not None
+    spool.dead_letter_new(header(), b"[]", {"why": "test"})
+    assert len(pending_in(tmp_path)) == 1
+    assert dead_in(tmp_path) == [{"why": "test"}]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_dead_claimers_batches_become_claimable(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
-    entry = spool.write({"n": 1}, b"[]")
-    entry.release()
-    ready_r, ready_w = os.pipe()
+def test_a_forked_child_owns_nothing_of_its_parent(tmp_path: Path, opened: list[Spool]) -> None:
+    spool = make(tmp_path, opened)
+    assert spool.write(header(), b"[]") is not None
+    parent_owner = spool.owner
+    read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # child: claim it and die without releasing
+    if pid == 0:  # pragma: no cover - the child
         try:
-            got = Spool(tmp_path).claim(entry.name)
-            os.write(ready_w, b"1" if got else b"0")
-            time.sleep(30)
+            ok = spool.owner != parent_owner and spool.claim_oldest(10) == []
+            ok = ok and spool.adopt() == []  # the parent is alive: nothing to adopt
+            os.write(write, b"1" if ok else b"0")
         finally:
             os._exit(0)
-    assert os.read(ready_r, 1) == b"1"
-    assert spool.claim(entry.name) is None  # held by the live child
-    os.kill(pid, 9)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.close(read)
     os.waitpid(pid, 0)
-    again = spool.claim(entry.name)  # the kernel dropped the dead child's lock
-    assert again is not None and again.header == {"n": 1}
-    again.release()
+    assert answer == b"1"
+    assert len(spool.claim_oldest(10)) == 1  # the parent's connection still works
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_processes_racing_claim_each_batch_once(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
-    for i in range(60):
-        spool.write({"n": i}, b"[]").release()
-    out_dir = tmp_path / "claims"
-    out_dir.mkdir()
-    pids = []
-    for worker in range(3):
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                mine = Spool(tmp_path)
-                got = []
-                while True:
-                    batch = mine.claim_oldest(1)
-                    if not batch:
-                        if not mine.pending_names():
-                            break
-                        continue
-                    got.append(batch[0].header["n"])
-                    batch[0].delete()
-                (out_dir / str(worker)).write_text(json.dumps(got))
-                code = 0
-            finally:
-                os._exit(code)
-        pids.append(pid)
-    for pid in pids:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                assert status == 0
-                break
-            time.sleep(0.01)
-        else:
-            os.kill(pid, 9)
-            pytest.fail("claimer did not finish")
-    claimed = [n for f in out_dir.iterdir() for n in json.loads(f.read_text())]
-    assert sorted(claimed) == list(range(60))
+def test_disk_space_of_sent_batches_is_given_back(tmp_path: Path, opened: list[Spool]) -> None:
+    spool = make(tmp_path, opened)
+    entries = [spool.write(header(), b"z" * 100_000) for _ in range(20)]
+    spool.compact()
+    full = (tmp_path / DB_NAME).stat().st_size
+    for entry in entries:
+        assert entry is not None
+        entry.delete()
+    spool.compact()
+    assert (tmp_path / DB_NAME).stat().st_size < full / 4
+    assert not (tmp_path / f"{DB_NAME}-wal").exists() or (
+        (tmp_path / f"{DB_NAME}-wal").stat().st_size < 1_000_000
+    )
+
+
+def test_a_disowned_row_does_not_free_its_owners_leased_rows(
+    tmp_path: Path, opened: list[Spool]
+) -> None:
+    mine = make(tmp_path, opened)
+    other = make(tmp_path, opened)
+    free = mine.write(header(), b"[]")
+    kept = mine.write(header(), b"[]")
+    assert kept is not None and free is not None
+    mine.disown(keep={kept.name})  # shutdown while a stuck sender still holds `kept`
+    assert [name for name, _ in other.adopt()] == [free.name]

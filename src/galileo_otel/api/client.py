@@ -53,6 +53,7 @@ from galileo_otel.api.models import (
 )
 from galileo_otel.errors import (
     APIError,
+    APITimeoutError,
     AuthError,
     ConfigError,
     GalileoError,
@@ -61,7 +62,7 @@ from galileo_otel.errors import (
     TransportError,
     ValidationError,
 )
-from galileo_otel.settings import GalileoSettings
+from galileo_otel.settings import GalileoSettings, merge_settings
 
 __all__ = [
     "DEFAULT_LOG_STREAM",
@@ -150,6 +151,28 @@ class RetryPolicy:
         base = min(self.backoff_max_s, self.backoff_initial_s * (2.0 ** (attempt - 1)))
         return base * (1.0 - self.jitter * rand)
 
+    @staticmethod
+    def is_permanent(error: APIError) -> bool:
+        """Whether the server refused for good (400, 401, 403, 404, 422...): never resend."""
+        return error.status_code is not None and not error.retryable
+
+    def delay_for(self, error: APIError, attempt: int, rand: float) -> float | None:
+        """The wait before retrying after ``error`` on attempt ``attempt``; ``None``: give up.
+
+        The one retry decision of the package: the client's own retries and the export
+        pipeline's (which waits interruptibly and parks batches in the spool) both use it.
+        Retryable are transport errors, 408, 429 and 5xx; ``Retry-After`` wins over the
+        backoff unless it is longer than ``max_retry_after_s``. Attempts and deadline are the
+        caller's to count.
+        """
+        if not error.retryable:
+            return None
+        if error.retry_after is not None:
+            if error.retry_after > self.max_retry_after_s:
+                return None
+            return float(error.retry_after)
+        return self.backoff_s(attempt, rand)
+
 
 DEFAULT_RETRY = RetryPolicy()
 
@@ -209,6 +232,7 @@ class _Failure:
 
     error: APIError
     never_sent: bool = False
+    cause: BaseException | None = None  # the httpx exception, chained with ``raise ... from``
 
 
 def _encode(body: Any) -> bytes:
@@ -342,11 +366,8 @@ class _Core:
         if log_stream is not None and log_stream_id is None and experiment_id is None:
             overrides["log_stream_id"] = None
             overrides["experiment_id"] = None
-        if settings is None:
-            settings = GalileoSettings(**overrides)
-        elif overrides:
-            # Re-validate, so a bad argument fails the way a bad env var does.
-            settings = GalileoSettings(**{**dict(settings), **overrides})
+        # The package's one merge: a bad argument fails the way a bad env var does.
+        settings = merge_settings(settings, overrides)
         self.settings = settings
         self.base_url = settings.resolved_api_url()
         self.project_id = settings.project_id
@@ -469,15 +490,17 @@ class _Core:
         )
         kind = type(exc).__name__
         reason = self._redact(str(exc)) or kind
-        what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+        timed_out = isinstance(exc, httpx.TimeoutException)
+        cls = APITimeoutError if timed_out else TransportError
         return _Failure(
-            TransportError(
-                f"{method} {url} {what}: {kind}: {reason}",
+            cls(
+                f"{method} {url} {'timed out' if timed_out else 'failed'}: {kind}: {reason}",
                 retryable=transient,
                 method=method,
                 url=url,
             ),
             never_sent=never_sent,
+            cause=exc,
         )
 
     def _status_failure(self, response: httpx.Response, method: str, url: str) -> _Failure:
@@ -533,16 +556,13 @@ class _Core:
     ) -> float | None:
         """Seconds to wait before the next attempt, or ``None`` to give up and raise."""
         error = failure.error
-        if not error.retryable or attempt >= policy.max_attempts:
+        if attempt >= policy.max_attempts:
             return None
         if policy.reconnect_only and not failure.never_sent:
             return None
-        if error.retry_after is not None:
-            if error.retry_after > policy.max_retry_after_s:
-                return None
-            delay = error.retry_after
-        else:
-            delay = policy.backoff_s(attempt, self._rand())
+        delay = policy.delay_for(error, attempt, self._rand())
+        if delay is None:
+            return None
         if policy.deadline_s is not None:
             if (self._clock() - start) + delay >= policy.deadline_s:
                 return None
@@ -1099,7 +1119,7 @@ class GalileoClient(_Core):
                 failure = self._status_failure(response, method, url)
             delay = self._next_delay(failure, policy, attempt, start)
             if delay is None:
-                raise failure.error
+                raise failure.error from failure.cause
             self._log_retry(failure, delay, attempt, policy)
             self._sleep(delay)
 
@@ -1113,6 +1133,55 @@ class GalileoClient(_Core):
         """
         answer = self.request_json(
             "POST", f"/v2/projects/{project_id}/traces", content=body, retry=retry
+        )
+        return answer if isinstance(answer, dict) else {}
+
+    def log_traces_encoded(
+        self,
+        traces_json: bytes,
+        *,
+        project_id: str,
+        session_id: str | None = None,
+        session_external_id: str | None = None,
+        reliable: bool | None = None,
+        log_stream_id: str | None = None,
+        experiment_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """POST a Log Traces request whose ``traces`` array is already encoded JSON.
+
+        The export pipeline's one way onto the wire: it encodes each trace once, and this
+        method owns the path and the envelope (``logging_method``, ``client_version``,
+        ``reliable``, destination and session), spliced around the bytes without re-encoding.
+
+        Args:
+            traces_json: The encoded ``traces`` array (``b"[...]"``).
+            project_id: The project to log to.
+            session_id: The Galileo session of every trace in the array.
+            session_external_id: The app's own key of that session.
+            reliable: Stamped ``reliable`` (default: the client's).
+            log_stream_id: The log stream (or ``experiment_id``; default: the client's).
+            experiment_id: The experiment.
+            retry: The retry policy of this request (default: the client's).
+            timeout: Seconds per attempt (default: the client's).
+
+        Raises:
+            APIError: The server answered an error, or no answer came (TransportError,
+                APITimeoutError), chained from the httpx exception.
+        """
+        envelope = self.build_log_traces_body(
+            [],
+            session_id=session_id,
+            session_external_id=session_external_id,
+            reliable=reliable,
+            log_stream_id=log_stream_id,
+            experiment_id=experiment_id,
+        )
+        del envelope["traces"]
+        body = b'{"traces":' + traces_json + b"," + _encode(envelope)[1:]
+        answer = self.request_json(
+            "POST", f"/v2/projects/{project_id}/traces", content=body, retry=retry, timeout=timeout
         )
         return answer if isinstance(answer, dict) else {}
 
@@ -1452,7 +1521,7 @@ class AsyncGalileoClient(_Core):
                 failure = self._status_failure(response, method, url)
             delay = self._next_delay(failure, policy, attempt, start)
             if delay is None:
-                raise failure.error
+                raise failure.error from failure.cause
             self._log_retry(failure, delay, attempt, policy)
             await self._sleep(delay)
 

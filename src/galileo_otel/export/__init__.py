@@ -1,1 +1,92 @@
-"""How traces leave the process: assembly, conversion to Galileo steps, batching, delivery, spool."""
+"""How traces leave the process: assembly, conversion, batching, delivery, spool.
+
+The path of a span through this package, one module per stage::
+
+    handoff.py   the app thread's O(1) append into a bounded queue
+    assemble.py  spans -> complete traces
+    convert.py   a trace -> a Galileo trace dict
+    pipeline.py  batching per session, delivery (retry, backoff, dead letter), wiring, stats
+    spool.py     the durable queue (one SQLite database shared by processes)
+    offload.py   the same pipeline in a child process, behind the same interface
+
+:func:`make_pipeline` is the one place a pipeline is built from settings: ``configure()``,
+``GalileoSessionProcessor``, ``GalileoSpanExporter`` and the zero-code entry points all call it,
+so every setting (``export_process`` included) means the same from every way in.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from galileo_otel.settings import GalileoSettings
+
+__all__ = ["Pipeline", "make_pipeline"]
+
+
+class Pipeline(Protocol):
+    """What every pipeline offers (in-process or worker process): the processor's view of it."""
+
+    def submit(self, span: Any) -> bool:
+        """Take a finished span; O(1), never blocks; ``False`` when it was dropped."""
+        ...
+
+    def force_flush(self, timeout_s: float | None = None) -> bool:
+        """Deliver what was queued before the call; ``True`` when all of it is done."""
+        ...
+
+    def shutdown(self, timeout_s: float | None = None) -> bool:
+        """Flush and stop within ``timeout_s``."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """Counters; never blocks the caller."""
+        ...
+
+
+def make_pipeline(
+    settings: GalileoSettings,
+    *,
+    destination: Any = None,
+    tracker: Any = None,
+    shutdown_at_exit: bool = True,
+    start: bool = True,
+) -> Pipeline | None:
+    """Build the export pipeline that ``settings`` ask for; ``None`` when export is disabled.
+
+    Args:
+        settings: Validated settings (see :func:`galileo_otel.settings.merge_settings`).
+        destination: The project / log stream already resolved (configure() does), else the
+            pipeline resolves it in the background.
+        tracker: A session tracker to share; by default the pipeline builds its own and
+            closes it at shutdown.
+        shutdown_at_exit: Shut down (bounded) at interpreter exit. A pipeline under the SDK's
+            ``BatchSpanProcessor`` leaves that to the processor, which still holds spans then.
+        start: Start now; a worker process that is still starting buffers, it never holds up
+            the caller.
+
+    Returns:
+        An :class:`~galileo_otel.export.pipeline.ExportPipeline`, or with ``export_process``
+        an :class:`~galileo_otel.export.offload.OffloadPipeline` running the same pipeline in
+        a child process.
+    """
+    if settings.logging_disabled:
+        return None
+    if settings.export_process:
+        from galileo_otel.export.offload import OffloadPipeline
+
+        offload = OffloadPipeline(
+            settings, start=False, shutdown_at_exit=shutdown_at_exit, destination=destination
+        )
+        if start:
+            offload.start(wait=False)
+        return offload
+    from galileo_otel.export.pipeline import ExportPipeline
+
+    return ExportPipeline(
+        settings,
+        destination=destination,
+        tracker=tracker,
+        shutdown_at_exit=shutdown_at_exit,
+        start=start,
+    )

@@ -42,13 +42,17 @@ def main() -> int:
         with contextlib.suppress(OSError):
             os.nice(nice)
 
-    from galileo_otel.export.pipeline import ExportPipeline
+    from galileo_otel.export import make_pipeline
     from galileo_otel.settings import GalileoSettings
 
     data = json.loads(os.environ.get(SETTINGS_ENV, "{}"))
     data["export_process"] = False
     settings = GalileoSettings(**data)
-    pipeline = ExportPipeline(settings, shutdown_at_exit=False)
+    # The same pipeline as in-process, from the same factory (export_process is off here).
+    built = make_pipeline(settings, shutdown_at_exit=False)
+    if built is None:  # export disabled (the parent never starts us then): nothing to serve
+        os._exit(0)
+    pipeline = built
     out_lock = threading.Lock()
 
     def reply(seq: int, result: Any) -> None:
@@ -80,7 +84,7 @@ def main() -> int:
             reply(msg[1], pipeline.stats())
         elif tag == MSG_SHUTDOWN:
             ok = bool(pipeline.shutdown(msg[2]))
-            reply(msg[1], ok)
+            reply(msg[1], {"ok": ok, "stats": pipeline.stats()})
             out.close()
             os._exit(0)
     # EOF: the parent is gone (or closed the pipe); flush what is here within the usual bound.

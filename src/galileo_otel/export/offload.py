@@ -224,10 +224,15 @@ def make_resource(attributes: dict[str, Any]) -> Any:
     return _Resource(attributes)
 
 
-def settings_env(settings: GalileoSettings) -> dict[str, str]:
+def settings_env(settings: GalileoSettings, destination: Any = None) -> dict[str, str]:
     """Environment of the worker process: the settings as JSON, the API key in its own var."""
     data = settings.model_dump(mode="json", exclude={"api_key"})
     data["export_process"] = False
+    if destination is not None and getattr(destination, "project_id", None):
+        for name in ("project_id", "log_stream_id", "experiment_id"):
+            value = getattr(destination, name, None)
+            if value:
+                data[name] = str(value)
     env = dict(os.environ)
     env[SETTINGS_ENV] = json.dumps(data)
     env.setdefault(NICE_ENV, _CHILD_NICE)
@@ -271,6 +276,8 @@ class OffloadPipeline(SpanHandoff):
         start: Start the worker thread and the child now.
         shutdown_at_exit: Shut down (bounded) at interpreter exit.
         command: The child's command line (tests); ``python -m galileo_otel.export._worker``.
+        destination: The project / log stream resolved by configure(), handed to the child as
+            ids so it does not resolve them again.
     """
 
     def __init__(
@@ -280,17 +287,22 @@ class OffloadPipeline(SpanHandoff):
         start: bool = True,
         shutdown_at_exit: bool = True,
         command: list[str] | None = None,
+        destination: Any = None,
     ) -> None:
         self._settings = settings if settings is not None else GalileoSettings()
+        self._destination = destination
         s = self._settings
         self._disabled = bool(s.logging_disabled)
         self._max_queue = int(s.max_queue_spans)
         self._export_timeout = float(s.export_timeout)
+        self._batch_delay = float(s.batch_delay)
         self._command = command or [sys.executable, "-m", "galileo_otel.export._worker"]
         self._reset_handoff()
         self._closing = False
         self._started = False
         self._taken = 0
+        # Guards _waiters, _stats_waiter, _counts and the replay buffer (_replay,
+        # _replay_spans, _mark), shared by the app's calls, the worker and the reader threads.
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
         self._waiters: dict[int, _Waiter] = {}
@@ -308,7 +320,8 @@ class OffloadPipeline(SpanHandoff):
         self._replay_spans = 0
         self._mark = 0
         self._counts: dict[str, int] = {}
-        self._last_child_stats: dict[str, int] = {}
+        self._last_child_stats: dict[str, Any] = {}
+        self._stats_waiter: _Waiter | None = None  # a stats request on its way (guarded: _lock)
         self._fallback: Any = None
         self._worker: threading.Thread | None = None
         self._next_checkpoint = 0.0
@@ -345,7 +358,11 @@ class OffloadPipeline(SpanHandoff):
         if self._closing or self._disabled or not self._started:
             return not self._closing
         timeout = self._export_timeout if timeout_s is None else timeout_s
-        return bool(self._control(MSG_FLUSH, timeout, time.monotonic() + timeout))
+        deadline = time.monotonic() + timeout
+        ok = bool(self._control(MSG_FLUSH, timeout, deadline))
+        # Fresh counters for stats() after a flush (the flush already waited; stats() never does).
+        self._refresh_stats(min(1.0, max(0.0, deadline - time.monotonic())))
+        return ok
 
     def shutdown(self, timeout_s: float | None = None) -> bool:
         """Flush and stop the child; returns within ``timeout_s`` (the child is killed if late)."""
@@ -358,7 +375,11 @@ class OffloadPipeline(SpanHandoff):
             # The child gets a little less, so its answer and exit fit in our bound.
             inner = max(0.0, timeout - min(0.5, timeout * 0.2))
             self._stopping = True
-            ok = bool(self._control(MSG_SHUTDOWN, inner, deadline))
+            answer = self._control(MSG_SHUTDOWN, inner, deadline)
+            if isinstance(answer, dict):  # {"ok": bool, "stats": the child's final counters}
+                self._last_child_stats = dict(answer.get("stats") or {})
+                answer = answer.get("ok")
+            ok = bool(answer)
         self._closing = True
         with contextlib.suppress(ValueError):
             atexit.unregister(self._exit_hook)
@@ -370,28 +391,48 @@ class OffloadPipeline(SpanHandoff):
             ok = self._fallback.shutdown(max(0.0, deadline - time.monotonic())) and ok
         return ok
 
-    def stats(self) -> dict[str, int]:
-        """The child's counters, with this process's queue and drop counters merged in."""
-        child: Any = None
-        if self._started and not self._closing and self._fallback is None:
-            child = self._control(MSG_STATS, 1.0, time.monotonic() + 1.0)
-        if isinstance(child, dict):
-            self._last_child_stats = child
-        out = dict(self._last_child_stats)
+    def stats(self) -> dict[str, Any]:
+        """The child's counters, with this process's queue and drop counters merged in.
+
+        Never waits for the child: the child's part is as of its last answer (every flush
+        brings a fresh one); each call asks for a newer one in the background.
+        """
+        self._refresh_stats(None)
+        out: dict[str, Any] = dict(self._last_child_stats)
         if self._fallback is not None:
             with contextlib.suppress(Exception):
                 out.update(self._fallback.stats())
         with self._lock:
             out.update(self._counts)
         child_dropped = int(out.get("spans_dropped", 0))
-        out["spans_queued"] = self._taken + len(self._queue)
-        out["queue_size"] = len(self._queue)
+        queued = sum(1 for item in list(self._queue) if type(item) is not _Control)
+        out["spans_queued"] = self._taken + queued
+        out["queue_size"] = queued
         out["dropped.queue_full"] = self._dropped_full + int(out.get("dropped.queue_full", 0))
         out["dropped.shutdown"] = self._dropped_closed + int(out.get("dropped.shutdown", 0))
         out["spans_dropped"] = self._dropped_full + self._dropped_closed + child_dropped
         for key in ("offload.child_exits", "offload.restarts", "offload.fallback"):
             out.setdefault(key, 0)
-        return {k: int(v) for k, v in out.items()}
+        return out
+
+    def _refresh_stats(self, wait_s: float | None) -> None:
+        """Ask the child for its counters; wait up to ``wait_s`` (``None``: do not wait)."""
+        with self._lock:
+            waiter = self._stats_waiter
+            if waiter is not None and waiter.done.is_set():
+                if isinstance(waiter.result, dict):
+                    self._last_child_stats = waiter.result
+                self._waiters.pop(waiter.msg[1], None)
+                waiter = self._stats_waiter = None
+            if waiter is None:
+                if not self._started or self._closing or self._fallback is not None:
+                    return
+                seq = next(self._seq)
+                waiter = self._stats_waiter = _Waiter((MSG_STATS, seq, 1.0), 0)
+                self._waiters[seq] = waiter
+                self._enqueue_control(_Control(waiter))
+        if wait_s and waiter.done.wait(wait_s):
+            self._refresh_stats(None)
 
     # --- control messages -----------------------------------------------------------------------
     def _control(self, tag: int, timeout: float, deadline: float) -> Any:
@@ -456,7 +497,7 @@ class OffloadPipeline(SpanHandoff):
             self._command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=settings_env(self._settings),
+            env=settings_env(self._settings, self._destination),
             close_fds=True,
         )
         reader = threading.Thread(
@@ -564,13 +605,14 @@ class OffloadPipeline(SpanHandoff):
                 and self._fallback is None
                 and not self._checkpoints
             ):
-                self._next_checkpoint = now + _CHECKPOINT_S
+                # A checkpoint flushes the child: never more often than batch_delay asks for.
+                self._next_checkpoint = now + max(_CHECKPOINT_S, self._batch_delay)
                 seq = next(self._seq)
                 self._checkpoints[seq] = self._mark
                 self._write((MSG_FLUSH, seq, 30.0))
             if self._closing and not queue:
                 return
-            self._wake.wait(_CHECKPOINT_S)
+            self._wake.wait(max(_CHECKPOINT_S, self._batch_delay))
 
     def _resource_id(self, resource: Any) -> int:
         entry = self._resources.get(id(resource))
@@ -679,11 +721,15 @@ class OffloadPipeline(SpanHandoff):
                 self._write(waiter.msg)
 
     def _start_fallback(self) -> None:
-        from galileo_otel.export.pipeline import ExportPipeline
+        from galileo_otel.export import make_pipeline
+        from galileo_otel.settings import merge_settings
 
         _log.warning("galileo-otel: export worker process keeps failing; exporting in-process")
         self._count("offload.fallback")
-        self._fallback = ExportPipeline(self._settings, shutdown_at_exit=False)
+        in_process = merge_settings(self._settings, {"export_process": False})
+        self._fallback = make_pipeline(
+            in_process, destination=self._destination, shutdown_at_exit=False
+        )
         with self._lock:
             frames = [msg for _, _, msg in self._replay]
             self._replay.clear()

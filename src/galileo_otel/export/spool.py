@@ -1,323 +1,653 @@
-"""Durable on-disk queue of Log Traces batches for reliable delivery: one file per batch.
+"""The durable queue of reliable mode: one SQLite database (WAL) that processes share.
 
-A batch file is written under a temporary name, locked, then renamed into place, so a reader
-never sees half a batch. Whoever holds a file's ``fcntl.flock`` lock owns it: the writer keeps
-the lock while it sends, another process (or a later scan) claims a file only by taking the lock
-without waiting. The kernel drops a lock when its process dies, so a crashed claimer's batches
-become claimable again at once, with no stale-claim timeout. Layout::
+Why SQLite and not a file per batch: every guarantee below is one transaction, so it can be
+argued about row by row. A file per batch needed locks, renames, stale-claim rules and scans,
+and lost exactly the cases the issue reported (a batch confirmed by one process stayed
+"pending" in another; a FIFO hung ``open()``; a bad header raised forever).
 
-    <spool>/<20-digit ns>-<pid>-<n>.batch     pending batches, oldest first by name
-    <spool>/.tmp-*                             being written (removed if their writer died)
-    <spool>/sessions/<local session id>        Galileo id of a session created for a batch
-    <spool>/dead/<name>.batch + .error.json    permanently rejected batches, never resent
+The guarantees (each one tested):
 
-A batch file is one JSON header line (destination, session record, counts) followed by the
-request's ``traces`` array, encoded once. Durable across a process crash (kill -9); with
-``fsync=True`` also across a power loss.
+* **Owned rows.** A batch row names its owner (``host:pid:token``) and a lease expiry. The owner
+  renews its leases while it lives. Another process adopts a row only when the owner is dead
+  (same host, pid gone) or its lease expired; ownership moves in one ``UPDATE ... WHERE owner=?``,
+  so two adopters never both win. Live processes never take each other's work.
+* **Settled for all.** A confirmed or dead-lettered batch is deleted from ``batch``; whichever
+  process settles it, it is settled for everyone.
+* **Bounded.** The insert checks ``SUM(bytes)`` in the same transaction: past ``max_bytes`` the
+  batch is refused (the caller counts it as ``dropped.spool_full``); nothing ever waits for room.
+  Dead letters have their own bound; the oldest are removed to make room.
+* **Never blocks on a bad file.** The database path is opened non-blocking and checked to be a
+  regular file first; a FIFO, directory, symlink or corrupt database is renamed aside
+  (``<name>.bad-<ns>``) with one log line and a fresh database is made. Other files in the
+  directory (an older version's ``*.batch`` files, say) are ignored.
+* **Per API key.** Each row carries a short salted hash of the API key it was made with
+  (never the key). A process skips rows of other keys (and counts them): sending them with
+  its own key would get them rejected.
+
+Layout: ``<spool dir>/spool.sqlite3`` (plus SQLite's ``-wal`` / ``-shm``). Durable across a
+process crash (kill -9); with ``fsync=True`` (``synchronous=FULL``) also across a power loss.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
+import errno
+import hashlib
 import json
 import logging
 import os
+import socket
+import sqlite3
+import stat
+import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-try:  # POSIX; elsewhere claims are only exclusive within one process
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-
-__all__ = ["BATCH_SUFFIX", "Spool", "SpoolEntry"]
+__all__ = [
+    "DB_NAME",
+    "LEASE_S",
+    "Spool",
+    "SpoolEntry",
+    "SpoolError",
+    "dead_in",
+    "key_fingerprint",
+    "open_spool",
+    "pending_in",
+]
 
 _log = logging.getLogger(__name__)
 
-BATCH_SUFFIX = ".batch"
-_TMP_PREFIX = ".tmp-"
-# A temp file older than this whose lock is free belongs to a writer that died mid-write.
-_STALE_TMP_S = 60.0
+DB_NAME = "spool.sqlite3"
+# A live owner renews its rows' leases every LEASE_S / 4; a row whose lease ran out belongs to
+# a process that is gone or stuck (another host, a reused pid) and may be adopted.
+LEASE_S = 60.0
+# How long one statement waits for another process's write transaction (background threads
+# only; the app thread never touches the spool).
+_BUSY_TIMEOUT_MS = 2000
+_WAL_LIMIT_BYTES = 16 * 1024 * 1024
 # Session id notes are tiny; keep them long enough for any spooled batch to need them.
 _SESSION_NOTE_MAX_AGE_S = 30 * 24 * 3600.0
+_HOST = socket.gethostname()
+
+# Connections a forked child inherited: SQLite forbids using them after fork, and closing
+# them in the child could disturb the parent's locks; kept referenced, never touched again.
+_FORK_ORPHANS: list[sqlite3.Connection] = []
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batch (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    owner TEXT NOT NULL,
+    lease REAL NOT NULL,
+    origin TEXT,
+    traces INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    header TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batch_owner ON batch(owner);
+CREATE TABLE IF NOT EXISTS dead (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    traces INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    header TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    error TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS session_note (
+    local_id TEXT PRIMARY KEY,
+    galileo_id TEXT NOT NULL,
+    created REAL NOT NULL
+);
+"""
 
 
-def _try_lock(fd: int) -> bool:
-    if fcntl is None:  # pragma: no cover - Windows
-        return True
+class SpoolError(OSError):
+    """The spool could not be read or written (the pipeline counts it and carries on)."""
+
+
+def key_fingerprint(api_key: str) -> str:
+    """A short salted hash naming which API key a batch was made with (never the key)."""
+    return hashlib.sha256(b"galileo-otel spool\n" + api_key.encode()).hexdigest()[:16]
+
+
+def _pid_alive(pid: int) -> bool:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    except OSError:
+        return True
     return True
 
 
+def _owner_exited(owner: str) -> bool:
+    """Whether a row's owner is a process of this host that has exited."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != _HOST or not pid_text.isdigit():
+        return False  # another host: only its lease tells
+    return not _pid_alive(int(pid_text))
+
+
 class SpoolEntry:
-    """One batch file, claimed (locked) by this process until :meth:`release` or removal.
+    """One batch row this process holds in memory for sending (it owns the row).
 
     Attributes:
-        path: Where the file is now.
+        id: The row id (oldest first).
         header: The batch's JSON header (destination, session record, counts).
     """
 
-    __slots__ = ("_fd", "_payload", "header", "path")
+    __slots__ = ("_payload", "_spool", "header", "id")
 
-    def __init__(self, path: Path, fd: int, header: dict[str, Any], payload: bytes | None) -> None:
-        self.path = path
+    def __init__(self, spool: Spool, row_id: int, header: dict[str, Any], payload: bytes) -> None:
+        self._spool = spool
+        self.id = row_id
         self.header = header
-        self._fd: int | None = fd
-        self._payload = payload
+        self._payload: bytes | None = payload
 
     @property
     def name(self) -> str:
-        """The file name, unique across processes sharing the spool."""
-        return self.path.name
+        """The row id as text, unique across processes sharing the spool."""
+        return str(self.id)
 
     @property
     def claimed(self) -> bool:
-        """Whether this process still holds the file's lock."""
-        return self._fd is not None
+        """Whether this process still holds the batch in memory."""
+        return self._payload is not None
 
     def payload(self) -> bytes:
-        """The encoded ``traces`` array of the batch (read from disk once, if needed)."""
+        """The encoded ``traces`` array of the batch."""
         if self._payload is None:
-            data = self.path.read_bytes()
-            self._payload = data[data.index(b"\n") + 1 :]
+            raise SpoolError(errno.ENOENT, f"spool batch {self.id} was released")
         return self._payload
 
     def delete(self) -> None:
-        """Remove the file (the server confirmed it), then drop the claim."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-        self.release()
+        """The server confirmed the batch: remove its row (settled for every process)."""
+        self._spool.delete(self.id)
+        self._payload = None
 
     def release(self) -> None:
-        """Drop the claim and the in-memory payload; the file stays for a later claim."""
-        fd, self._fd = self._fd, None
+        """Drop the in-memory copy; the row stays ours, to be claimed again by a later scan."""
         self._payload = None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
     def forget(self) -> None:
-        """Drop the claim in a forked child without unlocking the parent's shared lock."""
-        # flock locks belong to the open file description the child shares with its parent;
-        # closing the child's descriptor leaves the parent's lock in place.
-        self.release()
+        """In a forked child: drop the parent's batch without touching its row."""
+        self._payload = None
 
 
 class Spool:
-    """A directory of batch files shared safely by threads and processes.
+    """One SQLite database of batches, shared by threads and processes.
 
     Args:
         path: The spool directory (created if missing).
-        fsync: Also flush each batch to the disk before sending it (survives a power loss).
+        origin: The key fingerprint stamped on new rows (see :func:`key_fingerprint`).
+        max_bytes: Cap of pending batch bytes; a batch past it is refused.
+        dead_max_bytes: Cap of dead-lettered bytes; the oldest are removed to make room.
+        fsync: ``synchronous=FULL``: each batch survives a power loss, not only a crash.
+        clock: Wall clock in seconds (leases are compared across processes).
+
+    Raises:
+        SpoolError: The directory cannot be made or the database cannot be opened.
     """
 
-    def __init__(self, path: Path | str, *, fsync: bool = False) -> None:
-        self.path = Path(path)
-        self.dead_path = self.path / "dead"
-        self.sessions_path = self.path / "sessions"
-        for folder in (self.path, self.dead_path, self.sessions_path):
-            folder.mkdir(parents=True, exist_ok=True)
-        self._fsync = fsync
-        self._counter = itertools.count()
-
-    # --- writing --------------------------------------------------------------------------------
-    def write(self, header: dict[str, Any], payload: bytes) -> SpoolEntry:
-        """Persist a batch and return it claimed by this process.
-
-        The lock is taken on the temporary file before the rename, so no other process can
-        claim the batch between its appearance and the first send.
-        """
-        name = f"{time.time_ns():020d}-{os.getpid()}-{next(self._counter)}{BATCH_SUFFIX}"
-        tmp = self.path / f"{_TMP_PREFIX}{name}"
-        final = self.path / name
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            _try_lock(fd)
-            data = json.dumps(header, separators=(",", ":")).encode() + b"\n" + payload
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if self._fsync:
-                os.fsync(fd)
-            os.rename(tmp, final)
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return SpoolEntry(final, fd, header, payload)
-
-    # --- claiming -------------------------------------------------------------------------------
-    def pending_names(self) -> list[str]:
-        """Names of the batch files present, oldest first (claimed by someone or not)."""
-        try:
-            names = [
-                n
-                for n in os.listdir(self.path)
-                if n.endswith(BATCH_SUFFIX) and not n.startswith(_TMP_PREFIX)
-            ]
-        except FileNotFoundError:
-            return []
-        names.sort()
-        return names
-
-    def claim(self, name: str) -> SpoolEntry | None:
-        """Take a batch file if nobody holds it and it is still there; else ``None``."""
-        path = self.path / name
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return None
-        try:
-            if not _try_lock(fd):
-                os.close(fd)
-                return None
-            # The holder may have deleted or dead-lettered it between our open and our lock.
-            st = os.fstat(fd)
-            try:
-                now = os.stat(path)
-            except FileNotFoundError:
-                now = None
-            if st.st_nlink == 0 or now is None or now.st_ino != st.st_ino:
-                os.close(fd)
-                return None
-            with os.fdopen(os.dup(fd), "rb") as fh:
-                data = fh.read()
-            cut = data.index(b"\n")
-            header = json.loads(data[:cut])
-        except (OSError, ValueError) as exc:
-            os.close(fd)
-            _log.warning("galileo-otel: unreadable spool file %s set aside: %s", name, exc)
-            self._move_to_dead(path, {"reason": "unreadable", "error": str(exc)})
-            return None
-        return SpoolEntry(path, fd, header, data[cut + 1 :])
-
-    def claim_oldest(
+    def __init__(
         self,
-        limit: int,
-        skip: set[str] | frozenset[str] = frozenset(),
+        path: Path | str,
         *,
-        accept: Callable[[dict[str, Any]], bool] | None = None,
-        rejected: set[str] | None = None,
-    ) -> list[SpoolEntry]:
-        """Claim up to ``limit`` free batch files, oldest first, skipping names in ``skip``.
+        origin: str | None = None,
+        max_bytes: int = 256 * 1024 * 1024,
+        dead_max_bytes: int = 64 * 1024 * 1024,
+        fsync: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.db_path = self.path / DB_NAME
+        self.origin = origin
+        self.max_bytes = max_bytes
+        self.dead_max_bytes = dead_max_bytes
+        self._fsync = fsync
+        self._clock = clock
+        # Guards _conn (one connection per process, used by the pipeline's background threads
+        # one statement or transaction at a time) and _pid / _owner (reset in a forked child).
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        self._owner = ""
+        self.set_aside: list[Path] = []
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpoolError(
+                exc.errno, f"cannot create spool directory {self.path}: {exc}"
+            ) from exc
+        with self._lock:
+            self._connection()
 
-        Args:
-            limit: Most files to claim.
-            skip: Names not to try.
-            accept: Whether a claimed file's header is for us; a file it refuses is released
-                untouched (left for its owner) and its name added to ``rejected``.
-            rejected: Collects the names ``accept`` refused.
-        """
-        out: list[SpoolEntry] = []
-        if limit <= 0:
-            return out
-        for name in self.pending_names():
-            if name in skip:
+    # --- connection -----------------------------------------------------------------------------
+    @property
+    def owner(self) -> str:
+        """This process's owner name on rows: ``host:pid:token``."""
+        with self._lock:
+            self._connection()
+            return self._owner
+
+    def _connection(self) -> sqlite3.Connection:
+        """The process's connection (called with ``_lock`` held); a new one after a fork."""
+        pid = os.getpid()
+        if self._conn is not None and self._pid == pid:
+            return self._conn
+        if self._conn is not None:
+            _FORK_ORPHANS.append(self._conn)  # the parent's: never used or closed here
+            self._conn = None
+        if self._pid != pid:  # first open, or a forked child: a new owner (reopening keeps it)
+            self._pid = pid
+            self._owner = f"{_HOST}:{pid}:{uuid.uuid4().hex[:8]}"
+        for attempt in range(2):
+            self._check_regular_files()
+            conn = sqlite3.connect(
+                self.db_path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                check_same_thread=False,
+            )  # fmt: skip
+            try:
+                conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+                # Pages freed by sent batches go back to the disk (compact()); takes effect on
+                # a new database only, before its first table.
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                conn.execute("PRAGMA journal_mode=WAL")
+                # The WAL file is truncated back to this after a checkpoint.
+                conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
+                conn.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
+                conn.executescript(_SCHEMA)
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                if attempt or not _is_corrupt(exc):
+                    raise SpoolError(errno.EIO, f"spool database {self.db_path}: {exc}") from exc
+                self._set_aside(self.db_path, f"not a usable SQLite database ({exc})")
                 continue
-            entry = self.claim(name)
-            if entry is None:
+            self._conn = conn
+            return conn
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check_regular_files(self) -> None:
+        """Set aside a database path (or its WAL files) that is not a regular file."""
+        for path in (self.db_path, Path(f"{self.db_path}-wal"), Path(f"{self.db_path}-shm")):
+            try:
+                # O_NONBLOCK: a FIFO must not hang us; O_NOFOLLOW: a symlink fails with ELOOP.
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+            except FileNotFoundError:
                 continue
-            if accept is not None and not accept(entry.header):
-                entry.release()
-                if rejected is not None:
-                    rejected.add(name)
-                continue
-            out.append(entry)
-            if len(out) >= limit:
-                break
-        return out
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO) or path.is_symlink():
+                    self._set_aside(path, "not a regular file")
+                    continue
+                raise SpoolError(exc.errno, f"cannot open spool database {path}: {exc}") from exc
+            try:
+                mode = os.fstat(fd).st_mode
+            finally:
+                os.close(fd)
+            if not stat.S_ISREG(mode):
+                self._set_aside(path, "not a regular file")
 
-    # --- setting aside --------------------------------------------------------------------------
-    def dead_letter(self, entry: SpoolEntry, error: dict[str, Any]) -> Path:
-        """Move a claimed batch to ``dead/`` with a note of why; it is never sent again."""
-        target = self._move_to_dead(entry.path, error)
-        entry.release()
-        return target
-
-    def dead_letter_new(
-        self, header: dict[str, Any], payload: bytes, error: dict[str, Any]
-    ) -> Path:
-        """Write a batch that never reached the spool straight to ``dead/``."""
-        return self._move_to_dead(self.write(header, payload), error)
-
-    def _move_to_dead(self, source: Path | SpoolEntry, error: dict[str, Any]) -> Path:
-        entry = source if isinstance(source, SpoolEntry) else None
-        path = entry.path if entry else source
-        assert isinstance(path, Path)
-        target = self.dead_path / path.name
+    def _set_aside(self, path: Path, why: str) -> None:
+        target = path.with_name(f"{path.name}.bad-{time.time_ns()}")
         try:
             os.rename(path, target)
-            note = self.dead_path / (path.name + ".error.json")
-            note.write_text(json.dumps(error, default=str, indent=1))
         except OSError as exc:
-            _log.warning("galileo-otel: could not set aside spool file %s: %s", path.name, exc)
-        if entry is not None:
-            entry.release()
-        return target
+            raise SpoolError(exc.errno, f"cannot set aside {path} ({why}): {exc}") from exc
+        self.set_aside.append(target)
+        _log.warning("galileo-otel: spool file %s set aside as %s: %s", path, target.name, why)
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close this process's connection (a later call opens a new one)."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None and self._pid == os.getpid():
+                conn.close()
+
+    def _run(self, fn: Callable[[sqlite3.Connection, str], Any], *, write: bool = False) -> Any:
+        """Run ``fn(conn, owner)``, in one transaction when ``write``; errors as SpoolError."""
+        with self._lock:
+            try:
+                conn = self._connection()
+                if not write:
+                    return fn(conn, self._owner)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn, self._owner)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return result
+            except sqlite3.Error as exc:
+                raise SpoolError(errno.EIO, f"spool database {self.db_path}: {exc}") from exc
+
+    # --- writing --------------------------------------------------------------------------------
+    def write(self, header: dict[str, Any], payload: bytes) -> SpoolEntry | None:
+        """Persist a batch owned by this process; ``None`` when the spool is full.
+
+        Raises:
+            SpoolError: The database could not be written.
+        """
+        text = json.dumps(header, separators=(",", ":"), default=str)
+        size = len(payload) + len(text)
+        traces = int(header.get("traces", 0))
+        now = self._clock()
+
+        def insert(conn: sqlite3.Connection, owner: str) -> int | None:
+            (used,) = conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM batch").fetchone()
+            if used + size > self.max_bytes:
+                return None
+            cur = conn.execute(
+                "INSERT INTO batch (created, owner, lease, origin, traces, bytes, header, payload)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (now, owner, now + LEASE_S, self.origin, traces, size, text, payload),
+            )
+            return int(cur.lastrowid or 0)
+
+        row_id = self._run(insert, write=True)
+        return None if row_id is None else SpoolEntry(self, row_id, header, payload)
+
+    def delete(self, row_id: int) -> None:
+        """Remove a settled batch (confirmed, or moved to the dead letters)."""
+        self._run(lambda c, _o: c.execute("DELETE FROM batch WHERE id = ?", (row_id,)), write=True)
+
+    # --- owning ---------------------------------------------------------------------------------
+    def renew(self) -> int:
+        """Extend the leases of every row this process owns; returns how many it owns."""
+        now = self._clock()
+
+        def renew(conn: sqlite3.Connection, owner: str) -> int:
+            cur = conn.execute("UPDATE batch SET lease = ? WHERE owner = ?", (now + LEASE_S, owner))
+            return int(cur.rowcount)
+
+        return int(self._run(renew, write=True))
+
+    def disown(self, keep: set[str] | frozenset[str] = frozenset()) -> int:
+        """End the leases of our rows but ``keep`` (at shutdown): anyone may adopt them now."""
+
+        def disown(conn: sqlite3.Connection, owner: str) -> int:
+            rows = conn.execute("SELECT id FROM batch WHERE owner = ?", (owner,)).fetchall()
+            ids = [(r[0],) for r in rows if str(r[0]) not in keep]
+            conn.executemany("UPDATE batch SET lease = 0 WHERE id = ?", ids)
+            return len(ids)
+
+        return int(self._run(disown, write=True))
+
+    def adopt(self) -> list[tuple[str, int]]:
+        """Take over the rows of our API key whose owners are gone; ``(name, traces)`` each.
+
+        Rows of other API keys are left alone (see :meth:`foreign`).
+        """
+        now = self._clock()
+
+        def adopt(conn: sqlite3.Connection, owner: str) -> list[tuple[str, int]]:
+            rows = conn.execute(
+                "SELECT id, owner, lease, traces FROM batch WHERE owner != ?"
+                " AND (origin IS ? OR origin IS NULL) ORDER BY id",
+                (owner, self.origin),
+            ).fetchall()
+            exited: dict[str, bool] = {}  # owner -> its process has exited (asked once)
+            taken: list[tuple[str, int]] = []
+            for row_id, old, lease, traces in rows:
+                if lease >= now:  # leased: only an exited owner gives it up
+                    if old not in exited:
+                        exited[old] = _owner_exited(old)
+                    if not exited[old]:
+                        continue
+                cur = conn.execute(
+                    "UPDATE batch SET owner = ?, lease = ? WHERE id = ? AND owner = ?",
+                    (owner, now + LEASE_S, row_id, old),
+                )
+                if cur.rowcount:
+                    taken.append((str(row_id), int(traces)))
+            return taken
+
+        return list(self._run(adopt, write=True))
+
+    def claim_oldest(
+        self, limit: int, skip: set[str] | frozenset[str] = frozenset()
+    ) -> list[SpoolEntry]:
+        """Load up to ``limit`` of this process's rows, oldest first, leaving out ``skip``.
+
+        A row whose header cannot be read is moved to the dead letters (logged), never retried.
+        """
+        if limit <= 0:
+            return []
+
+        def load(conn: sqlite3.Connection, owner: str) -> list[tuple[int, str, bytes]]:
+            out: list[tuple[int, str, bytes]] = []
+            for row_id, header, payload in conn.execute(
+                "SELECT id, header, payload FROM batch WHERE owner = ? ORDER BY id", (owner,)
+            ):
+                if str(row_id) in skip:
+                    continue
+                out.append((row_id, header, payload))
+                if len(out) >= limit:
+                    break
+            return out
+
+        entries: list[SpoolEntry] = []
+        for row_id, text, payload in self._run(load):
+            try:
+                header = json.loads(text)
+                if not isinstance(header, dict):
+                    raise ValueError("header is not an object")
+                payload = bytes(payload)
+            except (ValueError, TypeError) as exc:
+                _log.warning("galileo-otel: unreadable spool batch %s set aside: %s", row_id, exc)
+                self._bury(row_id, {"reason": "unreadable", "error": str(exc)})
+                continue
+            entries.append(SpoolEntry(self, row_id, header, payload))
+        return entries
+
+    def owned_names(self) -> set[str]:
+        """Names of the rows this process owns now."""
+        rows = self._run(
+            lambda c, o: c.execute("SELECT id FROM batch WHERE owner = ?", (o,)).fetchall()
+        )
+        return {str(r[0]) for r in rows}
+
+    # --- dead letters ---------------------------------------------------------------------------
+    def dead_letter(self, entry: SpoolEntry, error: dict[str, Any]) -> str:
+        """Move a batch to the dead letters with a note of why; it is never sent again."""
+        entry._payload = None
+        return self._bury(entry.id, error)
+
+    def dead_letter_new(self, header: dict[str, Any], payload: bytes, error: dict[str, Any]) -> str:
+        """Write a batch that never reached the spool straight to the dead letters."""
+        text = json.dumps(header, separators=(",", ":"), default=str)
+        return str(
+            self._run(lambda c, _o: self._insert_dead(c, text, payload, header, error), write=True)
+        )
+
+    def _bury(self, row_id: int, error: dict[str, Any]) -> str:
+        def bury(conn: sqlite3.Connection, _owner: str) -> str:
+            row = conn.execute(
+                "SELECT header, payload FROM batch WHERE id = ?", (row_id,)
+            ).fetchone()
+            conn.execute("DELETE FROM batch WHERE id = ?", (row_id,))
+            if row is None:
+                return "gone"
+            try:
+                header = json.loads(row[0])
+            except ValueError:
+                header = {}
+            return self._insert_dead(conn, str(row[0]), bytes(row[1]), header, error)
+
+        return str(self._run(bury, write=True))
+
+    def _insert_dead(
+        self,
+        conn: sqlite3.Connection,
+        text: str,
+        payload: bytes,
+        header: Any,
+        error: dict[str, Any],
+    ) -> str:
+        size = len(text) + len(payload)
+        if size > self.dead_max_bytes:
+            return "dropped (larger than GALILEO_SPOOL_DEAD_MAX_BYTES)"
+        (used,) = conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM dead").fetchone()
+        # Oldest dead letters go first: the newest failures are the ones worth reading.
+        for old_id, old_bytes in conn.execute("SELECT id, bytes FROM dead ORDER BY id").fetchall():
+            if used + size <= self.dead_max_bytes:
+                break
+            conn.execute("DELETE FROM dead WHERE id = ?", (old_id,))
+            used -= old_bytes
+        traces = int(header.get("traces", 0)) if isinstance(header, dict) else 0
+        cur = conn.execute(
+            "INSERT INTO dead (created, traces, bytes, header, payload, error)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (self._clock(), traces, size, text, payload, json.dumps(error, default=str)),
+        )
+        return f"{self.db_path} (dead letter {cur.lastrowid})"
+
+    # --- reading (tests, the CLI, stats) --------------------------------------------------------
+    def pending_names(self) -> list[str]:
+        """Names of every pending batch, whoever owns it, oldest first."""
+        rows = self._run(lambda c, _o: c.execute("SELECT id FROM batch ORDER BY id").fetchall())
+        return [str(r[0]) for r in rows]
 
     def dead_names(self) -> list[str]:
-        """Names of the dead-lettered batch files."""
-        return sorted(n for n in os.listdir(self.dead_path) if n.endswith(BATCH_SUFFIX))
+        """Names of the dead-lettered batches."""
+        rows = self._run(lambda c, _o: c.execute("SELECT id FROM dead ORDER BY id").fetchall())
+        return [str(r[0]) for r in rows]
+
+    def dead_errors(self) -> list[dict[str, Any]]:
+        """The notes of why each dead-lettered batch was set aside, oldest first."""
+        rows = self._run(lambda c, _o: c.execute("SELECT error FROM dead ORDER BY id").fetchall())
+        return [json.loads(r[0]) for r in rows]
+
+    def clear_dead(self) -> int:
+        """Remove every dead-lettered batch (after their cause is fixed); returns how many."""
+        removed = self._run(lambda c, _o: c.execute("DELETE FROM dead").rowcount, write=True)
+        return int(removed)
+
+    def usage(self) -> dict[str, int]:
+        """Rows and bytes: pending (all owners), ours, other API keys', dead letters."""
+
+        def usage(conn: sqlite3.Connection, owner: str) -> dict[str, int]:
+            rows, size, traces = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(bytes), 0), COALESCE(SUM(traces), 0) FROM batch"
+            ).fetchone()
+            (foreign,) = conn.execute(
+                "SELECT COUNT(*) FROM batch WHERE origin IS NOT NULL AND origin IS NOT ?",
+                (self.origin,),
+            ).fetchone()
+            (foreign_traces,) = conn.execute(
+                "SELECT COALESCE(SUM(traces), 0) FROM batch"
+                " WHERE origin IS NOT NULL AND origin IS NOT ?",
+                (self.origin,),
+            ).fetchone()
+            dead, dead_size = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM dead"
+            ).fetchone()
+            return {
+                "batches": int(rows),
+                "bytes": int(size),
+                "traces": int(traces),
+                "foreign_batches": int(foreign),
+                "foreign_traces": int(foreign_traces),
+                "dead_batches": int(dead),
+                "dead_bytes": int(dead_size),
+            }
+
+        return dict(self._run(usage))
 
     # --- session ids ----------------------------------------------------------------------------
     def note_session(self, local_id: str, galileo_id: str) -> None:
         """Remember the Galileo id of a session created for spooled batches (crash-safe)."""
-        tmp = self.sessions_path / f"{_TMP_PREFIX}{local_id}-{os.getpid()}"
-        with contextlib.suppress(OSError):
-            tmp.write_text(galileo_id)
-            os.replace(tmp, self.sessions_path / local_id)
+        now = self._clock()
+        with contextlib.suppress(SpoolError):
+            self._run(
+                lambda c, _o: c.execute(
+                    "INSERT OR REPLACE INTO session_note VALUES (?, ?, ?)",
+                    (local_id, galileo_id, now),
+                ),
+                write=True,
+            )
 
     def known_session(self, local_id: str) -> str | None:
         """The Galileo id noted for a session's local id, if any."""
         try:
-            return (self.sessions_path / local_id).read_text().strip() or None
-        except (OSError, ValueError):
+            row = self._run(
+                lambda c, _o: c.execute(
+                    "SELECT galileo_id FROM session_note WHERE local_id = ?", (local_id,)
+                ).fetchone()
+            )
+        except SpoolError:
             return None
+        return str(row[0]) if row else None
 
     # --- housekeeping ---------------------------------------------------------------------------
+    def compact(self) -> None:
+        """Give the pages of sent batches back to the disk, and trim the WAL file."""
+
+        def compact(conn: sqlite3.Connection, _owner: str) -> None:
+            conn.executescript("PRAGMA incremental_vacuum;")  # steps to the end: all pages
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+        # Housekeeping only: a busy database now is compacted next time.
+        with contextlib.suppress(SpoolError):
+            self._run(compact)
+
     def cleanup(self, now: float | None = None) -> None:
-        """Remove temp files of dead writers and old session notes."""
-        now = time.time() if now is None else now
-        for entry in self._scan(self.path):
-            if entry.name.startswith(_TMP_PREFIX) and self._older(entry, now, _STALE_TMP_S):
-                if self._unlocked(entry.path):
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
-        for entry in self._scan(self.sessions_path):
-            limit = _STALE_TMP_S if entry.name.startswith(_TMP_PREFIX) else _SESSION_NOTE_MAX_AGE_S
-            if self._older(entry, now, limit):
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
+        """Remove old session notes."""
+        cutoff = (self._clock() if now is None else now) - _SESSION_NOTE_MAX_AGE_S
+        self._run(
+            lambda c, _o: c.execute("DELETE FROM session_note WHERE created < ?", (cutoff,)),
+            write=True,
+        )
 
-    @staticmethod
-    def _older(entry: os.DirEntry[str], now: float, age_s: float) -> bool:
-        try:
-            return now - entry.stat().st_mtime >= age_s
-        except OSError:
-            return False
 
-    @staticmethod
-    def _scan(folder: Path) -> Iterator[os.DirEntry[str]]:
-        try:
-            with os.scandir(folder) as it:
-                yield from list(it)
-        except FileNotFoundError:
-            return
+def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        "not a database" in text or "malformed" in text or "corrupt" in text
+    )
 
-    @staticmethod
-    def _unlocked(path: str) -> bool:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            return False
-        try:
-            return _try_lock(fd)
-        finally:
-            os.close(fd)
+
+def pending_in(path: Path | str) -> list[str]:
+    """Names of the pending batches in the spool at ``path`` (opened and closed again)."""
+    with Spool(path) as spool:
+        return spool.pending_names()
+
+
+def dead_in(path: Path | str) -> list[dict[str, Any]]:
+    """The notes of the dead-lettered batches in the spool at ``path``, oldest first."""
+    with Spool(path) as spool:
+        return spool.dead_errors()
+
+
+def open_spool(
+    path: Path | None,
+    *,
+    origin: str,
+    max_bytes: int,
+    dead_max_bytes: int,
+    why_off: str,
+) -> tuple[Spool | None, str]:
+    """Open the spool at ``path``; ``(None, reason)`` when it is off or unusable (logged once)."""
+    if path is None:
+        return None, why_off
+    try:
+        return Spool(path, origin=origin, max_bytes=max_bytes, dead_max_bytes=dead_max_bytes), ""
+    except (OSError, sqlite3.Error) as exc:
+        _log.warning(
+            "galileo-otel: spool %s unusable, reliable delivery runs without one: %s", path, exc
+        )
+        return None, f"unusable: {exc}"
