@@ -24,7 +24,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import UUID4, BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import UUID4, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
@@ -557,11 +557,11 @@ class FaultRuleBody(BaseModel):
     action: Literal["latency", "error", "rate_limit", "hang", "drop"]
     route: StrictStr = Field("*", max_length=1000)
     times: StrictInt | None = Field(None, ge=0, le=MAX_TIMES)
-    fraction: float = Field(1.0, ge=0.0, le=1.0)
+    fraction: StrictFloat = Field(1.0, ge=0.0, le=1.0)
     status: StrictInt = Field(500, ge=100, le=599)
-    retry_after_s: float | None = Field(None, ge=0.0, le=MAX_DELAY_S)
-    latency_s: float = Field(0.0, ge=0.0, le=MAX_DELAY_S)
-    max_hang_s: float = Field(30.0, ge=0.0, le=MAX_DELAY_S)
+    retry_after_s: StrictFloat | None = Field(None, ge=0.0, le=MAX_DELAY_S)
+    latency_s: StrictFloat = Field(0.0, ge=0.0, le=MAX_DELAY_S)
+    max_hang_s: StrictFloat = Field(30.0, ge=0.0, le=MAX_DELAY_S)
 
 
 def _add_local_routes(api: APIRouter, state: ServerState) -> None:
