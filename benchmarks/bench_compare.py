@@ -11,7 +11,11 @@ bursts of traces as fast as its thread can and flushes after each burst. Each bu
   process just before (paired in time; the ``none`` row is the check that it is ~0);
 - ``spans_per_s``: spans of the burst / (first span started .. flush returned). The flush returns
   when stock has exported everything, reliable mode has every batch confirmed, fire-and-forget
-  has every batch answered; the sink (another process) then holds every span (checked: ``lost``).
+  has every batch answered; the sink (another process) then holds every span (checked: ``lost``);
+- ``cpu_us``: CPU time (user + system) per span of the app process, all its threads, and its
+  child processes (the export worker), from the first span of a burst to its flush returning.
+  Wall times swing with whatever else the machine runs; CPU time hardly does, so on a busy
+  machine ``cpu_vs_stock`` is the steadiest comparison (the sink's CPU is not counted).
 
 The best burst of a process (the fastest: a burst on a shared machine is only ever slowed down
 by other work, which is why ``timeit`` reports a minimum), then the median over repeats
@@ -90,14 +94,14 @@ def emit_trace(tracer: Any, i: int, spans_per_trace: int) -> None:
                 pass
 
 
-def child_processes() -> int:
-    """How many live child processes this process has (Linux /proc; 0 elsewhere)."""
+def _children() -> list[tuple[str, list[str]]]:
+    """(pid, fields of /proc/<pid>/stat after the name) of this process's children (Linux)."""
     me = str(os.getpid())
-    n = 0
+    out = []
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
-        return 0
+        return []
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
@@ -105,8 +109,29 @@ def child_processes() -> int:
         except OSError:
             continue
         if fields[1] == me and fields[0] != "Z":
-            n += 1
-    return n
+            out.append((pid, fields))
+    return out
+
+
+def child_processes() -> int:
+    """How many live child processes this process has (Linux /proc; 0 elsewhere)."""
+    return len(_children())
+
+
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process's threads and of its live children.
+
+    Unlike wall time, it hardly moves when other work shares the machine: it says what the app
+    and its export cost in CPU, wherever that runs.
+    """
+    t = os.times()
+    total = t.user + t.system
+    for _, fields in _children():
+        total += (int(fields[11]) + int(fields[12])) * _TICK_S  # utime, stime
+    return total
 
 
 def _setup(entry: str, system: str, url: str, queue: int) -> tuple[Any, Any, Any]:
@@ -166,7 +191,8 @@ def child(
     from opentelemetry.sdk.trace import TracerProvider
 
     bare = TracerProvider(shutdown_on_exit=False).get_tracer("bare")
-    app_us, bare_us, spans_per_s, flush_ok = [], [], [], [bool(warm_ok)]
+    app_us, bare_us, cpu_us, spans_per_s = [], [], [], []
+    flush_ok = [bool(warm_ok)]
     n = traces * spans_per_trace
     for b in range(bursts):
         start = warm + b * traces
@@ -174,12 +200,14 @@ def child(
         for i in range(start, start + traces):
             emit_trace(bare, i, spans_per_trace)
         bare_us.append((time.perf_counter() - t0) / n * 1e6)
+        c0 = cpu_seconds()
         t0 = time.perf_counter()
         for i in range(start, start + traces):
             emit_trace(tracer, i, spans_per_trace)
         t_emit = time.perf_counter() - t0
         flush_ok.append(bool(flush(FLUSH_TIMEOUT_S)))
         t_flush = time.perf_counter() - t0
+        cpu_us.append((cpu_seconds() - c0) / n * 1e6)
         app_us.append(t_emit / n * 1e6)
         spans_per_s.append(n / t_flush)
     overhead = [a - b for a, b in zip(app_us, bare_us, strict=True)]
@@ -199,6 +227,8 @@ def child(
         "spans_per_s": max(spans_per_s),
         "spans_per_s_median": statistics.median(spans_per_s),
         "spans_per_s_bursts": [round(v) for v in spans_per_s],
+        "cpu_us": statistics.median(cpu_us),
+        "cpu_us_bursts": [round(v, 2) for v in cpu_us],
         "flush_ok": all(flush_ok),
         "workers": workers,
         "dropped_counted": int(stats.get("spans_dropped", 0)),
@@ -288,6 +318,7 @@ def _median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     row["app_us"] = statistics.median(r["app_us"] for r in rows)
     row["bare_us"] = statistics.median(r["bare_us"] for r in rows)
     row["overhead_us"] = statistics.median(r["overhead_us"] for r in rows)
+    row["cpu_us"] = statistics.median(r["cpu_us"] for r in rows)
     row["lost"] = max(r.get("lost", 0) for r in rows)
     row["flush_ok"] = all(r["flush_ok"] for r in rows)
     row["repeats"] = len(rows)
@@ -342,6 +373,7 @@ def main() -> int:
             == (row["entry"], row["spans_per_trace"], "stock")
         )
         row["tput_vs_stock"] = row["spans_per_s"] / stock["spans_per_s"]
+        row["cpu_vs_stock"] = row["cpu_us"] / stock["cpu_us"]
         row["app_vs_stock"] = (
             row["overhead_us"] / stock["overhead_us"] if stock["overhead_us"] > 0 else float("nan")
         )
@@ -356,6 +388,8 @@ def main() -> int:
         "app_us",
         "overhead_us",
         "app_vs_stock",
+        "cpu_us",
+        "cpu_vs_stock",
         "lost",
         "flush_ok",
     ]
