@@ -246,6 +246,8 @@ def save(name: str, data: dict[str, Any]) -> Path:
 
 def print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
     def fmt(v: Any) -> str:
+        if isinstance(v, bool):
+            return "yes" if v else "no"
         if isinstance(v, float):
             return f"{v:,.2f}" if abs(v) < 100 else f"{v:,.0f}"
         if isinstance(v, int):

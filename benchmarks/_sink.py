@@ -22,6 +22,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from _common import LOG_STREAM_ID
+
 _lock = threading.Lock()
 _fault: dict[str, Any] = {"mode": "ok"}
 _counts: dict[str, Any] = {}
@@ -83,6 +85,10 @@ class Handler(BaseHTTPRequestHandler):
             self._answer(200, out)
         elif self.path.startswith("/healthcheck"):
             self._answer(200, {"status": "ok"})
+        elif self.path.endswith("/log_streams"):
+            # configure() checks the destination: the benchmarks' one log stream exists.
+            pid = self.path.split("/")[3]
+            self._answer(200, [{"id": LOG_STREAM_ID, "name": "bench", "project_id": pid}])
         else:
             self._answer(404, {"detail": "not found"})
 

@@ -11,7 +11,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["bench_app_thread.py", "bench_throughput.py", "bench_memory.py", "bench_outages.py"]
+BENCHMARKS = [
+    "bench_compare.py",
+    "bench_app_thread.py",
+    "bench_throughput.py",
+    "bench_memory.py",
+    "bench_outages.py",
+]
 
 
 def main() -> int:

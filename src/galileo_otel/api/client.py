@@ -51,6 +51,7 @@ from galileo_otel.api.models import (
     Trace,
     to_wire,
 )
+from galileo_otel.api.suppress import suppress_instrumentation
 from galileo_otel.errors import (
     APIError,
     APITimeoutError,
@@ -1103,14 +1104,16 @@ class GalileoClient(_Core):
         while True:
             attempt += 1
             try:
-                response = self._http.request(
-                    method,
-                    url,
-                    content=body,
-                    params=params,
-                    headers=headers,
-                    timeout=self._attempt_timeout(timeout, policy, start),
-                )
+                # Our own request must never be traced: a traced export is exported, and so on.
+                with suppress_instrumentation():
+                    response = self._http.request(
+                        method,
+                        url,
+                        content=body,
+                        params=params,
+                        headers=headers,
+                        timeout=self._attempt_timeout(timeout, policy, start),
+                    )
             except _HTTPX_ERRORS as exc:
                 failure = self._transport_failure(exc, method, url)
             else:
@@ -1505,14 +1508,16 @@ class AsyncGalileoClient(_Core):
         while True:
             attempt += 1
             try:
-                response = await self._http.request(
-                    method,
-                    url,
-                    content=body,
-                    params=params,
-                    headers=headers,
-                    timeout=self._attempt_timeout(timeout, policy, start),
-                )
+                # Our own request must never be traced: a traced export is exported, and so on.
+                with suppress_instrumentation():
+                    response = await self._http.request(
+                        method,
+                        url,
+                        content=body,
+                        params=params,
+                        headers=headers,
+                        timeout=self._attempt_timeout(timeout, policy, start),
+                    )
             except _HTTPX_ERRORS as exc:
                 failure = self._transport_failure(exc, method, url)
             else:
