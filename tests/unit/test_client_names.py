@@ -179,3 +179,21 @@ def test_configure_warns_in_one_line_about_a_web_page(caplog: pytest.LogCaptureF
     text = record.getMessage()
     assert "\n" not in text and "got no usable answer from the Galileo API" in text
     assert "not the Galileo API: is GALILEO_API_URL the API URL" in text
+
+
+def test_configure_check_is_one_request_bounded_by_three_seconds() -> None:
+    """The README: configure()'s one wait is a single request with a 3 s timeout."""
+    from galileo_otel.configure import resolve_destination
+    from galileo_otel.settings import GalileoSettings
+
+    seen: list[httpx.Request] = []
+
+    def hang(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    settings = GalileoSettings(api_url=BASE, api_key=API_KEY, project="chat")
+    assert resolve_destination(settings, transport=httpx.MockTransport(hang)) is None
+    assert len(seen) == 1  # no retry
+    timeouts = seen[0].extensions["timeout"]
+    assert 0 < timeouts["read"] <= 3.0 and 0 < timeouts["connect"] <= 3.0
