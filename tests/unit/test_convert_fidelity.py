@@ -352,3 +352,10 @@ def test_sibling_llm_calls_are_not_duplicates() -> None:
         stats=stats,
     )
     assert len(trace["spans"]) == 2 and stats.duplicate_llm_steps == 0
+
+
+def test_unicode_digits_that_int_refuses_are_not_indexes() -> None:
+    """'¹'.isdigit() is True but int('¹') fails: such keys and values are ignored, not fatal."""
+    from galileo_otel.export.convert import _int
+
+    assert _int("¹") is None and _int("12") == 12

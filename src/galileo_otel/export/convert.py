@@ -338,7 +338,7 @@ def _int(value: Any) -> int | None:
         return value
     if isinstance(value, float):
         return int(value) if math.isfinite(value) else None
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isdecimal():
         return int(value)
     return None
 
@@ -649,18 +649,18 @@ def _oi_messages(attrs: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[d
         else:
             continue
         index, _, rest = tail.partition(".message.")
-        if not index.isdigit():
+        if not index.isdecimal():
             continue
         msg = by_index.setdefault(int(index), {})
         if rest in ("role", "content", "name", "tool_call_id"):
             msg[rest] = value
         elif rest.startswith("tool_calls."):
             k, _, field = rest[11:].partition(".tool_call.")
-            if k.isdigit():
+            if k.isdecimal():
                 msg.setdefault("calls", {}).setdefault(int(k), {})[field] = value
         elif rest.startswith("contents."):
             j, _, field = rest[9:].partition(".message_content.")
-            if j.isdigit():
+            if j.isdecimal():
                 if field == "text":
                     msg.setdefault("parts", {})[int(j)] = {"type": "text", "text": _text(value)}
                 elif field == "image.image.url":
@@ -703,7 +703,7 @@ def _flat_messages(
     for key, value in attrs.items():
         if key.startswith(prefix):
             index, _, field = key[n:].partition(".")
-            if index.isdigit():
+            if index.isdecimal():
                 by_index.setdefault(int(index), {})[field] = value
     out = []
     for i in sorted(by_index):
@@ -904,7 +904,7 @@ def _oi_documents(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]
     for key, value in attrs.items():
         if key.startswith(prefix):
             index, _, field = key[n:].partition(".document.")
-            if index.isdigit():
+            if index.isdecimal():
                 by_index.setdefault(int(index), {})[field] = value
     docs = []
     for i in sorted(by_index):
@@ -1009,7 +1009,7 @@ def _indexed(attrs: Mapping[str, Any], prefix: str, suffix: str) -> list[Any]:
     for key, value in attrs.items():
         if key.startswith(prefix) and key.endswith(suffix):
             index = key[n : len(key) - len(suffix)]
-            if index.isdigit():
+            if index.isdecimal():
                 found.append((int(index), value))
     found.sort(key=lambda pair: pair[0])
     return [value for _, value in found]

@@ -131,7 +131,7 @@ def _owner_exited(owner: str) -> bool:
     """Whether a row's owner is a process of this host that has exited."""
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != _HOST or not pid_text.isdigit():
+    if host != _HOST or not pid_text.isdecimal():
         return False  # another host: only its lease tells
     return not _pid_alive(int(pid_text))
 
