@@ -242,3 +242,124 @@ def test_doctor_under_zero_code_sends_no_trace_of_itself(counting_server: Counti
     assert counting_server.requests[("GET", "/healthcheck")] >= 1, counting_server.requests
     assert counting_server.log_traces_posts() == 0, (counting_server.requests, explain(proc))
     assert server.state.stats()["traces"] == 0
+
+
+SQLITE_APP = textwrap.dedent(
+    """
+    import os
+    import sqlite3
+    import sys
+
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("app")
+    with tracer.start_as_current_span("app-op"):
+        # The app's own query: traced (a child of app-op, in its one trace).
+        # (The instrumentation traces cursors; Connection.execute is not traced.)
+        sqlite3.connect(":memory:").cursor().execute("SELECT 1").fetchall()
+    provider = trace.get_tracer_provider()
+    for _ in range(int(sys.argv[1])):
+        assert provider.force_flush(10000), "flush failed"
+
+    def ppid(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+
+    def descends(pid, root):
+        while pid > 1:
+            if pid == root:
+                return True
+            pid = ppid(pid)
+        return False
+
+    workers = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdecimal() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read()
+            if b"galileo_otel.export._worker" in cmd and descends(int(entry), os.getpid()):
+                workers += 1
+        except OSError:
+            pass
+    print("workers", workers)
+    print("done")
+    """
+)
+
+
+@pytest.mark.parametrize("export_process", [False, True], ids=["in-process", "worker-process"])
+def test_zero_code_with_sqlite_instrumentation_and_sqlite_stores(
+    counting_server: CountingServer, tmp_path: Path, export_process: bool
+) -> None:
+    # Zero-code with every instrumentation loaded (sqlite3 included, as opentelemetry-bootstrap
+    # installs it), both SQLite stores, in-process and with the worker process: the app's one
+    # trace is sent once, and the worker process is exactly one (it must not run the zero-code
+    # set-up again). The self-tracing loop itself is pinned in-process below, where it showed.
+    pytest.importorskip("opentelemetry.instrumentation.sqlite3")
+    script = tmp_path / "app.py"
+    script.write_text(SQLITE_APP)
+    server = counting_server.server
+    env = {
+        **galileo_env(server, project="sqlite"),
+        "OTEL_PYTHON_DISTRO": "galileo",
+        "OTEL_PYTHON_CONFIGURATOR": "galileo",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "GALILEO_SESSION_STORE": "sqlite",
+        "GALILEO_SPOOL_DIR": str(tmp_path / "spool"),
+        "GALILEO_BATCH_DELAY": "0.05",
+        "GALILEO_EXPORT_PROCESS": "true" if export_process else "false",
+    }
+    bin_dir = Path(sys.executable).parent
+    proc = run(
+        [str(bin_dir / "opentelemetry-instrument"), sys.executable, str(script), str(FLUSHES)],
+        env,
+    )
+    assert proc.returncode == 0 and "done" in proc.stdout, explain(proc)
+    assert f"workers {1 if export_process else 0}" in proc.stdout, explain(proc)
+    assert counting_server.log_traces_posts() == 1, (counting_server.requests, explain(proc))
+    assert server.state.stats()["traces"] == 1, explain(proc)
+
+
+def test_sqlite_stores_queries_are_not_traced(
+    tmp_path: Path, counting_server: CountingServer
+) -> None:
+    # The sqlite3 instrumentation on the app's provider traces cursor queries; the SQLite session
+    # store's run on the export worker thread, and each would be a trace of its own, exported,
+    # which queries the store again: 1 app span became thousands of traces before the fix.
+    sqlite_instr = pytest.importorskip("opentelemetry.instrumentation.sqlite3")
+    provider = TracerProvider()
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    instrumentor = sqlite_instr.SQLite3Instrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    server = counting_server.server
+    try:
+        handle = cfg.configure(
+            tracer_provider=provider,
+            api_url=server.url,
+            api_key=server.api_key,
+            project="sqlite-store",
+            batch_delay=0.05,
+            spool_dir=str(tmp_path / "spool"),
+            session_store="sqlite",
+        )
+        try:
+            with session("conv-1", user_id="u"):
+                with provider.get_tracer("app").start_as_current_span("app-op"):
+                    pass
+                # A second trace of the same conversation reads the store again.
+                with provider.get_tracer("app").start_as_current_span("app-op-2"):
+                    pass
+            for _ in range(FLUSHES):
+                assert handle.force_flush(10) is True
+            stats = handle.stats()
+        finally:
+            handle.shutdown(10)
+    finally:
+        instrumentor.uninstrument()
+    assert sorted(s.name for s in memory.get_finished_spans()) == ["app-op", "app-op-2"]
+    assert server.state.stats()["traces"] == 2
+    assert stats["traces_batched"] == 2

@@ -146,3 +146,18 @@ def test_the_worker_gets_the_destination_configure_resolved() -> None:
     data = json.loads(env["GALILEO_OTEL_WORKER_SETTINGS"])
     assert data["project_id"] == pid and data["log_stream_id"] == lsid
     assert data["export_process"] is False
+
+
+def test_worker_env_drops_the_zero_code_sitecustomize(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Under opentelemetry-instrument the worker must not run the zero-code set-up again."""
+    import os
+
+    from galileo_otel.export.offload import settings_env
+    from galileo_otel.settings import GalileoSettings
+
+    auto = "/venv/lib/site-packages/opentelemetry/instrumentation/auto_instrumentation"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([auto, "/app/src"]))
+    env = settings_env(GalileoSettings(api_key="k" * 20, spool_dir="off"))
+    assert env["PYTHONPATH"] == "/app/src"
+    monkeypatch.setenv("PYTHONPATH", auto + os.sep)
+    assert "PYTHONPATH" not in settings_env(GalileoSettings(api_key="k" * 20, spool_dir="off"))

@@ -19,8 +19,10 @@ instrumentations import it from there); a test pins them to the installed packag
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import (
@@ -28,7 +30,9 @@ from opentelemetry.context import (
     _SUPPRESS_INSTRUMENTATION_KEY,
 )
 
-__all__ = ["SUPPRESSION_KEYS", "suppress_instrumentation"]
+__all__ = ["SUPPRESSION_KEYS", "suppress_instrumentation", "suppressed"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 SUPPRESSION_KEYS: tuple[str, ...] = (
     _SUPPRESS_INSTRUMENTATION_KEY,
@@ -55,3 +59,20 @@ def suppress_instrumentation() -> Iterator[None]:
         yield
     finally:
         otel_context.detach(token)
+
+
+def suppressed(fn: F) -> F:
+    """``fn`` run inside :func:`suppress_instrumentation`: for the library's background threads.
+
+    Not only HTTP: the spool and the SQLite session store are SQLite, and with
+    ``opentelemetry-instrumentation-sqlite3`` active (``opentelemetry-bootstrap`` installs it) every
+    query of the export's own threads would be a span, exported by more queries, without end. A
+    thread starts with an empty context, so wrapping its target covers everything it does.
+    """
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with suppress_instrumentation():
+            return fn(*args, **kwargs)
+
+    return run  # type: ignore[return-value]

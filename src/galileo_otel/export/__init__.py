@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from galileo_otel.api.suppress import suppress_instrumentation
+
 if TYPE_CHECKING:
     from galileo_otel.settings import GalileoSettings
 
@@ -72,6 +74,22 @@ def make_pipeline(
     """
     if settings.logging_disabled:
         return None
+    # Building one opens the spool and may open a session store (SQLite): none of our own I/O
+    # may be traced, on this thread or the pipeline's (whose targets are wrapped alike).
+    with suppress_instrumentation():
+        return _build(
+            settings, destination, tracker, shutdown_at_exit=shutdown_at_exit, start=start
+        )
+
+
+def _build(
+    settings: GalileoSettings,
+    destination: Any,
+    tracker: Any,
+    *,
+    shutdown_at_exit: bool,
+    start: bool,
+) -> Pipeline:
     if settings.export_process:
         from galileo_otel.export.offload import OffloadPipeline
 

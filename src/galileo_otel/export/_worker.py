@@ -13,6 +13,7 @@ import sys
 import threading
 from typing import IO, Any
 
+from galileo_otel.api.suppress import suppressed
 from galileo_otel.export.offload import (
     MSG_FLUSH,
     MSG_RESOURCE,
@@ -79,7 +80,7 @@ def main() -> int:
         elif tag == MSG_RESOURCE:
             resources[msg[1]] = make_resource(msg[2])
         elif tag == MSG_FLUSH:
-            threading.Thread(target=flush, args=(msg[1], msg[2]), daemon=True).start()
+            threading.Thread(target=suppressed(flush), args=(msg[1], msg[2]), daemon=True).start()
         elif tag == MSG_STATS:
             reply(msg[1], pipeline.stats())
         elif tag == MSG_SHUTDOWN:

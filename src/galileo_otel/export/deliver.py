@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from galileo_otel.api.suppress import suppressed
 from galileo_otel.errors import APIError, APITimeoutError, ConfigError
 from galileo_otel.export._stage import Outbound, StageState
 
@@ -42,7 +43,7 @@ class DeliveryStage(StageState):
             return
         for i in range(self._in_flight):
             t = threading.Thread(
-                target=self._send_loop, name=f"galileo-otel-sender-{i}", daemon=True
+                target=suppressed(self._send_loop), name=f"galileo-otel-sender-{i}", daemon=True
             )
             t.start()
             self._threads.append(t)

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from opentelemetry.trace import SpanKind, StatusCode
 
+from galileo_otel.api.suppress import suppressed
 from galileo_otel.export.handoff import SpanHandoff
 from galileo_otel.export.sdk_span import plain_mapping, span_attributes, span_events
 from galileo_otel.settings import GalileoSettings
@@ -234,6 +235,19 @@ def settings_env(settings: GalileoSettings, destination: Any = None) -> dict[str
             if value:
                 data[name] = str(value)
     env = dict(os.environ)
+    # Under `opentelemetry-instrument` PYTHONPATH starts with the auto-instrumentation
+    # sitecustomize: the worker would run the zero-code set-up again, configure its own export
+    # (another worker, without end) and trace itself. The worker is plain: drop that entry.
+    if env.get("PYTHONPATH"):
+        kept = [
+            p
+            for p in env["PYTHONPATH"].split(os.pathsep)
+            if p and os.path.basename(os.path.normpath(p)) != "auto_instrumentation"
+        ]
+        if kept:
+            env["PYTHONPATH"] = os.pathsep.join(kept)
+        else:
+            del env["PYTHONPATH"]
     env[SETTINGS_ENV] = json.dumps(data)
     env.setdefault(NICE_ENV, _CHILD_NICE)
     env.pop("GALILEO_API_KEY", None)
@@ -349,10 +363,13 @@ class OffloadPipeline(SpanHandoff):
         self._spawn()
         if wait:
             self._ready.wait(_READY_TIMEOUT_S)
-        self._worker = threading.Thread(target=self._run, name="galileo-otel-offload", daemon=True)
+        self._worker = threading.Thread(
+            target=suppressed(self._run), name="galileo-otel-offload", daemon=True
+        )
         self._worker.start()
 
     # --- the app thread -------------------------------------------------------------------------
+    @suppressed  # the caller's thread may touch the spool (SQLite): never traced
     def force_flush(self, timeout_s: float | None = None) -> bool:
         """Deliver what was queued before the call; the child's ``force_flush`` result."""
         if self._closing or self._disabled or not self._started:
@@ -364,6 +381,7 @@ class OffloadPipeline(SpanHandoff):
         self._refresh_stats(min(1.0, max(0.0, deadline - time.monotonic())))
         return ok
 
+    @suppressed
     def shutdown(self, timeout_s: float | None = None) -> bool:
         """Flush and stop the child; returns within ``timeout_s`` (the child is killed if late)."""
         if self._closing:
@@ -501,7 +519,7 @@ class OffloadPipeline(SpanHandoff):
             close_fds=True,
         )
         reader = threading.Thread(
-            target=self._read_loop,
+            target=suppressed(self._read_loop),
             args=(self._proc, self._gen),
             name="galileo-otel-offload-reader",
             daemon=True,
@@ -765,7 +783,9 @@ class OffloadPipeline(SpanHandoff):
                 waiter.result = fb.force_flush(timeout)
             waiter.done.set()
 
-        threading.Thread(target=run, name="galileo-otel-offload-fallback", daemon=True).start()
+        threading.Thread(
+            target=suppressed(run), name="galileo-otel-offload-fallback", daemon=True
+        ).start()
 
     def _fail_waiters(self) -> None:
         with self._lock:

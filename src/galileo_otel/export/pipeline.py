@@ -50,6 +50,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from galileo_otel.api.suppress import suppressed
 from galileo_otel.export._stage import Batch, Flush, Outbound, RateLimitedLog
 from galileo_otel.export.batch import BatchStage
 from galileo_otel.export.convert import ConvertStats
@@ -303,17 +304,20 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         if self._spool is not None:
             with contextlib.suppress(OSError):
                 self._spool.cleanup()
-        self._worker = threading.Thread(target=self._run, name="galileo-otel-worker", daemon=True)
+        self._worker = threading.Thread(
+            target=suppressed(self._run), name="galileo-otel-worker", daemon=True
+        )
         self._worker.start()
         # File I/O stays off the worker: each syscall gives the GIL away, and a CPU-bound app
         # thread then keeps it for a whole switch interval (5 ms) before the worker gets it back.
         self._writer = threading.Thread(
-            target=self._write_loop, name="galileo-otel-spooler", daemon=True
+            target=suppressed(self._write_loop), name="galileo-otel-spooler", daemon=True
         )
         self._writer.start()
         # The senders start with the first batch to send (_need_senders).
 
     # --- flushing -------------------------------------------------------------------------------
+    @suppressed  # the caller's thread may touch the spool (SQLite): never traced
     def force_flush(self, timeout_s: float | None = None) -> bool:
         """Send every trace completed by the spans queued so far and wait for the answers.
 
@@ -330,6 +334,7 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         timeout = self._export_timeout if timeout_s is None else timeout_s
         return self._flush(self._clock() + timeout, final=False)
 
+    @suppressed
     def shutdown(self, timeout_s: float | None = None) -> bool:
         """Flush everything (incomplete traces too), then stop; returns within ``timeout_s``.
 
