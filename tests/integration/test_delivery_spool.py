@@ -60,7 +60,10 @@ APP = textwrap.dedent(
 
 def start_app(tmp_path: Path, url: str, spool: Path, tag: str, n: int, then: str) -> Any:
     script = tmp_path / "app.py"
-    script.write_text(APP)
+    if not script.exists():
+        # Written once: rewriting it while an earlier process is still reading it at start-up
+        # ran that process on an empty file (it exited 0 having done nothing).
+        script.write_text(APP)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GALILEO_", "OTEL_"))}
     return subprocess.Popen(
         [sys.executable, str(script), url, str(spool), tag, str(n), then],
@@ -93,10 +96,11 @@ def test_processes_sharing_a_spool_all_flush_true(
         local_server.faults.fail("traces", status=503, fraction=0.3)
     spool = tmp_path / "spool"
     apps = [start_app(tmp_path, local_server.url, spool, f"p{i}", 20, "exit") for i in range(3)]
+    # Every process is waited for (and its pipes closed) before anything is asserted.
+    outputs = [(proc, *proc.communicate(timeout=120)) for proc in apps]
     results = []
-    for proc in apps:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
+    for proc, out, err in outputs:
+        assert proc.returncode == 0 and out.strip(), err
         results.append(json.loads(out.strip().splitlines()[-1]))
     local_server.faults.clear()
     for result in results:
