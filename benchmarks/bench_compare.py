@@ -41,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import LOG_STREAM_ID, PROJECT_ID, SESSIONS, Sink, print_table, save
+from _common import LOG_STREAM_ID, PROJECT_ID, Sink, emit_trace, print_table, save
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -63,37 +63,6 @@ FLUSH_TIMEOUT_S = 300
 
 
 # --- the app (child process) -----------------------------------------------------------------
-def emit_trace(tracer: Any, i: int, spans_per_trace: int) -> None:
-    """One agent turn: 3 spans (agent, llm, tool) or 5 (agent, 2 llm, tool, retriever)."""
-    with tracer.start_as_current_span(
-        "invoke_agent support",
-        attributes={"session.id": f"conv-{i % SESSIONS}", "gen_ai.operation.name": "invoke_agent"},
-    ):
-        with tracer.start_as_current_span(
-            "chat gpt-4o",
-            attributes={
-                "gen_ai.operation.name": "chat",
-                "gen_ai.request.model": "gpt-4o",
-                "gen_ai.usage.input_tokens": 120,
-                "gen_ai.usage.output_tokens": 48,
-            },
-        ):
-            pass
-        with tracer.start_as_current_span(
-            "execute_tool search",
-            attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search"},
-        ):
-            pass
-        if spans_per_trace == 5:
-            with tracer.start_as_current_span("retrieve docs", attributes={"db.system": "vector"}):
-                pass
-            with tracer.start_as_current_span(
-                "chat gpt-4o",
-                attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"},
-            ):
-                pass
-
-
 def _children() -> list[tuple[str, list[str]]]:
     """(pid, fields of /proc/<pid>/stat after the name) of this process's children (Linux)."""
     me = str(os.getpid())
