@@ -36,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 from galileo_otel.sessions.store import (
     _FORK_AWARE,
     DEFAULT_CREATE_LEASE_S,
+    CreationGates,
     IsLive,
     OpenNew,
     SessionRecord,
@@ -258,8 +259,7 @@ class RedisSessionStore:
         self._cache: OrderedDict[str, tuple[SessionRecord, str]] = OrderedDict()
         # Galileo ids learned while Redis was unreachable, written back once it answers.
         self._unrecorded: dict[str, str] = {}
-        self._gates_lock = threading.Lock()
-        self._gates: dict[str, threading.Lock] = {}
+        self._gates = CreationGates()
         self._owner = uuid.uuid4().hex
         self._counts = {"round_trips": 0, "conflicts": 0}
         _FORK_AWARE.add(self)
@@ -276,8 +276,7 @@ class RedisSessionStore:
         # redis-py's pool notices the new pid and opens fresh connections; locks held by other
         # threads at fork time would stay held forever in the child, so they are replaced.
         self._lock = threading.Lock()
-        self._gates_lock = threading.Lock()
-        self._gates = {}
+        self._gates = CreationGates()
         self._owner = uuid.uuid4().hex
 
     # --- calls --------------------------------------------------------------------------------
@@ -429,21 +428,14 @@ class RedisSessionStore:
         if record.galileo_id is None and _text(gid) is not None:
             record.galileo_id = _text(gid)
 
-    def _gate(self, local_id: str) -> threading.Lock:
-        with self._gates_lock:
-            return self._gates.setdefault(local_id, threading.Lock())
-
     def create_once(
         self, local_id: str, create: Callable[[], str], *, timeout_s: float | None = None
     ) -> str:
         """See :meth:`SessionStore.create_once`: a lease in Redis, taken over once it expires."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        # Threads of this process queue on a local lock, so that only one of them polls Redis.
-        gate = self._gate(local_id)
-        if not gate.acquire(timeout=-1 if timeout_s is None else max(0.0, timeout_s)):
-            raise TimeoutError(f"session {local_id} is still being created by another thread")
         rec_key, lease_key = _PREFIX + "rec:" + local_id, _PREFIX + "lease:" + local_id
-        try:
+        # Threads of this process queue on a local gate, so that only one of them polls Redis.
+        with self._gates.hold(local_id, timeout_s):
             pause = 0.005
             while True:
                 answer = self._run(self._claim, [rec_key, lease_key], [self._owner, self._lease_ms])
@@ -474,11 +466,6 @@ class RedisSessionStore:
                 self.note_created(local_id, galileo_id)
                 return galileo_id
             return _text(stored) or galileo_id
-        finally:
-            gate.release()
-            with self._gates_lock:
-                if self._gates.get(local_id) is gate and not gate.locked():
-                    del self._gates[local_id]
 
     def stats(self) -> dict[str, int]:
         """Round trips made and compare-and-set conflicts met (another host moved first)."""

@@ -10,6 +10,7 @@ its Galileo id once created. The tracker decides *what* happens; the store makes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -447,6 +448,33 @@ _SCHEMA = (
 _INHERITED: list[sqlite3.Connection] = []
 
 
+class CreationGates:
+    """One lock per local session id, so only one thread of this process polls a creation lease.
+
+    The SQLite and Redis stores' threads queue on it while one of them waits for the
+    cross-process lease (the file's or Redis'). Its own lock guards the dict of gates; a gate is dropped once nobody holds or waits on it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gates: dict[str, threading.Lock] = {}
+
+    @contextlib.contextmanager
+    def hold(self, local_id: str, timeout_s: float | None) -> Iterator[None]:
+        """Hold ``local_id``'s gate; ``TimeoutError`` when another thread keeps it past the timeout."""
+        with self._lock:
+            gate = self._gates.setdefault(local_id, threading.Lock())
+        if not gate.acquire(timeout=-1 if timeout_s is None else max(0.0, timeout_s)):
+            raise TimeoutError(f"session {local_id} is still being created by another thread")
+        try:
+            yield
+        finally:
+            gate.release()
+            with self._lock:
+                if self._gates.get(local_id) is gate and not gate.locked():
+                    del self._gates[local_id]
+
+
 class SQLiteSessionStore:
     """A store shared by the processes of one host (e.g. gunicorn workers) through one SQLite file.
 
@@ -484,8 +512,7 @@ class SQLiteSessionStore:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.RLock()
-        self._gates_lock = threading.Lock()
-        self._gates: dict[str, threading.Lock] = {}
+        self._gates = CreationGates()
         self._owner = uuid.uuid4().hex
         self._opened = 0
         self._pid = os.getpid()
@@ -532,8 +559,7 @@ class SQLiteSessionStore:
             _INHERITED.append(self._conn)
         self._conn = None
         self._lock = threading.RLock()
-        self._gates_lock = threading.Lock()
-        self._gates = {}
+        self._gates = CreationGates()
         self._owner = uuid.uuid4().hex
         self._pid = os.getpid()
 
@@ -694,20 +720,13 @@ class SQLiteSessionStore:
             elif record.galileo_id is None:
                 record.galileo_id = row[0]
 
-    def _gate(self, local_id: str) -> threading.Lock:
-        with self._gates_lock:
-            return self._gates.setdefault(local_id, threading.Lock())
-
     def create_once(
         self, local_id: str, create: Callable[[], str], *, timeout_s: float | None = None
     ) -> str:
         """See :meth:`SessionStore.create_once`."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        # Threads of this process queue on a local lock, so that only one of them polls the file.
-        gate = self._gate(local_id)
-        if not gate.acquire(timeout=-1 if timeout_s is None else max(0.0, timeout_s)):
-            raise TimeoutError(f"session {local_id} is still being created by another thread")
-        try:
+        # Threads of this process queue on a local gate, so that only one of them polls the file.
+        with self._gates.hold(local_id, timeout_s):
             pause = 0.005
             while True:
                 claimed, galileo_id = self._claim(local_id)
@@ -738,8 +757,6 @@ class SQLiteSessionStore:
                     (galileo_id, local_id),
                 )
             return galileo_id
-        finally:
-            gate.release()
 
     def _claim(self, local_id: str) -> tuple[bool, str | None]:
         """Take the lease to create ``local_id`` if it is free: (claimed, known Galileo id)."""
