@@ -19,6 +19,7 @@ from conftest_pipeline import (
     emit,
     fake_convert,
     refused,
+    run_forked,
     tracer_for,
     unavailable,
 )
@@ -411,38 +412,18 @@ def test_forked_child_has_its_own_queue_and_worker(tmp_path: Any) -> None:
     assert pipeline.force_flush(5.0)
     pipeline._queue.append("parent-only")  # the child must not inherit queued work
     pipeline._queue.pop()
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        code = 1
-        try:
-            before = len(client.trace_posts())
-            ok_empty = len(pipeline._queue) == 0 and pipeline.stats()["spans_queued"] == 0
-            emit(tracer, session="child")
-            flushed = pipeline.force_flush(5.0)
-            sent = len(client.trace_posts()) - before
-            worker_ok = pipeline._worker is not None and pipeline._worker.is_alive()
-            os.write(write_fd, json.dumps([ok_empty, flushed, sent, worker_ok]).encode())
-            pipeline.shutdown(1.0)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    deadline = time.monotonic() + 20
-    status = None
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.02)
-    else:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("forked child did not finish")
-    data = os.read(read_fd, 1000)
-    os.close(read_fd)
-    assert status == 0
-    assert json.loads(data) == [True, True, 1, True]
+
+    def child() -> list[Any]:
+        before = len(client.trace_posts())
+        ok_empty = len(pipeline._queue) == 0 and pipeline.stats()["spans_queued"] == 0
+        emit(tracer, session="child")
+        flushed = pipeline.force_flush(5.0)
+        sent = len(client.trace_posts()) - before
+        worker_ok = pipeline._worker is not None and pipeline._worker.is_alive()
+        pipeline.shutdown(1.0)
+        return [ok_empty, flushed, sent, worker_ok]
+
+    assert run_forked(child) == [True, True, 1, True]
     # the parent still works and did not see the child's batch
     emit(tracer, session="parent")
     assert pipeline.force_flush(5.0)

@@ -566,6 +566,7 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         """A forked child gets an empty queue and its own threads; the parent's work stays."""
         held = list(self._held.values())
         was_started = self._started
+        self._say = RateLimitedLog()  # its lock may have been held by a parent thread
         self._init_runtime()
         for entry in held:
             entry.forget()

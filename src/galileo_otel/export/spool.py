@@ -46,6 +46,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from galileo_otel._fork import hold_across_fork
+
 __all__ = [
     "DB_NAME",
     "LEASE_S",
@@ -221,6 +223,8 @@ class Spool:
         self._pid = -1
         self._owner = ""
         self.set_aside: list[Path] = []
+        # No thread is mid-statement when the process forks; a child gets a new lock.
+        hold_across_fork(self)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from galileo_otel._fork import hold_across_fork
+
 if TYPE_CHECKING:
     from galileo_otel.settings import GalileoSettings
 
@@ -517,6 +519,8 @@ class SQLiteSessionStore:
         self._opened = 0
         self._pid = os.getpid()
         self._conn: sqlite3.Connection | None = None
+        # No thread is mid-statement when the process forks (see galileo_otel._fork).
+        hold_across_fork(self, "_lock", threading.RLock)
         self._connect()
         _FORK_AWARE.add(self)
 
