@@ -19,11 +19,11 @@ from conftest_pipeline import (
     emit,
     fake_convert,
     refused,
-    run_forked,
     tracer_for,
     unavailable,
 )
 
+from forking import run_forked
 from galileo_otel.errors import ConfigError, ValidationError
 from galileo_otel.export.pipeline import ExportPipeline
 from galileo_otel.export.spool import Spool, dead_in, pending_in
