@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -33,6 +33,13 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+# The stdlib decoder's C scanner, called directly: json.loads wraps it in two regex matches
+# and three Python calls, which cost as much as decoding a short message list. Anything the
+# direct call does not take whole (leading or trailing whitespace, bad JSON) goes through
+# json.loads, so the result is always json.loads's. (orjson would be faster still, but turns
+# integers beyond 64 bits into floats.)
+_scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 MAX_METADATA_VALUE_CHARS = 2_000
 """A `user_metadata` value longer than this is cut (and ends with an ellipsis)."""
@@ -103,26 +110,6 @@ def trace_uuid(trace_id: int) -> str:
 def span_uuid(trace_id: int, span_id: int) -> str:
     """The Galileo id of an OTel span: span id (high 64 bits) + low half of the trace id."""
     return _uuid4_shape((span_id << 64) | (trace_id & _MASK64))
-
-
-# The last trace's id tail (its low 64 bits with the variant bits, as "xxxx-xxxxxxxxxxxx"):
-# the spans of one trace are converted together, so the tail is formatted once per trace.
-_last_tail: tuple[int, str] = (-1, "")
-
-
-def _step_ids(trace_id: int, span_id: int) -> tuple[str, str]:
-    """``(external_id, id)`` of a step: the span id in hex and ``span_uuid``, sharing the work."""
-    global _last_tail
-    external = f"{span_id:016x}"
-    if len(external) != 16 or span_id < 0:
-        return external, span_uuid(trace_id, span_id)
-    cached_tid, tail = _last_tail
-    if cached_tid != trace_id:
-        low = f"{((trace_id & _MASK64) & ~(0x3 << 62)) | (0x2 << 62):016x}"
-        tail = f"{low[:4]}-{low[4:]}"
-        _last_tail = (trace_id, tail)
-    # The version nibble (bits 12-15 of the span id) is hex digit 12.
-    return external, f"{external[:8]}-{external[8:12]}-4{external[13:]}-{tail}"
 
 
 def _part_uuid(trace_id: int, part: int) -> str:
@@ -324,6 +311,12 @@ def _json(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         value = value.decode("utf-8", "replace")
     if isinstance(value, str):
+        try:
+            decoded, end = _scan_once(value, 0)
+            if end == len(value):
+                return decoded
+        except (StopIteration, ValueError):
+            pass
         try:
             return json.loads(value)
         except ValueError:
@@ -563,7 +556,9 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
     for item in items:
         if not isinstance(item, dict):
             continue
-        role = _role(item.get("role"), default_role)
+        role = item.get("role")
+        if type(role) is not str or role not in _ROLES:
+            role = _role(role, default_role)
         parts = item.get("parts")
         if parts is None:  # OpenAI-shaped message ({role, content, tool_calls})
             content = item.get("content")
@@ -609,7 +604,10 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
         # A message with nothing readable is kept (its turn happened: openai-v2 records an
         # image-only message with no parts), unless its tool responses already stand for it.
         if content or calls or not responses:
-            out.append(_message(role, content, tool_calls=calls))
+            msg = {"role": role, "content": content}  # _message(), without its call
+            if calls:
+                msg["tool_calls"] = calls
+            out.append(msg)
         finish = item.get("finish_reason")
         if finish and out:
             out[-1]["_finish_reason"] = str(finish)
@@ -803,13 +801,36 @@ def _status_code(attrs: Mapping[str, Any], error: bool) -> int:
     return http if http is not None and 400 <= http <= 599 else 500
 
 
-# key -> whether it goes to user_metadata; attribute names repeat span after span, so the
-# prefix tests run once per name (bounded: a flood of unique names just stops being cached).
-_METADATA_KEY: dict[str, bool] = {}
+# What an attribute name is, as bit flags: copied to user_metadata, or read by one of the
+# steps that are skipped for a span without any such name (most spans carry no tokens, tags
+# or dataset fields). The metadata loop sees every name anyway, so it collects the flags.
+_K_META = 1
+_K_TOKENS = 2
+_K_TAGS = 4
+_K_DATASET = 8
+_K_TOOLS = 16
+_FLAGGED = {
+    GEN_AI_USAGE_INPUT_TOKENS: _K_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS: _K_TOKENS,
+    GEN_AI_USAGE_PROMPT_TOKENS: _K_TOKENS,
+    GEN_AI_USAGE_COMPLETION_TOKENS: _K_TOKENS,
+    LLM_TOKEN_PROMPT: _K_TOKENS,
+    LLM_TOKEN_COMPLETION: _K_TOKENS,
+    LLM_TOKEN_TOTAL: _K_TOKENS,
+    GALILEO_TAGS: _K_TAGS,
+    OI_TAGS: _K_TAGS,
+    GALILEO_DATASET_INPUT: _K_DATASET,
+    GALILEO_DATASET_OUTPUT: _K_DATASET,
+    GALILEO_DATASET_METADATA: _K_DATASET,
+}
+
+# key -> its flags; attribute names repeat span after span, so the prefix tests run once per
+# name (bounded: a flood of unique names just stops being cached).
+_METADATA_KEY: dict[str, int] = {}
 _METADATA_KEY_CACHE_MAX = 8192
 
 
-def _is_metadata_key(key: str) -> bool:
+def _key_flags(key: str) -> int:
     copied = not (key in _CONSUMED or key.startswith(_CONSUMED_PREFIXES))
     if key in _ROUTING:
         # Runs once per attribute name (the answer is cached), so this is not per span.
@@ -820,20 +841,28 @@ def _is_metadata_key(key: str) -> bool:
             "is kept in user_metadata.",
             key,
         )
+    flags = (_K_META if copied else 0) | _FLAGGED.get(key, 0)
+    if key == GEN_AI_TOOL_DEFINITIONS or key.startswith("llm.tools."):
+        flags |= _K_TOOLS
     if len(_METADATA_KEY) < _METADATA_KEY_CACHE_MAX:
-        _METADATA_KEY[key] = copied
-    return copied
+        _METADATA_KEY[key] = flags
+    return flags
 
 
-def _metadata(span: ReadableSpan, attrs: Mapping[str, Any], error: bool) -> dict[str, str]:
+def _metadata(
+    span: ReadableSpan, attrs: Mapping[str, Any], error: bool
+) -> tuple[dict[str, str], int]:
+    """The step's ``user_metadata``, and the flags of every attribute name (``_K_*``)."""
     meta: dict[str, str] = {}
     dropped = 0
+    every = 0
     known = _METADATA_KEY
     for key, value in attrs.items():
-        copied = known.get(key)
-        if copied is None:
-            copied = _is_metadata_key(key)
-        if not copied:
+        flags = known.get(key)
+        if flags is None:
+            flags = _key_flags(key)
+        every |= flags
+        if not flags & _K_META:
             continue
         if len(meta) >= MAX_METADATA_ENTRIES:
             dropped += 1
@@ -855,7 +884,7 @@ def _metadata(span: ReadableSpan, attrs: Mapping[str, Any], error: bool) -> dict
                 break
     if dropped:
         meta["otel.dropped_attributes"] = str(dropped)
-    return meta
+    return meta, every
 
 
 def _documents(value: Any) -> list[dict[str, Any]]:
@@ -917,7 +946,9 @@ def _oi_documents(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]
     return docs
 
 
-def _llm_fields(span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, Any]) -> None:
+def _llm_fields(
+    span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, Any], flags: int = _K_TOOLS
+) -> None:
     # Input messages: structured GenAI attributes, then OpenInference, then OpenLLMetry, then
     # message events; the first source that has any wins.
     inputs: list[dict[str, Any]] = []
@@ -952,7 +983,7 @@ def _llm_fields(span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, An
     reasons = attrs.get(GEN_AI_RESPONSE_FINISH_REASONS)
     if isinstance(reasons, str):
         finish = reasons
-    elif isinstance(reasons, Sequence) and reasons:
+    elif reasons is not None and isinstance(reasons, Sequence) and reasons:
         finish = str(reasons[0])
     output = outputs[0] if outputs else None
     for msg in inputs:
@@ -982,17 +1013,21 @@ def _llm_fields(span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, An
         params = _json(attrs[LLM_INVOCATION_PARAMETERS])
         if isinstance(params, dict):
             temperature = params.get("temperature")
-    temperature = _finite(temperature)
     if temperature is not None:
-        step["temperature"] = temperature
+        temperature = _finite(temperature)
+        if temperature is not None:
+            step["temperature"] = temperature
     if finish is not None:
         step["finish_reason"] = finish
-    tools = _tools(attrs)
-    if tools:
-        step["tools"] = tools
+    if flags & _K_TOOLS:
+        tools = _tools(attrs)
+        if tools:
+            step["tools"] = tools
 
     metrics = step["metrics"]
-    ttfc = _finite(attrs.get(GEN_AI_RESPONSE_TTFC))
+    ttfc = attrs.get(GEN_AI_RESPONSE_TTFC)
+    if ttfc is not None:
+        ttfc = _finite(ttfc)
     if ttfc is not None:
         metrics["time_to_first_token_ns"] = int(ttfc * 1e9)
     elif events and span.start_time is not None:
@@ -1111,39 +1146,69 @@ def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
     Returns:
         A plain dict shaped like LlmSpan, ToolSpan, RetrieverSpan, AgentSpan or WorkflowSpan.
     """
+    ctx = span.context
+    return _convert_span(span, trace_id, _id_tail(ctx.trace_id) if ctx is not None else "")
+
+
+def _id_tail(trace_id: int) -> str:
+    """The last two groups of every step id of a trace: ``span_uuid``'s low half, as text."""
+    low = f"{((trace_id & _MASK64) & ~(0x3 << 62)) | (0x2 << 62):016x}"
+    return f"{low[:4]}-{low[4:]}"
+
+
+_ERROR = StatusCode.ERROR
+_OP_KINDS = {
+    **dict.fromkeys(_LLM_OPERATIONS, "llm"),
+    **dict.fromkeys(_AGENT_OPERATIONS, "agent"),
+    "execute_tool": "tool",
+    "retrieval": "retriever",
+}
+
+
+def _convert_span(span: ReadableSpan, trace_id: str, tail: str) -> dict[str, Any]:
+    """``convert_span`` given the id tail of the span's trace (``_id_tail``), made once a trace."""
     attrs = span_attributes(span)
-    kind = _kind(attrs)
+    op = attrs.get(GEN_AI_OPERATION_NAME)
+    if op is not None and type(op) is str:
+        kind = _OP_KINDS.get(op, "workflow")
+    else:
+        kind = _kind(attrs)
     ctx = span.context
     start = span.start_time or 0
     end = span.end_time or start
-    error = span.status.status_code is StatusCode.ERROR
+    error = span.status.status_code is _ERROR
     external_id: str | None = None
     step_id: str | None = None
     if ctx is not None:
-        external_id, step_id = _step_ids(ctx.trace_id, ctx.span_id)
+        span_id = ctx.span_id
+        external_id = f"{span_id:016x}"
+        if len(external_id) == 16 and span_id >= 0:
+            # span_uuid without the big-int work: the version nibble is hex digit 12.
+            step_id = f"{external_id[:8]}-{external_id[8:12]}-4{external_id[13:]}-{tail}"
+        else:
+            step_id = span_uuid(ctx.trace_id, span_id)
+    meta, flags = _metadata(span, attrs, error)
+    metrics: dict[str, Any] = {"duration_ns": end - start}
     step: dict[str, Any] = {
         "type": kind,
         "name": span.name,
         "created_at": _iso(start),
-        "user_metadata": _metadata(span, attrs, error),
-        "tags": _tags(attrs),
-        "status_code": _status_code(attrs, error),
-        "metrics": {"duration_ns": end - start},
+        "user_metadata": meta,
+        "tags": _tags(attrs) if flags & _K_TAGS else [],
+        "status_code": _status_code(attrs, error) if error else 200,
+        "metrics": metrics,
         "external_id": external_id,
         "id": step_id,
         "trace_id": trace_id,
     }
-    _token_metrics(attrs, step["metrics"])
-    if (
-        GALILEO_DATASET_INPUT in attrs
-        or GALILEO_DATASET_OUTPUT in attrs
-        or (GALILEO_DATASET_METADATA in attrs)
-    ):
+    if flags & _K_TOKENS:
+        _token_metrics(attrs, metrics)
+    if flags & _K_DATASET:
         _dataset_fields(attrs, step)
     input_value = attrs.get(INPUT_VALUE)
     output_value = attrs.get(OUTPUT_VALUE)
     if kind == "llm":
-        _llm_fields(span, attrs, step)
+        _llm_fields(span, attrs, step, flags)
         return step
     if kind == "tool":
         step["name"] = _text(attrs.get(GEN_AI_TOOL_NAME) or attrs.get(TOOL_NAME) or span.name)
@@ -1187,7 +1252,7 @@ def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
             elif output_value is not None:
                 step["output"] = _text(output_value)
         else:
-            step["input"] = _text(input_value)
+            step["input"] = "" if input_value is None else _text(input_value)
             if output_value is not None:
                 step["output"] = _text(output_value)
         step["spans"] = []
@@ -1223,6 +1288,10 @@ def _service_name(resource: Any) -> Any:
         service = resource.attributes.get("service.name")
         _last_service = (resource, service)
     return service
+
+
+def _start_key(span: ReadableSpan) -> int:
+    return span.start_time or 0
 
 
 _FOLD_FIELDS = ("model", "temperature", "finish_reason", "tools")
@@ -1281,7 +1350,8 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         and not any(s is root for s in spans)
     ):
         spans.append(root)  # a hand-built AssembledTrace may name a root it does not list
-    spans.sort(key=lambda s: s.start_time or 0)
+    spans.sort(key=_start_key)
+    tail = _id_tail(tid)
 
     # (span id, local parent id, step) in start order; spans without a context cannot be placed.
     nodes: list[tuple[int, int | None, dict[str, Any]]] = []
@@ -1294,7 +1364,7 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         sid = ctx.span_id
         parent = span.parent
         pid = parent.span_id if parent is not None and not parent.is_remote else None
-        step = convert_span(span, galileo_id)
+        step = _convert_span(span, galileo_id, tail)
         steps[sid] = step
         parent_of[sid] = pid
         nodes.append((sid, pid, step))
