@@ -1147,7 +1147,7 @@ def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
         A plain dict shaped like LlmSpan, ToolSpan, RetrieverSpan, AgentSpan or WorkflowSpan.
     """
     ctx = span.context
-    return _convert_span(span, trace_id, _id_tail(ctx.trace_id) if ctx is not None else "")
+    return _convert_span(span, trace_id, _id_tail(ctx.trace_id) if ctx is not None else "", ctx)
 
 
 def _id_tail(trace_id: int) -> str:
@@ -1165,15 +1165,17 @@ _OP_KINDS = {
 }
 
 
-def _convert_span(span: ReadableSpan, trace_id: str, tail: str) -> dict[str, Any]:
-    """``convert_span`` given the id tail of the span's trace (``_id_tail``), made once a trace."""
+def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dict[str, Any]:
+    """``convert_span`` with what the trace's loop already has: the id tail and the context.
+
+    ``tail`` is ``_id_tail`` of the span's trace (made once a trace); ``ctx`` the span's context.
+    """
     attrs = span_attributes(span)
     op = attrs.get(GEN_AI_OPERATION_NAME)
     if op is not None and type(op) is str:
         kind = _OP_KINDS.get(op, "workflow")
     else:
         kind = _kind(attrs)
-    ctx = span.context
     start = span.start_time or 0
     end = span.end_time or start
     error = span.status.status_code is _ERROR
@@ -1364,7 +1366,7 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         sid = ctx.span_id
         parent = span.parent
         pid = parent.span_id if parent is not None and not parent.is_remote else None
-        step = _convert_span(span, galileo_id, tail)
+        step = _convert_span(span, galileo_id, tail, ctx)
         steps[sid] = step
         parent_of[sid] = pid
         nodes.append((sid, pid, step))
