@@ -809,6 +809,8 @@ _K_TOKENS = 2
 _K_TAGS = 4
 _K_DATASET = 8
 _K_TOOLS = 16
+_K_MESSAGES = 32  # a source of llm messages other than events
+_K_ALL = -1
 _FLAGGED = {
     GEN_AI_USAGE_INPUT_TOKENS: _K_TOKENS,
     GEN_AI_USAGE_OUTPUT_TOKENS: _K_TOKENS,
@@ -822,6 +824,12 @@ _FLAGGED = {
     GALILEO_DATASET_INPUT: _K_DATASET,
     GALILEO_DATASET_OUTPUT: _K_DATASET,
     GALILEO_DATASET_METADATA: _K_DATASET,
+    GEN_AI_INPUT_MESSAGES: _K_MESSAGES,
+    GEN_AI_OUTPUT_MESSAGES: _K_MESSAGES,
+    GEN_AI_SYSTEM_INSTRUCTIONS: _K_MESSAGES,
+    OI_SPAN_KIND: _K_MESSAGES,
+    "gen_ai.prompt.0.content": _K_MESSAGES,
+    "gen_ai.completion.0.content": _K_MESSAGES,
 }
 
 # key -> its flags; attribute names repeat span after span, so the prefix tests run once per
@@ -857,21 +865,33 @@ def _metadata(
     dropped = 0
     every = 0
     known = _METADATA_KEY
-    for key, value in attrs.items():
-        flags = known.get(key)
-        if flags is None:
-            flags = _key_flags(key)
-        every |= flags
-        if not flags & _K_META:
-            continue
-        if len(meta) >= MAX_METADATA_ENTRIES:
-            dropped += 1
-            continue
-        # Strings (most values) need no conversion unless they are too long.
-        if type(value) is str and len(value) <= MAX_METADATA_VALUE_CHARS:
-            meta[key] = value
-        else:
-            meta[key] = _meta_value(value)
+    if len(attrs) <= MAX_METADATA_ENTRIES:  # nearly every span: no cap to watch
+        for key, value in attrs.items():
+            flags = known.get(key)
+            if flags is None:
+                flags = _key_flags(key)
+            every |= flags
+            if flags & _K_META:
+                # Strings (most values) need no conversion unless they are too long.
+                if type(value) is str and len(value) <= MAX_METADATA_VALUE_CHARS:
+                    meta[key] = value
+                else:
+                    meta[key] = _meta_value(value)
+    else:
+        for key, value in attrs.items():
+            flags = known.get(key)
+            if flags is None:
+                flags = _key_flags(key)
+            every |= flags
+            if not flags & _K_META:
+                continue
+            if len(meta) >= MAX_METADATA_ENTRIES:
+                dropped += 1
+                continue
+            if type(value) is str and len(value) <= MAX_METADATA_VALUE_CHARS:
+                meta[key] = value
+            else:
+                meta[key] = _meta_value(value)
     if error:
         if span.status.description:
             meta["otel.status_description"] = _meta_value(span.status.description)
@@ -947,13 +967,15 @@ def _oi_documents(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]
 
 
 def _llm_fields(
-    span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, Any], flags: int = _K_TOOLS
+    span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, Any], flags: int = _K_ALL
 ) -> None:
     # Input messages: structured GenAI attributes, then OpenInference, then OpenLLMetry, then
     # message events; the first source that has any wins.
     inputs: list[dict[str, Any]] = []
     outputs: list[dict[str, Any]] = []
-    if GEN_AI_INPUT_MESSAGES in attrs or GEN_AI_OUTPUT_MESSAGES in attrs:
+    if not flags & _K_MESSAGES:
+        pass  # none of the attribute sources below: only events may carry messages
+    elif GEN_AI_INPUT_MESSAGES in attrs or GEN_AI_OUTPUT_MESSAGES in attrs:
         system = _system_message(attrs.get(GEN_AI_SYSTEM_INSTRUCTIONS))
         if system is not None:
             inputs.append(system)
@@ -975,7 +997,7 @@ def _llm_fields(
     events = span_events(span)
     if not inputs and not outputs and events:
         inputs, outputs = _event_messages(span)
-    elif GEN_AI_SYSTEM_INSTRUCTIONS in attrs and not inputs:
+    elif flags & _K_MESSAGES and GEN_AI_SYSTEM_INSTRUCTIONS in attrs and not inputs:
         system = _system_message(attrs[GEN_AI_SYSTEM_INSTRUCTIONS])
         inputs = [system] if system else []
 
