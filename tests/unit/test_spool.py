@@ -259,6 +259,8 @@ def test_a_new_spool_uses_big_pages_and_an_old_one_keeps_its_own(
 
     new = make(tmp_path / "new", opened)
     assert new._run(lambda c, _o: c.execute("PRAGMA page_size").fetchone()[0]) == 16384
+    # Freed pages are not zero-filled (2 = FAST), whatever SQLite was built with.
+    assert new._run(lambda c, _o: c.execute("PRAGMA secure_delete").fetchone()[0]) == 2
     # A spool made by an earlier release (4 KiB pages, WAL) is used as it is.
     old_dir = tmp_path / "old"
     old_dir.mkdir()
