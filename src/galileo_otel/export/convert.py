@@ -1211,12 +1211,31 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
             step_id = f"{external_id[:8]}-{external_id[8:12]}-4{external_id[13:]}-{tail}"
         else:
             step_id = span_uuid(ctx.trace_id, span_id)
-    meta, flags = _metadata(span, attrs, error)
+    if error or len(attrs) > MAX_METADATA_ENTRIES:
+        meta, flags = _metadata(span, attrs, error)
+    else:  # _metadata's common case, inline: this runs for every span
+        meta = {}
+        flags = 0
+        known = _METADATA_KEY
+        for key, value in attrs.items():
+            key_flags = known.get(key)
+            if key_flags is None:
+                key_flags = _key_flags(key)
+            flags |= key_flags
+            if key_flags & _K_META:
+                if type(value) is str and len(value) <= MAX_METADATA_VALUE_CHARS:
+                    meta[key] = value
+                else:
+                    meta[key] = _meta_value(value)
+    # _iso, inline when the second is known (the spans of a trace share a few).
+    seconds, rest = divmod(start, 1_000_000_000)
+    prefix = _iso_seconds_cache.get(seconds)
+    created_at = f"{prefix}.{rest // 1000:06d}Z" if prefix is not None else _iso(start)
     metrics: dict[str, Any] = {"duration_ns": end - start}
     step: dict[str, Any] = {
         "type": kind,
         "name": span.name,
-        "created_at": _iso(start),
+        "created_at": created_at,
         "user_metadata": meta,
         "tags": _tags(attrs) if flags & _K_TAGS else [],
         "status_code": _status_code(attrs, error) if error else 200,
@@ -1229,11 +1248,11 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
         _token_metrics(attrs, metrics)
     if flags & _K_DATASET:
         _dataset_fields(attrs, step)
-    input_value = attrs.get(INPUT_VALUE)
-    output_value = attrs.get(OUTPUT_VALUE)
     if kind == "llm":
         _llm_fields(span, attrs, step, flags)
         return step
+    input_value = attrs.get(INPUT_VALUE)
+    output_value = attrs.get(OUTPUT_VALUE)
     if kind == "tool":
         step["name"] = _text(attrs.get(GEN_AI_TOOL_NAME) or attrs.get(TOOL_NAME) or span.name)
         arguments = attrs.get(GEN_AI_TOOL_CALL_ARGUMENTS, input_value)
