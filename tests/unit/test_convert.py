@@ -1128,3 +1128,21 @@ def test_token_tag_dataset_and_tool_attributes_are_read_wherever_they_sit() -> N
     assert step["tags"] == ["a", "b"]
     assert step["dataset_input"] == "q"
     assert step["tools"][0]["function"]["name"] == "f"
+
+
+def test_a_span_without_a_start_time_sorts_first_as_before() -> None:
+    root = make_span("root", 1, start=0, end=100)
+    late = make_span("late", 2, 1, start=50, end=60)
+    unstarted = ReadableSpan(
+        name="unstarted",
+        context=late.context.__class__(
+            trace_id=TRACE_ID, span_id=3, is_remote=False, trace_flags=late.context.trace_flags
+        ),
+        parent=root.context,
+        resource=root.resource,
+        start_time=None,
+        end_time=None,
+    )
+    trace = convert_trace(AssembledTrace(TRACE_ID, root, [late, unstarted, root], True))
+    assert [s["name"] for s in trace["spans"]] == ["unstarted", "late"]
+    assert [s["step_number"] for s in trace["spans"]] == [1, 2]

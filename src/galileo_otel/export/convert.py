@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -1337,6 +1338,9 @@ def _start_key(span: ReadableSpan) -> int:
     return span.start_time or 0
 
 
+_START_TIME = operator.attrgetter("start_time")
+
+
 _FOLD_FIELDS = ("model", "temperature", "finish_reason", "tools")
 
 
@@ -1393,7 +1397,10 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         and not any(s is root for s in spans)
     ):
         spans.append(root)  # a hand-built AssembledTrace may name a root it does not list
-    spans.sort(key=_start_key)
+    try:
+        spans = sorted(spans, key=_START_TIME)
+    except TypeError:  # a span without a start time (never an ended SDK span); spans untouched
+        spans = sorted(spans, key=_start_key)
     tail = _id_tail(tid)
 
     # (span id, local parent id, step) in start order; spans without a context cannot be placed.
