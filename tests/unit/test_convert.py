@@ -1146,3 +1146,12 @@ def test_a_span_without_a_start_time_sorts_first_as_before() -> None:
     trace = convert_trace(AssembledTrace(TRACE_ID, root, [late, unstarted, root], True))
     assert [s["name"] for s in trace["spans"]] == ["unstarted", "late"]
     assert [s["step_number"] for s in trace["spans"]] == [1, 2]
+
+
+@given(st.integers(min_value=0, max_value=(1 << 128) - 1))
+def test_the_trace_ids_made_from_one_formatting_match_trace_uuid(trace_id: int) -> None:
+    external, galileo_id, tail = convert_module._trace_ids(trace_id)
+    assert external == f"{trace_id:032x}"
+    assert galileo_id == trace_uuid(trace_id)
+    assert span_uuid(trace_id, 0xABC).endswith("-" + tail)
+    assert uuid.UUID(galileo_id).version == 4

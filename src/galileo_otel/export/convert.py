@@ -1173,6 +1173,16 @@ def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
     return _convert_span(span, trace_id, _id_tail(ctx.trace_id) if ctx is not None else "", ctx)
 
 
+def _trace_ids(trace_id: int) -> tuple[str, str, str]:
+    """``(external_id, trace_uuid, _id_tail)`` of a trace, from one formatting of its id."""
+    h = f"{trace_id:032x}"
+    if len(h) != 32 or trace_id < 0:
+        return h, trace_uuid(trace_id), _id_tail(trace_id)
+    # The uuid4 bits: version 4 in hex digit 12, variant 0b10 in the top of digit 16.
+    low = f"{'89ab'[int(h[16], 16) & 0x3]}{h[17:20]}-{h[20:]}"
+    return h, f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{low}", low
+
+
 def _id_tail(trace_id: int) -> str:
     """The last two groups of every step id of a trace: ``span_uuid``'s low half, as text."""
     low = f"{((trace_id & _MASK64) & ~(0x3 << 62)) | (0x2 << 62):016x}"
@@ -1386,7 +1396,9 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         stats: Counters of what conversion folded (the pipeline's, shown in ``stats()``).
     """
     tid = trace.trace_id
-    galileo_id = trace_uuid(tid) if trace.part == 0 else _part_uuid(tid, trace.part)
+    external_hex, galileo_id, tail = _trace_ids(tid)
+    if trace.part:
+        galileo_id = _part_uuid(tid, trace.part)
     root = trace.root
     root_sid = root.context.span_id if root is not None and root.context is not None else None
     spans = list(trace.spans)
@@ -1401,7 +1413,6 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         spans = sorted(spans, key=_START_TIME)
     except TypeError:  # a span without a start time (never an ended SDK span); spans untouched
         spans = sorted(spans, key=_start_key)
-    tail = _id_tail(tid)
 
     # (span id, local parent id, step) in start order; spans without a context cannot be placed.
     nodes: list[tuple[int, int | None, dict[str, Any]]] = []
@@ -1542,7 +1553,7 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         "tags": tags,
         "status_code": status,
         "metrics": {"duration_ns": max(end - start, 0)},
-        "external_id": f"{tid:032x}",
+        "external_id": external_hex,
         "id": galileo_id,
         "spans": top,
     }
