@@ -20,6 +20,12 @@ through each stage of the export pipeline on one thread, and reports the CPU tim
   only (the sink runs in its own process);
 - ``pipeline``: an ``ExportPipeline`` in reliable mode with its spool, end to end, every span
   submitted then ``force_flush()``: the export work of one process as the app pays for it.
+- ``app_*`` (POSIX): the same traces emitted by the app thread through a ``TracerProvider``
+  with ``GalileoSessionProcessor`` (reliable, spool in a temp dir), then ``force_flush()``, with
+  each thread's CPU clock read (``time.pthread_getcpuclockid``): ``app_thread`` (the app's own thread; its
+  ``app_bare`` is the same burst on a provider without a processor), ``app_worker``,
+  ``app_spooler``, ``app_senders`` and their sum ``app_export``. This is ``bench_compare``'s
+  setup, split by thread.
 
 Numbers are the minimum over ``--repeat`` runs (a run is only ever slowed down by other work).
 Each isolated stage runs over every trace before the next starts, so ``encode`` (and ``fit``)
@@ -63,6 +69,8 @@ STAGES = [
     "deliver",
     "pipeline",
 ]
+# Beside a running app (per-thread CPU clocks: POSIX only).
+IN_APP = ["app_bare", "app_thread", "app_worker", "app_spooler", "app_senders", "app_export"]
 
 _MESSAGES_IN = json.dumps(
     [
@@ -257,6 +265,92 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     return out
 
 
+class _Stamp(SpanProcessor):
+    """Adds the ``--messages`` attributes (runs before our processor)."""
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        if span.attributes.get("gen_ai.operation.name") in ("chat", "invoke_agent"):
+            span.set_attributes(
+                {"gen_ai.input.messages": _MESSAGES_IN, "gen_ai.output.messages": _MESSAGES_OUT}
+            )
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds of each live thread of this process, by thread name (senders summed)."""
+    import threading
+
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        if thread.ident is None:
+            continue
+        try:
+            seconds = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        except (OSError, ProcessLookupError):  # ended meanwhile
+            continue
+        name = thread.name
+        if name.startswith("galileo-otel-sender"):
+            name = "galileo-otel-sender"
+        out[name] = out.get(name, 0.0) + seconds
+    return out
+
+
+def run_in_app(n_traces: int, spans_per_trace: int, messages: bool, url: str) -> dict[str, float]:
+    """CPU seconds by thread of bursts emitted through our processor (empty off Linux)."""
+    import threading
+
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from galileo_otel.processor import GalileoSessionProcessor
+
+    if not hasattr(time, "pthread_getcpuclockid"):
+        return {}
+    main = threading.main_thread().name
+    bare = TracerProvider(shutdown_on_exit=False)
+    if messages:
+        bare.add_span_processor(_Stamp())
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        provider = TracerProvider(shutdown_on_exit=False)
+        if messages:
+            provider.add_span_processor(_Stamp())
+        processor = GalileoSessionProcessor(
+            api_key="bench",
+            api_url=url,
+            project_id=PROJECT_ID,
+            log_stream_id=LOG_STREAM_ID,
+            reliable=True,
+            spool_dir=tmp,
+            max_queue_spans=n_traces * spans_per_trace + 10_000,
+        )
+        provider.add_span_processor(processor)
+        tracer, bare_tracer = provider.get_tracer("bench"), bare.get_tracer("bench")
+        for i in range(200):  # warm-up: imports, sessions created, connections open
+            emit_trace(tracer, i, spans_per_trace)
+        processor.force_flush()
+        gc.collect()
+        t0 = _thread_cpu()
+        for i in range(n_traces):
+            emit_trace(bare_tracer, i, spans_per_trace)
+        t1 = _thread_cpu()
+        for i in range(n_traces):
+            emit_trace(tracer, i, spans_per_trace)
+        if not processor.force_flush(120_000):
+            raise RuntimeError("processor flush failed")
+        t2 = _thread_cpu()
+        provider.shutdown()
+
+    def used(name: str, a: dict[str, float], b: dict[str, float]) -> float:
+        return b.get(name, 0.0) - a.get(name, 0.0)
+
+    out["app_bare"] = used(main, t0, t1)
+    out["app_thread"] = used(main, t1, t2)
+    out["app_worker"] = used("galileo-otel-worker", t1, t2)
+    out["app_spooler"] = used("galileo-otel-spooler", t1, t2)
+    out["app_senders"] = used("galileo-otel-sender", t1, t2)
+    out["app_export"] = out["app_worker"] + out["app_spooler"] + out["app_senders"]
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--traces", type=int, default=4000)
@@ -279,6 +373,8 @@ def main() -> int:
                 spans = make_spans(args.traces, spans_per_trace, args.messages)
                 n_spans = len(spans)
                 got = run_stages(spans, sink.url, args.profile if r == 0 else None)
+                sink.reset()
+                got.update(run_in_app(args.traces, spans_per_trace, args.messages, sink.url))
                 for stage, seconds in got.items():
                     best[stage] = min(best.get(stage, seconds), seconds)
             row: dict[str, Any] = {
@@ -287,13 +383,16 @@ def main() -> int:
                 "spans": n_spans,
             }
             row.update({f"{s}_us": round(best[s] / n_spans * 1e6, 2) for s in STAGES})
+            row.update({f"{s}_us": round(best[s] / n_spans * 1e6, 2) for s in IN_APP if s in best})
             row["stages_sum_us"] = round(
                 sum(best[s] for s in STAGES if s not in ("worker", "pipeline")) / n_spans * 1e6, 2
             )
             rows.append(row)
     columns = ["stage"] + [f"{r['spans/trace']} spans/trace" for r in rows]
     table = []
-    for stage in [*STAGES, "stages_sum"]:
+    for stage in [*STAGES, "stages_sum", *IN_APP]:
+        if f"{stage}_us" not in rows[0]:
+            continue  # no app_* rows without per-thread CPU clocks
         line: dict[str, Any] = {"stage": stage}
         for r, c in zip(rows, columns[1:], strict=True):
             line[c] = r[f"{stage}_us"]
