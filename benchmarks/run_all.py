@@ -13,6 +13,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     "bench_compare.py",
+    "bench_stages.py",
     "bench_app_thread.py",
     "bench_throughput.py",
     "bench_memory.py",

@@ -1080,3 +1080,78 @@ def test_any_span_shapes_convert_to_a_valid_trace(trace: AssembledTrace) -> None
     # Every span is a step, except a plain root (the trace) and folded duplicate llm spans.
     assert len(steps) == len(trace.spans) - (1 if root_dropped else 0) - stats.duplicate_llm_steps
     assert sorted(s["step_number"] for s in steps) == list(range(1, len(steps) + 1))
+
+
+# --- JSON attributes: the direct scanner call decodes exactly as json.loads ---------------------
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[{"role": "user", "parts": [{"type": "text", "content": "hi"}]}]',
+        " [1, 2] ",  # leading and trailing whitespace
+        "[1]\n",
+        "NaN",
+        "[1e400]",
+        '"\\ud800"',  # a lone surrogate escape
+        "123456789012345678901234567890",  # beyond 64 bits: stays an int
+        '{"a": 1, "a": 2}',
+    ],
+)
+def test_json_attributes_decode_as_json_loads_does(text: str) -> None:
+    got = convert_module._json(text)
+    want = json.loads(text)
+    assert json.dumps(got) == json.dumps(want)
+    assert type(got) is type(want)
+
+
+@pytest.mark.parametrize("text", ["[1] x", "[1,]", "\ufeff[1]", "", "{", "[1] [2]"])
+def test_json_attributes_that_json_loads_refuses_are_none(text: str) -> None:
+    with pytest.raises(ValueError):
+        json.loads(text)
+    assert convert_module._json(text) is None
+
+
+def test_token_tag_dataset_and_tool_attributes_are_read_wherever_they_sit() -> None:
+    # Their reading is skipped for spans without them: a span with many other attributes
+    # before them must still have them read.
+    attrs: dict[str, Any] = {f"app.attr{i}": i for i in range(20)}
+    attrs.update(
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.usage.input_tokens": 3,
+            "galileo.tags": ["a", "b"],
+            "galileo.dataset.input": "q",
+            "gen_ai.tool.definitions": json.dumps([{"type": "function", "name": "f"}]),
+        }
+    )
+    step = only_step(make_span("chat", 2, 1, attributes=attrs))
+    assert step["metrics"]["num_input_tokens"] == 3
+    assert step["tags"] == ["a", "b"]
+    assert step["dataset_input"] == "q"
+    assert step["tools"][0]["function"]["name"] == "f"
+
+
+def test_a_span_without_a_start_time_sorts_first_as_before() -> None:
+    root = make_span("root", 1, start=0, end=100)
+    late = make_span("late", 2, 1, start=50, end=60)
+    unstarted = ReadableSpan(
+        name="unstarted",
+        context=late.context.__class__(
+            trace_id=TRACE_ID, span_id=3, is_remote=False, trace_flags=late.context.trace_flags
+        ),
+        parent=root.context,
+        resource=root.resource,
+        start_time=None,
+        end_time=None,
+    )
+    trace = convert_trace(AssembledTrace(TRACE_ID, root, [late, unstarted, root], True))
+    assert [s["name"] for s in trace["spans"]] == ["unstarted", "late"]
+    assert [s["step_number"] for s in trace["spans"]] == [1, 2]
+
+
+@given(st.integers(min_value=0, max_value=(1 << 128) - 1))
+def test_the_trace_ids_made_from_one_formatting_match_trace_uuid(trace_id: int) -> None:
+    external, galileo_id, tail = convert_module._trace_ids(trace_id)
+    assert external == f"{trace_id:032x}"
+    assert galileo_id == trace_uuid(trace_id)
+    assert span_uuid(trace_id, 0xABC).endswith("-" + tail)
+    assert uuid.UUID(galileo_id).version == 4

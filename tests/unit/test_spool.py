@@ -250,3 +250,32 @@ def test_a_disowned_row_does_not_free_its_owners_leased_rows(
     assert kept is not None and free is not None
     mine.disown(keep={kept.name})  # shutdown while a stuck sender still holds `kept`
     assert [name for name, _ in other.adopt()] == [free.name]
+
+
+def test_a_new_spool_uses_big_pages_and_an_old_one_keeps_its_own(
+    tmp_path: Path, opened: list[Spool]
+) -> None:
+    import sqlite3
+
+    new = make(tmp_path / "new", opened)
+    assert new._run(lambda c, _o: c.execute("PRAGMA page_size").fetchone()[0]) == 16384
+    # Freed pages are not zero-filled (2 = FAST), whatever SQLite was built with.
+    assert new._run(lambda c, _o: c.execute("PRAGMA secure_delete").fetchone()[0]) == 2
+    # A spool made by an earlier release (4 KiB pages, WAL) is used as it is.
+    old_dir = tmp_path / "old"
+    old_dir.mkdir()
+    conn = sqlite3.connect(old_dir / DB_NAME)
+    conn.execute("PRAGMA page_size=4096")
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE unrelated (x)")
+    conn.close()
+    old = make(old_dir, opened)
+    assert old._run(lambda c, _o: c.execute("PRAGMA page_size").fetchone()[0]) == 4096
+    entry = old.write(header(2), b"y" * 50_000)
+    assert entry is not None
+    entry.release()
+    (again,) = old.claim_oldest(10)
+    assert again.payload() == b"y" * 50_000
+    again.delete()
+    assert old.claim_oldest(10) == []

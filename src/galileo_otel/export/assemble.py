@@ -31,14 +31,14 @@ prefers a monotonic clock passes ``now_ns`` to both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import ReadableSpan
 
 __all__ = ["AssembledTrace", "TraceAssembler"]
 
 
-@dataclass
+@dataclass(slots=True)
 class AssembledTrace:
     """The spans of one trace (or one part of it), ready for conversion.
 
@@ -59,12 +59,16 @@ class AssembledTrace:
     spans_cut: int = 0
 
 
-@dataclass
 class _OpenTrace:
-    spans: list[ReadableSpan] = field(default_factory=list)
-    part: int = 0
-    last_ns: int = 0
-    cut: int = 0
+    """One open trace part (a plain slotted class: one is made per trace, on the worker)."""
+
+    __slots__ = ("cut", "last_ns", "part", "spans")
+
+    def __init__(self, part: int, last_ns: int) -> None:
+        self.spans: list[ReadableSpan] = []
+        self.part = part
+        self.last_ns = last_ns
+        self.cut = 0
 
 
 class TraceAssembler:
@@ -133,7 +137,7 @@ class TraceAssembler:
                 return [AssembledTrace(trace_id, span, [span], True, part)]
             if len(self._open) >= self._max_open:
                 ready.append(self._evict_oldest())
-            entry = _OpenTrace(part=part, last_ns=now_ns)
+            entry = _OpenTrace(part, now_ns)
         elif entry.part:
             self._late_spans += 1
 

@@ -12,8 +12,9 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -33,6 +34,13 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+# The stdlib decoder's C scanner, called directly: json.loads wraps it in two regex matches
+# and three Python calls, which cost as much as decoding a short message list. Anything the
+# direct call does not take whole (leading or trailing whitespace, bad JSON) goes through
+# json.loads, so the result is always json.loads's. (orjson would be faster still, but turns
+# integers beyond 64 bits into floats.)
+_scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 MAX_METADATA_VALUE_CHARS = 2_000
 """A `user_metadata` value longer than this is cut (and ends with an ellipsis)."""
@@ -103,26 +111,6 @@ def trace_uuid(trace_id: int) -> str:
 def span_uuid(trace_id: int, span_id: int) -> str:
     """The Galileo id of an OTel span: span id (high 64 bits) + low half of the trace id."""
     return _uuid4_shape((span_id << 64) | (trace_id & _MASK64))
-
-
-# The last trace's id tail (its low 64 bits with the variant bits, as "xxxx-xxxxxxxxxxxx"):
-# the spans of one trace are converted together, so the tail is formatted once per trace.
-_last_tail: tuple[int, str] = (-1, "")
-
-
-def _step_ids(trace_id: int, span_id: int) -> tuple[str, str]:
-    """``(external_id, id)`` of a step: the span id in hex and ``span_uuid``, sharing the work."""
-    global _last_tail
-    external = f"{span_id:016x}"
-    if len(external) != 16 or span_id < 0:
-        return external, span_uuid(trace_id, span_id)
-    cached_tid, tail = _last_tail
-    if cached_tid != trace_id:
-        low = f"{((trace_id & _MASK64) & ~(0x3 << 62)) | (0x2 << 62):016x}"
-        tail = f"{low[:4]}-{low[4:]}"
-        _last_tail = (trace_id, tail)
-    # The version nibble (bits 12-15 of the span id) is hex digit 12.
-    return external, f"{external[:8]}-{external[8:12]}-4{external[13:]}-{tail}"
 
 
 def _part_uuid(trace_id: int, part: int) -> str:
@@ -324,6 +312,12 @@ def _json(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         value = value.decode("utf-8", "replace")
     if isinstance(value, str):
+        try:
+            decoded, end = _scan_once(value, 0)
+            if end == len(value):
+                return decoded
+        except (StopIteration, ValueError):
+            pass
         try:
             return json.loads(value)
         except ValueError:
@@ -563,7 +557,9 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
     for item in items:
         if not isinstance(item, dict):
             continue
-        role = _role(item.get("role"), default_role)
+        role = item.get("role")
+        if type(role) is not str or role not in _ROLES:
+            role = _role(role, default_role)
         parts = item.get("parts")
         if parts is None:  # OpenAI-shaped message ({role, content, tool_calls})
             content = item.get("content")
@@ -609,7 +605,10 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
         # A message with nothing readable is kept (its turn happened: openai-v2 records an
         # image-only message with no parts), unless its tool responses already stand for it.
         if content or calls or not responses:
-            out.append(_message(role, content, tool_calls=calls))
+            msg = {"role": role, "content": content}  # _message(), without its call
+            if calls:
+                msg["tool_calls"] = calls
+            out.append(msg)
         finish = item.get("finish_reason")
         if finish and out:
             out[-1]["_finish_reason"] = str(finish)
@@ -803,13 +802,44 @@ def _status_code(attrs: Mapping[str, Any], error: bool) -> int:
     return http if http is not None and 400 <= http <= 599 else 500
 
 
-# key -> whether it goes to user_metadata; attribute names repeat span after span, so the
-# prefix tests run once per name (bounded: a flood of unique names just stops being cached).
-_METADATA_KEY: dict[str, bool] = {}
+# What an attribute name is, as bit flags: copied to user_metadata, or read by one of the
+# steps that are skipped for a span without any such name (most spans carry no tokens, tags
+# or dataset fields). The metadata loop sees every name anyway, so it collects the flags.
+_K_META = 1
+_K_TOKENS = 2
+_K_TAGS = 4
+_K_DATASET = 8
+_K_TOOLS = 16
+_K_MESSAGES = 32  # a source of llm messages other than events
+_K_ALL = -1
+_FLAGGED = {
+    GEN_AI_USAGE_INPUT_TOKENS: _K_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS: _K_TOKENS,
+    GEN_AI_USAGE_PROMPT_TOKENS: _K_TOKENS,
+    GEN_AI_USAGE_COMPLETION_TOKENS: _K_TOKENS,
+    LLM_TOKEN_PROMPT: _K_TOKENS,
+    LLM_TOKEN_COMPLETION: _K_TOKENS,
+    LLM_TOKEN_TOTAL: _K_TOKENS,
+    GALILEO_TAGS: _K_TAGS,
+    OI_TAGS: _K_TAGS,
+    GALILEO_DATASET_INPUT: _K_DATASET,
+    GALILEO_DATASET_OUTPUT: _K_DATASET,
+    GALILEO_DATASET_METADATA: _K_DATASET,
+    GEN_AI_INPUT_MESSAGES: _K_MESSAGES,
+    GEN_AI_OUTPUT_MESSAGES: _K_MESSAGES,
+    GEN_AI_SYSTEM_INSTRUCTIONS: _K_MESSAGES,
+    OI_SPAN_KIND: _K_MESSAGES,
+    "gen_ai.prompt.0.content": _K_MESSAGES,
+    "gen_ai.completion.0.content": _K_MESSAGES,
+}
+
+# key -> its flags; attribute names repeat span after span, so the prefix tests run once per
+# name (bounded: a flood of unique names just stops being cached).
+_METADATA_KEY: dict[str, int] = {}
 _METADATA_KEY_CACHE_MAX = 8192
 
 
-def _is_metadata_key(key: str) -> bool:
+def _key_flags(key: str) -> int:
     copied = not (key in _CONSUMED or key.startswith(_CONSUMED_PREFIXES))
     if key in _ROUTING:
         # Runs once per attribute name (the answer is cached), so this is not per span.
@@ -820,29 +850,49 @@ def _is_metadata_key(key: str) -> bool:
             "is kept in user_metadata.",
             key,
         )
+    flags = (_K_META if copied else 0) | _FLAGGED.get(key, 0)
+    if key == GEN_AI_TOOL_DEFINITIONS or key.startswith("llm.tools."):
+        flags |= _K_TOOLS
     if len(_METADATA_KEY) < _METADATA_KEY_CACHE_MAX:
-        _METADATA_KEY[key] = copied
-    return copied
+        _METADATA_KEY[key] = flags
+    return flags
 
 
-def _metadata(span: ReadableSpan, attrs: Mapping[str, Any], error: bool) -> dict[str, str]:
+def _metadata(
+    span: ReadableSpan, attrs: Mapping[str, Any], error: bool
+) -> tuple[dict[str, str], int]:
+    """The step's ``user_metadata``, and the flags of every attribute name (``_K_*``)."""
     meta: dict[str, str] = {}
     dropped = 0
+    every = 0
     known = _METADATA_KEY
-    for key, value in attrs.items():
-        copied = known.get(key)
-        if copied is None:
-            copied = _is_metadata_key(key)
-        if not copied:
-            continue
-        if len(meta) >= MAX_METADATA_ENTRIES:
-            dropped += 1
-            continue
-        # Strings (most values) need no conversion unless they are too long.
-        if type(value) is str and len(value) <= MAX_METADATA_VALUE_CHARS:
-            meta[key] = value
-        else:
-            meta[key] = _meta_value(value)
+    if len(attrs) <= MAX_METADATA_ENTRIES:  # nearly every span: no cap to watch
+        for key, value in attrs.items():
+            flags = known.get(key)
+            if flags is None:
+                flags = _key_flags(key)
+            every |= flags
+            if flags & _K_META:
+                # Strings (most values) need no conversion unless they are too long.
+                if type(value) is str and len(value) <= MAX_METADATA_VALUE_CHARS:
+                    meta[key] = value
+                else:
+                    meta[key] = _meta_value(value)
+    else:
+        for key, value in attrs.items():
+            flags = known.get(key)
+            if flags is None:
+                flags = _key_flags(key)
+            every |= flags
+            if not flags & _K_META:
+                continue
+            if len(meta) >= MAX_METADATA_ENTRIES:
+                dropped += 1
+                continue
+            if type(value) is str and len(value) <= MAX_METADATA_VALUE_CHARS:
+                meta[key] = value
+            else:
+                meta[key] = _meta_value(value)
     if error:
         if span.status.description:
             meta["otel.status_description"] = _meta_value(span.status.description)
@@ -855,7 +905,7 @@ def _metadata(span: ReadableSpan, attrs: Mapping[str, Any], error: bool) -> dict
                 break
     if dropped:
         meta["otel.dropped_attributes"] = str(dropped)
-    return meta
+    return meta, every
 
 
 def _documents(value: Any) -> list[dict[str, Any]]:
@@ -917,12 +967,16 @@ def _oi_documents(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]
     return docs
 
 
-def _llm_fields(span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, Any]) -> None:
+def _llm_fields(
+    span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, Any], flags: int = _K_ALL
+) -> None:
     # Input messages: structured GenAI attributes, then OpenInference, then OpenLLMetry, then
     # message events; the first source that has any wins.
     inputs: list[dict[str, Any]] = []
     outputs: list[dict[str, Any]] = []
-    if GEN_AI_INPUT_MESSAGES in attrs or GEN_AI_OUTPUT_MESSAGES in attrs:
+    if not flags & _K_MESSAGES:
+        pass  # none of the attribute sources below: only events may carry messages
+    elif GEN_AI_INPUT_MESSAGES in attrs or GEN_AI_OUTPUT_MESSAGES in attrs:
         system = _system_message(attrs.get(GEN_AI_SYSTEM_INSTRUCTIONS))
         if system is not None:
             inputs.append(system)
@@ -944,7 +998,7 @@ def _llm_fields(span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, An
     events = span_events(span)
     if not inputs and not outputs and events:
         inputs, outputs = _event_messages(span)
-    elif GEN_AI_SYSTEM_INSTRUCTIONS in attrs and not inputs:
+    elif flags & _K_MESSAGES and GEN_AI_SYSTEM_INSTRUCTIONS in attrs and not inputs:
         system = _system_message(attrs[GEN_AI_SYSTEM_INSTRUCTIONS])
         inputs = [system] if system else []
 
@@ -952,7 +1006,7 @@ def _llm_fields(span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, An
     reasons = attrs.get(GEN_AI_RESPONSE_FINISH_REASONS)
     if isinstance(reasons, str):
         finish = reasons
-    elif isinstance(reasons, Sequence) and reasons:
+    elif reasons is not None and isinstance(reasons, Sequence) and reasons:
         finish = str(reasons[0])
     output = outputs[0] if outputs else None
     for msg in inputs:
@@ -982,17 +1036,21 @@ def _llm_fields(span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, An
         params = _json(attrs[LLM_INVOCATION_PARAMETERS])
         if isinstance(params, dict):
             temperature = params.get("temperature")
-    temperature = _finite(temperature)
     if temperature is not None:
-        step["temperature"] = temperature
+        temperature = _finite(temperature)
+        if temperature is not None:
+            step["temperature"] = temperature
     if finish is not None:
         step["finish_reason"] = finish
-    tools = _tools(attrs)
-    if tools:
-        step["tools"] = tools
+    if flags & _K_TOOLS:
+        tools = _tools(attrs)
+        if tools:
+            step["tools"] = tools
 
     metrics = step["metrics"]
-    ttfc = _finite(attrs.get(GEN_AI_RESPONSE_TTFC))
+    ttfc = attrs.get(GEN_AI_RESPONSE_TTFC)
+    if ttfc is not None:
+        ttfc = _finite(ttfc)
     if ttfc is not None:
         metrics["time_to_first_token_ns"] = int(ttfc * 1e9)
     elif events and span.start_time is not None:
@@ -1111,40 +1169,101 @@ def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
     Returns:
         A plain dict shaped like LlmSpan, ToolSpan, RetrieverSpan, AgentSpan or WorkflowSpan.
     """
-    attrs = span_attributes(span)
-    kind = _kind(attrs)
     ctx = span.context
+    return _convert_span(span, trace_id, _id_tail(ctx.trace_id) if ctx is not None else "", ctx)
+
+
+def _trace_ids(trace_id: int) -> tuple[str, str, str]:
+    """``(external_id, trace_uuid, _id_tail)`` of a trace, from one formatting of its id."""
+    h = f"{trace_id:032x}"
+    if len(h) != 32 or trace_id < 0:
+        return h, trace_uuid(trace_id), _id_tail(trace_id)
+    # The uuid4 bits: version 4 in hex digit 12, variant 0b10 in the top of digit 16.
+    low = f"{'89ab'[int(h[16], 16) & 0x3]}{h[17:20]}-{h[20:]}"
+    return h, f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{low}", low
+
+
+def _id_tail(trace_id: int) -> str:
+    """The last two groups of every step id of a trace: ``span_uuid``'s low half, as text."""
+    low = f"{((trace_id & _MASK64) & ~(0x3 << 62)) | (0x2 << 62):016x}"
+    return f"{low[:4]}-{low[4:]}"
+
+
+_ERROR = StatusCode.ERROR
+_OP_KINDS = {
+    **dict.fromkeys(_LLM_OPERATIONS, "llm"),
+    **dict.fromkeys(_AGENT_OPERATIONS, "agent"),
+    "execute_tool": "tool",
+    "retrieval": "retriever",
+}
+
+
+def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dict[str, Any]:
+    """``convert_span`` with what the trace's loop already has: the id tail and the context.
+
+    ``tail`` is ``_id_tail`` of the span's trace (made once a trace); ``ctx`` the span's context.
+    """
+    attrs = span_attributes(span)
+    op = attrs.get(GEN_AI_OPERATION_NAME)
+    if op is not None and type(op) is str:
+        kind = _OP_KINDS.get(op, "workflow")
+    else:
+        kind = _kind(attrs)
     start = span.start_time or 0
     end = span.end_time or start
-    error = span.status.status_code is StatusCode.ERROR
+    error = span.status.status_code is _ERROR
     external_id: str | None = None
     step_id: str | None = None
     if ctx is not None:
-        external_id, step_id = _step_ids(ctx.trace_id, ctx.span_id)
+        span_id = ctx.span_id
+        external_id = f"{span_id:016x}"
+        if len(external_id) == 16 and span_id >= 0:
+            # span_uuid without the big-int work: the version nibble is hex digit 12.
+            step_id = f"{external_id[:8]}-{external_id[8:12]}-4{external_id[13:]}-{tail}"
+        else:
+            step_id = span_uuid(ctx.trace_id, span_id)
+    if error or len(attrs) > MAX_METADATA_ENTRIES:
+        meta, flags = _metadata(span, attrs, error)
+    else:  # _metadata's common case, inline: this runs for every span
+        meta = {}
+        flags = 0
+        known = _METADATA_KEY
+        for key, value in attrs.items():
+            key_flags = known.get(key)
+            if key_flags is None:
+                key_flags = _key_flags(key)
+            flags |= key_flags
+            if key_flags & _K_META:
+                if type(value) is str and len(value) <= MAX_METADATA_VALUE_CHARS:
+                    meta[key] = value
+                else:
+                    meta[key] = _meta_value(value)
+    # _iso, inline when the second is known (the spans of a trace share a few).
+    seconds, rest = divmod(start, 1_000_000_000)
+    prefix = _iso_seconds_cache.get(seconds)
+    created_at = f"{prefix}.{rest // 1000:06d}Z" if prefix is not None else _iso(start)
+    metrics: dict[str, Any] = {"duration_ns": end - start}
     step: dict[str, Any] = {
         "type": kind,
         "name": span.name,
-        "created_at": _iso(start),
-        "user_metadata": _metadata(span, attrs, error),
-        "tags": _tags(attrs),
-        "status_code": _status_code(attrs, error),
-        "metrics": {"duration_ns": end - start},
+        "created_at": created_at,
+        "user_metadata": meta,
+        "tags": _tags(attrs) if flags & _K_TAGS else [],
+        "status_code": _status_code(attrs, error) if error else 200,
+        "metrics": metrics,
         "external_id": external_id,
         "id": step_id,
         "trace_id": trace_id,
     }
-    _token_metrics(attrs, step["metrics"])
-    if (
-        GALILEO_DATASET_INPUT in attrs
-        or GALILEO_DATASET_OUTPUT in attrs
-        or (GALILEO_DATASET_METADATA in attrs)
-    ):
+    if flags & _K_TOKENS:
+        _token_metrics(attrs, metrics)
+    if flags & _K_DATASET:
         _dataset_fields(attrs, step)
+    if kind == "llm":
+        _llm_fields(span, attrs, step, flags)
+        return step
     input_value = attrs.get(INPUT_VALUE)
     output_value = attrs.get(OUTPUT_VALUE)
-    if kind == "llm":
-        _llm_fields(span, attrs, step)
-        return step
     if kind == "tool":
         step["name"] = _text(attrs.get(GEN_AI_TOOL_NAME) or attrs.get(TOOL_NAME) or span.name)
         arguments = attrs.get(GEN_AI_TOOL_CALL_ARGUMENTS, input_value)
@@ -1187,7 +1306,7 @@ def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
             elif output_value is not None:
                 step["output"] = _text(output_value)
         else:
-            step["input"] = _text(input_value)
+            step["input"] = "" if input_value is None else _text(input_value)
             if output_value is not None:
                 step["output"] = _text(output_value)
         step["spans"] = []
@@ -1223,6 +1342,13 @@ def _service_name(resource: Any) -> Any:
         service = resource.attributes.get("service.name")
         _last_service = (resource, service)
     return service
+
+
+def _start_key(span: ReadableSpan) -> int:
+    return span.start_time or 0
+
+
+_START_TIME = operator.attrgetter("start_time")
 
 
 _FOLD_FIELDS = ("model", "temperature", "finish_reason", "tools")
@@ -1270,7 +1396,9 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         stats: Counters of what conversion folded (the pipeline's, shown in ``stats()``).
     """
     tid = trace.trace_id
-    galileo_id = trace_uuid(tid) if trace.part == 0 else _part_uuid(tid, trace.part)
+    external_hex, galileo_id, tail = _trace_ids(tid)
+    if trace.part:
+        galileo_id = _part_uuid(tid, trace.part)
     root = trace.root
     root_sid = root.context.span_id if root is not None and root.context is not None else None
     spans = list(trace.spans)
@@ -1281,7 +1409,10 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         and not any(s is root for s in spans)
     ):
         spans.append(root)  # a hand-built AssembledTrace may name a root it does not list
-    spans.sort(key=lambda s: s.start_time or 0)
+    try:
+        spans = sorted(spans, key=_START_TIME)
+    except TypeError:  # a span without a start time (never an ended SDK span); spans untouched
+        spans = sorted(spans, key=_start_key)
 
     # (span id, local parent id, step) in start order; spans without a context cannot be placed.
     nodes: list[tuple[int, int | None, dict[str, Any]]] = []
@@ -1294,7 +1425,7 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         sid = ctx.span_id
         parent = span.parent
         pid = parent.span_id if parent is not None and not parent.is_remote else None
-        step = convert_span(span, galileo_id)
+        step = _convert_span(span, galileo_id, tail, ctx)
         steps[sid] = step
         parent_of[sid] = pid
         nodes.append((sid, pid, step))
@@ -1422,7 +1553,7 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         "tags": tags,
         "status_code": status,
         "metrics": {"duration_ns": max(end - start, 0)},
-        "external_id": f"{tid:032x}",
+        "external_id": external_hex,
         "id": galileo_id,
         "spans": top,
     }

@@ -76,6 +76,7 @@ KEY_ATTRIBUTES: tuple[str, ...] = (
     TRACELOOP_SESSION_ID,
 )
 _USER_ATTRIBUTES: tuple[str, ...] = (USER_ID, ENDUSER_ID, LANGFUSE_USER_ID, TRACELOOP_USER_ID)
+_GALILEO_ID_ATTRIBUTES = (GALILEO_SESSION_ID, CAPTURED_GALILEO_ID)
 
 
 def is_scrubbed(value: Any) -> bool:
@@ -130,6 +131,8 @@ def session_key(attributes: Mapping[str, Any] | None) -> str | None:
     found: str | None = None
     for name in KEY_ATTRIBUTES:
         value = attributes.get(name)
+        if value is None:
+            continue
         if is_scrubbed(value):
             scrubbed = True
             continue
@@ -138,6 +141,8 @@ def session_key(attributes: Mapping[str, Any] | None) -> str | None:
         found = _text(value)
         if found is not None:
             break
+    if found is not None and not scrubbed:
+        return found  # the captured copy only stands in for a missing or scrubbed key
     captured = decode_captured(attributes.get(CAPTURED_KEY))
     if captured is not None and captured[0] == "a" and (scrubbed or found is None):
         # The key as the span had it at its start, before another tool rewrote it.
@@ -169,8 +174,11 @@ def galileo_session_id(attributes: Mapping[str, Any] | None) -> str | None:
     """
     if not attributes:
         return None
-    for name in (GALILEO_SESSION_ID, CAPTURED_GALILEO_ID):
-        value = _text(attributes.get(name))
+    for name in _GALILEO_ID_ATTRIBUTES:
+        raw = attributes.get(name)
+        if raw is None:
+            continue
+        value = _text(raw)
         if value is not None:
             try:
                 return str(uuid.UUID(value))
@@ -191,7 +199,10 @@ def user_id(attributes: Mapping[str, Any] | None) -> str | None:
     if not attributes:
         return None
     for name in _USER_ATTRIBUTES:
-        user = _text(attributes.get(name))
+        value = attributes.get(name)
+        if value is None:
+            continue
+        user = _text(value)
         if user is not None:
             return user
     return None
