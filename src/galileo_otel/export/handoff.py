@@ -11,8 +11,11 @@ class SpanHandoff:
     """A bounded deque the app appends finished spans to, and the event that wakes the worker.
 
     Shared by the in-process pipeline and the worker-process pipeline, whose app-thread side is
-    the same: one length check and one append per span, no lock that I/O can hold; the worker is
-    woken only when it sleeps. Subclasses set ``_max_queue``, ``_disabled`` and ``_closing``, call
+    the same: one length check and one append per span, no lock that I/O can hold. The worker is
+    woken only when it sleeps (``_awake`` false) and the queue holds more than ``_wake_after``
+    spans: each wake-up is a GIL hand-over on CPython, so a worker that would rather take spans
+    in batches raises ``_wake_after`` before it sleeps (and sleeps with a timeout); 0 wakes it
+    at the first span. Subclasses set ``_max_queue``, ``_disabled`` and ``_closing``, call
     :meth:`_reset_handoff` at start and in a forked child, and drain ``_queue`` on their worker.
     """
 
@@ -24,6 +27,7 @@ class SpanHandoff:
         """A fresh, empty queue and wake-up event (at construction and after a fork)."""
         self._queue: deque[Any] = deque()
         self._awake = False
+        self._wake_after = 0  # queue length beyond which submit wakes a sleeping worker
         self._wake = threading.Event()
         self._dropped_full = 0
         self._dropped_closed = 0
@@ -38,11 +42,12 @@ class SpanHandoff:
             self._dropped_closed += 1
             return False
         queue = self._queue
-        if len(queue) >= self._max_queue:
+        n = len(queue)
+        if n >= self._max_queue:
             self._dropped_full += 1
             return False
         queue.append(span)
-        if not self._awake:
+        if not self._awake and n >= self._wake_after:
             self._awake = True
             self._wake.set()
         return True

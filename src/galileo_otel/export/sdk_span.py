@@ -82,6 +82,65 @@ def stamp_attributes(span: Any, attributes: Mapping[str, str]) -> None:
     span.set_attributes(attributes)
 
 
+def span_resource(span: Any) -> Any:
+    """The span's resource (read off the SDK span without the property when it can)."""
+    try:
+        return span._resource
+    except AttributeError:
+        return getattr(span, "resource", None)
+
+
+def span_record(span: Any, resource_id: int) -> tuple[Any, ...]:
+    """An ended span's fields as a tuple of builtins, read off the SDK's slots when it has them.
+
+    ``(name, trace_id, span_id, parent_span_id | None, parent_is_remote, start_time, end_time,
+    kind value, status code value, status description, attributes, events | None,
+    resource_id)``, events as ``(name, timestamp, attributes)``. What the export worker process
+    is sent (offload.py); ~0.9 us against ~1.6 us through the public properties.
+    """
+    try:
+        name = span._name
+        ctx = span._context
+        parent = span._parent
+        start, end = span._start_time, span._end_time
+        kind = span._kind.value
+        status = span._status
+        code = status._status_code.value
+        description = status._description
+        attrs = span._attributes._dict
+        evs = span._events._dq
+        if type(attrs) is not dict or type(evs) is not deque:
+            raise AttributeError("not a frozen SDK span")
+    except AttributeError:
+        name, ctx, parent = span.name, span.context, span.parent
+        start, end, kind = span.start_time, span.end_time, span.kind.value
+        code, description = span.status.status_code.value, span.status.description
+        attrs = span_attributes(span)
+        evs = span_events(span)
+    events = None
+    if evs:
+        events = tuple((e.name, e.timestamp, plain_mapping(e.attributes)) for e in evs)
+    if parent is None:
+        parent_id, remote = None, False
+    else:
+        parent_id, remote = parent.span_id, bool(parent.is_remote)
+    return (
+        name,
+        ctx.trace_id if ctx is not None else 0,
+        ctx.span_id if ctx is not None else 0,
+        parent_id,
+        remote,
+        start,
+        end,
+        kind,
+        code,
+        description,
+        attrs,
+        events,
+        resource_id,
+    )
+
+
 def uses_fast_path(span: Any) -> bool:
     """Whether both reads above take the internal path for this span (tests pin this)."""
     attrs = getattr(getattr(span, "_attributes", None), "_dict", None)
