@@ -161,3 +161,31 @@ def test_worker_env_drops_the_zero_code_sitecustomize(monkeypatch) -> None:  # t
     assert env["PYTHONPATH"] == "/app/src"
     monkeypatch.setenv("PYTHONPATH", auto + os.sep)
     assert "PYTHONPATH" not in settings_env(GalileoSettings(api_key="k" * 20, spool_dir="off"))
+
+
+def test_submit_queues_plain_tuples_and_numbers_each_resource_once() -> None:
+    from galileo_otel.export.offload import OffloadPipeline
+
+    spans = make_spans()
+    other = TracerProvider(resource=Resource.create({"service.name": "other"})).get_tracer("o")
+    with other.start_as_current_span("x") as foreign:
+        pass
+    pipeline = OffloadPipeline(GalileoSettings(api_key="k"), start=False, shutdown_at_exit=False)
+    assert all(pipeline.submit(span) for span in [*spans, foreign])
+    queued = list(pipeline._queue)
+    # The span objects are not kept: the queue holds what extract_span makes of them.
+    assert queued[:-1] == [extract_span(span, queued[0][12]) for span in spans]
+    assert {item[12] for item in queued[:-1]} == {queued[0][12]}
+    assert queued[-1][12] != queued[0][12]
+    marshal.dumps(queued)  # plain builtins all the way down
+
+
+def test_submit_counts_a_span_it_cannot_read_and_drops_only_that_one() -> None:
+    from galileo_otel.export.offload import OffloadPipeline
+
+    pipeline = OffloadPipeline(GalileoSettings(api_key="k"), start=False, shutdown_at_exit=False)
+    assert pipeline.submit(object()) is False
+    assert pipeline.submit(make_spans()[0]) is True
+    stats = pipeline.stats()
+    assert stats["errors.offload_extract"] == 1
+    assert stats["queue_size"] == 1
