@@ -180,12 +180,49 @@ def test_submit_queues_plain_tuples_and_numbers_each_resource_once() -> None:
     marshal.dumps(queued)  # plain builtins all the way down
 
 
-def test_submit_counts_a_span_it_cannot_read_and_drops_only_that_one() -> None:
+def test_a_span_submit_cannot_read_is_counted_by_the_worker_and_only_it_is_lost() -> None:
     from galileo_otel.export.offload import OffloadPipeline
 
     pipeline = OffloadPipeline(GalileoSettings(api_key="k"), start=False, shutdown_at_exit=False)
-    assert pipeline.submit(object()) is False
+    assert pipeline.submit(object()) is True  # queued as it is; the worker tries the slow way
     assert pipeline.submit(make_spans()[0]) is True
+    pipeline._drain(pipeline._queue)
     stats = pipeline.stats()
     assert stats["errors.offload_extract"] == 1
-    assert stats["queue_size"] == 1
+    assert stats["queue_size"] == 0 and pipeline._replay_spans == 1
+
+
+class _Pipe:
+    def __init__(self) -> None:
+        self.stdin = io.BytesIO()
+
+
+def test_frames_wait_for_a_starting_worker_process_then_go_in_order() -> None:
+    """Before the child is ready nothing is written; the store is bounded; nothing is lost."""
+    from galileo_otel.export.offload import MSG_RESOURCE, MSG_SPANS, OffloadPipeline
+
+    settings = GalileoSettings(api_key="k", max_queue_spans=6)
+    pipeline = OffloadPipeline(settings, start=False, shutdown_at_exit=False)
+    spans = make_spans()  # 9 spans
+    pipe = _Pipe()
+    pipeline._proc = pipe  # type: ignore[assignment]
+    for span in spans[:6]:
+        assert pipeline.submit(span)
+    pipeline._drain(pipeline._queue)  # the child is not ready: kept, not written
+    for span in spans[6:]:
+        assert pipeline.submit(span)
+    pipeline._drain(pipeline._queue)  # our store is full (6): the rest waits in the app queue
+    assert pipe.stdin.getvalue() == b""
+    assert pipeline._replay_spans == 6 and len(pipeline._queue) == 3
+    assert pipeline._held_back()
+    pipeline._ready.set()  # the child said it is set up
+    pipeline._write_unsent()
+    pipeline._drain(pipeline._queue)
+    pipe.stdin.seek(0)
+    frames = []
+    while pipe.stdin.tell() < len(pipe.stdin.getvalue()):
+        frames.append(read_frame(pipe.stdin))
+    assert frames[0][0] == MSG_RESOURCE
+    sent = [item for frame in frames if frame[0] == MSG_SPANS for item in frame[1]]
+    assert [item[2] for item in sent] == [span.context.span_id for span in spans]
+    assert pipeline.stats()["spans_dropped"] == 0

@@ -22,11 +22,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import IO, Any
 
-from opentelemetry.trace import SpanKind, StatusCode
-
 from galileo_otel.api.suppress import suppressed
 from galileo_otel.export.handoff import SpanHandoff
-from galileo_otel.export.sdk_span import plain_mapping, span_record, span_resource
+from galileo_otel.export.record import OffloadedSpan, make_resource, rebuild_span
+from galileo_otel.export.sdk_span import span_record, span_resource
 from galileo_otel.settings import GalileoSettings
 
 __all__ = [
@@ -34,6 +33,7 @@ __all__ = [
     "OffloadPipeline",
     "OffloadedSpan",
     "extract_span",
+    "make_resource",
     "rebuild_span",
     "settings_env",
     "worker_command",
@@ -68,9 +68,6 @@ _READY_TIMEOUT_S = 10.0
 # Worker processes inherited through a fork: kept referenced so their pipes are never closed
 # through objects whose locks a vanished thread may hold.
 _FORK_ORPHANS: list[Any] = []
-
-_KINDS = {k.value: k for k in SpanKind}
-_CODES = {c.value: c for c in StatusCode}
 
 
 # --- wire format ------------------------------------------------------------------------------
@@ -128,84 +125,6 @@ def _sanitize(item: tuple[Any, ...]) -> tuple[Any, ...]:
     if events:
         events = tuple((str(n), ts, {str(k): fix(v) for k, v in a.items()}) for n, ts, a in events)
     return (*item[:9], fix(item[9]), attrs, events, item[12])
-
-
-class _Ctx:
-    __slots__ = ("is_remote", "span_id", "trace_id")
-
-    def __init__(self, trace_id: int, span_id: int, is_remote: bool) -> None:
-        self.trace_id = trace_id
-        self.span_id = span_id
-        self.is_remote = is_remote
-
-
-class _Status:
-    __slots__ = ("description", "status_code")
-
-    def __init__(self, status_code: StatusCode, description: str | None) -> None:
-        self.status_code = status_code
-        self.description = description
-
-
-class _Event:
-    __slots__ = ("attributes", "name", "timestamp")
-
-    def __init__(self, name: str, timestamp: int, attributes: dict[str, Any]) -> None:
-        self.name = name
-        self.timestamp = timestamp
-        self.attributes = attributes
-
-
-class _Resource:
-    __slots__ = ("attributes",)
-
-    def __init__(self, attributes: dict[str, Any]) -> None:
-        self.attributes = attributes
-
-
-class OffloadedSpan:
-    """A span rebuilt in the worker process: just what assembly, conversion and sessions read."""
-
-    __slots__ = (
-        "_attributes",
-        "attributes",
-        "context",
-        "end_time",
-        "events",
-        "kind",
-        "name",
-        "parent",
-        "resource",
-        "start_time",
-        "status",
-    )
-
-    def __init__(self, item: tuple[Any, ...], resource: Any) -> None:
-        (name, tid, sid, psid, premote, start, end, kind, code, desc, attrs, events, _) = item
-        self.name = name
-        self.context = _Ctx(tid, sid, False)
-        self.parent = _Ctx(tid, psid, premote) if psid is not None else None
-        self.start_time = start
-        self.end_time = end
-        self.kind = _KINDS.get(kind, SpanKind.INTERNAL)
-        self.status = _Status(_CODES.get(code, StatusCode.UNSET), desc)
-        self._attributes = attrs
-        self.attributes = attrs
-        self.events = tuple(_Event(*e) for e in events) if events else ()
-        self.resource = resource
-
-
-def rebuild_span(item: tuple[Any, ...], resources: dict[int, Any]) -> OffloadedSpan:
-    """The inverse of :func:`extract_span` (``resources``: id -> resource object)."""
-    res = resources.get(item[12])
-    if res is None:
-        res = resources[item[12]] = _Resource({})
-    return OffloadedSpan(item, res)
-
-
-def make_resource(attributes: dict[str, Any]) -> Any:
-    """A resource stand-in with ``attributes``."""
-    return _Resource(attributes)
 
 
 def settings_env(settings: GalileoSettings, destination: Any = None) -> dict[str, str]:
@@ -284,6 +203,10 @@ class OffloadPipeline(SpanHandoff):
             ids so it does not resolve them again.
     """
 
+    # The app thread queues records (see SpanHandoff): this process's worker thread then only
+    # marshals and writes them.
+    _queue_records = True
+
     def __init__(
         self,
         settings: GalileoSettings | None = None,
@@ -315,10 +238,6 @@ class OffloadPipeline(SpanHandoff):
         self._dead = False
         self._stopping = False  # shutdown sent: the child's exit is expected
         self._ready = threading.Event()
-        self._resources: dict[
-            int, tuple[Any, int, dict[str, Any]]
-        ] = {}  # id(res) -> (res, n, attrs)
-        self._res_ids = itertools.count(1)
         self._sent_res: set[int] = set()
         self._replay: deque[tuple[int, int, bytes]] = deque()  # (mark, spans, encoded frame)
         self._replay_spans = 0
@@ -370,48 +289,6 @@ class OffloadPipeline(SpanHandoff):
         self._worker.start()
 
     # --- the app thread -------------------------------------------------------------------------
-    def submit(self, span: Any) -> bool:
-        """Queue a finished span as a tuple of builtins; O(1), never blocks, never raises.
-
-        Unlike the in-process pipeline, the span is read here (~1 us), not on the worker thread:
-        the span object then dies at once instead of waiting in the queue until the worker gets
-        the GIL (~5 ms later, some hundreds of spans), and so never reaches the older garbage
-        collector generations, whose full passes over the whole heap cost the app thread more.
-
-        Returns:
-            ``False`` when the span was dropped (queue full, pipeline shut down or disabled).
-        """
-        if self._closing or self._disabled:
-            self._dropped_closed += 1
-            return False
-        queue = self._queue
-        n = len(queue)
-        if n >= self._max_queue:
-            self._dropped_full += 1
-            return False
-        try:
-            res = span_resource(span)
-            entry = self._resources.get(id(res))
-            rid = entry[1] if entry is not None and entry[0] is res else self._new_resource(res)
-            queue.append(span_record(span, rid))
-        except Exception:
-            self._count("errors.offload_extract")
-            return False
-        if not self._awake and n >= self._wake_after:
-            self._awake = True
-            self._wake.set()
-        return True
-
-    def _new_resource(self, resource: Any) -> int:
-        """Number a resource not seen before (any thread; the worker sends it to the child)."""
-        with self._lock:
-            entry = self._resources.get(id(resource))
-            if entry is None or entry[0] is not resource:
-                attrs = plain_mapping(getattr(resource, "attributes", None))
-                entry = (resource, next(self._res_ids), attrs)
-                self._resources[id(resource)] = entry
-            return int(entry[1])
-
     @suppressed  # the caller's thread may touch the spool (SQLite): never traced
     def force_flush(self, timeout_s: float | None = None) -> bool:
         """Deliver what was queued before the call; the child's ``force_flush`` result."""
@@ -712,6 +589,15 @@ class OffloadPipeline(SpanHandoff):
                     self._send_control(item.waiter)
                     continue
                 self._taken += 1
+                if type(item) is not tuple:  # queued as it was (see SpanHandoff.submit)
+                    try:
+                        entry = self._resources.get(id(span_resource(item)))
+                        if entry is None:
+                            entry = self._number_resource(span_resource(item))
+                        item = span_record(item, entry[1] if entry is not None else 0)
+                    except Exception:
+                        self._count("errors.offload_extract")
+                        continue
                 rid = item[12]
                 if rid not in sent_res:
                     self._send_resource(rid)
