@@ -226,3 +226,27 @@ def test_frames_wait_for_a_starting_worker_process_then_go_in_order() -> None:
     sent = [item for frame in frames if frame[0] == MSG_SPANS for item in frame[1]]
     assert [item[2] for item in sent] == [span.context.span_id for span in spans]
     assert pipeline.stats()["spans_dropped"] == 0
+
+
+def test_checkpoints_are_asked_for_only_when_the_replay_buffer_needs_one() -> None:
+    """A checkpoint flushes the child's open batches early: not on a timer, only on need."""
+    from galileo_otel.export import offload
+
+    settings = GalileoSettings(api_key="k", max_queue_spans=100, batch_delay=2.0)
+    pipeline = offload.OffloadPipeline(settings, start=False, shutdown_at_exit=False)
+    pipeline._ready.set()
+    now = 1_000.0
+    assert not pipeline._checkpoint_due(now)  # nothing to confirm
+    pipeline._replay.append((1, 10, b""))
+    pipeline._replay_spans = 10
+    pipeline._replay_since = now
+    assert not pipeline._checkpoint_due(now + 5)  # small and young: no flush forced
+    assert pipeline._sleep_for(now + 5) == offload._CHECKPOINT_MAX_AGE_S - 5
+    assert pipeline._checkpoint_due(now + offload._CHECKPOINT_MAX_AGE_S)  # old enough
+    pipeline._replay_spans = 50
+    assert pipeline._checkpoint_due(now + 5)  # half the bound
+    pipeline._next_checkpoint = now + 6  # one was sent less than batch_delay ago
+    assert not pipeline._checkpoint_due(now + 5)
+    pipeline._next_checkpoint = 0.0
+    pipeline._checkpoints[7] = 1  # one is unanswered
+    assert not pipeline._checkpoint_due(now + 5)

@@ -59,7 +59,13 @@ _FRAME_SPANS = 1024  # spans per frame: one write syscall and one GIL hand-over 
 # one wake-up (a GIL hand-over) per frame instead of one per few hundred spans.
 _LINGER_S = 0.02
 _MAX_RESTARTS = 3
-_CHECKPOINT_S = 1.0  # how often the child is asked to confirm, so the replay buffer can shrink
+# A checkpoint asks the child to flush and confirm, so the replay buffer can shrink. A flush
+# closes the child's open batches early (measured: +57% requests at 1,000 traces/s with the
+# default 1 s batch_delay when it came every second), so one is sent only when the buffer is
+# half full or its oldest frame is _CHECKPOINT_MAX_AGE_S old (which bounds what a crashed child
+# would get twice), and never more often than every max(_CHECKPOINT_S, batch_delay).
+_CHECKPOINT_S = 1.0
+_CHECKPOINT_MAX_AGE_S = 30.0
 _EXIT_TIMEOUT_S = 5.0
 # How long start(wait=True) waits for the child to be set up (imports, client). configure() and
 # the processor never wait: until the child is ready, spans are kept as encoded frames here.
@@ -256,6 +262,7 @@ class OffloadPipeline(SpanHandoff):
         self._fallback: Any = None
         self._worker: threading.Thread | None = None
         self._next_checkpoint = 0.0
+        self._replay_since = 0.0  # when the oldest unconfirmed frame was sent (about)
         self._said_death = False
         self._checkpoints: dict[int, int] = {}  # seq of an unanswered checkpoint -> replay mark
         self._fb_resources: dict[int, Any] = {}
@@ -490,6 +497,8 @@ class OffloadPipeline(SpanHandoff):
             replay = self._replay
             while replay and replay[0][0] <= mark:
                 self._replay_spans -= replay.popleft()[1]
+            # What is left was sent after the confirmed flush began: about now.
+            self._replay_since = time.monotonic()
 
     def _enqueue_control(self, item: Any) -> None:
         self._control_pending = True
@@ -532,14 +541,7 @@ class OffloadPipeline(SpanHandoff):
                 self._write_unsent()
             self._drain(queue)
             now = time.monotonic()
-            if (
-                now >= self._next_checkpoint
-                and self._replay
-                and self._fallback is None
-                and not self._checkpoints
-                and self._ready.is_set()
-            ):
-                # A checkpoint flushes the child: never more often than batch_delay asks for.
+            if self._checkpoint_due(now):
                 self._next_checkpoint = now + max(_CHECKPOINT_S, self._batch_delay)
                 seq = next(self._seq)
                 self._checkpoints[seq] = self._mark
@@ -548,12 +550,34 @@ class OffloadPipeline(SpanHandoff):
                 return
             if queue and not self._held_back():
                 continue  # more came while we worked
-            self._wake.wait(max(_CHECKPOINT_S, self._batch_delay))
+            # Asleep until spans come; a replay buffer waiting for its age checkpoint wakes us.
+            self._wake.wait(self._sleep_for(time.monotonic()))
             self._linger(queue)
+
+    def _checkpoint_due(self, now: float) -> bool:
+        """Whether to ask the child for a checkpoint now (see ``_CHECKPOINT_S``)."""
+        if (
+            now < self._next_checkpoint
+            or not self._replay
+            or self._fallback is not None
+            or self._checkpoints
+            or not self._ready.is_set()
+        ):
+            return False
+        return (
+            self._replay_spans * 2 >= self._max_queue
+            or now - self._replay_since >= _CHECKPOINT_MAX_AGE_S
+        )
 
     def _held_back(self) -> bool:
         """Whether spans wait in the queue because the child is not ready and our store is full."""
         return not self._ready.is_set() and self._replay_spans >= self._max_queue
+
+    def _sleep_for(self, now: float) -> float | None:
+        if not self._replay or self._checkpoints or self._fallback is not None:
+            return None
+        due = max(self._next_checkpoint, self._replay_since + _CHECKPOINT_MAX_AGE_S)
+        return max(0.05, due - now)
 
     def _linger(self, queue: deque[Any]) -> None:
         """Woken by a first span: wait (briefly) for a frame's worth before taking any."""
@@ -633,6 +657,8 @@ class OffloadPipeline(SpanHandoff):
         with self._lock:
             self._mark += 1
             mark = self._mark
+            if not self._replay:
+                self._replay_since = time.monotonic()
             self._replay.append((mark, len(batch), data))
             self._replay_spans += len(batch)
             replay = self._replay
