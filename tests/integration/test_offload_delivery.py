@@ -3,7 +3,6 @@ worker process."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -16,6 +15,7 @@ import pytest
 from conftest_delivery import assert_stored_exactly, get, settings_for
 from opentelemetry.sdk.trace import TracerProvider
 
+from forking import run_forked
 from galileo_otel.export.convert import trace_uuid
 from galileo_otel.export.offload import OffloadPipeline
 from galileo_otel.export.spool import pending_in
@@ -132,34 +132,16 @@ def test_a_forked_app_process_gets_its_own_worker_process(
     assert app.pipeline.force_flush(20.0) is True
     parent_worker = app.pipeline._proc
     assert parent_worker is not None
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the forked app process
-        code = 1
-        try:
-            app.trace_ids.clear()
-            app.turns(4, start=100)
-            flushed = app.pipeline.force_flush(20.0)
-            own = app.pipeline._proc is not None and app.pipeline._proc.pid != parent_worker.pid
-            ok = app.pipeline.shutdown(5.0)
-            os.write(write_fd, json.dumps([flushed, own, ok, app.trace_ids]).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    deadline = time.monotonic() + 40
-    status = None
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.02)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    with os.fdopen(read_fd, "rb") as f:
-        flushed, own, ok, child_ids = json.loads(f.read() or b"[null, null, null, []]")
-    assert status == 0
+
+    def child() -> list[Any]:  # the forked app process
+        app.trace_ids.clear()
+        app.turns(4, start=100)
+        flushed = app.pipeline.force_flush(20.0)
+        own = app.pipeline._proc is not None and app.pipeline._proc.pid != parent_worker.pid
+        ok = app.pipeline.shutdown(5.0)
+        return [flushed, own, ok, app.trace_ids]
+
+    flushed, own, ok, child_ids = run_forked(child, timeout_s=40)
     assert (flushed, own, ok) == (True, True, True)
     app.turns(2, start=3)  # the parent's worker process still serves the parent
     assert app.pipeline.force_flush(20.0) is True

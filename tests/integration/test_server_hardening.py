@@ -182,3 +182,27 @@ def test_database_and_key_are_private_and_the_key_survives_a_restart(tmp_path: P
         with httpx.Client(base_url=second.url, headers={"Galileo-API-Key": key}) as http:
             names = [p["name"] for p in http.get("/projects").json()]
     assert names == ["kept"]
+
+
+def test_default_body_limit_is_64_mib_as_the_readme_says(tmp_path: Path) -> None:
+    # README: "a request body over --max-body-bytes (default 64 MiB ...)" answers 413.
+    limit = 64 * 1024 * 1024
+    with serve_in_thread(db_path=tmp_path / "g.db", api_key=KEY) as server:
+        with httpx.Client(
+            base_url=server.url, headers={"Galileo-API-Key": KEY}, timeout=60
+        ) as http:
+            project = http.post("/projects", json={"name": "p"}).json()["id"]
+            over = http.post(
+                f"/v2/projects/{project}/traces",
+                content=b"x" * (limit + 1),
+                headers={"Content-Type": "application/json"},
+            )
+            assert over.status_code == 413
+            assert f"{limit} bytes" in over.json()["detail"]
+            # at the limit the body is read (and refused as JSON, not for its size)
+            at = http.post(
+                f"/v2/projects/{project}/traces",
+                content=b"x" * limit,
+                headers={"Content-Type": "application/json"},
+            )
+            assert at.status_code == 422, at.text[:200]

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest_pipeline import run_forked
 
+from forking import run_forked
 from galileo_otel.export.spool import Spool
 from galileo_otel.sessions.store import SQLiteSessionStore
 

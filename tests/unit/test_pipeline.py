@@ -19,11 +19,11 @@ from conftest_pipeline import (
     emit,
     fake_convert,
     refused,
-    run_forked,
     tracer_for,
     unavailable,
 )
 
+from forking import run_forked
 from galileo_otel.errors import ConfigError, ValidationError
 from galileo_otel.export.pipeline import ExportPipeline
 from galileo_otel.export.spool import Spool, dead_in, pending_in
@@ -196,21 +196,55 @@ def test_retry_stops_at_the_deadline_and_keeps_the_batch_spooled(
 ) -> None:
     down = threading.Event()
     down.set()
+    attempts: list[Call] = []
 
     def maybe_down(call: Call) -> None:
+        attempts.append(call)
         if down.is_set():
             raise unavailable(503, retry_after=1.0)
 
-    pipeline, _client, _ = make(tmp_path, FakeClient(maybe_down), export_timeout=2.5)
+    # Retry waits are virtual: each one moves the pipeline's clock on instead of sleeping.
+    skipped = [0.0]
+
+    def clock() -> float:
+        return time.monotonic() + skipped[0]
+
+    def wait(seconds: float) -> bool:
+        skipped[0] += seconds
+        return False
+
+    client = FakeClient(maybe_down)
+    pipeline = ExportPipeline(
+        GalileoSettings(
+            api_key="k", batch_delay=0.01, export_timeout=2.5, spool_dir=str(tmp_path / "spool")
+        ),
+        client=client,
+        tracker=FakeTracker(),
+        destination=DEST,
+        convert=fake_convert,
+        clock=clock,
+        wait=wait,
+        first_delay_s=0.0,
+        spool_retry_s=0.05,
+    )
     cleanup.append(pipeline)
+    first_give_up: list[int] = []
+    given_up = threading.Event()
+    leave = pipeline._leave_in_spool
+
+    def spy(*args: Any, **kwargs: Any) -> None:
+        if not given_up.is_set():
+            first_give_up.append(len(attempts))
+        leave(*args, **kwargs)
+        given_up.set()
+
+    pipeline._leave_in_spool = spy  # type: ignore[method-assign]
     emit(tracer_for(pipeline), session="s")
-    # retry waits of 1 s (Retry-After) count against the 2.5 s deadline: 3 attempts, then spooled
-    assert pipeline.force_flush(0.5) is False
-    deadline = time.monotonic() + 5
-    while pipeline.stats()["traces_spooled"] < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    stats = pipeline.stats()
-    assert stats["traces_spooled"] == 1
+    assert given_up.wait(10)
+    # retry waits of 1 s (Retry-After) count against the 2.5 s deadline: 3 attempts, then
+    # the batch stays in the spool
+    assert first_give_up == [3]
+    assert pipeline.stats()["traces_spooled"] >= 1
     assert len(pending_in(tmp_path / "spool")) == 1
     # the server is back: force_flush retries the spooled batch at once and confirms it
     down.clear()

@@ -104,3 +104,20 @@ def test_outage_falls_back_retries_with_backoff_and_recovers(
     # the local session is still found (e.g. by a late batch) after the outage
     assert store.get(during[0].local_id) is not None
     tracker.close()
+
+
+def test_default_retry_is_one_second_doubling_to_thirty_as_the_readme_says() -> None:
+    # README: "Redis is tried again after 1 s (doubling up to 30 s)": the defaults, as built.
+    now = [0.0]
+    shared = Flaky()
+    shared.down = True
+    store = FailoverSessionStore(shared, MemorySessionStore(), clock=lambda: now[0])
+    tried_at: list[float] = []
+    for step in range(130 * 4 + 1):  # every 0.25 s for 130 s
+        now[0] = step / 4
+        calls = shared.calls
+        store.latest("conversation")
+        if shared.calls > calls:
+            tried_at.append(now[0])
+    assert tried_at == [0.0, 1.0, 3.0, 7.0, 15.0, 31.0, 61.0, 91.0, 121.0]
+    store.close()

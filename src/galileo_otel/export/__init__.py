@@ -3,11 +3,15 @@
 The path of a span through this package, one module per stage::
 
     handoff.py   the app thread's O(1) append into a bounded queue
-    assemble.py  spans -> complete traces
-    convert.py   a trace -> a Galileo trace dict
-    pipeline.py  batching per session, delivery (retry, backoff, dead letter), wiring, stats
+    sdk_span.py  the one place that reads SDK span internals (pinned by a test)
+    assemble.py  spans -> complete traces (worker thread)
+    convert.py   a trace -> a Galileo trace dict; fit.py cuts one that would not fit a request
+    batch.py     per-session batches, encoded once (worker thread, CPU only)
+    spooler.py   writes batches to the spool, adopts orphans, renews leases (spooler thread)
     spool.py     the durable queue (one SQLite database shared by processes)
-    offload.py   the same pipeline in a child process, behind the same interface
+    deliver.py   send, retry, back off, dead-letter, through api/ (sender threads)
+    pipeline.py  the wiring: threads, locks, lifecycle, fork, flush, stats (_stage.py: shared state)
+    offload.py   the same pipeline in a child process (_worker.py), behind the same interface
 
 :func:`make_pipeline` is the one place a pipeline is built from settings: ``configure()``,
 ``GalileoSessionProcessor``, ``GalileoSpanExporter`` and the zero-code entry points all call it,

@@ -48,6 +48,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from galileo_otel.api.suppress import suppressed
@@ -177,6 +178,10 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         key = s.api_key.get_secret_value() if s.api_key is not None else ""
         self._origin = key_fingerprint(key)
         self._spool: Spool | None = None
+        # The spool is opened by the spooler thread, never on the caller's: opening may wait
+        # up to SQLite's busy timeout while another process holds the write lock. Until then
+        # _spool is None and _spool_path says where it will be (set once, then cleared).
+        self._spool_path: Path | None = None
         # Why the spool is off, for stats(): a reliable pipeline without one loses what it
         # cannot deliver, and the user must be able to see that.
         self._spool_reason = ""
@@ -188,14 +193,11 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
             self._spool_reason = "off (fire-and-forget mode: GALILEO_RELIABLE=false)"
         elif self._disabled:
             self._spool_reason = "off (export disabled)"
+        elif (path := s.spool_path()) is None:
+            self._spool_reason = "off (GALILEO_SPOOL_DIR=off)"
         else:
-            self._spool, self._spool_reason = open_spool(
-                s.spool_path(),
-                origin=self._origin,
-                max_bytes=int(s.spool_max_bytes),
-                dead_max_bytes=int(s.spool_dead_max_bytes),
-                why_off="off (GALILEO_SPOOL_DIR=off)",
-            )
+            self._spool_path = path
+            self._spool_reason = "not open yet (the spooler thread opens it at start)"
         # What conversion cut or folded (size caps, duplicate llm spans): written by the worker
         # thread only, read whole by stats().
         self.convert_stats = ConvertStats()
@@ -222,7 +224,7 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         self._stop = threading.Event()
         self._hurry = threading.Event()
         self._adoption = threading.Event()
-        if self._spool is None:
+        if self._spool is None and self._spool_path is None:
             self._adoption.set()
         self._threads: list[threading.Thread] = []
         self._worker: threading.Thread | None = None
@@ -301,9 +303,6 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
             jitter=0.5,
         )
 
-        if self._spool is not None:
-            with contextlib.suppress(OSError):
-                self._spool.cleanup()
         self._worker = threading.Thread(
             target=suppressed(self._run), name="galileo-otel-worker", daemon=True
         )
@@ -311,10 +310,41 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         # File I/O stays off the worker: each syscall gives the GIL away, and a CPU-bound app
         # thread then keeps it for a whole switch interval (5 ms) before the worker gets it back.
         self._writer = threading.Thread(
-            target=suppressed(self._write_loop), name="galileo-otel-spooler", daemon=True
+            target=suppressed(self._spooler_main), name="galileo-otel-spooler", daemon=True
         )
         self._writer.start()
         # The senders start with the first batch to send (_need_senders).
+
+    def _spooler_main(self) -> None:
+        """The spooler thread: open the spool (first, so every batch sees it), then write."""
+        try:
+            self._open_spool()
+        except Exception as exc:  # pragma: no cover - a bug; run without a spool, say it
+            self._internal_error("spool open", exc)
+            with self._cv:
+                self._spool_path = None
+                self._spool_reason = f"unusable: {exc!r}"
+                self._adoption.set()
+        self._write_loop()
+
+    def _open_spool(self) -> None:
+        path = self._spool_path
+        if path is None:
+            return
+        spool, reason = open_spool(
+            path,
+            origin=self._origin,
+            max_bytes=int(self._settings.spool_max_bytes),
+            dead_max_bytes=int(self._settings.spool_dead_max_bytes),
+            why_off="off (GALILEO_SPOOL_DIR=off)",
+        )
+        if spool is not None:
+            with contextlib.suppress(OSError):
+                spool.cleanup()
+        with self._cv:
+            self._spool, self._spool_reason, self._spool_path = spool, reason, None
+            if spool is None:
+                self._adoption.set()  # no backlog to adopt: flushes need not wait for one
 
     # --- flushing -------------------------------------------------------------------------------
     @suppressed  # the caller's thread may touch the spool (SQLite): never traced

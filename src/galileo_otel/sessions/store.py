@@ -270,7 +270,7 @@ class MemorySessionStore:
         self._last_end: dict[str, int] = {}
         self._scopes: OrderedDict[str, str] = OrderedDict()  # scope -> local_id, LRU order
         self._users: OrderedDict[str, str] = OrderedDict()  # user -> local_id, LRU order
-        self._creating: dict[str, threading.Lock] = {}
+        self._gates = CreationGates()  # one creator per session among this process's threads
         self._evicted = 0
         self._swept = 0
         self._forked_warning = False
@@ -279,7 +279,7 @@ class MemorySessionStore:
     def _after_fork_in_child(self) -> None:
         # Locks held by other threads at fork time would stay held forever in the child.
         self._lock = threading.Lock()
-        self._creating = {}
+        self._gates = CreationGates()
         # The parent creates the sessions it opened; a child that joined one of them while it
         # was not created yet would create it again, as a second Galileo session.
         uncreated = {lid for lid, rec in self._records.items() if rec.galileo_id is None}
@@ -395,24 +395,17 @@ class MemorySessionStore:
             record = self._records.get(local_id)
             if record is not None and record.galileo_id is not None:
                 return record.galileo_id
-            gate = self._creating.setdefault(local_id, threading.Lock())
-        if not gate.acquire(timeout=-1 if timeout_s is None else max(0.0, timeout_s)):
-            raise TimeoutError(f"session {local_id} is still being created by another thread")
-        try:
+        with self._gates.hold(local_id, timeout_s):
             with self._lock:
                 record = self._records.get(local_id)
                 if record is not None and record.galileo_id is not None:
-                    return record.galileo_id
+                    return record.galileo_id  # another thread created it while we waited
             galileo_id = create()
             with self._lock:
                 record = self._records.get(local_id)
                 if record is not None:
                     record.galileo_id = galileo_id
-                # Only after success: a failed create leaves the gate so waiters retry in turn.
-                self._creating.pop(local_id, None)
             return galileo_id
-        finally:
-            gate.release()
 
     def stats(self) -> dict[str, int]:
         """See :meth:`SessionStore.stats`."""
@@ -453,8 +446,10 @@ _INHERITED: list[sqlite3.Connection] = []
 class CreationGates:
     """One lock per local session id, so only one thread of this process polls a creation lease.
 
-    The SQLite and Redis stores' threads queue on it while one of them waits for the
-    cross-process lease (the file's or Redis'). Its own lock guards the dict of gates; a gate is dropped once nobody holds or waits on it.
+    Every store uses it: the memory store's threads queue on it while one of them calls Create
+    Session; the SQLite and Redis stores' while one of them waits for the cross-process lease
+    (the file's or Redis'). Its own lock guards the dict of gates; a gate is dropped once nobody
+    holds it.
     """
 
     def __init__(self) -> None:
