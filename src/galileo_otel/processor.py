@@ -10,11 +10,11 @@ import logging
 import threading
 from typing import Any
 
-from opentelemetry import baggage as otel_baggage
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from galileo_otel.export import Pipeline, make_pipeline
+from galileo_otel.export.sdk_span import baggage_value, stamp_attributes, start_attributes
 from galileo_otel.sessions.context import _CURRENT, capture_keys, set_baggage_default
 from galileo_otel.sessions.resolve import GALILEO_SESSION_FROM_BAGGAGE, KEY_ATTRIBUTES, SESSION_ID
 from galileo_otel.settings import GalileoSettings, merge_settings
@@ -102,16 +102,20 @@ class GalileoSessionProcessor(SpanProcessor):
     # --- app thread -----------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Stamp the session of the current context (or inbound baggage) on ``span``."""
+        # Every span pays this on the app thread: a child span outside session() costs one
+        # context-var read, a parent check and a baggage lookup; writes skip the SDK's locks.
         try:
             current = _CURRENT.get()
             if current is not None:
-                span.set_attributes(current.span_attributes)
+                stamp_attributes(span, current.span_attributes)
                 return
-            capture_keys(span, parent_context)  # before other tools can scrub session.* keys
-            key = otel_baggage.get_baggage(SESSION_ID, parent_context)
+            parent = span.parent
+            if parent is None or parent.is_remote:
+                capture_keys(span, parent_context)  # before other tools can scrub session.* keys
+            key = baggage_value(SESSION_ID, parent_context)
             if not key or not isinstance(key, str):
                 return
-            attributes = span.attributes or {}
+            attributes = start_attributes(span) or {}
             for name in KEY_ATTRIBUTES:
                 if attributes.get(name):
                     return  # the span names its own session: that wins over baggage

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -173,5 +175,69 @@ def test_configure_with_export_process_uses_the_worker_and_delivers(
     assert handle.force_flush(20.0) is True
     stats = handle.stats()
     assert stats["traces_confirmed"] == 10 and stats["spool_enabled"] is True
+    assert handle.shutdown(10.0) is True
+    assert_stored_exactly(local_server.url, ids, project="offload")
+
+
+def _gated_worker(gate: Path) -> list[str]:
+    """A worker process that cannot get set up until the test opens ``gate`` (a FIFO)."""
+    code = (
+        "import sys\n"
+        f"open({str(gate)!r}, 'rb').close()  # blocks until the test opens the FIFO\n"
+        "from galileo_otel.export._worker import main\n"
+        "sys.exit(main())\n"
+    )
+    return [sys.executable, "-c", code]
+
+
+def _open_gate(gate: Path) -> None:
+    opener = threading.Thread(target=lambda: os.close(os.open(gate, os.O_WRONLY)), daemon=True)
+    opener.start()
+    opener.join(30)
+    assert not opener.is_alive(), "the gated worker process never opened its gate"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo (Unix)")
+def test_configure_never_waits_for_a_worker_process_still_starting(
+    local_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """configure() returns while the child cannot be ready; spans wait for it, none is lost."""
+    from galileo_otel.configure import configure
+    from galileo_otel.export import offload
+
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    monkeypatch.setattr(offload, "worker_command", lambda: _gated_worker(gate))
+    provider = TracerProvider(shutdown_on_exit=False)
+    settings = settings_for(local_server.url, tmp_path / "spool", **OFFLOAD)
+    handle = configure(
+        tracer_provider=provider,
+        **{name: getattr(settings, name) for name in ("api_key", "api_url", "spool_dir")},
+        project="offload",
+        log_stream="default",
+        export_process=True,
+        batch_delay=0.05,
+    )
+    pipeline = handle._pipeline
+    assert isinstance(pipeline, OffloadPipeline)
+    # configure() is back and the worker process is blocked on its gate: nothing waited for it.
+    assert not pipeline._ready.is_set()
+    proc = pipeline._proc
+    assert proc is not None and proc.poll() is None
+    tracer = provider.get_tracer("slow-start")
+    ids = []
+    for i in range(300):
+        with tracer.start_as_current_span(
+            f"turn {i}", attributes={"session.id": f"c{i % 3}"}
+        ) as root:
+            pass
+        ids.append(trace_uuid(root.get_span_context().trace_id))
+    assert not pipeline._ready.is_set()  # every span was taken while the child could not be ready
+    _open_gate(gate)
+    assert handle.force_flush(30.0) is True
+    stats = handle.stats()
+    assert stats["spans_queued"] == 300 and stats["spans_dropped"] == 0
+    assert stats["traces_confirmed"] == 300
+    assert stats["offload.child_exits"] == 0
     assert handle.shutdown(10.0) is True
     assert_stored_exactly(local_server.url, ids, project="offload")

@@ -161,3 +161,92 @@ def test_worker_env_drops_the_zero_code_sitecustomize(monkeypatch) -> None:  # t
     assert env["PYTHONPATH"] == "/app/src"
     monkeypatch.setenv("PYTHONPATH", auto + os.sep)
     assert "PYTHONPATH" not in settings_env(GalileoSettings(api_key="k" * 20, spool_dir="off"))
+
+
+def test_submit_queues_plain_tuples_and_numbers_each_resource_once() -> None:
+    from galileo_otel.export.offload import OffloadPipeline
+
+    spans = make_spans()
+    other = TracerProvider(resource=Resource.create({"service.name": "other"})).get_tracer("o")
+    with other.start_as_current_span("x") as foreign:
+        pass
+    pipeline = OffloadPipeline(GalileoSettings(api_key="k"), start=False, shutdown_at_exit=False)
+    assert all(pipeline.submit(span) for span in [*spans, foreign])
+    queued = list(pipeline._queue)
+    # The span objects are not kept: the queue holds what extract_span makes of them.
+    assert queued[:-1] == [extract_span(span, queued[0][12]) for span in spans]
+    assert {item[12] for item in queued[:-1]} == {queued[0][12]}
+    assert queued[-1][12] != queued[0][12]
+    marshal.dumps(queued)  # plain builtins all the way down
+
+
+def test_a_span_submit_cannot_read_is_counted_by_the_worker_and_only_it_is_lost() -> None:
+    from galileo_otel.export.offload import OffloadPipeline
+
+    pipeline = OffloadPipeline(GalileoSettings(api_key="k"), start=False, shutdown_at_exit=False)
+    assert pipeline.submit(object()) is True  # queued as it is; the worker tries the slow way
+    assert pipeline.submit(make_spans()[0]) is True
+    pipeline._drain(pipeline._queue)
+    stats = pipeline.stats()
+    assert stats["errors.offload_extract"] == 1
+    assert stats["queue_size"] == 0 and pipeline._replay_spans == 1
+
+
+class _Pipe:
+    def __init__(self) -> None:
+        self.stdin = io.BytesIO()
+
+
+def test_frames_wait_for_a_starting_worker_process_then_go_in_order() -> None:
+    """Before the child is ready nothing is written; the store is bounded; nothing is lost."""
+    from galileo_otel.export.offload import MSG_RESOURCE, MSG_SPANS, OffloadPipeline
+
+    settings = GalileoSettings(api_key="k", max_queue_spans=6)
+    pipeline = OffloadPipeline(settings, start=False, shutdown_at_exit=False)
+    spans = make_spans()  # 9 spans
+    pipe = _Pipe()
+    pipeline._proc = pipe  # type: ignore[assignment]
+    for span in spans[:6]:
+        assert pipeline.submit(span)
+    pipeline._drain(pipeline._queue)  # the child is not ready: kept, not written
+    for span in spans[6:]:
+        assert pipeline.submit(span)
+    pipeline._drain(pipeline._queue)  # our store is full (6): the rest waits in the app queue
+    assert pipe.stdin.getvalue() == b""
+    assert pipeline._replay_spans == 6 and len(pipeline._queue) == 3
+    assert pipeline._held_back()
+    pipeline._ready.set()  # the child said it is set up
+    pipeline._write_unsent()
+    pipeline._drain(pipeline._queue)
+    pipe.stdin.seek(0)
+    frames = []
+    while pipe.stdin.tell() < len(pipe.stdin.getvalue()):
+        frames.append(read_frame(pipe.stdin))
+    assert frames[0][0] == MSG_RESOURCE
+    sent = [item for frame in frames if frame[0] == MSG_SPANS for item in frame[1]]
+    assert [item[2] for item in sent] == [span.context.span_id for span in spans]
+    assert pipeline.stats()["spans_dropped"] == 0
+
+
+def test_checkpoints_are_asked_for_only_when_the_replay_buffer_needs_one() -> None:
+    """A checkpoint flushes the child's open batches early: not on a timer, only on need."""
+    from galileo_otel.export import offload
+
+    settings = GalileoSettings(api_key="k", max_queue_spans=100, batch_delay=2.0)
+    pipeline = offload.OffloadPipeline(settings, start=False, shutdown_at_exit=False)
+    pipeline._ready.set()
+    now = 1_000.0
+    assert not pipeline._checkpoint_due(now)  # nothing to confirm
+    pipeline._replay.append((1, 10, b""))
+    pipeline._replay_spans = 10
+    pipeline._replay_since = now
+    assert not pipeline._checkpoint_due(now + 5)  # small and young: no flush forced
+    assert pipeline._sleep_for(now + 5) == offload._CHECKPOINT_MAX_AGE_S - 5
+    assert pipeline._checkpoint_due(now + offload._CHECKPOINT_MAX_AGE_S)  # old enough
+    pipeline._replay_spans = 50
+    assert pipeline._checkpoint_due(now + 5)  # half the bound
+    pipeline._next_checkpoint = now + 6  # one was sent less than batch_delay ago
+    assert not pipeline._checkpoint_due(now + 5)
+    pipeline._next_checkpoint = 0.0
+    pipeline._checkpoints[7] = 1  # one is unanswered
+    assert not pipeline._checkpoint_due(now + 5)

@@ -2,9 +2,19 @@
 
 from importlib.metadata import version
 
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry import baggage
+from opentelemetry.context import Context, attach, detach
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 
-from galileo_otel.export.sdk_span import plain_mapping, span_attributes, span_events, uses_fast_path
+from galileo_otel.export.sdk_span import (
+    baggage_value,
+    plain_mapping,
+    span_attributes,
+    span_events,
+    stamp_attributes,
+    uses_fast_path,
+    uses_fast_stamp,
+)
 
 
 def _ended_span():
@@ -39,3 +49,43 @@ def test_fallback_for_non_sdk_spans():
     assert span_attributes(Fake()) == {"a": 1}
     assert span_events(Fake()) == ()
     assert not uses_fast_path(Fake())
+
+
+def test_installed_sdk_lets_us_stamp_a_starting_span_directly():
+    span = TracerProvider().get_tracer("t").start_span("s", attributes={"a": 1})
+    assert uses_fast_stamp(span), (
+        f"opentelemetry-sdk {version('opentelemetry-sdk')} changed BoundedAttributes (_dict, "
+        "_immutable, maxlen, max_value_len): update galileo_otel/export/sdk_span.py"
+    )
+    stamp_attributes(span, {"k": "v", "a": "2"})
+    assert dict(span.attributes) == {"a": "2", "k": "v"}
+
+
+def test_stamp_honours_the_sdk_limits_through_the_public_call():
+    limits = SpanLimits(max_attributes=2, max_attribute_length=3)
+    span = TracerProvider(span_limits=limits).get_tracer("t").start_span("s", attributes={"a": 1})
+    assert not uses_fast_stamp(span)
+    stamp_attributes(span, {"k": "value", "j": "x"})
+    assert dict(span.attributes) == {"k": "val", "j": "x"}  # cut to 3, oldest dropped
+    roomy = TracerProvider(span_limits=SpanLimits(max_attributes=2)).get_tracer("t")
+    full = roomy.start_span("s", attributes={"a": 1, "b": 2})
+    stamp_attributes(full, {"k": "v"})
+    assert len(full.attributes) == 2 and full.attributes["k"] == "v"
+
+
+def test_stamp_never_writes_into_an_ended_span():
+    span = _ended_span()
+    stamp_attributes(span, {"k": "v"})
+    assert "k" not in span.attributes
+
+
+def test_baggage_value_matches_the_public_api():
+    ctx = baggage.set_baggage("session.id", "abc")
+    assert baggage_value("session.id", ctx) == baggage.get_baggage("session.id", ctx) == "abc"
+    assert baggage_value("other", ctx) is None
+    assert baggage_value("session.id", Context()) is None
+    token = attach(ctx)
+    try:
+        assert baggage_value("session.id") == "abc"
+    finally:
+        detach(token)

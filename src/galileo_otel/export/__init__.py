@@ -3,7 +3,8 @@
 The path of a span through this package, one module per stage::
 
     handoff.py   the app thread's O(1) append into a bounded queue
-    sdk_span.py  the one place that reads SDK span internals (pinned by a test)
+    sdk_span.py  the one place that touches SDK span internals (pinned by a test)
+    record.py    a span as a tuple of builtins, and the light span rebuilt from one
     assemble.py  spans -> complete traces (worker thread)
     convert.py   a trace -> a Galileo trace dict; fit.py cuts one that would not fit a request
     batch.py     per-session batches, encoded once (worker thread, CPU only)

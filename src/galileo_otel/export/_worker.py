@@ -22,11 +22,10 @@ from galileo_otel.export.offload import (
     MSG_STATS,
     NICE_ENV,
     SETTINGS_ENV,
-    OffloadedSpan,
     iter_frames,
-    make_resource,
     write_frame,
 )
+from galileo_otel.export.record import OffloadedSpan, make_resource
 
 
 def main() -> int:

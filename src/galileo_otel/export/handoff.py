@@ -2,31 +2,59 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import deque
 from typing import Any
+
+from galileo_otel.export.record import OffloadedSpan
+from galileo_otel.export.sdk_span import plain_mapping, span_record, span_resource
+
+# Distinct resources numbered for records (a process has one per TracerProvider); spans of
+# resources beyond this are queued as they are.
+_MAX_RESOURCES = 256
 
 
 class SpanHandoff:
     """A bounded deque the app appends finished spans to, and the event that wakes the worker.
 
     Shared by the in-process pipeline and the worker-process pipeline, whose app-thread side is
-    the same: one length check and one append per span, no lock that I/O can hold; the worker is
-    woken only when it sleeps. Subclasses set ``_max_queue``, ``_disabled`` and ``_closing``, call
+    the same: one length check and one append per span, no lock that I/O can hold. The worker is
+    woken only when it sleeps (``_awake`` false) and the queue holds more than ``_wake_after``
+    spans: each wake-up is a GIL hand-over on CPython, so a worker that would rather take spans
+    in batches raises ``_wake_after`` before it sleeps (and sleeps with a timeout); 0 wakes it
+    at the first span. Subclasses set ``_max_queue``, ``_disabled`` and ``_closing``, call
     :meth:`_reset_handoff` at start and in a forked child, and drain ``_queue`` on their worker.
+
+    With ``_queue_records`` the span is read into a record (a tuple of builtins, ~1 us, see
+    ``record.py``) before it is queued, and the SDK span object dies at once. Queued span
+    objects wait until the worker gets the GIL (on CPython up to a 5 ms switch interval, some
+    hundreds of spans) and meanwhile survive the garbage collector's young passes into the old
+    generations, whose full passes over the whole heap then cost the app thread ~4-5 us per span
+    (measured, benchmarks/README.md); records of builtins are dropped from the collector's
+    tracking. The worker turns a queued item into a span with :meth:`_span_of`.
     """
 
     _max_queue: int
     _disabled: bool
     _closing: bool
+    _queue_records: bool = False
 
     def _reset_handoff(self) -> None:
         """A fresh, empty queue and wake-up event (at construction and after a fork)."""
         self._queue: deque[Any] = deque()
         self._awake = False
+        self._wake_after = 0  # queue length beyond which submit wakes a sleeping worker
         self._wake = threading.Event()
         self._dropped_full = 0
         self._dropped_closed = 0
+        # Resources numbered for records: id(resource) -> (resource, number, attributes), and
+        # number -> resource. Entries keep their resource alive, so an id is never reused. Any
+        # app thread may add one: each step is one atomic operation under the GIL, and two
+        # threads adding the same resource at once keep the first entry (setdefault).
+        self._resources: dict[int, tuple[Any, int, dict[str, Any]]] = {}
+        self._resource_of: dict[int, Any] = {}
+        self._res_ids = itertools.count(1)
 
     def submit(self, span: Any) -> bool:
         """Hand a finished span to the worker; O(1), never blocks, never raises.
@@ -38,14 +66,39 @@ class SpanHandoff:
             self._dropped_closed += 1
             return False
         queue = self._queue
-        if len(queue) >= self._max_queue:
+        n = len(queue)
+        if n >= self._max_queue:
             self._dropped_full += 1
             return False
-        queue.append(span)
-        if not self._awake:
+        if self._queue_records:
+            try:
+                entry = self._resources.get(id(span_resource(span)))
+                if entry is None:
+                    entry = self._number_resource(span_resource(span))
+                queue.append(span if entry is None else span_record(span, entry[1]))
+            except Exception:  # not a span we can read fast: the worker reads it its own way
+                queue.append(span)
+        else:
+            queue.append(span)
+        if not self._awake and n >= self._wake_after:
             self._awake = True
             self._wake.set()
         return True
+
+    def _number_resource(self, resource: Any) -> tuple[Any, int, dict[str, Any]] | None:
+        """Number a resource not seen before (``None``: too many, queue its spans as they are)."""
+        if len(self._resources) >= _MAX_RESOURCES:
+            return None
+        attrs = plain_mapping(getattr(resource, "attributes", None))
+        entry = self._resources.setdefault(id(resource), (resource, next(self._res_ids), attrs))
+        self._resource_of.setdefault(entry[1], resource)
+        return entry
+
+    def _span_of(self, item: Any) -> Any:
+        """A queued item as the span the worker's stages read (a record is rebuilt)."""
+        if type(item) is not tuple:
+            return item
+        return OffloadedSpan(item, self._resource_of[item[12]])
 
     def _enqueue_control(self, item: Any) -> None:
         """Queue a control item (flush, shutdown...) behind the spans, and wake the worker."""

@@ -1,0 +1,97 @@
+"""Spans as records: tuples of builtins (what ``marshal`` writes), and light spans rebuilt from them.
+
+A record is :func:`~galileo_otel.export.sdk_span.span_record`'s tuple. The app thread makes one
+as soon as a span ends, so the SDK span object dies at once instead of waiting in a queue for
+the worker thread (see ``handoff.py``); the worker, in this process or the export worker
+process, rebuilds an :class:`OffloadedSpan` with just what assembly, conversion and sessions
+read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.trace import SpanKind, StatusCode
+
+__all__ = ["OffloadedSpan", "make_resource", "rebuild_span"]
+
+_KINDS = {k.value: k for k in SpanKind}
+_CODES = {c.value: c for c in StatusCode}
+
+
+class _Ctx:
+    __slots__ = ("is_remote", "span_id", "trace_id")
+
+    def __init__(self, trace_id: int, span_id: int, is_remote: bool) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.is_remote = is_remote
+
+
+class _Status:
+    __slots__ = ("description", "status_code")
+
+    def __init__(self, status_code: StatusCode, description: str | None) -> None:
+        self.status_code = status_code
+        self.description = description
+
+
+class _Event:
+    __slots__ = ("attributes", "name", "timestamp")
+
+    def __init__(self, name: str, timestamp: int, attributes: dict[str, Any]) -> None:
+        self.name = name
+        self.timestamp = timestamp
+        self.attributes = attributes
+
+
+class _Resource:
+    __slots__ = ("attributes",)
+
+    def __init__(self, attributes: dict[str, Any]) -> None:
+        self.attributes = attributes
+
+
+class OffloadedSpan:
+    """A span rebuilt in the worker process: just what assembly, conversion and sessions read."""
+
+    __slots__ = (
+        "_attributes",
+        "attributes",
+        "context",
+        "end_time",
+        "events",
+        "kind",
+        "name",
+        "parent",
+        "resource",
+        "start_time",
+        "status",
+    )
+
+    def __init__(self, item: tuple[Any, ...], resource: Any) -> None:
+        (name, tid, sid, psid, premote, start, end, kind, code, desc, attrs, events, _) = item
+        self.name = name
+        self.context = _Ctx(tid, sid, False)
+        self.parent = _Ctx(tid, psid, premote) if psid is not None else None
+        self.start_time = start
+        self.end_time = end
+        self.kind = _KINDS.get(kind, SpanKind.INTERNAL)
+        self.status = _Status(_CODES.get(code, StatusCode.UNSET), desc)
+        self._attributes = attrs
+        self.attributes = attrs
+        self.events = tuple(_Event(*e) for e in events) if events else ()
+        self.resource = resource
+
+
+def rebuild_span(item: tuple[Any, ...], resources: dict[int, Any]) -> OffloadedSpan:
+    """The inverse of :func:`extract_span` (``resources``: id -> resource object)."""
+    res = resources.get(item[12])
+    if res is None:
+        res = resources[item[12]] = _Resource({})
+    return OffloadedSpan(item, res)
+
+
+def make_resource(attributes: dict[str, Any]) -> Any:
+    """A resource stand-in with ``attributes``."""
+    return _Resource(attributes)
