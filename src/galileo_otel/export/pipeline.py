@@ -112,6 +112,10 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
             hook runs later and still has spans to hand over.
     """
 
+    # The app thread reads each span into a record of builtins (handoff.py): a queued SDK span
+    # would survive into the collector's old generations and cost the app in full GC passes.
+    _queue_records = True
+
     def __init__(
         self,
         settings: GalileoSettings | None = None,
