@@ -51,6 +51,21 @@ class App:
             self.trace_ids.append(trace_uuid(root.get_span_context().trace_id))
 
 
+def configure_offload(provider: TracerProvider, local_server: Any, tmp_path: Path) -> Any:
+    """configure() on ``provider`` with the export worker process, against the local server."""
+    from galileo_otel.configure import configure
+
+    settings = settings_for(local_server.url, tmp_path / "spool", **OFFLOAD)
+    return configure(
+        tracer_provider=provider,
+        **{name: getattr(settings, name) for name in ("api_key", "api_url", "spool_dir")},
+        project="offload",
+        log_stream="default",
+        export_process=True,
+        batch_delay=0.05,
+    )
+
+
 def test_every_trace_arrives_once_through_the_worker_process(
     local_server: Any, tmp_path: Path
 ) -> None:
@@ -153,18 +168,9 @@ def test_a_forked_app_process_gets_its_own_worker_process(
 def test_configure_with_export_process_uses_the_worker_and_delivers(
     local_server: Any, tmp_path: Path
 ) -> None:
-    from galileo_otel.configure import configure
 
     provider = TracerProvider(shutdown_on_exit=False)
-    settings = settings_for(local_server.url, tmp_path / "spool", **OFFLOAD)
-    handle = configure(
-        tracer_provider=provider,
-        **{name: getattr(settings, name) for name in ("api_key", "api_url", "spool_dir")},
-        project="offload",
-        log_stream="default",
-        export_process=True,
-        batch_delay=0.05,
-    )
+    handle = configure_offload(provider, local_server, tmp_path)
     assert isinstance(handle._pipeline, OffloadPipeline)
     tracer = provider.get_tracer("configure-offload")
     ids = []
@@ -202,22 +208,13 @@ def test_configure_never_waits_for_a_worker_process_still_starting(
     local_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """configure() returns while the child cannot be ready; spans wait for it, none is lost."""
-    from galileo_otel.configure import configure
     from galileo_otel.export import offload
 
     gate = tmp_path / "gate"
     os.mkfifo(gate)
     monkeypatch.setattr(offload, "worker_command", lambda: _gated_worker(gate))
     provider = TracerProvider(shutdown_on_exit=False)
-    settings = settings_for(local_server.url, tmp_path / "spool", **OFFLOAD)
-    handle = configure(
-        tracer_provider=provider,
-        **{name: getattr(settings, name) for name in ("api_key", "api_url", "spool_dir")},
-        project="offload",
-        log_stream="default",
-        export_process=True,
-        batch_delay=0.05,
-    )
+    handle = configure_offload(provider, local_server, tmp_path)
     pipeline = handle._pipeline
     assert isinstance(pipeline, OffloadPipeline)
     # configure() is back and the worker process is blocked on its gate: nothing waited for it.
