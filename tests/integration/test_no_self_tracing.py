@@ -69,6 +69,15 @@ class CountingServer:
             return sum(self.requests.values())
 
 
+# opentelemetry-instrument with our distro and configurator, traces only.
+ZERO_CODE_ENV = {
+    "OTEL_PYTHON_DISTRO": "galileo",
+    "OTEL_PYTHON_CONFIGURATOR": "galileo",
+    "OTEL_METRICS_EXPORTER": "none",
+    "OTEL_LOGS_EXPORTER": "none",
+}
+
+
 @pytest.fixture
 def counting_server(tmp_path: Path) -> Iterator[CountingServer]:
     counting = CountingServer(tmp_path)
@@ -201,10 +210,7 @@ def test_zero_code_app_with_http_instrumentations(
     server = counting_server.server
     env = {
         **galileo_env(server, project="zero-code"),
-        "OTEL_PYTHON_DISTRO": "galileo",
-        "OTEL_PYTHON_CONFIGURATOR": "galileo",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
+        **ZERO_CODE_ENV,
     }
     bin_dir = Path(sys.executable).parent
     proc = run(
@@ -229,10 +235,7 @@ def test_doctor_under_zero_code_sends_no_trace_of_itself(counting_server: Counti
     server = counting_server.server
     env = {
         **galileo_env(server, project="doctor"),
-        "OTEL_PYTHON_DISTRO": "galileo",
-        "OTEL_PYTHON_CONFIGURATOR": "galileo",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
+        **ZERO_CODE_ENV,
     }
     bin_dir = Path(sys.executable).parent
     proc = run(
@@ -303,10 +306,7 @@ def test_zero_code_with_sqlite_instrumentation_and_sqlite_stores(
     server = counting_server.server
     env = {
         **galileo_env(server, project="sqlite"),
-        "OTEL_PYTHON_DISTRO": "galileo",
-        "OTEL_PYTHON_CONFIGURATOR": "galileo",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
+        **ZERO_CODE_ENV,
         "GALILEO_SESSION_STORE": "sqlite",
         "GALILEO_SPOOL_DIR": str(tmp_path / "spool"),
         "GALILEO_BATCH_DELAY": "0.05",

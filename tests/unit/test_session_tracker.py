@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest_sessions import _close_sqlite_stores  # noqa: F401 (autouse fixture)
 
 from galileo_otel.errors import TransportError
 from galileo_otel.sessions.store import MemorySessionStore, SessionStore, SQLiteSessionStore
@@ -16,23 +16,6 @@ from galileo_otel.sessions.tracker import SessionRecord, SessionTracker, sampled
 from galileo_otel.settings import GalileoSettings
 
 S = 1_000_000_000  # ns per second
-
-
-@pytest.fixture(autouse=True)
-def _close_sqlite_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Tests close what they open: every SQLite store made in this process is closed at the end
-    (Python 3.13 turns an unclosed connection into a ResourceWarning, an error here)."""
-    opened: list[SQLiteSessionStore] = []
-    init = SQLiteSessionStore.__init__
-
-    def tracked(self: SQLiteSessionStore, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        opened.append(self)
-
-    monkeypatch.setattr(SQLiteSessionStore, "__init__", tracked)
-    yield
-    for store in opened:
-        store.close()
 
 
 class FakeCreate:
