@@ -28,7 +28,7 @@ _DRAIN_CHUNK = 1024
 # While the queue is under half full the worker takes this many spans, then gives the GIL back
 # (time.sleep(0)): on CPython a thread that wants the GIL waits a whole switch interval (5 ms)
 # for it, so a worker that never lets go makes the app thread wait. Past half full it drains
-# at full speed, so pacing never costs a dropped span.
+# at full speed, as before: pacing applies only while the queue has room.
 _PACED_CHUNK = 64
 _EXPIRE_EVERY_S = 1.0
 
