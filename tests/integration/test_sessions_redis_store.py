@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,26 +21,12 @@ from galileo_otel.sessions.store import (
 )
 from galileo_otel.sessions.tracker import SessionTracker
 from galileo_otel.settings import GalileoSettings
+from session_fakes import CountingCreate
 
 pytestmark = pytest.mark.integration
 
 S = 1_000_000_000
 T0 = 1_764_000_000 * S  # a real epoch in ns: 19 digits, beyond a double's exact integers
-
-
-class CountingCreate:
-    """Thread-safe Create Session stand-in that counts calls; a short pause widens the race."""
-
-    def __init__(self, pause_s: float = 0.02) -> None:
-        self.lock = threading.Lock()
-        self.calls: list[dict[str, Any]] = []
-        self.pause_s = pause_s
-
-    def __call__(self, payload: dict[str, Any]) -> str:
-        with self.lock:
-            self.calls.append(payload)
-        time.sleep(self.pause_s)  # widens the race; the assertions hold whatever the timing
-        return str(uuid.uuid4())
 
 
 @pytest.fixture

@@ -25,24 +25,10 @@ from galileo_otel.sessions.store import (
 )
 from galileo_otel.sessions.tracker import SessionTracker
 from galileo_otel.settings import GalileoSettings
+from session_fakes import CountingCreate
 
 S = 1_000_000_000
 JOIN_TIMEOUT_S = 60
-
-
-class CountingCreate:
-    """Thread-safe Create Session stand-in that counts calls; a short pause widens the race."""
-
-    def __init__(self, pause_s: float = 0.02) -> None:
-        self.lock = threading.Lock()
-        self.calls: list[dict[str, Any]] = []
-        self.pause_s = pause_s
-
-    def __call__(self, payload: dict[str, Any]) -> str:
-        with self.lock:
-            self.calls.append(payload)
-        time.sleep(self.pause_s)  # not a race: the assertion holds whatever the timing
-        return str(uuid.uuid4())
 
 
 def _race_threads(make_tracker: Any, n: int = 16) -> tuple[set[str], set[str], int]:
