@@ -105,17 +105,15 @@ class DeliveryStage(StageState):
                 )
                 self._leave_in_spool(out, retried=True, reason="config")
                 return
-            except (APIError, TimeoutError) as exc:
-                if isinstance(exc, TimeoutError):
-                    # Another thread or process is still creating this batch's session.
-                    exc = APIError(f"session creation pending: {exc}", retryable=True)
-                if RetryPolicy.is_permanent(exc):
-                    self._dead_letter(out, exc)
+            except (APIError, TimeoutError) as caught:
+                failure = _as_api_error(caught)
+                if RetryPolicy.is_permanent(failure):
+                    self._dead_letter(out, failure)
                     return
                 attempt += 1
                 # The client's policy decides (one policy for the package); the wait is ours,
                 # interruptible by shutdown. No wait (a Retry-After too long): park it now.
-                wait = self._policy.delay_for(exc, attempt, self._rng.random())
+                wait = self._policy.delay_for(failure, attempt, self._rng.random())
                 # While shutting down, a failing batch goes back to the spool at once: the next
                 # process sends it, and shutdown need not wait out the retries.
                 closing = self._closing and out.entry is not None
@@ -130,11 +128,11 @@ class DeliveryStage(StageState):
                         "undelivered",
                         "galileo-otel: batch of %d traces not delivered (%s); %s",
                         out.traces,
-                        _describe(exc),
+                        _describe(failure),
                         "kept in the spool for a later retry" if out.entry else "dropped",
                     )
                     self._leave_in_spool(
-                        out, retried=True, reason=_reason(exc), not_before_s=exc.retry_after
+                        out, retried=True, reason=_reason(failure), not_before_s=failure.retry_after
                     )
                     return
                 self._count("requests_retried")
@@ -162,19 +160,18 @@ class DeliveryStage(StageState):
             self._count("failed.config", out.traces)
             self._settle(out, ok=False, reason="config")
             return
-        except (APIError, TimeoutError) as exc:
-            if isinstance(exc, TimeoutError):
-                exc = APIError(f"session creation pending: {exc}", retryable=True)
-            if RetryPolicy.is_permanent(exc):
-                self._dead_letter(out, exc)
+        except (APIError, TimeoutError) as caught:
+            failure = _as_api_error(caught)
+            if RetryPolicy.is_permanent(failure):
+                self._dead_letter(out, failure)
                 return
-            reason = _reason(exc)
+            reason = _reason(failure)
             self._say(
                 logging.WARNING,
                 "ff-failed",
                 "galileo-otel: batch of %d traces lost (fire-and-forget): %s",
                 out.traces,
-                _describe(exc),
+                _describe(failure),
             )
             self._count("traces_failed", out.traces)
             self._count(f"failed.{reason}", out.traces)
@@ -353,6 +350,17 @@ def dest_dict(dest: Any) -> dict[str, Any]:
         "experiment_id": get("experiment_id"),
     }
     return {k: (str(v) if v is not None else None) for k, v in out.items()}
+
+
+def _as_api_error(exc: APIError | TimeoutError) -> APIError:
+    """A delivery failure as an APIError (a TimeoutError: the session is still being created).
+
+    A TimeoutError means another thread or process is still creating the batch's session, so
+    the failure is retryable.
+    """
+    if isinstance(exc, TimeoutError):
+        return APIError(f"session creation pending: {exc}", retryable=True)
+    return exc
 
 
 def _reason(exc: APIError) -> str:
