@@ -53,6 +53,8 @@ def main() -> int:
     if built is None:  # export disabled (the parent never starts us then): nothing to serve
         os._exit(0)
     pipeline = built
+    # Checkpoints of the replay buffer: settled, without reporting losses (ExportPipeline).
+    checkpoint = getattr(pipeline, "checkpoint", pipeline.force_flush)
     out_lock = threading.Lock()
 
     def reply(seq: int, result: Any) -> None:
@@ -62,8 +64,11 @@ def main() -> int:
             except (OSError, ValueError):
                 os._exit(0)  # the parent is gone
 
-    def flush(seq: int, timeout: float) -> None:
-        reply(seq, bool(pipeline.force_flush(timeout)))
+    def flush(seq: int, timeout: float, report: bool) -> None:
+        # A checkpoint (report=False) only asks whether the child is done with what it got;
+        # the losses stay for the app's own next flush to report.
+        done = pipeline.force_flush(timeout) if report else checkpoint(timeout)
+        reply(seq, bool(done))
 
     reply(0, True)  # set up: the parent's start() stops waiting
     resources: dict[int, Any] = {}
@@ -79,7 +84,10 @@ def main() -> int:
         elif tag == MSG_RESOURCE:
             resources[msg[1]] = make_resource(msg[2])
         elif tag == MSG_FLUSH:
-            threading.Thread(target=suppressed(flush), args=(msg[1], msg[2]), daemon=True).start()
+            report = bool(msg[3]) if len(msg) > 3 else True
+            threading.Thread(
+                target=suppressed(flush), args=(msg[1], msg[2], report), daemon=True
+            ).start()
         elif tag == MSG_STATS:
             reply(msg[1], pipeline.stats())
         elif tag == MSG_SHUTDOWN:

@@ -176,6 +176,10 @@ class BatchStage(StageState):
             self._internal_error("convert", exc)
             self._count("traces_dropped")
             self._count("dropped.convert_error")
+            # A lost trace like any other: the next flush whose scope holds it says False.
+            seq = self._last_seq = next(self._seq)
+            with self._cv:
+                self._note_lost(seq)
             return
         key = record.local_id
         batch = self._open.get(key)

@@ -330,8 +330,7 @@ class DeliveryStage(StageState):
             self._pending.pop(out.seq, None)
             self._sent.discard(out.seq)
             if not ok:
-                self._failed_seqs.append((self._fail_count, out.seq))
-                self._fail_count += 1
+                self._note_lost(out.seq)
             self._cv.notify_all()
 
 

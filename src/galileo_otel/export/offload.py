@@ -545,7 +545,7 @@ class OffloadPipeline(SpanHandoff):
                 self._next_checkpoint = now + max(_CHECKPOINT_S, self._batch_delay)
                 seq = next(self._seq)
                 self._checkpoints[seq] = self._mark
-                self._write((MSG_FLUSH, seq, 30.0))
+                self._write((MSG_FLUSH, seq, 30.0, False))  # a checkpoint reports no loss
             if self._closing and not queue:
                 return
             if queue and not self._held_back():

@@ -81,6 +81,8 @@ DEFAULT_EXIT_TIMEOUT_S = 5.0
 # Room kept in batch_max_bytes for the request envelope around the traces array.
 _ENVELOPE_RESERVE_BYTES = 1024
 _MAX_UNWRITTEN_BYTES = 32 * 1024 * 1024
+# Lost batches remembered until a flush reports them (ints: ~6 MB at the bound).
+_MAX_LOST = 100_000
 
 
 class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
@@ -256,9 +258,12 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         self._busy = 0  # senders sending now
         self._pending: dict[int, int] = {}  # batch seq -> traces, until confirmed or given up
         self._name_seq: dict[str, int] = {}  # spool row name -> seq, rows we made or adopted
-        # (n, seq) of batches given up on, n counting up: a flush sees only later failures.
-        self._failed_seqs: deque[tuple[int, int]] = deque(maxlen=4096)
-        self._fail_count = 0
+        # Batches given up on (lost) that no flush has reported yet: a flush whose scope holds
+        # one returns False and so reports it; losses from before the flush call count too.
+        self._lost: set[int] = set()
+        # Past _MAX_LOST tracked losses, the highest seq not tracked: every flush that does not
+        # cover it returns False (never a True that could be a lie).
+        self._lost_overflow = 0
         self._held: dict[str, SpoolEntry] = {}  # rows in a sender's hands
         self._parked: dict[str, int] = {}  # rows back on disk after failing; shutdown won't wait
         self._adopted: set[int] = set()  # seqs adopted from ended processes; flushes wait
@@ -364,9 +369,21 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
             whose root has not ended yet are not covered: they ship when their trace completes.
         """
         if self._closing or self._disabled or not self._started:
-            return not self._closing and not self._pending_any()
+            return not self._closing and not self._pending_any() and not self._any_lost()
         timeout = self._export_timeout if timeout_s is None else timeout_s
         return self._flush(self._clock() + timeout, final=False)
+
+    @suppressed
+    def checkpoint(self, timeout_s: float) -> bool:
+        """Wait like :meth:`force_flush`; ``True`` once everything queued before is settled.
+
+        Settled means confirmed or given up: losses are neither counted nor reported here, so
+        the app's next :meth:`force_flush` still says False for them. The worker process uses
+        this to know which spans its parent need not replay.
+        """
+        if self._closing or self._disabled or not self._started:
+            return not self._closing and not self._pending_any()
+        return self._flush(self._clock() + timeout_s, final=False, report=False)
 
     @suppressed
     def shutdown(self, timeout_s: float | None = None) -> bool:
@@ -423,12 +440,10 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
                 self._internal_error("tracker close", exc)
         return ok and not self._pending_any()
 
-    def _flush(self, deadline: float, *, final: bool) -> bool:
+    def _flush(self, deadline: float, *, final: bool, report: bool = True) -> bool:
         marker = Flush(final=final)
         if final:
             self._final_marker = marker
-        with self._cv:
-            base = self._fail_count
         self._enqueue_control(marker)
         if not marker.done.wait(max(0.0, deadline - self._clock())):
             return False
@@ -445,18 +460,51 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
             while True:
                 parked = set(self._parked.values()) if final else set()
                 waiting = [seq for seq in self._pending if covered(seq) and seq not in parked]
-                failed = any(n >= base and covered(seq) for n, seq in self._failed_seqs)
-                failed = failed or any(covered(seq) for seq in parked)
-                if not waiting:
-                    return not failed
                 left = deadline - self._clock()
-                if left <= 0:
-                    return False
+                if not waiting or left <= 0:
+                    break
                 self._cv.wait(left)  # every settled batch notifies
+            # Losses in scope, whenever they happened (before the call too), make it False;
+            # saying False reports them, so a later flush is judged on its own scope.
+            if not report:
+                return not waiting
+            lost = [seq for seq in self._lost if covered(seq)]
+            self._lost.difference_update(lost)
+            failed = bool(lost) or any(covered(seq) for seq in parked)
+            if self._lost_overflow:
+                failed = True
+                if marker.seq >= self._lost_overflow:
+                    self._lost_overflow = 0
+        self._refresh_spool_usage()
+        return not (waiting or failed)
+
+    def _refresh_spool_usage(self) -> None:
+        """Read the spool's size now: stats() after a flush shows the spool as the flush left it."""
+        spool = self._spool
+        if spool is None:
+            return
+        try:
+            usage = spool.usage()
+        except OSError as exc:
+            self._say(logging.WARNING, "spool-scan", "galileo-otel: spool look failed: %s", exc)
+            return
+        with self._cv:
+            self._spool_usage = usage
 
     def _pending_any(self) -> bool:
         with self._cv:
             return bool(self._pending or self._queue or self._open or self._to_spool)
+
+    def _any_lost(self) -> bool:
+        with self._cv:
+            return bool(self._lost or self._lost_overflow)
+
+    def _note_lost(self, seq: int) -> None:
+        """Remember a batch given up on until a flush reports it (called with ``_cv`` held)."""
+        if len(self._lost) < _MAX_LOST:
+            self._lost.add(seq)
+        else:
+            self._lost_overflow = max(self._lost_overflow, seq)
 
     def _retry_spooled_now(self) -> None:
         """Make the worker try spooled batches at once (called with ``_cv`` held)."""

@@ -90,8 +90,7 @@ class SpoolStage(StageState):
                 self._cv_write.wait()  # a sender notifies when it takes one; shutdown too
             if self._stop.is_set() and len(self._outbox) >= 2 * self._in_flight:
                 self._pending.pop(out.seq, None)
-                self._failed_seqs.append((self._fail_count, out.seq))
-                self._fail_count += 1
+                self._note_lost(out.seq)
                 self._count("traces_failed", out.traces)
                 self._count("failed.shutdown", out.traces)
                 return
