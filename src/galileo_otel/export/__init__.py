@@ -10,7 +10,8 @@ The path of a span through this package, one module per stage::
     batch.py     per-session batches, encoded once (worker thread, CPU only)
     spooler.py   writes batches to the spool, adopts orphans, renews leases (spooler thread)
     spool.py     the durable queue (one SQLite database shared by processes)
-    deliver.py   send, retry, back off, dead-letter, through api/ (sender threads)
+    deliver.py   send, retry, back off, dead-letter (sender threads)
+    sink.py      where a batch goes: the Sink protocol; GalileoSink sends through api/
     pipeline.py  the wiring: threads, locks, lifecycle, fork, flush, stats (_stage.py: shared state)
     offload.py   the same pipeline in a child process (_worker.py), behind the same interface
 
@@ -24,8 +25,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from galileo_otel.api.suppress import suppress_instrumentation
+from galileo_otel.errors import ConfigError
 
 if TYPE_CHECKING:
+    from galileo_otel.export.sink import Sink
     from galileo_otel.settings import GalileoSettings
 
 __all__ = ["Pipeline", "make_pipeline"]
@@ -58,6 +61,7 @@ def make_pipeline(
     tracker: Any = None,
     shutdown_at_exit: bool = True,
     start: bool = True,
+    sink: Sink | None = None,
 ) -> Pipeline | None:
     """Build the export pipeline that ``settings`` ask for; ``None`` when export is disabled.
 
@@ -71,6 +75,11 @@ def make_pipeline(
             ``BatchSpanProcessor`` leaves that to the processor, which still holds spans then.
         start: Start now; a worker process that is still starting buffers, it never holds up
             the caller.
+        sink: Where batches go instead of Galileo (see :class:`~galileo_otel.export.sink.Sink`);
+            in-process only (a sink cannot cross into a worker process).
+
+    Raises:
+        ConfigError: ``sink`` with ``export_process`` on.
 
     Returns:
         An :class:`~galileo_otel.export.pipeline.ExportPipeline`, or with ``export_process``
@@ -79,11 +88,21 @@ def make_pipeline(
     """
     if settings.logging_disabled:
         return None
+    if sink is not None and settings.export_process:
+        raise ConfigError(
+            "make_pipeline(sink=...) runs in-process; it cannot be combined with "
+            "GALILEO_EXPORT_PROCESS (the worker process sends to Galileo itself)"
+        )
     # Building one opens the spool and may open a session store (SQLite): none of our own I/O
     # may be traced, on this thread or the pipeline's (whose targets are wrapped alike).
     with suppress_instrumentation():
         return _build(
-            settings, destination, tracker, shutdown_at_exit=shutdown_at_exit, start=start
+            settings,
+            destination,
+            tracker,
+            shutdown_at_exit=shutdown_at_exit,
+            start=start,
+            sink=sink,
         )
 
 
@@ -94,6 +113,7 @@ def _build(
     *,
     shutdown_at_exit: bool,
     start: bool,
+    sink: Sink | None,
 ) -> Pipeline:
     if settings.export_process:
         from galileo_otel.export.offload import OffloadPipeline
@@ -112,4 +132,5 @@ def _build(
         tracker=tracker,
         shutdown_at_exit=shutdown_at_exit,
         start=start,
+        sink=sink,
     )

@@ -18,12 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from galileo_otel.api.retry import RetryPolicy
 from galileo_otel.errors import APIError
 from galileo_otel.export.spool import Spool, SpoolEntry
 from galileo_otel.settings import GalileoSettings
 
 if TYPE_CHECKING:
     from galileo_otel.export.convert import ConvertStats
+    from galileo_otel.export.sink import Sink
 
 _log = logging.getLogger("galileo_otel.export.pipeline")
 
@@ -90,6 +92,21 @@ class Outbound:
         """Traces in the batch."""
         return int(self.header.get("traces", 0))
 
+    def body(self) -> bytes:
+        """The encoded traces (a JSON array), read from the spool for a spooled batch."""
+        if self.payload is not None:
+            return self.payload
+        assert self.entry is not None
+        return self.entry.payload()
+
+    def session_record(self) -> Any:
+        """The batch's session record (rebuilt from the header for a spooled batch)."""
+        if self.record is None:
+            from galileo_otel.sessions.tracker import SessionRecord
+
+            self.record = SessionRecord.from_dict(self.header["session"])
+        return self.record
+
 
 class StageState:
     """Declarations of the pipeline state the stages read and write (see ``pipeline.py``)."""
@@ -109,7 +126,7 @@ class StageState:
     _wait_fn: Callable[[float], bool] | None
     _rng: random.Random
     _say: RateLimitedLog
-    _policy: Any
+    _policy: RetryPolicy
     _convert: Callable[[Any], dict[str, Any]] | None
     _destination: dict[str, Any] | None
     _target: dict[str, Any]
@@ -162,10 +179,7 @@ class StageState:
     _next_housekeep: float
     _next_compact: float
     _said_foreign: bool
-    # guarded by _dest_lock
-    _dest_lock: threading.Lock
-    _resolved: dict[str, dict[str, Any]]
-    _noted_sessions: set[str]
+    _sink: Sink
 
     if TYPE_CHECKING:
         # Defined by one stage or by the wiring, called by others.
@@ -174,7 +188,6 @@ class StageState:
         def _note_lost(self, seq: int) -> None: ...
         def _internal_error(self, where: str, exc: BaseException) -> None: ...
         def _retry_spooled_now(self) -> None: ...
-        def _get_client(self) -> Any: ...
         def _get_tracker(self) -> Any: ...
         def _get_assembler(self) -> Any: ...
         def _span_of(self, item: Any) -> Any: ...

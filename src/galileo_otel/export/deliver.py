@@ -11,19 +11,17 @@ envelope) is the client's: this stage hands it encoded traces.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
 
+from galileo_otel.api.retry import RetryPolicy
 from galileo_otel.api.suppress import suppressed
-from galileo_otel.errors import APIError, APITimeoutError, ConfigError
+from galileo_otel.errors import APIError, APITimeoutError
 from galileo_otel.export._stage import Outbound, StageState
 
-__all__ = ["DeliveryStage", "dest_dict"]
+__all__ = ["DeliveryStage"]
 
 _log = logging.getLogger("galileo_otel.export.pipeline")
 
@@ -81,202 +79,93 @@ class DeliveryStage(StageState):
                     self._spool.close()  # the last sender that outlived shutdown
 
     def _deliver_reliable(self, out: Outbound) -> None:
-        from galileo_otel.api.client import RetryPolicy
-
-        deadline = self._clock() + self._export_timeout
+        started = self._clock()
+        deadline = started + self._export_timeout
         attempt = 0
         while True:
-            try:
-                dest = self._destination_for(out.header)
-                session_id = self._session_id_for(out, dest, max(0.05, deadline - self._clock()))
-                traces_json = self._traces_json(out, session_id)
+            outcome = self._sink.send(out, deadline)
+            if outcome.sent:
                 self._count_sent(out)
                 self._count("requests_sent")
-                left = deadline - self._clock()
-                self._post(dest, out, session_id, traces_json, RetryPolicy.none(), max(0.05, left))
-            except ConfigError as exc:
+            if outcome.ok:
+                self._confirmed(out)
+                return
+            if outcome.config is not None:
                 # No API key, say: nothing to retry now; the batch waits for a fixed start.
                 self._say(
                     logging.ERROR,
                     "config",
                     "galileo-otel: not sending traces: %s; %s",
-                    exc,
+                    outcome.config,
                     "they wait in the spool" if out.entry else "they are dropped",
                 )
                 self._leave_in_spool(out, retried=True, reason="config")
                 return
-            except (APIError, TimeoutError) as caught:
-                failure = _as_api_error(caught)
-                if RetryPolicy.is_permanent(failure):
-                    self._dead_letter(out, failure)
-                    return
-                attempt += 1
-                # The client's policy decides (one policy for the package); the wait is ours,
-                # interruptible by shutdown. No wait (a Retry-After too long): park it now.
-                wait = self._policy.delay_for(failure, attempt, self._rng.random())
-                # While shutting down, a failing batch goes back to the spool at once: the next
-                # process sends it, and shutdown need not wait out the retries.
-                closing = self._closing and out.entry is not None
-                if (
-                    wait is None
-                    or closing
-                    or self._stop.is_set()
-                    or self._clock() + wait >= deadline
-                ):
-                    self._say(
-                        logging.WARNING,
-                        "undelivered",
-                        "galileo-otel: batch of %d traces not delivered (%s); %s",
-                        out.traces,
-                        _describe(failure),
-                        "kept in the spool for a later retry" if out.entry else "dropped",
-                    )
-                    self._leave_in_spool(
-                        out, retried=True, reason=_reason(failure), not_before_s=failure.retry_after
-                    )
-                    return
-                self._count("requests_retried")
-                if (self._wait_fn or self._hurry.wait)(wait) or self._stop.is_set():
-                    self._leave_in_spool(out, retried=True, reason="shutdown")
-                    return
-                continue
-            self._confirmed(out)
-            return
+            failure = outcome.error
+            assert failure is not None
+            if RetryPolicy.is_permanent(failure):
+                self._dead_letter(out, failure)
+                return
+            attempt += 1
+            # The one retry decision of the package (api/retry.py: attempts, backoff,
+            # Retry-After, the export_timeout deadline); the wait is ours, interruptible by
+            # shutdown. No wait (past the deadline, a Retry-After too long): park it now.
+            wait = self._policy.next_delay(
+                failure, attempt, self._clock() - started, self._rng.random()
+            )
+            # While shutting down, a failing batch goes back to the spool at once: the next
+            # process sends it, and shutdown need not wait out the retries.
+            closing = self._closing and out.entry is not None
+            if wait is None or closing or self._stop.is_set():
+                self._say(
+                    logging.WARNING,
+                    "undelivered",
+                    "galileo-otel: batch of %d traces not delivered (%s); %s",
+                    out.traces,
+                    _describe(failure),
+                    "kept in the spool for a later retry" if out.entry else "dropped",
+                )
+                self._leave_in_spool(
+                    out, retried=True, reason=_reason(failure), not_before_s=failure.retry_after
+                )
+                return
+            self._count("requests_retried")
+            if (self._wait_fn or self._hurry.wait)(wait) or self._stop.is_set():
+                self._leave_in_spool(out, retried=True, reason="shutdown")
+                return
 
     def _deliver_once(self, out: Outbound) -> None:
-        from galileo_otel.api.client import RetryPolicy
-
-        once = RetryPolicy.reconnect_once()
-        try:
-            dest = self._destination_for(out.header)
-            session_id = self._session_id_for(out, dest, self._export_timeout)
-            traces_json = self._traces_json(out, session_id)
+        outcome = self._sink.send(out, None)
+        if outcome.sent:
             self._count_sent(out)
             self._count("requests_sent")
-            self._post(dest, out, session_id, traces_json, once, None)
-        except ConfigError as exc:
-            self._say(logging.ERROR, "config", "galileo-otel: not sending traces: %s", exc)
+        if outcome.ok:
+            self._confirmed(out)
+            return
+        if outcome.config is not None:
+            self._say(
+                logging.ERROR, "config", "galileo-otel: not sending traces: %s", outcome.config
+            )
             self._count("traces_failed", out.traces)
             self._count("failed.config", out.traces)
             self._settle(out, ok=False, reason="config")
             return
-        except (APIError, TimeoutError) as caught:
-            failure = _as_api_error(caught)
-            if RetryPolicy.is_permanent(failure):
-                self._dead_letter(out, failure)
-                return
-            reason = _reason(failure)
-            self._say(
-                logging.WARNING,
-                "ff-failed",
-                "galileo-otel: batch of %d traces lost (fire-and-forget): %s",
-                out.traces,
-                _describe(failure),
-            )
-            self._count("traces_failed", out.traces)
-            self._count(f"failed.{reason}", out.traces)
-            self._settle(out, ok=False, reason=reason)
+        failure = outcome.error
+        assert failure is not None
+        if RetryPolicy.is_permanent(failure):
+            self._dead_letter(out, failure)
             return
-        self._confirmed(out)
-
-    def _post(
-        self,
-        dest: Mapping[str, Any],
-        out: Outbound,
-        session_id: str,
-        traces_json: bytes,
-        retry: Any,
-        timeout: float | None,
-    ) -> None:
-        """Hand the encoded traces to the client: api/ owns the path and the envelope."""
-        timeout = None if timeout is None else min(timeout, float(self._settings.read_timeout))
-        experiment_id = dest.get("experiment_id") or None
-        self._get_client().log_traces_encoded(
-            traces_json,
-            project_id=str(dest["project_id"]),
-            session_id=session_id,
-            session_external_id=out.header.get("external_id") or None,
-            reliable=self._reliable,
-            log_stream_id=None if experiment_id else dest.get("log_stream_id"),
-            experiment_id=experiment_id,
-            retry=retry,
-            timeout=timeout,
+        reason = _reason(failure)
+        self._say(
+            logging.WARNING,
+            "ff-failed",
+            "galileo-otel: batch of %d traces lost (fire-and-forget): %s",
+            out.traces,
+            _describe(failure),
         )
-
-    def _destination_for(self, header: Mapping[str, Any]) -> dict[str, Any]:
-        dest = header.get("destination")
-        if dest and dest.get("project_id"):
-            return dict(dest)
-        target = dict(header.get("target") or self._target)
-        if target.get("project_id") and (
-            target.get("log_stream_id") or target.get("experiment_id")
-        ):
-            return {
-                "project_id": target["project_id"],
-                "log_stream_id": target.get("log_stream_id"),
-                "experiment_id": target.get("experiment_id"),
-            }
-        key = json.dumps(target, sort_keys=True)
-        with self._dest_lock:
-            known = self._resolved.get(key)
-            if known is None:
-                resolved = self._get_client().resolve_destination(
-                    project=target.get("project"),
-                    project_id=target.get("project_id"),
-                    log_stream=target.get("log_stream"),
-                    log_stream_id=target.get("log_stream_id"),
-                    experiment_id=target.get("experiment_id"),
-                    create=bool(self._settings.create_missing),
-                )
-                known = self._resolved[key] = dest_dict(resolved)
-            return dict(known)
-
-    def _session_id_for(
-        self, out: Outbound, dest: Mapping[str, Any], timeout_s: float | None
-    ) -> str:
-        record = out.record
-        if record is None:
-            from galileo_otel.sessions.tracker import SessionRecord
-
-            record = out.record = SessionRecord.from_dict(out.header["session"])
-        galileo_id: str | None = getattr(record, "galileo_id", None)
-        local_id = out.header.get("local_id") or record.local_id
-        if not galileo_id and self._spool is not None:
-            galileo_id = self._spool.known_session(local_id)
-            if galileo_id:
-                with contextlib.suppress(Exception):
-                    record.galileo_id = galileo_id
-        if galileo_id:
-            return galileo_id
-        client = self._get_client()
-        reliable = self._reliable
-
-        def create(payload: Mapping[str, Any]) -> str:
-            response = client.create_session(
-                **payload,
-                project_id=dest["project_id"],
-                log_stream_id=dest.get("log_stream_id"),
-                experiment_id=dest.get("experiment_id"),
-                reliable=reliable,
-            )
-            return str(response.id)
-
-        galileo_id = str(self._get_tracker().ensure_created(record, create, timeout_s=timeout_s))
-        if self._spool is not None and local_id not in self._noted_sessions:
-            self._spool.note_session(local_id, galileo_id)
-            self._noted_sessions.add(local_id)
-        return galileo_id
-
-    def _traces_json(self, out: Outbound, session_id: str) -> bytes:
-        """The batch's encoded traces, the local stand-in id swapped for the Galileo one."""
-        payload = out.payload
-        if payload is None:
-            assert out.entry is not None
-            payload = out.entry.payload()
-        local_id = out.header.get("local_id")
-        if out.header.get("placeholder") and local_id and local_id != session_id:
-            payload = payload.replace(local_id.encode(), session_id.encode())
-        return payload
+        self._count("traces_failed", out.traces)
+        self._count(f"failed.{reason}", out.traces)
+        self._settle(out, ok=False, reason=reason)
 
     def _confirmed(self, out: Outbound) -> None:
         self._count("traces_confirmed", out.traces)
@@ -332,34 +221,6 @@ class DeliveryStage(StageState):
             if not ok:
                 self._note_lost(out.seq)
             self._cv.notify_all()
-
-
-def dest_dict(dest: Any) -> dict[str, Any]:
-    """Project, log stream and experiment ids of a destination (object or mapping), as text."""
-    if isinstance(dest, Mapping):
-        get = dest.get
-    else:
-
-        def get(name: str, default: Any = None) -> Any:
-            return getattr(dest, name, default)
-
-    out = {
-        "project_id": get("project_id"),
-        "log_stream_id": get("log_stream_id"),
-        "experiment_id": get("experiment_id"),
-    }
-    return {k: (str(v) if v is not None else None) for k, v in out.items()}
-
-
-def _as_api_error(exc: APIError | TimeoutError) -> APIError:
-    """A delivery failure as an APIError (a TimeoutError: the session is still being created).
-
-    A TimeoutError means another thread or process is still creating the batch's session, so
-    the failure is retryable.
-    """
-    if isinstance(exc, TimeoutError):
-        return APIError(f"session creation pending: {exc}", retryable=True)
-    return exc
 
 
 def _reason(exc: APIError) -> str:

@@ -21,8 +21,7 @@ in ``_init_runtime``, again in a forked child):
   ``_held``, ``_parked``, ``_name_seq``, ``_adopted``, failures, scan timers). Never held
   across I/O.
 * ``_stats_lock``: the counters (``_counts``).
-* ``_dest_lock``: the destinations resolved so far (held while one is resolved over HTTP, by
-  sender threads only).
+* The sink's own (``sink.py``: the destinations it resolved).
 * The spool's own lock (its one SQLite connection) and the rate-limited logger's.
 
 The app thread takes none of them: ``submit`` touches only the deque and an Event.
@@ -51,12 +50,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from galileo_otel.api.retry import RetryPolicy
 from galileo_otel.api.suppress import suppressed
 from galileo_otel.export._stage import Batch, Flush, Outbound, RateLimitedLog
 from galileo_otel.export.batch import BatchStage
 from galileo_otel.export.convert import ConvertStats
-from galileo_otel.export.deliver import DeliveryStage, dest_dict
+from galileo_otel.export.deliver import DeliveryStage
 from galileo_otel.export.handoff import SpanHandoff
+from galileo_otel.export.sink import GalileoSink, Sink, dest_dict
 from galileo_otel.export.spool import Spool, SpoolEntry, key_fingerprint, open_spool
 from galileo_otel.export.spooler import SpoolStage
 from galileo_otel.settings import GalileoSettings
@@ -72,8 +73,9 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_BACKOFF_INITIAL_S = 0.5
-DEFAULT_BACKOFF_MAX_S = 10.0
+# Reliable mode's waits between attempts: the package's one RetryPolicy's numbers.
+DEFAULT_BACKOFF_INITIAL_S = RetryPolicy.backoff_initial_s
+DEFAULT_BACKOFF_MAX_S = RetryPolicy.backoff_max_s
 DEFAULT_SPOOL_RETRY_S = 5.0
 DEFAULT_FIRST_DELAY_S = 0.05
 DEFAULT_EXIT_TIMEOUT_S = 5.0
@@ -112,6 +114,9 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         shutdown_at_exit: Shut down (bounded by ``exit_timeout_s``) at interpreter exit. A
             pipeline under a ``BatchSpanProcessor`` leaves that to the processor, whose exit
             hook runs later and still has spans to hand over.
+        sink: Where batches go (see :mod:`galileo_otel.export.sink`); a
+            :class:`~galileo_otel.export.sink.GalileoSink` over ``client`` when ``None``. A
+            sink passed in is the caller's to close.
     """
 
     # The app thread reads each span into a record of builtins (handoff.py): a queued SDK span
@@ -137,6 +142,7 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         clock: Callable[[], float] = time.monotonic,
         wait: Callable[[float], bool] | None = None,
         shutdown_at_exit: bool = True,
+        sink: Sink | None = None,
     ) -> None:
         self._settings = settings if settings is not None else GalileoSettings()
         s = self._settings
@@ -152,9 +158,14 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         # whose every syscall waits for the GIL behind a busy app thread, catches up.
         self._max_unwritten_bytes = max(_MAX_UNWRITTEN_BYTES, 2 * int(s.batch_max_bytes))
         self._export_timeout = float(s.export_timeout)
-        self._backoff_initial = backoff_initial_s
-        self._backoff_max = backoff_max_s
-        self._policy: Any = None  # the client's RetryPolicy, built at start()
+        # Reliable mode's retries: bounded by export_timeout, not by a count.
+        self._policy = RetryPolicy(
+            max_attempts=1_000_000,
+            deadline_s=self._export_timeout if self._export_timeout > 0 else None,
+            backoff_initial_s=backoff_initial_s,
+            backoff_max_s=backoff_max_s,
+            jitter=0.5,
+        )
         self._spool_retry = spool_retry_s
         self._exit_timeout = exit_timeout_s
         self._clock = clock
@@ -162,8 +173,6 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         self._rng = random.Random()
         self._say = RateLimitedLog()
 
-        self._owns_client = client is None
-        self._client = client
         # A tracker the pipeline built for itself is closed at shutdown (its store: files, Redis).
         self._owns_tracker = tracker is None
         self._tracker = tracker
@@ -184,6 +193,16 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         key = s.api_key.get_secret_value() if s.api_key is not None else ""
         self._origin = key_fingerprint(key)
         self._spool: Spool | None = None
+        self._owns_sink = sink is None
+        self._sink: Sink = sink or GalileoSink(
+            s,
+            reliable=self._reliable,
+            tracker=self._get_tracker,
+            spool=self._current_spool,
+            client=client,
+            clock=clock,
+            target=self._target,
+        )
         # The spool is opened by the spooler thread, never on the caller's: opening may wait
         # up to SQLite's busy timeout while another process holds the write lock. Until then
         # _spool is None and _spool_path says where it will be (set once, then cleared).
@@ -283,13 +302,6 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         self._stats_lock = threading.Lock()
         self._counts: dict[str, int] = {}
 
-        # --- guarded by _dest_lock (senders only) ---
-        self._dest_lock = threading.Lock()
-        self._resolved: dict[str, dict[str, Any]] = {}
-        # Sessions whose Galileo id is noted in the spool: set.add is atomic under the GIL and
-        # a note written twice is harmless, so no lock.
-        self._noted_sessions: set[str] = set()
-
     def start(self) -> None:
         """Start the worker and sender threads (idempotent)."""
         if self._started or self._closing or self._disabled:
@@ -299,18 +311,9 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         # schemas, TLS context) are a one-time cost that must not land in the first burst.
         self._get_assembler()
         self._get_tracker()
-        self._get_client()
-        from galileo_otel.api.client import RetryPolicy
+        if isinstance(self._sink, GalileoSink):
+            self._sink.prepare()
         from galileo_otel.export import convert  # noqa: F401
-
-        # Reliable mode's waits between attempts: the client's one policy, our backoff bounds.
-        self._policy = RetryPolicy(
-            max_attempts=1_000_000,  # bounded by export_timeout, not a count
-            deadline_s=None,
-            backoff_initial_s=self._backoff_initial,
-            backoff_max_s=self._backoff_max,
-            jitter=0.5,
-        )
 
         self._worker = threading.Thread(
             target=suppressed(self._run), name="galileo-otel-worker", daemon=True
@@ -430,9 +433,9 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
                 self._say(logging.WARNING, "spool-close", "galileo-otel: spool: %s", exc)
             if not alive:
                 self._spool.close()
-        if self._owns_client and self._client is not None and not alive:
+        if self._owns_sink and not alive:
             with contextlib.suppress(Exception):
-                self._client.close()
+                self._sink.close()
         if self._owns_tracker and self._tracker is not None and not alive:
             try:
                 self._tracker.close()
@@ -600,16 +603,8 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
             self._counts[key] = self._counts.get(key, 0) + n
 
     # --- lazy parts -----------------------------------------------------------------------------
-    def _get_client(self) -> Any:
-        if self._client is None:
-            from galileo_otel.api.client import GalileoClient, RetryPolicy
-
-            # The pipeline does its own, interruptible retries; the client tries once.
-            policy = RetryPolicy.none() if self._reliable else RetryPolicy.reconnect_once()
-            self._client = GalileoClient(
-                settings=self._settings, reliable=self._reliable, retry=policy
-            )
-        return self._client
+    def _current_spool(self) -> Spool | None:
+        return self._spool
 
     def _get_tracker(self) -> Any:
         if self._tracker is None:
@@ -653,8 +648,8 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         for entry in held:
             entry.forget()
         self._assembler = None
-        if self._owns_client:
-            self._client = None
+        if isinstance(self._sink, GalileoSink):
+            self._sink.after_fork()
         self._started = False
         if was_started and not self._shutdown:
             self.start()
