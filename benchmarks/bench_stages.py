@@ -219,7 +219,9 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
 
     with tempfile.TemporaryDirectory() as tmp:
         spool = Spool(tmp)
-        entries = timed("spool_write", lambda: [spool.write(b.header, b.payload) for b in batches])
+        entries = timed(
+            "spool_write", lambda: [spool.write(b.header.encode(), b.payload) for b in batches]
+        )
         timed("spool_delete", lambda: [e.delete() for e in entries])
         spool.close()
 
@@ -235,7 +237,7 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
         outs = []
         for i, b in enumerate(batches):
             o = type(b)(seq=i, header=b.header, payload=b.payload, record=b.record)
-            o.entry = spool.write(b.header, b.payload)
+            o.entry = spool.write(b.header.encode(), b.payload)
             sender._pending[i] = o.traces
             outs.append(o)
 

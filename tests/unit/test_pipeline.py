@@ -346,7 +346,15 @@ def test_shutdown_with_the_server_down_spools_without_waiting_out_retries(tmp_pa
         raise refused()
 
     waits = Waits()
-    pipeline, _client, _ = make(tmp_path, FakeClient(down), export_timeout=60.0, wait=waits)
+    # no timer closes a batch before shutdown, whatever the machine load: one batch per session
+    pipeline, _client, _ = make(
+        tmp_path,
+        FakeClient(down),
+        export_timeout=60.0,
+        wait=waits,
+        batch_delay=60.0,
+        first_delay_s=60.0,
+    )
     tracer = tracer_for(pipeline)
     for i in range(30):
         emit(tracer, session=f"s{i % 4}")

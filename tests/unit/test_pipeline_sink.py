@@ -61,7 +61,7 @@ def test_batches_reach_the_sink_and_flush_is_true(tmp_path: Any, reliable: bool)
     assert pipeline.force_flush(5.0) is True
     traces = [t for b in sink.batches for t in b["traces"]]
     assert len(traces) == 2
-    assert {b["header"]["external_id"] for b in sink.batches} == {"a", "b"}
+    assert {b["header"].external_id for b in sink.batches} == {"a", "b"}
     # reliable sends carry a deadline; fire-and-forget sends none
     assert all((d is not None) == reliable for d in sink.deadlines)
     stats = pipeline.stats()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from galileo_otel.api.retry import RetryPolicy
 from galileo_otel.errors import APIError
 from galileo_otel.export.spool import Spool, SpoolEntry
+from galileo_otel.export.spool_format import BatchHeader
 from galileo_otel.settings import GalileoSettings
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ class Outbound:
     """A closed batch on its way to the server."""
 
     seq: int
-    header: dict[str, Any]
+    header: BatchHeader
     payload: bytes | None
     record: Any
     entry: SpoolEntry | None = None
@@ -90,7 +91,7 @@ class Outbound:
     @property
     def traces(self) -> int:
         """Traces in the batch."""
-        return int(self.header.get("traces", 0))
+        return self.header.traces
 
     def body(self) -> bytes:
         """The encoded traces (a JSON array), read from the spool for a spooled batch."""
@@ -104,7 +105,7 @@ class Outbound:
         if self.record is None:
             from galileo_otel.sessions.tracker import SessionRecord
 
-            self.record = SessionRecord.from_dict(self.header["session"])
+            self.record = SessionRecord.from_dict(dict(self.header.session))
         return self.record
 
 

@@ -194,7 +194,7 @@ class DeliveryStage(StageState):
                     where = str(self._spool.dead_letter(out.entry, error))
                 elif self._reliable:
                     payload = out.payload if out.payload is not None else b"[]"
-                    where = str(self._spool.dead_letter_new(out.header, payload, error))
+                    where = str(self._spool.dead_letter_new(out.header.encode(), payload, error))
             except OSError as exc2:
                 where = f"lost (could not write dead letter: {exc2})"
         self._say(

@@ -25,6 +25,7 @@ from galileo_otel.errors import APIError, ConfigError
 if TYPE_CHECKING:
     from galileo_otel.export._stage import Outbound
     from galileo_otel.export.spool import Spool
+    from galileo_otel.export.spool_format import BatchHeader
     from galileo_otel.settings import GalileoSettings
 
 __all__ = ["GalileoSink", "Outcome", "Sink", "dest_dict"]
@@ -193,7 +194,7 @@ class GalileoSink:
             traces_json,
             project_id=str(dest["project_id"]),
             session_id=session_id,
-            session_external_id=batch.header.get("external_id") or None,
+            session_external_id=batch.header.external_id or None,
             reliable=self._reliable,
             log_stream_id=None if experiment_id else dest.get("log_stream_id"),
             experiment_id=experiment_id,
@@ -201,11 +202,11 @@ class GalileoSink:
             timeout=timeout,
         )
 
-    def _destination_for(self, header: Mapping[str, Any]) -> dict[str, Any]:
-        dest = header.get("destination")
+    def _destination_for(self, header: BatchHeader) -> dict[str, Any]:
+        dest = header.destination
         if dest and dest.get("project_id"):
             return dict(dest)
-        target = dict(header.get("target") or self._target)
+        target = dict(header.target or self._target)
         if target.get("project_id") and (
             target.get("log_stream_id") or target.get("experiment_id")
         ):
@@ -234,7 +235,7 @@ class GalileoSink:
     ) -> str:
         record = batch.session_record()
         galileo_id: str | None = getattr(record, "galileo_id", None)
-        local_id = batch.header.get("local_id") or record.local_id
+        local_id = batch.header.local_id or record.local_id
         spool = self._spool()
         if not galileo_id and spool is not None:
             galileo_id = spool.known_session(local_id)
@@ -265,8 +266,8 @@ class GalileoSink:
     def _traces_json(self, batch: Outbound, session_id: str) -> bytes:
         """The batch's encoded traces, the local stand-in id swapped for the Galileo one."""
         payload = batch.body()
-        local_id = batch.header.get("local_id")
-        if batch.header.get("placeholder") and local_id and local_id != session_id:
+        local_id = batch.header.local_id
+        if batch.header.placeholder and local_id and local_id != session_id:
             payload = payload.replace(local_id.encode(), session_id.encode())
         return payload
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 from galileo_otel.export._stage import (
     DEFAULT_SPOOL_RETRY_MAX_S,
@@ -18,7 +19,8 @@ from galileo_otel.export._stage import (
     Outbound,
     StageState,
 )
-from galileo_otel.export.spool import LEASE_S
+from galileo_otel.export.spool import LEASE_S, SpoolEntry
+from galileo_otel.export.spool_format import BatchHeader, ForeignHeader
 
 __all__ = ["SpoolStage"]
 
@@ -60,7 +62,7 @@ class SpoolStage(StageState):
         """Write a closed batch to the spool (if on), then give it to a sender or leave it."""
         if self._spool is not None:
             try:
-                out.entry = self._spool.write(out.header, out.payload or b"[]")
+                out.entry = self._spool.write(out.header.encode(), out.payload or b"[]")
                 if out.entry is None:
                     self._spool_full(out)
                     return
@@ -213,38 +215,82 @@ class SpoolStage(StageState):
                 skip = set(self._held)
                 if self._closing:
                     skip |= set(self._parked)
-            entries = self._spool.claim_oldest(room, skip=skip)
+            claimed = self._spool.claim_oldest(room, skip=skip)
         except OSError as exc:
             self._say(logging.WARNING, "spool-scan", "galileo-otel: spool scan failed: %s", exc)
             with self._cv:
                 self._next_scan = now + self._scan_backoff  # not again at once
                 self._backlog = 0
             return
+        entries, foreign = self._readable(claimed)
         with self._cv:
-            if not entries:
+            for entry in foreign:
+                self._parked.pop(entry.name, None)
+                seq = self._name_seq.pop(entry.name, None)
+                traces = None if seq is None else self._pending.pop(seq, None)
+                if seq is not None and traces is not None:
+                    # Tracked (ours or adopted): a dead letter like any other, for the counts.
+                    self._note_lost(seq)
+                    self._count("traces_dead_lettered", traces)
+                    self._count("dead_lettered.foreign_header", traces)
+            if foreign:
+                self._cv.notify_all()
+            if not entries and not foreign:
                 self._backlog = 0
                 self._spool_files = 0  # none of ours left on disk
                 self._next_scan = now + self._scan_backoff
                 return
             self._spool_files = max(0, self._spool_files - len(entries))
-            for entry in entries:
+            for entry, header in entries:
                 seq = self._name_seq.get(entry.name)
                 if seq is None or seq not in self._pending:
                     # Ours but not tracked (given up on after an internal error): count it
                     # back in, so the counters still reconcile.
                     seq = next(self._seq)
                     self._name_seq[entry.name] = seq
-                    self._pending[seq] = traces = int(entry.header.get("traces", 0))
+                    self._pending[seq] = traces = header.traces
                     self._count("traces_adopted", traces)
                 elif entry.name not in self._parked:
                     self._backlog = max(0, self._backlog - 1)
                 self._held[entry.name] = entry
                 self._parked.pop(entry.name, None)
                 self._outbox.append(
-                    Outbound(seq=seq, header=entry.header, payload=None, record=None, entry=entry)
+                    Outbound(seq=seq, header=header, payload=None, record=None, entry=entry)
                 )
             self._need_senders()
             self._cv_send.notify(len(entries))
+
+    def _readable(
+        self, entries: list[SpoolEntry]
+    ) -> tuple[list[tuple[SpoolEntry, BatchHeader]], list[SpoolEntry]]:
+        """Decode claimed rows' headers; a header of another version is set aside, not sent."""
+        readable: list[tuple[SpoolEntry, BatchHeader]] = []
+        foreign: list[SpoolEntry] = []
+        for entry in entries:
+            try:
+                readable.append((entry, BatchHeader.decode(entry.header)))
+            except ForeignHeader as exc:
+                foreign.append(entry)
+                self._set_aside(entry, exc)
+        return readable, foreign
+
+    def _set_aside(self, entry: SpoolEntry, exc: ForeignHeader) -> None:
+        assert self._spool is not None
+        traces = int(entry.header.get("traces", 0) or 0) if isinstance(entry.header, dict) else 0
+        error = {"status_code": None, "message": f"unreadable batch: {exc}", "time": time.time()}
+        try:
+            where = self._spool.dead_letter(entry, error)
+        except OSError as err:
+            where = f"nowhere ({err})"
+        self._say(
+            logging.WARNING,
+            "spool-foreign",
+            "galileo-otel: spool: a batch of %d traces has a header this version cannot read "
+            "(%s); set aside in %s",
+            traces,
+            exc,
+            where,
+        )
 
     def _leave_in_spool(
         self,
@@ -291,7 +337,7 @@ class SpoolStage(StageState):
             out = item
             if self._spool is not None:
                 try:
-                    entry = self._spool.write(out.header, out.payload or b"[]")
+                    entry = self._spool.write(out.header.encode(), out.payload or b"[]")
                     if entry is None:
                         self._spool_full(out)
                         continue
