@@ -14,6 +14,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     "bench_compare.py",
     "bench_stages.py",
+    "bench_encode.py",
     "bench_app_thread.py",
     "bench_throughput.py",
     "bench_memory.py",
