@@ -238,3 +238,28 @@ def test_configure_never_waits_for_a_worker_process_still_starting(
     assert stats["offload.child_exits"] == 0
     assert handle.shutdown(10.0) is True
     assert_stored_exactly(local_server.url, ids, project="offload")
+
+
+def test_a_loss_in_the_worker_process_makes_the_next_flush_false(
+    local_server: Any, tmp_path: Path
+) -> None:
+    app = App(settings_for(local_server.url, tmp_path / "spool", **OFFLOAD))
+    try:
+        app.turns(2, sessions=1)
+        assert app.pipeline.force_flush(20.0) is True
+        local_server.faults.fail("traces", status=422, times=1)
+        app.turns(3, sessions=1, start=2)
+        # the worker process sends the batch on its own and the server rejects it for good
+        end = time.monotonic() + 20.0
+        while local_server.faults.stats().get("error", 0) < 1:
+            assert time.monotonic() < end, "the batch never reached the server"
+            time.sleep(0.01)
+        assert app.pipeline.force_flush(20.0) is False
+        app.turns(2, sessions=1, start=5)
+        assert app.pipeline.force_flush(20.0) is True
+        assert app.pipeline.stats()["traces_dead_lettered"] == 3
+    finally:
+        assert app.pipeline.shutdown(5.0) is True
+    assert_stored_exactly(
+        local_server.url, app.trace_ids[:2] + app.trace_ids[5:], project="offload"
+    )

@@ -225,3 +225,17 @@ def test_spool_figures_are_current_after_a_flush(tmp_path: Any, cleanup: Any) ->
     stats = pipeline.stats()
     assert stats["spool_files"] == 0 and stats["spool_bytes"] == 0
     assert stats["traces_confirmed"] == 1
+
+
+def test_a_checkpoint_waits_but_leaves_the_loss_for_the_next_flush(
+    tmp_path: Any, cleanup: Any
+) -> None:
+    # the worker process asks checkpoint() which spans its parent need not replay: settled
+    # (confirmed or given up) is enough, and the app's own flush still hears of the loss
+    pipeline = make(tmp_path, FakeClient(reject_422), Clock())
+    cleanup.append(pipeline)
+    emit(tracer_for(pipeline))
+    assert pipeline.checkpoint(5.0) is True
+    assert pipeline.stats()["traces_dead_lettered"] == 1
+    assert pipeline.force_flush(5.0) is False
+    assert pipeline.force_flush(5.0) is True

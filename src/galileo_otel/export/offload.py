@@ -17,13 +17,13 @@ import subprocess
 import sys
 import threading
 import time
-import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import IO, Any
 
 from galileo_otel.api.suppress import suppressed
 from galileo_otel.export.handoff import SpanHandoff
+from galileo_otel.export.hooks import weak_call
 from galileo_otel.export.record import OffloadedSpan, make_resource, rebuild_span
 from galileo_otel.export.sdk_span import span_record, span_resource
 from galileo_otel.settings import GalileoSettings
@@ -266,12 +266,11 @@ class OffloadPipeline(SpanHandoff):
         self._said_death = False
         self._checkpoints: dict[int, int] = {}  # seq of an unanswered checkpoint -> replay mark
         self._fb_resources: dict[int, Any] = {}
-        self._exit_hook = _make_exit_hook(weakref.ref(self))
+        self._exit_hook = weak_call(self._at_exit)
         if shutdown_at_exit:
             atexit.register(self._exit_hook)
         if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
-            os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+            os.register_at_fork(after_in_child=weak_call(self._after_fork_in_child))
         if start:
             self.start()
 
@@ -395,7 +394,12 @@ class OffloadPipeline(SpanHandoff):
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + n
 
-    # --- fork -----------------------------------------------------------------------------------
+    # --- exit and fork ---------------------------------------------------------------------------
+    def _at_exit(self) -> None:
+        """At interpreter exit: shut down, bounded."""
+        if not self._closing:
+            self.shutdown(_EXIT_TIMEOUT_S)
+
     def _after_fork_in_child(self) -> None:
         """A forked app process gets its own worker process; the parent's pipe stays the parent's."""
         proc = self._proc
@@ -819,23 +823,6 @@ class OffloadPipeline(SpanHandoff):
             if not waiter.done.is_set():
                 waiter.result = False if waiter.msg[0] != MSG_STATS else None
                 waiter.done.set()
-
-
-def _after_fork(ref: weakref.ReferenceType[OffloadPipeline]) -> None:
-    pipeline = ref()
-    if pipeline is not None:
-        with contextlib.suppress(Exception):
-            pipeline._after_fork_in_child()
-
-
-def _make_exit_hook(ref: weakref.ReferenceType[OffloadPipeline]) -> Callable[[], None]:
-    def hook() -> None:
-        pipeline = ref()
-        if pipeline is not None and not pipeline._closing:
-            with contextlib.suppress(Exception):
-                pipeline.shutdown(_EXIT_TIMEOUT_S)
-
-    return hook
 
 
 def iter_frames(inp: IO[bytes]) -> Iterable[Any]:

@@ -44,7 +44,6 @@ import os
 import random
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +56,7 @@ from galileo_otel.export.batch import BatchStage
 from galileo_otel.export.convert import ConvertStats
 from galileo_otel.export.deliver import DeliveryStage
 from galileo_otel.export.handoff import SpanHandoff
+from galileo_otel.export.hooks import weak_call
 from galileo_otel.export.sink import GalileoSink, Sink, dest_dict
 from galileo_otel.export.spool import Spool, SpoolEntry, key_fingerprint, open_spool
 from galileo_otel.export.spooler import SpoolStage
@@ -231,12 +231,11 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         self._closing = False
         self._shutdown = False
         self._init_runtime()
-        self._atexit_hook = _make_exit_hook(weakref.ref(self))
+        self._atexit_hook = weak_call(self._at_exit)
         if shutdown_at_exit:
             atexit.register(self._atexit_hook)
         if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
-            os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+            os.register_at_fork(after_in_child=weak_call(self._after_fork_in_child))
         if start:
             self.start()
 
@@ -638,7 +637,12 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
             exc_info=exc,
         )
 
-    # --- fork -----------------------------------------------------------------------------------
+    # --- exit and fork ---------------------------------------------------------------------------
+    def _at_exit(self) -> None:
+        """At interpreter exit: shut down, bounded by ``exit_timeout_s``."""
+        if not self._closing:
+            self.shutdown(self._exit_timeout)
+
     def _after_fork_in_child(self) -> None:
         """A forked child gets an empty queue and its own threads; the parent's work stays."""
         held = list(self._held.values())
@@ -653,20 +657,3 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         self._started = False
         if was_started and not self._shutdown:
             self.start()
-
-
-def _make_exit_hook(ref: weakref.ReferenceType[ExportPipeline]) -> Callable[[], None]:
-    def hook() -> None:
-        pipeline = ref()
-        if pipeline is not None and not pipeline._closing:
-            with contextlib.suppress(Exception):
-                pipeline.shutdown(pipeline._exit_timeout)
-
-    return hook
-
-
-def _after_fork(ref: weakref.ReferenceType[ExportPipeline]) -> None:
-    pipeline = ref()
-    if pipeline is not None:
-        with contextlib.suppress(Exception):
-            pipeline._after_fork_in_child()

@@ -1,0 +1,65 @@
+"""No object in export/ reaches into another's private state.
+
+Every ``x._name`` in ``galileo_otel/export`` must be on ``self`` or ``cls`` (or ``super()``):
+an object changes its own fields, and others ask it through a method. The exceptions are named
+here with their reason; a new one needs a reason too.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import galileo_otel.export
+
+EXPORT = Path(galileo_otel.export.__file__).parent
+
+# (module, expression) pairs allowed to read a private attribute, and why.
+ALLOWED = {
+    # The stdlib's documented way to leave a process without running exit hooks.
+    ("_worker.py", "os._exit"),
+    # The spool's entry handle lives in the spool's module and reads the spool's cached payload.
+    ("spool.py", "entry._payload"),
+}
+# sdk_span.py is the one reader of the OpenTelemetry SDK's span internals (pinned by
+# test_sdk_span.py against every supported SDK version): everything else reads spans through it.
+EXEMPT_MODULES = {"sdk_span.py"}
+
+
+def _private_reaches(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Attribute):
+            continue
+        name = node.attr
+        if not name.startswith("_") or (name.startswith("__") and name.endswith("__")):
+            continue
+        owner = node.value
+        if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+            continue
+        if isinstance(owner, ast.Call) and ast.unparse(owner.func) == "super":
+            continue
+        expr = ast.unparse(node)
+        if (path.name, expr) not in ALLOWED:
+            found.append(f"{path.name}:{node.lineno}: {expr}")
+    return found
+
+
+def test_no_object_touches_another_objects_private_fields() -> None:
+    modules = sorted(p for p in EXPORT.rglob("*.py") if p.name not in EXEMPT_MODULES)
+    assert modules, EXPORT
+    found = [hit for path in modules for hit in _private_reaches(path)]
+    assert found == []
+
+
+def test_the_scan_sees_a_reach_when_there_is_one(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "class A:\n"
+        "    def f(self, other):\n"
+        "        self._mine = 1\n"
+        "        super()._also_mine()\n"
+        "        return other._theirs\n",
+        encoding="utf-8",
+    )
+    assert _private_reaches(sample) == ["sample.py:5: other._theirs"]
