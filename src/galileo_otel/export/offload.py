@@ -26,6 +26,7 @@ from galileo_otel.export.handoff import SpanHandoff
 from galileo_otel.export.hooks import weak_call
 from galileo_otel.export.record import OffloadedSpan, make_resource, rebuild_span
 from galileo_otel.export.sdk_span import span_record, span_resource
+from galileo_otel.export.stats import merge_spans
 from galileo_otel.settings import GalileoSettings
 
 __all__ = [
@@ -348,13 +349,14 @@ class OffloadPipeline(SpanHandoff):
                 out.update(self._fallback.stats())
         with self._lock:
             out.update(self._counts)
-        child_dropped = int(out.get("spans_dropped", 0))
         queued = sum(1 for item in list(self._queue) if type(item) is not _Control)
-        out["spans_queued"] = self._taken + queued
-        out["queue_size"] = queued
-        out["dropped.queue_full"] = self._dropped_full + int(out.get("dropped.queue_full", 0))
-        out["dropped.shutdown"] = self._dropped_closed + int(out.get("dropped.shutdown", 0))
-        out["spans_dropped"] = self._dropped_full + self._dropped_closed + child_dropped
+        merge_spans(
+            out,
+            taken=self._taken,
+            queued=queued,
+            dropped_full=self._dropped_full,
+            dropped_closed=self._dropped_closed,
+        )
         for key in ("offload.child_exits", "offload.restarts", "offload.fallback"):
             out.setdefault(key, 0)
         return out

@@ -20,7 +20,7 @@ in ``_init_runtime``, again in a forked child):
   batches between stages and their bookkeeping (``_to_spool``, ``_outbox``, ``_pending``,
   ``_held``, ``_parked``, ``_name_seq``, ``_adopted``, failures, scan timers). Never held
   across I/O.
-* ``_stats_lock``: the counters (``_counts``).
+* The counters' own lock (``stats.py``).
 * The sink's own (``sink.py``: the destinations it resolved).
 * The spool's own lock (its one SQLite connection) and the rate-limited logger's.
 
@@ -60,6 +60,7 @@ from galileo_otel.export.hooks import weak_call
 from galileo_otel.export.sink import GalileoSink, Sink, dest_dict
 from galileo_otel.export.spool import Spool, SpoolEntry, key_fingerprint, open_spool
 from galileo_otel.export.spooler import SpoolStage
+from galileo_otel.export.stats import Counters, merge_spans, spool_figures
 from galileo_otel.settings import GalileoSettings
 
 __all__ = [
@@ -297,9 +298,8 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         self._next_compact = 0.0
         self._said_foreign = False
 
-        # --- guarded by _stats_lock ---
-        self._stats_lock = threading.Lock()
-        self._counts: dict[str, int] = {}
+        # --- counters (their own lock) ---
+        self._counters = Counters()
 
     def start(self) -> None:
         """Start the worker and sender threads (idempotent)."""
@@ -547,8 +547,7 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         ``sessions`` (the tracker's ``stats()``, when it has one) and ``convert`` (conversion
         counters) are nested dicts.
         """
-        with self._stats_lock:
-            out: dict[str, Any] = dict(self._counts)
+        out = self._counters.snapshot()
         with self._cv:
             out["batches_pending"] = len(self._pending)
             out["traces_pending"] = sum(self._pending.values())
@@ -557,33 +556,15 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         out["spool_enabled"] = self._spool is not None
         if self._spool is None:
             out["spool_reason"] = self._spool_reason
-        out["spool_files"] = usage.get("batches", 0)
-        out["spool_bytes"] = usage.get("bytes", 0)
-        out["spool_dead_files"] = usage.get("dead_batches", 0)
-        out["spool_dead_bytes"] = usage.get("dead_bytes", 0)
-        out["spool_foreign_batches"] = usage.get("foreign_batches", 0)
-        out["spool_foreign_traces"] = usage.get("foreign_traces", 0)
-        out["spans_queued"] = self._taken + len(self._queue)
-        out["queue_size"] = len(self._queue)
-        out["dropped.queue_full"] = self._dropped_full
-        out["dropped.shutdown"] = self._dropped_closed + out.get("dropped.shutdown", 0)
-        out["spans_dropped"] = self._dropped_full + out["dropped.shutdown"]
-        for key in (
-            "traces_batched",
-            "traces_sent",
-            "traces_confirmed",
-            "traces_spooled",
-            "traces_dead_lettered",
-            "traces_failed",
-            "traces_adopted",
-            "traces_handed_over",
-            "dropped.spool_full",
-            "dropped.sampled",
-            "requests_sent",
-            "requests_retried",
-            "requests_confirmed",
-        ):
-            out.setdefault(key, 0)
+        out.update(spool_figures(usage))
+        queued = sum(1 for item in list(self._queue) if type(item) is not Flush)
+        merge_spans(
+            out,
+            taken=self._taken,
+            queued=queued,
+            dropped_full=self._dropped_full,
+            dropped_closed=self._dropped_closed,
+        )
         if self._assembler is not None:
             with contextlib.suppress(Exception):
                 for k, v in self._assembler.stats().items():
@@ -598,8 +579,7 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         return out
 
     def _count(self, key: str, n: int = 1) -> None:
-        with self._stats_lock:
-            self._counts[key] = self._counts.get(key, 0) + n
+        self._counters.add(key, n)
 
     # --- lazy parts -----------------------------------------------------------------------------
     def _current_spool(self) -> Spool | None:

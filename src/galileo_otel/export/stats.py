@@ -1,0 +1,85 @@
+"""Counters and the ``stats()`` snapshot: one place for their names and one merge of spans.
+
+Both pipelines (in-process and worker process) count through :class:`Counters` and put the
+app-side hand-off's span counters into their snapshot with :func:`merge_spans`, so a key means
+the same from either.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["ALWAYS", "Counters", "merge_spans", "spool_figures"]
+
+# Keys every snapshot has, 0 until counted.
+ALWAYS = (
+    "traces_batched",
+    "traces_sent",
+    "traces_confirmed",
+    "traces_spooled",
+    "traces_dead_lettered",
+    "traces_failed",
+    "traces_adopted",
+    "traces_handed_over",
+    "dropped.spool_full",
+    "dropped.sampled",
+    "requests_sent",
+    "requests_retried",
+    "requests_confirmed",
+)
+
+
+class Counters:
+    """Named integer counters, safe to add to from any thread."""
+
+    def __init__(self) -> None:
+        # Guards _counts (every pipeline thread counts; stats() copies).
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def add(self, key: str, n: int = 1) -> None:
+        """Add ``n`` to ``key``."""
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + n
+
+    def get(self, key: str) -> int:
+        """The count of ``key`` now (0 if never counted)."""
+        with self._lock:
+            return self._counts.get(key, 0)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of every counter, with :data:`ALWAYS` present."""
+        with self._lock:
+            out: dict[str, Any] = dict(self._counts)
+        for key in ALWAYS:
+            out.setdefault(key, 0)
+        return out
+
+
+def merge_spans(
+    out: dict[str, Any], *, taken: int, queued: int, dropped_full: int, dropped_closed: int
+) -> None:
+    """Put the hand-off's span counters into ``out``, added to what ``out`` already counts.
+
+    ``out`` may hold an inner pipeline's drops (the worker process's, or spans lost at
+    shutdown); ``spans_dropped`` is always ``dropped.queue_full + dropped.shutdown``.
+    """
+    out["spans_queued"] = taken + queued
+    out["queue_size"] = queued
+    out["dropped.queue_full"] = dropped_full + int(out.get("dropped.queue_full", 0))
+    out["dropped.shutdown"] = dropped_closed + int(out.get("dropped.shutdown", 0))
+    out["spans_dropped"] = out["dropped.queue_full"] + out["dropped.shutdown"]
+
+
+def spool_figures(usage: Mapping[str, int]) -> dict[str, int]:
+    """The spool's size as ``stats()`` names it, from ``Spool.usage()``."""
+    return {
+        "spool_files": usage.get("batches", 0),
+        "spool_bytes": usage.get("bytes", 0),
+        "spool_dead_files": usage.get("dead_batches", 0),
+        "spool_dead_bytes": usage.get("dead_bytes", 0),
+        "spool_foreign_batches": usage.get("foreign_batches", 0),
+        "spool_foreign_traces": usage.get("foreign_traces", 0),
+    }
