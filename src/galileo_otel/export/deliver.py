@@ -31,8 +31,10 @@ class DeliveryStage(StageState):
 
     def _count_sent(self, out: Outbound) -> None:
         """``traces_sent`` counts a batch once, however often it is retried or re-claimed."""
-        if out.seq not in self._sent:
-            self._sent.add(out.seq)  # only the sender holding the batch touches its seq
+        with self._cv:  # _sent is guarded by _lock (settle discards from another thread)
+            first = out.seq not in self._sent
+            self._sent.add(out.seq)
+        if first:
             self._count("traces_sent", out.traces)
 
     def _need_senders(self) -> None:

@@ -193,6 +193,8 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         # goes to wherever the next start points.
         key = s.api_key.get_secret_value() if s.api_key is not None else ""
         self._origin = key_fingerprint(key)
+        # Written once, under _lock, by the spooler thread that opens it (None -> the spool)
+        # before any batch is handed to a sender; read without a lock everywhere after.
         self._spool: Spool | None = None
         self._owns_sink = sink is None
         self._sink: Sink = sink or GalileoSink(
@@ -255,13 +257,17 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         self._worker: threading.Thread | None = None
         self._writer: threading.Thread | None = None
 
-        # --- the worker's own: no lock, only the worker thread touches them ---
+        # --- the worker's own: no lock, only the worker thread writes them. _open and _taken
+        # are also read, without a lock, by stats() and shutdown's leftover count (a dict's
+        # truth value and a copy of its values: atomic under the GIL, a count at worst stale).
         self._taken = 0  # spans taken off the queue
         self._open: dict[str, Batch] = {}  # open batch per session
         self._flush_at: float | None = None
         self._last_flush = -1e18
         self._next_expire = 0.0
         self._last_seq = 0
+
+        # --- the shutdown caller's own: set by its final flush, read by it afterwards ---
         self._final_marker: Flush | None = None
 
         # --- guarded by _lock: one lock, three conditions, so a wake-up reaches only who can
