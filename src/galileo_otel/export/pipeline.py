@@ -8,8 +8,8 @@ The path of a span, one module per stage::
                  batch per session
     spooler      write, adopt,       spooler.py   the spool (spool.py) is the durable queue
                  lease, feed senders
-    senders x N  send, retry,        deliver.py   through the client (api/); N = max_in_flight
-                 confirm, dead-letter
+    senders x N  send, retry,        deliver.py   through the sink (sink.py: GalileoSink ->
+                 confirm, dead-letter                 api/); N = max_in_flight
 
 Threads: one worker, one spooler, ``max_in_flight`` senders, started by :meth:`start` (the
 first configure() or processor), stopped by :meth:`shutdown`. Locks (all state below is made
@@ -18,8 +18,8 @@ in ``_init_runtime``, again in a forked child):
 * ``_lock`` with its three conditions ``_cv`` (flush waiters, the worker's back-pressure),
   ``_cv_send`` (senders waiting for batches) and ``_cv_write`` (the spooler): guards the
   batches between stages and their bookkeeping (``_to_spool``, ``_outbox``, ``_pending``,
-  ``_held``, ``_parked``, ``_name_seq``, ``_adopted``, failures, scan timers). Never held
-  across I/O.
+  ``_held``, ``_parked``, ``_name_seq``, ``_adopted``, ``_sent``, the losses no flush has
+  reported yet, scan timers). Never held across I/O.
 * The counters' own lock (``stats.py``).
 * The sink's own (``sink.py``: the destinations it resolved).
 * The spool's own lock (its one SQLite connection) and the rate-limited logger's.
@@ -27,7 +27,7 @@ in ``_init_runtime``, again in a forked child):
 The app thread takes none of them: ``submit`` touches only the deque and an Event.
 
 Reliable mode (``reliable=True``): each closed batch is first written to the spool (when on),
-then sent and awaited; retried per the client's RetryPolicy until ``export_timeout``; a batch
+then sent and awaited; retried per the one RetryPolicy (api/retry.py) until ``export_timeout``; a batch
 still undelivered stays in the spool, for a later try or the next process. Fire-and-forget mode
 (``reliable=False``): one request (plus one reconnect), failures counted. Both: permanent
 errors (400, 401, 403, 404, 422) are never retried; in reliable mode the batch becomes a dead
