@@ -40,6 +40,7 @@ __all__ = [
     "TRACE_COLUMNS",
     "TRACE_SORTS",
     "Reads",
+    "RecordKind",
     "compile_record_filter",
     "compile_record_sort",
     "search_text_sql",
