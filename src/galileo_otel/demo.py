@@ -723,8 +723,12 @@ def _print_where_to_look(report: dict[str, Any], w: Callable[[str], Any]) -> Non
     sessions = next(iter((report.get("users") or {}).values()), None) or [{}]
     first = shlex.quote(str(sessions[0].get("external_id") or "alice-conv-1"))
     key = f"$(cat {shlex.quote(str(report.get('db')) + '.api-key')})"
+    # Each run logs to a log stream of its own; sessions show and tail look in one.
+    where = (
+        f"GALILEO_PROJECT={project} GALILEO_LOG_STREAM={shlex.quote(str(report.get('log_stream')))}"
+    )
     if report.get("serving"):
-        env = f"GALILEO_API_URL={report['serving']} GALILEO_API_KEY={key} GALILEO_PROJECT={project}"
+        env = f"GALILEO_API_URL={report['serving']} GALILEO_API_KEY={key} {where}"
         w(f"\nthe demo's server keeps running at {report['serving']} until Ctrl-C; meanwhile:\n")
         w(f"  web UI: {report['ui_url']}\n")
         w(f"  {env} galileo-otel sessions show {first}\n")
@@ -732,7 +736,7 @@ def _print_where_to_look(report: dict[str, Any], w: Callable[[str], Any]) -> Non
     elif report.get("api_url") == "embedded":
         db = report["db"]
         db_arg = "" if report.get("default_db", True) else f" --db {shlex.quote(db)}"
-        env = f"GALILEO_API_URL={SERVE_URL} GALILEO_API_KEY={key} GALILEO_PROJECT={project}"
+        env = f"GALILEO_API_URL={SERVE_URL} GALILEO_API_KEY={key} {where}"
         w(f"\nthe sessions are stored in {db}; to look at them, start the local server:\n")
         w(f"  galileo-otel serve{db_arg}\n")
         w(f"then open the web UI: {report['ui_url']}\n")

@@ -237,7 +237,7 @@ def test_demo_ends_with_the_ui_url_while_its_server_runs() -> None:
     assert "  web UI: http://127.0.0.1:40001/?token=abc" in text.splitlines()
     assert (
         "GALILEO_API_URL=http://127.0.0.1:40001 GALILEO_API_KEY=$(cat /data/galileo.db.api-key) "
-        "GALILEO_PROJECT=p galileo-otel sessions show bob-conv-1"
+        "GALILEO_PROJECT=p GALILEO_LOG_STREAM=demo-1 galileo-otel sessions show bob-conv-1"
     ) in text
 
 
@@ -251,6 +251,7 @@ def test_demo_without_serve_points_at_a_later_serve_on_the_same_database() -> No
         "ui_url": "http://127.0.0.1:8088/?token=abc",
         "db": "/data/x y.db",
         "default_db": False,
+        "log_stream": "demo-2",
         "users": {},
     }
     demo._print_where_to_look(report, out.write)
@@ -259,5 +260,5 @@ def test_demo_without_serve_points_at_a_later_serve_on_the_same_database() -> No
     assert "then open the web UI: http://127.0.0.1:8088/?token=abc" in lines
     assert lines[-1].endswith(
         "GALILEO_API_KEY=$(cat '/data/x y.db.api-key') GALILEO_PROJECT='my demo' "
-        "galileo-otel sessions show alice-conv-1"
+        "GALILEO_LOG_STREAM=demo-2 galileo-otel sessions show alice-conv-1"
     )
