@@ -537,7 +537,14 @@ def test_the_screenshot_script_photographs_every_page(browser: Any, tmp_path: Pa
         env=env,
     )
     assert done.returncode == 0, done.stderr
-    for name in ("ui-sessions", "ui-chain", "ui-session", "ui-trace"):
+    for name in (
+        "ui-sessions",
+        "ui-chain",
+        "ui-session",
+        "ui-trace",
+        "ui-traces",
+        "ui-trace-error",
+    ):
         png = (tmp_path / f"{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000, name
 

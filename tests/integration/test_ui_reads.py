@@ -248,3 +248,24 @@ def test_empty_states_say_what_to_do(tmp_path: Path) -> None:
             assert "No sessions in fresh yet" in fresh.text
             traces = client.get(f"/ui/projects/{pid}/traces")
             assert "No traces in fresh yet" in traces.text
+
+
+def test_a_trace_without_token_counts_shows_a_dash_and_sorts_last_both_ways(seeded: Any) -> None:
+    server, pid, ids = seeded
+    bare = _trace("ping", "pong", "2026-11-27T12:00:00+00:00", 5, [])
+    with httpx.Client(base_url=server.url, headers={"Galileo-API-Key": KEY}) as http:
+        answer = http.post(
+            f"/v2/projects/{pid}/traces",
+            json={"session_id": ids["shipping"], "traces": [bare], "reliable": True},
+        )
+        assert answer.status_code == 200, answer.text
+    with httpx.Client(base_url=server.url) as client:
+        _login(server, client)
+        for direction, expected in (
+            ("desc", ["385", "120", "50", "—"]),
+            ("asc", ["50", "120", "385", "—"]),
+        ):
+            page = client.get(
+                f"/ui/projects/{pid}/traces", params={"sort": "total_tokens", "dir": direction}
+            )
+            assert re.findall(r'title="input [^"]*">([\d,—]+)</td>', page.text) == expected

@@ -233,6 +233,9 @@ def test_ui_token_is_stored_next_to_the_database(tmp_path: Any) -> None:
     token = load_or_create_ui_token(db)
     assert load_or_create_ui_token(db) == token and len(token) >= 32
     assert ui_token_file_for(db).stat().st_mode & 0o777 == 0o600
+    # Deleting the file revokes the token: the next start makes a new one.
+    ui_token_file_for(db).unlink()
+    assert load_or_create_ui_token(db) != token
 
 
 def test_waterfall_places_each_step_on_the_traces_time_axis() -> None:

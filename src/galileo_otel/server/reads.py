@@ -268,6 +268,7 @@ TRACE_SORTS: Mapping[str, str] = {
 
 SESSION_SORTS: Mapping[str, str] = {
     "created": "s.created_at_us",
+    "first_trace": "agg.first_trace_us",
     "updated": "s.updated_at_us",
     "name": "s.name",
     "traces": "s.num_traces",
@@ -326,7 +327,8 @@ class Reads:
         sums = ", ".join(f"SUM(x.{k}) AS {k}" for k in TOTAL_KEYS if k != "duration_ns")
         return (
             "(SELECT x.session_id AS session_id, "
-            f"{sums}, (MAX(x.end_us) - MIN(x.start_us)) * 1000 AS duration_ns "
+            f"{sums}, (MAX(x.end_us) - MIN(x.start_us)) * 1000 AS duration_ns, "
+            "MIN(x.start_us) AS first_trace_us "
             f"FROM (SELECT t.session_id AS session_id, {per_trace}, {start} AS start_us, "
             f"{end} AS end_us FROM traces AS t WHERE t.project_id = :project_id "
             "AND t.session_id IS NOT NULL) AS x GROUP BY x.session_id) AS agg"
@@ -349,7 +351,9 @@ class Reads:
                 f"WHERE agg.session_id IN ({', '.join(marks)})",
                 params,
             ).fetchall()
-        return {str(r["session_id"]): {k: r[k] for k in TOTAL_KEYS} for r in rows}
+        return {
+            str(r["session_id"]): {k: r[k] for k in (*TOTAL_KEYS, "first_trace_us")} for r in rows
+        }
 
     # --- the UI's lists ------------------------------------------------------------------------
 

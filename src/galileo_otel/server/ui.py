@@ -124,6 +124,7 @@ def _environment() -> jinja2.Environment:
         short=shorten,
         pretty=pretty_json,
         count=format_count,
+        when_us=format_us,
     )
     return env
 
@@ -168,6 +169,14 @@ def format_duration(ns: Any) -> str:
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def format_us(value: Any) -> str:
+    """Microseconds since the epoch as ``2026-11-27 14:05:09`` (UTC), or an em dash."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return "—"
+    instant = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=value)
+    return instant.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def format_count(value: Any) -> str:
