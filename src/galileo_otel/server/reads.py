@@ -318,7 +318,8 @@ class Reads:
         return {str(r["id"]): {k: r[k] for k in TOTAL_KEYS} for r in rows}
 
     @staticmethod
-    def _session_aggregate() -> str:
+    def _session_aggregate(only: str = "") -> str:
+        """Per-session totals as a subquery ``agg``; ``only`` narrows the traces read (SQL)."""
         per_trace = ", ".join(
             f"{sql} AS {k}" for k, sql in _TRACE_TOTALS_SQL.items() if k != "duration_ns"
         )
@@ -331,7 +332,7 @@ class Reads:
             "MIN(x.start_us) AS first_trace_us "
             f"FROM (SELECT t.session_id AS session_id, {per_trace}, {start} AS start_us, "
             f"{end} AS end_us FROM traces AS t WHERE t.project_id = :project_id "
-            "AND t.session_id IS NOT NULL) AS x GROUP BY x.session_id) AS agg"
+            f"AND t.session_id IS NOT NULL {only}) AS x GROUP BY x.session_id) AS agg"
         )
 
     def session_totals(
@@ -346,10 +347,10 @@ class Reads:
             params[f"s{i}"] = sid
             marks.append(f":s{i}")
         with self._conn() as conn:
+            # Narrowed inside, so only these sessions' traces are read.
+            only = f"AND t.session_id IN ({', '.join(marks)})"
             rows = conn.execute(
-                f"SELECT agg.* FROM {self._session_aggregate()} "
-                f"WHERE agg.session_id IN ({', '.join(marks)})",
-                params,
+                f"SELECT agg.* FROM {self._session_aggregate(only)}", params
             ).fetchall()
         return {
             str(r["session_id"]): {k: r[k] for k in (*TOTAL_KEYS, "first_trace_us")} for r in rows
