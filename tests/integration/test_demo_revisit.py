@@ -41,7 +41,7 @@ def demo_output(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 @contextmanager
-def _serve(port_env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def _serve(port_env: dict[str, str]) -> Iterator[tuple[str, list[str]]]:
     proc = subprocess.Popen(
         [str(BIN), "serve", "--port", "0", "--log-level", "warning"],
         stdout=subprocess.PIPE,
@@ -65,7 +65,7 @@ def _serve(port_env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str
             assert line is not None, seen
             seen.append(line)
         url = next(line for line in seen if "web UI:" in line).split("web UI:", 1)[1].strip()
-        yield url, proc
+        yield url, seen
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -93,7 +93,8 @@ def test_serve_after_the_demo_shows_its_sessions_at_the_printed_url(demo_output:
     assert show is not None, demo_output
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GALILEO_", "OTEL_"))}
-    with _serve(env) as (served_url, _proc):
+    with _serve(env) as (served_url, printed_lines):
+        assert not any("no sessions yet" in line for line in printed_lines)
         base = served_url.split("/?", 1)[0]
         # serve prints the very URL the demo printed, on its own port.
         assert served_url == printed.group(1).replace("http://127.0.0.1:8088", base)
@@ -140,3 +141,10 @@ def test_demo_db_option_writes_elsewhere(
     assert f"  galileo-otel serve --db {db}\n" in out
     assert not (Path(os.environ["XDG_DATA_HOME"]) / "galileo-otel").exists()
     assert cli.main(["demo", "--db", str(db), "--api-url", "http://127.0.0.1:9"]) == 2
+
+
+def test_serve_on_an_empty_database_says_how_to_fill_it() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GALILEO_", "OTEL_"))}
+    with _serve(env) as (_url, printed_lines):
+        (hint,) = [line for line in printed_lines if "no sessions yet" in line]
+        assert "run 'galileo-otel demo'" in hint and "GALILEO_API_URL=http://127.0.0.1:" in hint
