@@ -672,6 +672,12 @@ def test_trace_waterfall_and_collapsible_tree(browser: Any, ui_server: Any) -> N
         w = float(bars.nth(i).get_attribute("width") or "nan")
         assert 0 <= x and x + w <= 1000.5
     assert "1" in page.inner_text("#trace-totals")
+    # The waterfall overview: a row per step, each linking to the step in the tree.
+    assert page.locator("#waterfall tr").count() == steps
+    assert page.locator("#waterfall rect.wf-bar").count() == steps
+    page.locator("#waterfall a").last.click()
+    target = page.url.split("#", 1)[1]
+    assert target.startswith("step-") and page.locator(f"#{target}").is_visible()
     page.click("#collapse-all")
     assert page.locator("#steps details[open]").count() == 0
     assert not page.locator("#steps li.step li.step").first.is_visible()

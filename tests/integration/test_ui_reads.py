@@ -223,9 +223,16 @@ def test_trace_page_shows_totals_and_a_waterfall_bar_per_step(seeded: Any) -> No
         totals = page.split('id="trace-totals"')[1].split("</table>")[0]
         assert "385" in totals and "350 in / 35 out" in totals
         assert re.search(r"failed steps</th><td><span class=\"err\">1</span>", totals)
-        bars = re.findall(r'<rect class="wf-bar" x="([\d.]+)" y="1" width="([\d.]+)"', page)
-        # The trace runs 2 s: chat at 0 s for 0.4 s, retry at 1 s for 0.9 s.
-        assert [(float(x), float(w)) for x, w in bars] == [(0.0, 200.0), (500.0, 450.0)]
+        waterfall, steps = page.split('id="waterfall"')[1].split('id="steps"')
+        bar = r'<rect class="wf-bar" x="([\d.]+)" y="1" width="([\d.]+)"'
+        # The trace runs 2 s: chat at 0 s for 0.4 s, retry at 1 s for 0.9 s; the same bars in
+        # the waterfall overview and in the collapsible tree.
+        for part in (waterfall, steps):
+            bars = re.findall(bar, part)
+            assert [(float(x), float(w)) for x, w in bars] == [(0.0, 200.0), (500.0, 450.0)]
+        assert re.findall(r'href="#step-([0-9a-f-]+)"', waterfall) == re.findall(
+            r'id="step-([0-9a-f-]+)"', steps
+        )
         assert page.count("<details open>") == 2 and 'id="collapse-all"' in page
 
 
