@@ -31,6 +31,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
+from galileo_otel.server.cli import DEFAULT_HOST, DEFAULT_PORT
 from galileo_otel.sessions.context import session
 from galileo_otel.sessions.resolve import USER_ID
 
@@ -47,7 +48,7 @@ IDLE_TIMEOUT_S = 30 * 60.0
 # The simulated traffic is back-dated over this window, ending at the moment the demo runs.
 SIMULATED_WINDOW_S = 4 * 3600.0
 # Where `galileo-otel serve` listens by default: the demo's closing lines point there.
-SERVE_URL = "http://127.0.0.1:8088"
+SERVE_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 FLUSH_TIMEOUT_S = 30.0
 _NS = 1_000_000_000
 
