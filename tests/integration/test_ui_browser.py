@@ -322,6 +322,9 @@ def test_click_through_list_chain_session_trace(browser: Any, ui_server: Any) ->
     assert rotated.count() == 1
     # 45 minutes of idle plus the 30-120 s the demo puts between turns.
     assert re.search(r"rotated after 4[5-7] min idle", rotated.inner_text())
+    # The demo's clock is simulated, and the page says so where it names the gap.
+    assert "idle (simulated)" in rotated.inner_text()
+    assert "(simulated)" in (page.locator("#timeline text.link-label").text_content() or "")
     assert page.locator("#timeline path.link.rotation").count() == 1
     chained = sum(1 for s in alice if s["previous_session_id"])
     assert page.locator("#timeline path.link").count() == chained

@@ -564,6 +564,15 @@ class TimeAxis:
         return ticks
 
 
+SIMULATED_CLOCK_KEY = "demo.clock"
+"""Session metadata that marks span times as simulated (``galileo-otel demo`` sets it)."""
+
+
+def simulated_mark(record: Mapping[str, Any]) -> str:
+    """`` (simulated)`` for a session whose span times are simulated, else nothing."""
+    return " (simulated)" if (record.get("user_metadata") or {}).get(SIMULATED_CLOCK_KEY) else ""
+
+
 def layout_timeline(chain: Sequence[ChainSession]) -> Timeline:
     """Lay a chain out: one lane per session, x is time, arrows from each previous session."""
     height = _TOP + _LANE_H * max(len(chain), 1) + 22
@@ -600,7 +609,7 @@ def layout_timeline(chain: Sequence[ChainSession]) -> Timeline:
             {
                 "d": f"M{px:.1f},{py:.1f} C{mid:.1f},{py:.1f} {mid:.1f},{cy:.1f} {cx:.1f},{cy:.1f}",
                 "rotation": s.rotation,
-                "label": f"idle {format_duration(s.gap_ns)}"
+                "label": f"idle {format_duration(s.gap_ns)}{simulated_mark(s.record)}"
                 if s.rotation and s.gap_ns and s.gap_ns > 0
                 else "",
                 "label_x": round(mid, 1),
@@ -951,6 +960,7 @@ def _router(
             project=project,
             user=user,
             chain=chain,
+            simulated_mark=simulated_mark,
             total=total,
             timeline=layout_timeline(chain),
         )
