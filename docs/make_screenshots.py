@@ -37,6 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 KEY = "screenshot-key"
+PAGES = ("ui-sessions", "ui-chain", "ui-session", "ui-trace", "ui-traces", "ui-trace-error")
 DOCS = Path(__file__).parent
 
 
@@ -100,8 +101,23 @@ def main(argv: list[str] | None = None) -> int:
                 page.click("#traces tr >> nth=1 >> a.trace-link >> nth=1")
                 page.wait_for_selector("#steps")
                 page.screenshot(path=out / "ui-trace.png", full_page=True)
+                # The traces list, searched and sorted by tokens (most first).
+                page.click("#nav-traces")
+                page.fill("#search", "order")
+                page.click("#trace-filters button[type=submit]")
+                page.wait_for_selector("#traces")
+                page.click("a.sort[data-sort=total_tokens]")
+                page.wait_for_url("**sort=total_tokens**")
+                page.screenshot(path=out / "ui-traces.png", full_page=True)
+                # The failed refund: the waterfall, its error, one step folded.
+                page.fill("#search", "")
+                page.select_option("select[name=errors]", "yes")
+                page.click("#trace-filters button[type=submit]")
+                page.click("#traces a.trace-link >> nth=0")
+                page.wait_for_selector("#steps")
+                page.screenshot(path=out / "ui-trace-error.png", full_page=True)
                 browser.close()
-    for name in ("ui-sessions", "ui-chain", "ui-session", "ui-trace"):
+    for name in PAGES:
         print(out / f"{name}.png")
     return 0
 

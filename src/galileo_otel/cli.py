@@ -1115,11 +1115,19 @@ def _add_demo(subparsers: Any) -> None:
         "demo",
         help="run a simulated multi-user chat app against a local server and show its sessions",
         description=(
-            "Start the local server in-process (or use --api-url), run a simulated multi-user "
-            "LLM chat app through the real export pipeline, and print what arrived."
+            "Start the local server in-process on the database 'galileo-otel serve' opens (or "
+            "use --api-url), run a simulated multi-user LLM chat app through the real export "
+            "pipeline, print what arrived and how to look at it afterwards."
         ),
     )
     demo.add_argument("--api-url", help="send to this API instead of an embedded local server")
+    demo.add_argument(
+        "--db",
+        help=(
+            "SQLite file of the embedded server (default: the one 'galileo-otel serve' opens, "
+            "$XDG_DATA_HOME/galileo-otel/galileo.db)"
+        ),
+    )
     demo.add_argument("--api-key", help="API key for --api-url (default GALILEO_API_KEY)")
     demo.add_argument("--project", default="galileo-otel-demo", help="project name")
     demo.add_argument("--users", type=int, default=3, help="simulated users (default 3)")
@@ -1143,12 +1151,15 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     if args.serve and args.api_url:
         raise UsageError("--serve keeps the embedded server running; it does not go with --api-url")
+    if args.db and args.api_url:
+        raise UsageError("--db is the embedded server's database; it does not go with --api-url")
     for name in ("users", "conversations", "turns"):
         if not 1 <= getattr(args, name) <= 50:
             raise UsageError(f"--{name} {getattr(args, name)}: must be between 1 and 50")
     options = DemoOptions(
         api_url=args.api_url,
         api_key=args.api_key,
+        db=args.db,
         project=args.project,
         users=args.users,
         conversations=args.conversations,

@@ -1,16 +1,21 @@
 """``galileo-otel demo``: a simulated multi-user LLM chat app, exported to a local server.
 
 The app makes GenAI-convention spans (chat, execute_tool, retrieval under an invoke_agent root)
-on a simulated clock: span timestamps are set explicitly, so an idle gap of 45 minutes costs
-nothing and rotates a session exactly as in production. Everything goes through
-:func:`galileo_otel.configure` and the real export pipeline; then the demo reads back what
-the server holds and prints it.
+on a simulated clock: span timestamps are set explicitly and back-dated over the hours before
+the run, so an idle gap of 45 minutes costs nothing and rotates a session exactly as in
+production. Everything goes through :func:`galileo_otel.configure` and the real export pipeline;
+then the demo reads back what the server holds and prints it.
+
+By default the demo writes to the database ``galileo-otel serve`` opens by default
+(:func:`~galileo_otel.server.app.default_db_path`), so its sessions are still there afterwards,
+and ends by saying how to look at them (the web UI's URL, ``galileo-otel sessions show``).
 """
 
 from __future__ import annotations
 
 import json
 import random
+import shlex
 import sys
 import tempfile
 import time
@@ -18,6 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 from opentelemetry import trace
@@ -25,6 +31,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
+from galileo_otel.server.cli import DEFAULT_HOST, DEFAULT_PORT
 from galileo_otel.sessions.context import session
 from galileo_otel.sessions.resolve import USER_ID
 
@@ -38,6 +45,10 @@ MODEL = "gpt-4o-mini"
 # chained session.
 IDLE_GAP_S = 45 * 60.0
 IDLE_TIMEOUT_S = 30 * 60.0
+# The simulated traffic is back-dated over this window, ending at the moment the demo runs.
+SIMULATED_WINDOW_S = 4 * 3600.0
+# Where `galileo-otel serve` listens by default: the demo's closing lines point there.
+SERVE_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 FLUSH_TIMEOUT_S = 30.0
 _NS = 1_000_000_000
 
@@ -124,7 +135,9 @@ class SimulatedChatApp:
             turn.conversation,
             user_id=turn.user,
             name=f"support chat {turn.conversation}",
-            metadata={"channel": "web"},
+            # The spans' times are simulated (back-dated); said on the record, so nobody takes
+            # them for real traffic.
+            metadata={"channel": "web", "demo.clock": "simulated, back-dated"},
         ):
             self._trace(turn)
 
@@ -365,6 +378,7 @@ class DemoOptions:
 
     api_url: str | None = None
     api_key: str | None = None
+    db: str | None = None
     project: str = "galileo-otel-demo"
     users: int = 3
     conversations: int = 2
@@ -392,14 +406,27 @@ def _wait_for_interrupt() -> None:
 
 
 def _ui_url(server: Any) -> str | None:
-    """The web UI's URL with its one-time token (the embedded server serves the UI)."""
+    """The web UI's URL with its token (the embedded server serves the UI)."""
     url: str = server.ui_url
     return url
 
 
+def _db_path(options: DemoOptions) -> Path:
+    """The database the embedded server writes: ``--db``, else the one ``serve`` opens."""
+    if options.db:
+        return Path(options.db).expanduser()
+    from galileo_otel.server.app import default_db_path
+
+    return default_db_path()
+
+
 @contextmanager
 def _target(options: DemoOptions, workdir: str) -> Iterator[tuple[str, str, Any]]:
-    """(api_url, api_key, server): the embedded local server (``server``), or the one named."""
+    """(api_url, api_key, server): the embedded local server (``server``), or the one named.
+
+    The embedded server opens the same database and key file as ``galileo-otel serve`` (by
+    default), so what the demo sends is there when ``serve`` starts.
+    """
     if options.api_url:
         import os
 
@@ -415,8 +442,17 @@ def _target(options: DemoOptions, workdir: str) -> Iterator[tuple[str, str, Any]
             f"the demo's embedded server needs the server extra ({exc.name or exc} is missing): "
             "pip install 'galileo-otel[server]', or pass --api-url"
         ) from None
-    with serve_in_thread(db_path=f"{workdir}/demo.db", api_key=DEMO_API_KEY) as server:
-        yield server.url, server.api_key or DEMO_API_KEY, server
+    from galileo_otel.server.auth import load_or_create_key
+
+    db = _db_path(options)
+    try:
+        key = load_or_create_key(db)[0]
+    except OSError as exc:
+        from galileo_otel.errors import ConfigError
+
+        raise ConfigError(f"cannot open the database {db}: {exc} (pass --db)") from None
+    with serve_in_thread(db_path=db, api_key=key) as server:
+        yield server.url, key, server
 
 
 def run_demo(options: DemoOptions) -> int:
@@ -430,7 +466,7 @@ def run_demo(options: DemoOptions) -> int:
         users=options.users,
         conversations=options.conversations,
         turns=options.turns,
-        start_ns=now_ns - int(4 * 3600 * _NS),  # a simulated morning that ended just now
+        start_ns=now_ns - int(SIMULATED_WINDOW_S * _NS),  # a simulated morning ending now
         rng=rng,
     )
     bar = ProgressBar(
@@ -483,8 +519,15 @@ def run_demo(options: DemoOptions) -> int:
                 "turns_simulated": len(plan),
                 "seconds": round(time.monotonic() - started, 2),
                 "project": options.project,
-                # Only while the server stays up: the embedded one stops with the demo.
-                "ui_url": _ui_url(server) if embedded and options.serve else None,
+                "simulated_window_s": SIMULATED_WINDOW_S,
+                "idle_gap_s": IDLE_GAP_S,
+                "db": str(_db_path(options)) if embedded else None,
+                "default_db": not options.db,
+                # The embedded server's own URL while it stays up (--serve); otherwise the URL
+                # `galileo-otel serve` will answer on, with this database's UI token.
+                "ui_url": (_ui_url(server) if options.serve else _later_ui_url(options))
+                if embedded
+                else None,
                 "serving": url if embedded and options.serve else None,
             }
         )
@@ -497,6 +540,13 @@ def run_demo(options: DemoOptions) -> int:
         if embedded and options.serve:
             options.wait()
     return 0 if flushed and report["traces"] == len(plan) else 1
+
+
+def _later_ui_url(options: DemoOptions) -> str:
+    """The UI URL of a later ``galileo-otel serve`` on this database (its token is stored)."""
+    from galileo_otel.server.auth import UIAccess, load_or_create_ui_token
+
+    return UIAccess(load_or_create_ui_token(_db_path(options))).login_url(SERVE_URL)
 
 
 # --- reading back what arrived --------------------------------------------------------------------
@@ -615,9 +665,18 @@ def _print_report(report: dict[str, Any], out: TextIO) -> None:
         f"galileo-otel demo: {report['turns_simulated']} chat turns sent to {where} "
         f"in {report['seconds']}s\n"
     )
-    w(f"project {report['project_id']}, log stream {report['log_stream']}\n\n")
+    w(f"project {report['project_id']}, log stream {report['log_stream']}\n")
+    window_h = report.get("simulated_window_s", SIMULATED_WINDOW_S) / 3600
+    gap_min = report.get("idle_gap_s", IDLE_GAP_S) / 60
+    w(
+        f"span times are simulated: the turns are back-dated over the {window_h:g} hours before "
+        f"now, including one {gap_min:g}-minute idle gap that never really happened\n\n"
+    )
     w("Each user's sessions, oldest first; a session points to the one before it\n")
-    w("(previous_session_id), and a conversation idle for 45 minutes resumes in a new session.\n\n")
+    w(
+        f"(previous_session_id), and a conversation idle for {gap_min:g} simulated minutes "
+        "resumes in a new session.\n\n"
+    )
     for user, sessions in report["users"].items():
         w(f"user {user}\n")
         for s in sessions:
@@ -628,7 +687,7 @@ def _print_report(report: dict[str, Any], out: TextIO) -> None:
                 verb = "resumes" if s["resumed"] else "follows"
                 link = f"  <- {verb} {s['previous_session_id'][:8]}"
                 if s["resumed"]:
-                    link += " after an idle gap"
+                    link += " after an idle gap (simulated)"
             w(f"  * session {s['id'][:8]}  {label}: {n} trace{'s' if n != 1 else ''}{link}\n")
             for t in s["traces"]:
                 w(f"      - {t['input']}  [{t['num_spans']} spans]\n")
@@ -661,18 +720,25 @@ def _print_report(report: dict[str, Any], out: TextIO) -> None:
 
 def _print_where_to_look(report: dict[str, Any], w: Callable[[str], Any]) -> None:
     """The last lines: where to look at the sessions next."""
+    project = shlex.quote(str(report["project"]))
+    sessions = next(iter((report.get("users") or {}).values()), None) or [{}]
+    first = shlex.quote(str(sessions[0].get("external_id") or "alice-conv-1"))
+    key = f"$(cat {shlex.quote(str(report.get('db')) + '.api-key')})"
+    # Each run logs to a log stream of its own; sessions show and tail look in one.
+    where = (
+        f"GALILEO_PROJECT={project} GALILEO_LOG_STREAM={shlex.quote(str(report.get('log_stream')))}"
+    )
     if report.get("serving"):
-        env = (
-            f"GALILEO_API_URL={report['serving']} GALILEO_API_KEY={DEMO_API_KEY} "
-            f"GALILEO_PROJECT={report['project']} GALILEO_LOG_STREAM={report['log_stream']}"
-        )
+        env = f"GALILEO_API_URL={report['serving']} GALILEO_API_KEY={key} {where}"
         w(f"\nthe demo's server keeps running at {report['serving']} until Ctrl-C; meanwhile:\n")
-        w(f"  {env} galileo-otel sessions show alice-conv-1\n")
+        w(f"  web UI: {report['ui_url']}\n")
+        w(f"  {env} galileo-otel sessions show {first}\n")
         w(f"  {env} galileo-otel tail\n")
-        if report.get("ui_url"):
-            w(f"  web UI: {report['ui_url']}\n")
     elif report.get("api_url") == "embedded":
-        w(
-            "to look around afterwards, in the web UI or with sessions show / tail:\n"
-            "  galileo-otel demo --serve   (keeps its server up until Ctrl-C and prints the UI URL)\n"
-        )
+        db = report["db"]
+        db_arg = "" if report.get("default_db", True) else f" --db {shlex.quote(db)}"
+        env = f"GALILEO_API_URL={SERVE_URL} GALILEO_API_KEY={key} {where}"
+        w(f"\nthe sessions are stored in {db}; to look at them, start the local server:\n")
+        w(f"  galileo-otel serve{db_arg}\n")
+        w(f"then open the web UI: {report['ui_url']}\n")
+        w(f"or, in another terminal: {env} galileo-otel sessions show {first}\n")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -219,6 +221,11 @@ def test_demo_serve_keeps_the_server_up_and_its_hint_works(
 
     def look_around() -> None:  # stands for the user, while the demo waits for Ctrl-C
         hint = next(line for line in out.getvalue().splitlines() if "sessions show" in line)
+        # The key is read from the file next to the database, as the shell would.
+        key_file = re.search(r"\$\(cat (\S+)\)", hint)
+        assert key_file is not None, hint
+        key = Path(shlex.split(key_file.group(1))[0]).read_text().strip()
+        hint = hint.replace(key_file.group(0), shlex.quote(key))
         *assignments, _, _, _, external_id = shlex.split(hint)
         for assignment in assignments:
             name, _, value = assignment.partition("=")

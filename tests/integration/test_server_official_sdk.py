@@ -233,3 +233,106 @@ def test_distributed_mode_appends_spans_and_patches_the_trace(sdk_env: Any) -> N
         span_id = top["booking"]["id"]
         answer = http.get(f"/v2/projects/{project['id']}/spans/{span_id}")
         assert answer.status_code == 200 and answer.json()["output"] == "booked"
+
+
+def _log_two_turns(session_external_id: str) -> str:
+    from galileo import GalileoLogger
+
+    logger = GalileoLogger(project="sdk-project", log_stream="sdk-stream")
+    session_id = logger.start_session(external_id=session_external_id)
+    for question, answer in (("Where is my parcel?", "In Lisbon."), ("And the refund?", "Sent.")):
+        logger.start_trace(input=question, name="turn")
+        logger.add_llm_span(
+            input=[{"role": "user", "content": question}],
+            output={"role": "assistant", "content": answer},
+            model="gpt-test",
+            num_input_tokens=7,
+            num_output_tokens=2,
+        )
+        logger.add_tool_span(input="lookup", output=answer, name="lookup")
+        logger.conclude(output=answer)
+    logger.flush()
+    return str(session_id)
+
+
+def test_search_get_traces_and_get_spans_parse_with_the_sdks_own_models(sdk_env: Any) -> None:
+    from galileo.log_streams import get_log_stream
+    from galileo.resources.models import (
+        ExtendedLlmSpanRecord,
+        ExtendedToolSpanRecord,
+        ExtendedTraceRecord,
+        LogRecordsSortClause,
+        LogRecordsTextFilter,
+        LogRecordsTextFilterOperator,
+    )
+    from galileo.search import get_spans, get_traces
+
+    session_id = _log_two_turns("ticket-7")
+    project = _project(sdk_env)
+    stream = get_log_stream(name="sdk-stream", project_name="sdk-project")
+    assert stream is not None
+
+    traces = get_traces(project_id=project["id"], log_stream_id=stream.id)
+    assert traces.records and all(isinstance(r, ExtendedTraceRecord) for r in traces.records)
+    # Newest first by default, each with its session and log stream.
+    assert [r.input_ for r in traces.records] == ["And the refund?", "Where is my parcel?"]
+    assert {str(r.session_id) for r in traces.records} == {session_id}
+    assert {str(r.run_id) for r in traces.records} == {stream.id}
+
+    oldest = get_traces(
+        project_id=project["id"],
+        sort=LogRecordsSortClause(column_id="created_at", ascending=True),
+        limit=1,
+    )
+    assert [r.input_ for r in oldest.records] == ["Where is my parcel?"]
+    assert oldest.paginated and oldest.next_starting_token == 1
+
+    found = get_traces(
+        project_id=project["id"],
+        filters=[
+            LogRecordsTextFilter(
+                column_id="output",
+                operator=LogRecordsTextFilterOperator.CONTAINS,
+                value="lisbon",
+                case_sensitive=False,
+            )
+        ],
+    )
+    assert [r.output for r in found.records] == ["In Lisbon."]
+
+    spans = get_spans(project_id=project["id"], log_stream_id=stream.id)
+    kinds = sorted(type(r).__name__ for r in spans.records)
+    assert kinds == sorted(["ExtendedLlmSpanRecord", "ExtendedToolSpanRecord"] * 2)
+    trace_ids = {str(r.id) for r in traces.records}
+    assert {str(r.trace_id) for r in spans.records} == trace_ids
+    llm = get_spans(
+        project_id=project["id"],
+        filters=[
+            LogRecordsTextFilter(
+                column_id="type", operator=LogRecordsTextFilterOperator.EQ, value="llm"
+            )
+        ],
+    )
+    assert len(llm.records) == 2 and all(isinstance(r, ExtendedLlmSpanRecord) for r in llm.records)
+    assert {r.model for r in llm.records} == {"gpt-test"}
+    assert not any(isinstance(r, ExtendedToolSpanRecord) for r in llm.records)
+
+
+def test_search_of_an_unknown_column_is_a_422_naming_the_known_ones(sdk_env: Any) -> None:
+    from galileo.resources.models import LogRecordsTextFilter, LogRecordsTextFilterOperator
+    from galileo.search import get_traces
+
+    _log_two_turns("ticket-8")
+    project = _project(sdk_env)
+    with pytest.raises(ValueError, match="unknown column 'nope' for traces"):
+        get_traces(
+            project_id=project["id"],
+            filters=[
+                LogRecordsTextFilter(
+                    column_id="nope", operator=LogRecordsTextFilterOperator.EQ, value="x"
+                )
+            ],
+        )
+    with httpx.Client(base_url=sdk_env.url, headers={"Galileo-API-Key": KEY}) as http:
+        missing = http.post("/projects/00000000-0000-4000-8000-000000000000/spans/search", json={})
+        assert missing.status_code == 404

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,7 +281,10 @@ def test_the_token_url_sets_an_httponly_cookie_and_redirects_to_the_clean_url(
     assert page.url == ui_server.url + "/"  # the token is gone from the address bar
     (cookie,) = context.cookies()
     assert cookie["httpOnly"] is True
-    assert cookie["sameSite"] == "Strict"
+    # Lax: a link to a page from a chat or a terminal opens it logged in.
+    assert cookie["sameSite"] == "Lax"
+    # Persistent (an expiry, not a browser-session cookie): about 30 days from now.
+    assert cookie["expires"] > time.time() + 29 * 86400
     assert cookie["value"] != token  # the cookie is not the token itself
     assert page.evaluate("document.cookie") == ""  # scripts cannot read it
     assert page.locator("#sessions tbody tr").count() > 0
@@ -318,6 +322,9 @@ def test_click_through_list_chain_session_trace(browser: Any, ui_server: Any) ->
     assert rotated.count() == 1
     # 45 minutes of idle plus the 30-120 s the demo puts between turns.
     assert re.search(r"rotated after 4[5-7] min idle", rotated.inner_text())
+    # The demo's clock is simulated, and the page says so where it names the gap.
+    assert "idle (simulated)" in rotated.inner_text()
+    assert "(simulated)" in (page.locator("#timeline text.link-label").text_content() or "")
     assert page.locator("#timeline path.link.rotation").count() == 1
     chained = sum(1 for s in alice if s["previous_session_id"])
     assert page.locator("#timeline path.link").count() == chained
@@ -533,6 +540,166 @@ def test_the_screenshot_script_photographs_every_page(browser: Any, tmp_path: Pa
         env=env,
     )
     assert done.returncode == 0, done.stderr
-    for name in ("ui-sessions", "ui-chain", "ui-session", "ui-trace"):
+    for name in (
+        "ui-sessions",
+        "ui-chain",
+        "ui-session",
+        "ui-trace",
+        "ui-traces",
+        "ui-trace-error",
+    ):
         png = (tmp_path / f"{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000, name
+
+
+# --- every day: deep links, a restart, traces, search, sorting, the waterfall -----------------
+
+
+def test_the_token_opens_a_deep_link_and_leaves_the_address_bar(
+    browser: Any, ui_server: Any
+) -> None:
+    token = ui_server.ui_url.split("token=", 1)[1]
+    pid = project_id(ui_server)
+    context = browser.new_context()
+    page = context.new_page()
+    deep = f"{ui_server.url}/ui/projects/{pid}/chain?user=alice"
+    response = page.goto(f"{deep}&token={token}")
+    assert response is not None and response.status == 200
+    assert page.url == deep  # the same page, the token gone
+    assert page.locator("#timeline rect.bar").count() > 0
+    one = sessions(ui_server)[0]
+    page.goto(f"{ui_server.url}/ui/projects/{pid}/sessions/{one['id']}")
+    assert page.locator("#session-fields").is_visible()
+    context.close()
+
+
+def test_the_cookie_survives_a_browser_restart(
+    browser: Any, ui_server: Any, tmp_path: Path
+) -> None:
+    profile = tmp_path / "profile"
+    chromium = browser.browser_type
+    first = chromium.launch_persistent_context(
+        str(profile), executable_path=_chromium(), args=CHROMIUM_ARGS
+    )
+    page = first.new_page()
+    page.goto(ui_server.ui_url)
+    assert page.locator("#sessions").is_visible()
+    first.close()
+    # The same profile, a new browser process: a browser-session cookie would be gone.
+    again = chromium.launch_persistent_context(
+        str(profile), executable_path=_chromium(), args=CHROMIUM_ARGS
+    )
+    page = again.new_page()
+    response = page.goto(ui_server.url + "/")
+    assert response is not None and response.status == 200
+    assert page.locator("#sessions").is_visible()
+    again.close()
+
+
+def _steps(step: dict[str, Any]) -> list[dict[str, Any]]:
+    out, stack = [], list(step.get("spans") or [])
+    while stack:
+        child = stack.pop()
+        out.append(child)
+        stack.extend(child.get("spans") or [])
+    return out
+
+
+def _token_cells(page: Any) -> list[int]:
+    cells = page.locator("#traces tbody tr td:nth-child(6)").all_inner_texts()
+    return [int(c.replace(",", "")) for c in cells]
+
+
+def test_traces_list_search_and_sort_by_clicking_headers(browser: Any, ui_server: Any) -> None:
+    page = logged_in(browser, ui_server)
+    page.click("#nav-traces")
+    page.wait_for_selector("#traces")
+    total = page.locator("#traces tbody tr").count()
+    assert total > 10
+    page.fill("#search", "REFUND")
+    page.click("#trace-filters button[type=submit]")
+    page.wait_for_selector("#summary")
+    found = page.locator("#traces tbody tr")
+    # The same traces as a plain scan of what the server holds: the trace's or any step's
+    # input or output holds the text, case-insensitively.
+    expected = {
+        t["id"]
+        for s in sessions(ui_server)
+        for t in ui_server.state.store.session_traces(project_id(ui_server), s["id"])
+        if any(
+            "refund" in json.dumps(step.get(k), ensure_ascii=False).lower()
+            for step in [t, *_steps(t)]
+            for k in ("input", "output")
+        )
+    }
+    assert 0 < len(expected) < total
+    shown = {found.nth(i).get_attribute("data-trace") for i in range(found.count())}
+    assert shown == expected
+    assert "q=REFUND" in page.url
+    page.fill("#search", "")
+    page.click("#trace-filters button[type=submit]")
+    page.locator("a.sort[data-sort=total_tokens]").click()
+    page.wait_for_url(re.compile(r"sort=total_tokens"))
+    most_first = _token_cells(page)
+    assert most_first == sorted(most_first, reverse=True) and len(set(most_first)) > 1
+    page.locator("a.sort[data-sort=total_tokens]").click()
+    page.wait_for_url(re.compile(r"dir=asc"))
+    assert _token_cells(page) == sorted(most_first)
+    page.context.close()
+
+
+def test_search_finds_a_session_by_what_was_said(browser: Any, ui_server: Any) -> None:
+    page = logged_in(browser, ui_server)
+    page.fill("#search", "refund order 77")
+    page.click("#filters button[type=submit]")
+    page.wait_for_selector("#summary")
+    rows = page.locator("#sessions tbody tr")
+    assert rows.count() == 1 and "refund that fails" in rows.inner_text()
+    page.context.close()
+
+
+def test_trace_waterfall_and_collapsible_tree(browser: Any, ui_server: Any) -> None:
+    page = logged_in(browser, ui_server)
+    page.click("#nav-traces")
+    page.fill("#search", "Refund order 77")
+    page.click("#trace-filters button[type=submit]")
+    page.locator("#traces a.trace-link").first.click()
+    page.wait_for_selector("#steps")
+    steps = page.locator("#steps li.step").count()
+    assert steps >= 3
+    bars = page.locator("#steps svg.wf rect.wf-bar")
+    assert bars.count() == steps
+    # Each bar lies inside the trace's time axis.
+    for i in range(bars.count()):
+        x = float(bars.nth(i).get_attribute("x") or "nan")
+        w = float(bars.nth(i).get_attribute("width") or "nan")
+        assert 0 <= x and x + w <= 1000.5
+    assert "1" in page.inner_text("#trace-totals")
+    # The waterfall overview: a row per step, each linking to the step in the tree.
+    assert page.locator("#waterfall tr").count() == steps
+    assert page.locator("#waterfall rect.wf-bar").count() == steps
+    page.locator("#waterfall a").last.click()
+    target = page.url.split("#", 1)[1]
+    assert target.startswith("step-") and page.locator(f"#{target}").is_visible()
+    page.click("#collapse-all")
+    assert page.locator("#steps details[open]").count() == 0
+    assert not page.locator("#steps li.step li.step").first.is_visible()
+    page.click("#expand-all")
+    assert page.locator("#steps details[open]").count() == page.locator("#steps details").count()
+    # One step folded by hand: its children hide, its siblings stay.
+    page.locator("#steps > li.step > details > summary").first.click()
+    assert not page.locator("#steps > li.step li.step").first.is_visible()
+    page.context.close()
+
+
+def test_empty_server_says_how_to_fill_it(browser: Any, tmp_path: Path) -> None:
+    from galileo_otel.server import serve_in_thread
+
+    with serve_in_thread(db_path=tmp_path / "empty.db", api_key=API_KEY) as empty:
+        page = logged_in(browser, empty)
+        assert "No sessions yet" in page.inner_text("#empty")
+        assert "galileo-otel demo" in page.inner_text("#empty")
+        response = page.goto(empty.url + "/?project=nope")
+        assert response is not None and response.status == 404
+        assert "does not exist" in page.inner_text("#missing")
+        page.context.close()

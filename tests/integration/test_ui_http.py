@@ -71,7 +71,9 @@ def test_token_sets_a_cookie_and_redirects_to_the_clean_url(server: Any) -> None
         assert login.status_code == 303
         assert login.headers["location"] == "/?user=bob"  # other parameters kept
         cookie = login.headers["set-cookie"].lower()
-        assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+        assert "httponly" in cookie and "samesite=lax" in cookie and "path=/" in cookie
+        # Persistent: it outlives a browser restart, and expires on its own.
+        assert "max-age=2592000" in cookie
         assert token_of(server).lower() not in cookie
         page = client.get("/")
         assert page.status_code == 200
@@ -108,7 +110,11 @@ def test_unknown_pages_say_not_found_without_data(server: Any) -> None:
         client.get(server.ui_url.removeprefix(server.url))
         missing = client.get("/ui/projects/nope/sessions/nope")
         assert missing.status_code == 404
-        assert "no session nope" in missing.text
+        assert "no project nope" in missing.text and "does not exist" in missing.text
+        assert "secret-project" in missing.text  # the projects that do exist, to pick from
+        pid = server.state.store.find_projects("secret-project")[0]["id"]
+        missing = client.get(f"/ui/projects/{pid}/sessions/nope")
+        assert missing.status_code == 404 and "no session nope" in missing.text
 
 
 def test_serve_prints_the_ui_url(tmp_path: Path) -> None:
@@ -167,7 +173,8 @@ def test_empty_server_and_unknown_user_render(tmp_path: Path) -> None:
         with httpx.Client(base_url=empty.url) as client:
             client.get(empty.ui_url.removeprefix(empty.url))
             page = client.get("/")
-            assert page.status_code == 200 and "No project yet" in page.text
+            assert page.status_code == 200 and "No sessions yet" in page.text
+            assert "galileo-otel demo" in page.text
             with GalileoClient(api_url=empty.url, api_key=KEY) as api:
                 pid = api.resolve_destination(project="p", log_stream="default").project_id
             chain = client.get(f"/ui/projects/{pid}/chain", params={"user": "nobody"})

@@ -219,22 +219,46 @@ def test_demo_ends_with_the_ui_url_while_its_server_runs() -> None:
     from galileo_otel import demo
 
     class ServerWithUI:
-        ui_url = "http://127.0.0.1:8088/?token=abc"
+        ui_url = "http://127.0.0.1:40001/?token=abc"
 
     assert demo._ui_url(ServerWithUI()) == ServerWithUI.ui_url
     out = io.StringIO()
     report = {
-        "serving": "http://127.0.0.1:8088",
+        "serving": "http://127.0.0.1:40001",
         "project": "p",
         "log_stream": "demo-1",
         "ui_url": ServerWithUI.ui_url,
         "api_url": "embedded",
+        "db": "/data/galileo.db",
+        "users": {"bob": [{"external_id": "bob-conv-1"}]},
+    }
+    demo._print_where_to_look(report, out.write)
+    text = out.getvalue()
+    assert "  web UI: http://127.0.0.1:40001/?token=abc" in text.splitlines()
+    assert (
+        "GALILEO_API_URL=http://127.0.0.1:40001 GALILEO_API_KEY=$(cat /data/galileo.db.api-key) "
+        "GALILEO_PROJECT=p GALILEO_LOG_STREAM=demo-1 galileo-otel sessions show bob-conv-1"
+    ) in text
+
+
+def test_demo_without_serve_points_at_a_later_serve_on_the_same_database() -> None:
+    from galileo_otel import demo
+
+    out = io.StringIO()
+    report = {
+        "api_url": "embedded",
+        "project": "my demo",
+        "ui_url": "http://127.0.0.1:8088/?token=abc",
+        "db": "/data/x y.db",
+        "default_db": False,
+        "log_stream": "demo-2",
+        "users": {},
     }
     demo._print_where_to_look(report, out.write)
     lines = out.getvalue().splitlines()
-    assert lines[-1] == "  web UI: http://127.0.0.1:8088/?token=abc"
-    assert "GALILEO_LOG_STREAM=demo-1 galileo-otel sessions show" in out.getvalue()
-    out = io.StringIO()
-    demo._print_where_to_look({"api_url": "embedded", "ui_url": None}, out.write)
-    # The embedded server is gone once the demo ends: no dead URL, a pointer to --serve instead.
-    assert "galileo-otel demo --serve" in out.getvalue() and "token=" not in out.getvalue()
+    assert "  galileo-otel serve --db '/data/x y.db'" in lines
+    assert "then open the web UI: http://127.0.0.1:8088/?token=abc" in lines
+    assert lines[-1].endswith(
+        "GALILEO_API_KEY=$(cat '/data/x y.db.api-key') GALILEO_PROJECT='my demo' "
+        "GALILEO_LOG_STREAM=demo-2 galileo-otel sessions show alice-conv-1"
+    )

@@ -197,10 +197,81 @@ def test_messages_and_content() -> None:
 
 def test_access_secrets_stay_out_of_repr() -> None:
     access = ui.UIAccess()
-    assert access.token not in repr(access) and access.cookie_value not in repr(access)
-    assert access.token != access.cookie_value
+    cookie = access.issue_cookie()
+    assert access.token not in repr(access) and cookie not in repr(access)
+    assert access.token not in cookie
     assert access.token_matches(access.token) and not access.token_matches(None)
-    assert not access.token_matches(access.cookie_value)
+    assert not access.token_matches(cookie)
     assert (
         access.login_url("http://127.0.0.1:8088/") == f"http://127.0.0.1:8088/?token={access.token}"
     )
+
+
+def test_ui_cookie_expires_and_is_bound_to_its_token() -> None:
+    now = [1_000_000.0]
+    access = ui.UIAccess("token-a", cookie_max_age_s=60, clock=lambda: now[0])
+    cookie = access.issue_cookie()
+    assert access.cookie_matches(cookie)
+    # Another server's token (or a new one) signs differently.
+    assert not ui.UIAccess("token-b", clock=lambda: now[0]).cookie_matches(cookie)
+    # Tampering with the expiry breaks the signature.
+    version, expires, mac = cookie.split(".")
+    assert not access.cookie_matches(f"{version}.{int(expires) + 10**6}.{mac}")
+    for junk in (None, "", "v1", "v1..", "v2.1.x", "v1.notanumber.x", "v1.1" + "0" * 20 + ".x"):
+        assert not access.cookie_matches(junk)
+    now[0] += 59
+    assert access.cookie_matches(cookie)
+    now[0] += 1
+    assert not access.cookie_matches(cookie)
+    assert access.login_url("http://h:1", "/ui/x?user=a") == "http://h:1/ui/x?user=a&token=token-a"
+
+
+def test_ui_token_is_stored_next_to_the_database(tmp_path: Any) -> None:
+    from galileo_otel.server.auth import load_or_create_ui_token, ui_token_file_for
+
+    db = tmp_path / "sub" / "g.db"
+    token = load_or_create_ui_token(db)
+    assert load_or_create_ui_token(db) == token and len(token) >= 32
+    assert ui_token_file_for(db).stat().st_mode & 0o777 == 0o600
+    # Deleting the file revokes the token: the next start makes a new one.
+    ui_token_file_for(db).unlink()
+    assert load_or_create_ui_token(db) != token
+
+
+def test_waterfall_places_each_step_on_the_traces_time_axis() -> None:
+    trace = {
+        "created_at": "2026-01-01T00:00:00Z",
+        "metrics": {"duration_ns": 4_000_000_000},
+        "spans": [
+            {
+                "id": "a",
+                "created_at": "2026-01-01T00:00:01Z",
+                "metrics": {"duration_ns": 1_000_000_000},
+                "spans": [
+                    # Ends after the trace says it did: the axis stretches to show it whole.
+                    {
+                        "id": "b",
+                        "created_at": "2026-01-01T00:00:03Z",
+                        "metrics": {"duration_ns": 2_000_000_000},
+                    },
+                ],
+            },
+            {"id": "no-time", "metrics": {"duration_ns": 5}},
+        ],
+    }
+    assert ui.waterfall(trace) == {"a": {"x": 200.0, "w": 200.0}, "b": {"x": 600.0, "w": 400.0}}
+    assert ui.waterfall({"spans": []}) == {}
+
+
+def test_sorting_links_toggle_and_unknown_columns_fall_back() -> None:
+    known = {"started": "x", "name": "y", "total_tokens": "z"}
+    sorting = ui.Sorting.parse("total_tokens", "desc", known, "started")
+    assert sorting.mark("total_tokens") == " ↓" and sorting.mark("name") == ""
+    assert sorting.link("total_tokens", {"q": "a b"}, "/t") == "/t?q=a+b&sort=total_tokens&dir=asc"
+    # A new column starts descending (most first), except names (A to Z).
+    assert sorting.link("started", {}, "/t").endswith("sort=started&dir=desc")
+    assert sorting.link("name", {}, "/t").endswith("sort=name&dir=asc")
+    fallback = ui.Sorting.parse("drop table", "asc", known, "started")
+    assert (fallback.column, fallback.descending, fallback.query()) == ("started", True, {})
+    assert ui.format_count(1234) == "1,234" and ui.format_count(None) == "—"
+    assert ui.format_count(True) == "—"

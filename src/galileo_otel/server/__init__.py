@@ -21,6 +21,8 @@ For the official ``galileo`` SDK (:mod:`galileo_otel.server.auth`, :mod:`galileo
 - ``POST /login/api_key``, ``GET /current_user``
 - ``POST /v2/projects/{project_id}/spans`` (Log Spans, distributed mode)
 - ``PATCH /v2/projects/{project_id}/traces/{trace_id}``, ``PATCH|GET .../spans/{span_id}``
+- ``POST /projects/{project_id}/traces/search``, ``POST /projects/{project_id}/spans/search``
+  (Query Traces / Query Spans, also under ``/v2``: ``galileo.search.get_traces`` / ``get_spans``)
 
 OTLP/HTTP (:mod:`galileo_otel.server.otlp`): ``POST /otel/traces`` and ``POST /v1/traces``.
 

@@ -149,6 +149,11 @@ def run_serve(args: argparse.Namespace) -> int:
     elif not explicit_key:
         print(f"galileo-otel serve: API key read from {key_file_for(db_path)}")
     print(f"galileo-otel serve: listening on http://{host}:{port}  database: {db_path}")
+    if not app.state.galileo.store.stats()["sessions"]:
+        print(
+            "galileo-otel serve: no sessions yet: run 'galileo-otel demo' in another terminal, "
+            f"or point an app here (GALILEO_API_URL=http://{host}:{port})"
+        )
     print(f"galileo-otel serve: web UI: {ui_access(app).login_url(f'http://{host}:{port}')}")
     if args.faults:
         print("galileo-otel serve: fault injection admin at /local/faults")

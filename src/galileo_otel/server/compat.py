@@ -3,6 +3,9 @@
 The SDK (2.7) reads projects with ``created_by``/``created_by_user``/``runs``, finds log streams
 through ``/projects/{id}/log_streams/paginated``, and in distributed mode sends spans on their own
 (``POST /v2/projects/{id}/spans``) and then patches the trace and its spans as they finish.
+``galileo.search.get_traces`` / ``get_spans`` call ``POST /projects/{id}/traces/search`` and
+``/spans/search`` (Query Traces, Query Spans): the Query Sessions body and answer, over traces
+and spans (:mod:`galileo_otel.server.reads`).
 Everything is stored through the same :class:`~galileo_otel.server.store.Store` as the rest.
 """
 
@@ -16,7 +19,9 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from fastapi import APIRouter, Query
 from pydantic import UUID4, BaseModel, ConfigDict, Field
 
-from galileo_otel.api.models import LoggingMethod, Span
+from galileo_otel.api.models import LoggingMethod, LogRecordsQueryRequest, Span
+from galileo_otel.server.query import FilterError
+from galileo_otel.server.reads import Reads, RecordKind, compile_record_filter
 from galileo_otel.server.store import NotFoundError
 
 if TYPE_CHECKING:
@@ -33,6 +38,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+MAX_QUERY_LIMIT = 10_000
+_MAX_OFFSET = 2**53
 
 
 class _Body(BaseModel):
@@ -106,6 +114,46 @@ def sdk_router(state: ServerState) -> APIRouter:
     router = APIRouter()
     store = state.store
     auth = state.auth
+
+    reads = Reads(store.path)
+
+    def query(
+        kind: RecordKind, project_id: uuid.UUID, body: LogRecordsQueryRequest
+    ) -> dict[str, Any]:
+        project_or_404(project_id)
+        if not 1 <= body.limit <= MAX_QUERY_LIMIT:
+            raise FilterError(
+                ("body", "limit"), f"limit must be between 1 and {MAX_QUERY_LIMIT}", body.limit
+            )
+        if not 0 <= body.starting_token <= _MAX_OFFSET:
+            raise FilterError(
+                ("body", "starting_token"), "starting_token must be >= 0", body.starting_token
+            )
+        data = body.model_dump(mode="json", by_alias=True)
+        compiled = compile_record_filter(kind, data["filters"], data["filter_tree"])
+        records, more = reads.query_records(
+            kind, str(project_id), data, compiled, data["sort"], body.starting_token, body.limit
+        )
+        return {
+            "starting_token": body.starting_token,
+            "limit": body.limit,
+            "paginated": more,
+            "next_starting_token": body.starting_token + len(records) if more else None,
+            "last_row_id": records[-1]["id"] if records else None,
+            "records": records,
+        }
+
+    @router.post("/projects/{project_id}/traces/search", tags=["trace"])
+    @router.post("/v2/projects/{project_id}/traces/search", tags=["trace"])
+    def query_traces(project_id: UUID4, body: LogRecordsQueryRequest) -> dict[str, Any]:
+        """Query Traces: one page of matching traces (default: newest first), without spans."""
+        return query("trace", project_id, body)
+
+    @router.post("/projects/{project_id}/spans/search", tags=["trace"])
+    @router.post("/v2/projects/{project_id}/spans/search", tags=["trace"])
+    def query_spans(project_id: UUID4, body: LogRecordsQueryRequest) -> dict[str, Any]:
+        """Query Spans: one page of matching spans of every trace (default: newest first)."""
+        return query("span", project_id, body)
 
     def project_or_404(project_id: uuid.UUID) -> dict[str, Any]:
         project = store.get_project(str(project_id))

@@ -106,7 +106,8 @@ class RunningServer:
     def ui_url(self) -> str:
         """The web UI's login URL, ``{url}/?token=...``: opening it lets that browser in.
 
-        The token is made when the app is built and stays valid while the server runs.
+        The token is stored next to the database (``<db>.ui-token``), so it stays the same
+        across restarts; ``?token=`` works on any page of the UI.
         """
         from galileo_otel.server.ui import ui_access
 

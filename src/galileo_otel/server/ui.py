@@ -5,20 +5,20 @@ step, nothing fetched from the network. Every value shown comes from untrusted a
 hold HTML), so templates autoescape everything and pages carry a Content-Security-Policy that
 allows only this server's own script and styles.
 
-Access follows the Jupyter convention: the server makes a token when it starts and prints the
-URL that carries it (``RunningServer.ui_url``, ``galileo-otel serve``). Opening that URL sets an
-HttpOnly cookie and redirects to the clean URL; without the cookie a page shows nothing but how
-to get in. The REST API keeps its own rule (the ``Galileo-API-Key`` header) and ignores the cookie.
+Access follows the Jupyter convention: the server keeps a token next to its database and prints
+the URL that carries it (``RunningServer.ui_url``, ``galileo-otel serve``). ``?token=`` on ANY
+page's URL sets an expiring HttpOnly cookie and redirects to the same URL without the token;
+without the cookie a page shows nothing but how to get in (:class:`~galileo_otel.server.auth.UIAccess`).
+The REST API keeps its own rule (the ``Galileo-API-Key`` header) and ignores the cookie.
 
-The sessions list runs the same filter compiler and store queries as Count/Query Sessions
-(:func:`galileo_otel.server.query.compile_session_filter`, ``Store.search_sessions``).
+The sessions list runs the same filter compiler as Count/Query Sessions
+(:func:`galileo_otel.server.query.compile_session_filter`); sorting, search over inputs and
+outputs and the totals come from :mod:`galileo_otel.server.reads`.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
-import secrets
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +35,11 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.responses import Response
 
 from galileo_otel.api.filters import Condition, boolean, date, id_, text
+from galileo_otel.server.auth import UI_COOKIE_PREFIX as COOKIE_PREFIX
+from galileo_otel.server.auth import UI_TOKEN_PARAM as TOKEN_PARAM
+from galileo_otel.server.auth import UIAccess, load_or_create_ui_token
 from galileo_otel.server.query import FilterError, compile_session_filter
+from galileo_otel.server.reads import SESSION_SORTS, TOTAL_KEYS, TRACE_SORTS, Reads
 from galileo_otel.sessions.resolve import USER_ID
 from galileo_otel.views import content_part_text
 
@@ -52,8 +56,6 @@ __all__ = [
     "ui_access",
 ]
 
-TOKEN_PARAM = "token"
-COOKIE_PREFIX = "galileo_otel_ui_"
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 MAX_CHAIN_SESSIONS = 200
@@ -78,58 +80,6 @@ _SECURITY_HEADERS = {
 }
 
 
-class UIAccess:
-    """The UI's token (printed in the start-up URL) and the cookie it is exchanged for.
-
-    The token is made once per server start and stays valid while the server runs, as Jupyter's
-    does. The cookie carries a second random value, so the token itself never sits in a browser's
-    cookie jar. Neither appears in ``repr``.
-
-    Args:
-        token: The token; default a random one.
-    """
-
-    def __init__(self, token: str | None = None) -> None:
-        self._token = token or secrets.token_urlsafe(32)
-        self._cookie_value = secrets.token_urlsafe(32)
-
-    def __repr__(self) -> str:
-        return "UIAccess(token=***)"
-
-    @property
-    def token(self) -> str:
-        """The token a login URL carries."""
-        return self._token
-
-    @property
-    def cookie_value(self) -> str:
-        """The value of the cookie a valid token sets."""
-        return self._cookie_value
-
-    def token_matches(self, candidate: str | None) -> bool:
-        """Constant-time check of a presented token."""
-        return _same(candidate, self._token)
-
-    def cookie_matches(self, candidate: str | None) -> bool:
-        """Constant-time check of a presented cookie."""
-        return _same(candidate, self._cookie_value)
-
-    def login_url(self, base_url: str) -> str:
-        """The URL that opens the UI: ``{base_url}/?token=...``."""
-        return f"{base_url.rstrip('/')}/?{urlencode({TOKEN_PARAM: self._token})}"
-
-    @staticmethod
-    def cookie_name(request: Request) -> str:
-        """The cookie's name: per port, since browsers share cookies across a host's ports."""
-        return f"{COOKIE_PREFIX}{request.url.port or 80}"
-
-
-def _same(candidate: str | None, secret: str) -> bool:
-    return candidate is not None and hmac.compare_digest(
-        candidate.encode("utf-8", "surrogatepass"), secret.encode("utf-8")
-    )
-
-
 def ui_access(app: FastAPI) -> UIAccess:
     """The :class:`UIAccess` of an app built by :func:`~galileo_otel.server.app.create_app`."""
     access: UIAccess = app.state.galileo_ui
@@ -143,13 +93,15 @@ def mount_ui(app: FastAPI) -> UIAccess:
         The UI's access token holder, also kept as ``app.state.galileo_ui``.
     """
     state: ServerState = app.state.galileo
-    access = UIAccess()
+    # Stored next to the database, so a URL printed once (by the demo, by an earlier serve)
+    # keeps opening this database's UI.
+    access = UIAccess(load_or_create_ui_token(state.store.path))
     app.state.galileo_ui = access
     try:
         env = _environment()
     except ImportError:
         env = None
-    app.include_router(_router(state, access, env))
+    app.include_router(_router(state, access, env, Reads(state.store.path)))
     app.mount("/ui/static", StaticFiles(directory=_STATIC), name="ui-static")
     return access
 
@@ -171,6 +123,8 @@ def _environment() -> jinja2.Environment:
         short_id=short_id,
         short=shorten,
         pretty=pretty_json,
+        count=format_count,
+        when_us=format_us,
     )
     return env
 
@@ -217,6 +171,21 @@ def format_duration(ns: Any) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def format_us(value: Any) -> str:
+    """Microseconds since the epoch as ``2026-11-27 14:05:09`` (UTC), or an em dash."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return "—"
+    instant = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=value)
+    return instant.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_count(value: Any) -> str:
+    """A count for a totals column: ``1,234``, or an em dash when it is unknown."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "—"
+    return f"{int(value):,}"
+
+
 def short_id(value: Any) -> str:
     """The first 8 characters of an id."""
     return str(value)[:8] if value else ""
@@ -257,6 +226,7 @@ class SessionFilters:
     since: str = ""
     until: str = ""
     log_stream: str = ""
+    q: str = ""
     problems: list[str] = field(default_factory=list)
 
     def conditions(self) -> list[Condition]:
@@ -303,6 +273,7 @@ class SessionFilters:
             "since": self.since,
             "until": self.until,
             "log_stream": self.log_stream,
+            "q": self.q,
         }
         return {k: v for k, v in fields.items() if v}
 
@@ -593,6 +564,15 @@ class TimeAxis:
         return ticks
 
 
+SIMULATED_CLOCK_KEY = "demo.clock"
+"""Session metadata that marks span times as simulated (``galileo-otel demo`` sets it)."""
+
+
+def simulated_mark(record: Mapping[str, Any]) -> str:
+    """`` (simulated)`` for a session whose span times are simulated, else nothing."""
+    return " (simulated)" if (record.get("user_metadata") or {}).get(SIMULATED_CLOCK_KEY) else ""
+
+
 def layout_timeline(chain: Sequence[ChainSession]) -> Timeline:
     """Lay a chain out: one lane per session, x is time, arrows from each previous session."""
     height = _TOP + _LANE_H * max(len(chain), 1) + 22
@@ -629,7 +609,7 @@ def layout_timeline(chain: Sequence[ChainSession]) -> Timeline:
             {
                 "d": f"M{px:.1f},{py:.1f} C{mid:.1f},{py:.1f} {mid:.1f},{cy:.1f} {cx:.1f},{cy:.1f}",
                 "rotation": s.rotation,
-                "label": f"idle {format_duration(s.gap_ns)}"
+                "label": f"idle {format_duration(s.gap_ns)}{simulated_mark(s.record)}"
                 if s.rotation and s.gap_ns and s.gap_ns > 0
                 else "",
                 "label_x": round(mid, 1),
@@ -639,10 +619,95 @@ def layout_timeline(chain: Sequence[ChainSession]) -> Timeline:
     return Timeline(_WIDTH, height, _LEFT, bars, links, axis.ticks(), axis.breaks)
 
 
+# --- trace waterfall ----------------------------------------------------------------------------
+
+WATERFALL_WIDTH = 1000
+
+
+def _step_span(step: Mapping[str, Any]) -> tuple[datetime | None, int | None]:
+    duration = (step.get("metrics") or {}).get("duration_ns")
+    ok = isinstance(duration, int) and not isinstance(duration, bool) and duration >= 0
+    return parse_time(step.get("created_at")), duration if ok else None
+
+
+def waterfall(trace: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Each step's bar on the trace's time axis: ``{step id: {"x", "w"}}`` in 0..1000 units.
+
+    The axis runs from the trace's start to the latest end of the trace or any step; a step
+    without a start time or duration gets no bar.
+    """
+    start, duration = _step_span(trace)
+    steps = [e.step for e in walk_steps(trace) if e.kind == "open"]
+    spans: list[tuple[str, datetime, int]] = []
+    for step in steps:
+        s_start, s_dur = _step_span(step)
+        if step.get("id") and s_start is not None and s_dur is not None:
+            spans.append((str(step["id"]), s_start, s_dur))
+    if start is None:
+        if not spans:
+            return {}
+        start = min(s for _, s, _ in spans)
+    ends = [(s - start).total_seconds() * 1e9 + d for _, s, d in spans]
+    total_ns = max([float(duration or 0), *ends, 1.0])
+    bars: dict[str, dict[str, float]] = {}
+    for step_id, s_start, s_dur in spans:
+        offset = max((s_start - start).total_seconds() * 1e9, 0.0)
+        x = WATERFALL_WIDTH * offset / total_ns
+        w = max(WATERFALL_WIDTH * s_dur / total_ns, 2.0)
+        bars[step_id] = {"x": round(min(x, WATERFALL_WIDTH - 2), 1), "w": round(w, 1)}
+    return bars
+
+
+def with_totals(record: Mapping[str, Any], computed: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A record's totals: its own stored keys where present, else the computed ones."""
+    totals = dict(computed or {})
+    for key in TOTAL_KEYS:
+        if record.get(key) is not None:
+            totals[key] = record[key]
+    return totals
+
+
+@dataclass
+class Sorting:
+    """A list's sort: the column (a ``?sort=`` value) and the direction."""
+
+    column: str
+    descending: bool
+    known: Mapping[str, str]
+    default: str
+
+    @classmethod
+    def parse(cls, sort: str, order: str, known: Mapping[str, str], default: str) -> Sorting:
+        """``?sort=&dir=``; an unknown column falls back to the default (newest first)."""
+        if sort not in known:
+            return cls(default, True, known, default)
+        return cls(sort, order != "asc", known, default)
+
+    def link(self, column: str, keep: Mapping[str, str], path: str) -> str:
+        """The URL that sorts by ``column`` (toggling the direction when it is already sorted)."""
+        descending = not self.descending if column == self.column else column != "name"
+        query = {**keep, "sort": column, "dir": "desc" if descending else "asc"}
+        return f"{path}?{urlencode(query)}"
+
+    def mark(self, column: str) -> str:
+        """An arrow on the sorted column's header."""
+        if column != self.column:
+            return ""
+        return " ↓" if self.descending else " ↑"
+
+    def query(self) -> dict[str, str]:
+        """The sort as URL parameters (empty for the default)."""
+        if self.column == self.default and self.descending:
+            return {}
+        return {"sort": self.column, "dir": "desc" if self.descending else "asc"}
+
+
 # --- the router ---------------------------------------------------------------------------------
 
 
-def _router(state: ServerState, access: UIAccess, env: jinja2.Environment | None) -> APIRouter:
+def _router(
+    state: ServerState, access: UIAccess, env: jinja2.Environment | None, reads: Reads
+) -> APIRouter:
     store = state.store
     router = APIRouter(include_in_schema=False)
 
@@ -657,8 +722,38 @@ def _router(state: ServerState, access: UIAccess, env: jinja2.Environment | None
         html = env.get_template(template).render(**context)
         return HTMLResponse(html, status_code=status, headers=_SECURITY_HEADERS)
 
-    def allowed(request: Request) -> bool:
-        return access.cookie_matches(request.cookies.get(access.cookie_name(request)))
+    def cookie_name(request: Request) -> str:
+        return access.cookie_name(request.url.port)
+
+    def gate(request: Request) -> Response | None:
+        """Jupyter's rule on every page: ``?token=`` logs in and redirects to the clean URL.
+
+        Returns None when the request may see the page, else the response to send instead.
+        """
+        token = request.query_params.get(TOKEN_PARAM)
+        if token is not None:
+            if not access.token_matches(token):
+                return locked("That token is not this server's.", 403)
+            clean = request.url.remove_query_params(TOKEN_PARAM)
+            response = RedirectResponse(
+                str(clean.path) + (f"?{clean.query}" if clean.query else ""), 303
+            )
+            # Persistent (Max-Age), so it outlives a browser restart; Lax, so a link to a page
+            # from elsewhere (a chat message, a terminal) opens it with the cookie.
+            response.set_cookie(
+                cookie_name(request),
+                access.issue_cookie(),
+                max_age=access.cookie_max_age_s,
+                httponly=True,
+                samesite="lax",
+                path="/",
+            )
+            response.headers["Referrer-Policy"] = "no-referrer"
+            response.headers["Cache-Control"] = "no-store"
+            return response
+        if not access.cookie_matches(request.cookies.get(cookie_name(request))):
+            return locked("Open the URL with the token that the server printed when it started.")
+        return None
 
     def locked(reason: str, status: int = 401) -> Response:
         return page("locked.html", status, live=False, reason=reason)
@@ -667,13 +762,8 @@ def _router(state: ServerState, access: UIAccess, env: jinja2.Environment | None
         stats = store.stats()
         return f"{stats['sessions']}:{stats['traces']}:{stats['spans']}"
 
-    def project_or_none(project_id: str | None) -> dict[str, Any] | None:
+    def default_project() -> dict[str, Any] | None:
         projects = store.find_projects()
-        if project_id:
-            found: dict[str, Any] | None = next(
-                (p for p in projects if p["id"] == project_id), None
-            )
-            return found
         # The newest project that holds sessions, else the newest project.
         candidate: dict[str, Any]
         for candidate in reversed(projects):
@@ -681,10 +771,24 @@ def _router(state: ServerState, access: UIAccess, env: jinja2.Environment | None
                 return candidate
         return projects[-1] if projects else None
 
+    def unknown_project(project_id: str) -> Response:
+        return page(
+            "missing.html",
+            404,
+            what=f"project {project_id}",
+            hint="That project does not exist on this server (was it sent to another one?).",
+            projects=store.find_projects(),
+        )
+
+    def sessions_with_totals(
+        project_id: str, records: Sequence[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        totals = reads.session_totals(project_id, [str(r["id"]) for r in records])
+        return [{**r, "totals": with_totals(r, totals.get(str(r["id"])))} for r in records]
+
     @router.get("/")
     def sessions_page(
         request: Request,
-        token: str | None = Query(None),
         project: str | None = Query(None),
         user: str = Query(""),
         external_id: str = Query(""),
@@ -692,53 +796,57 @@ def _router(state: ServerState, access: UIAccess, env: jinja2.Environment | None
         since: str = Query(""),
         until: str = Query(""),
         log_stream: str = Query(""),
+        q: str = Query("", max_length=500),
+        sort: str = Query(""),
+        dir: str = Query(""),
         start: int = Query(0, ge=0, le=2**53),
         limit: int = Query(PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
     ) -> Response:
         """The sessions list; ``?token=`` logs in (sets the cookie) and redirects here."""
-        if token is not None:
-            if not access.token_matches(token):
-                return locked("That token is not this server's.", 403)
-            clean = request.url.remove_query_params(TOKEN_PARAM)
-            response = RedirectResponse(
-                str(clean.path) + (f"?{clean.query}" if clean.query else ""), 303
-            )
-            response.set_cookie(
-                access.cookie_name(request),
-                access.cookie_value,
-                httponly=True,
-                samesite="strict",
-                path="/",
-            )
-            response.headers["Referrer-Policy"] = "no-referrer"
-            response.headers["Cache-Control"] = "no-store"
-            return response
-        if not allowed(request):
-            return locked("Open the URL with the token that the server printed when it started.")
+        refused = gate(request)
+        if refused is not None:
+            return refused
         projects = store.find_projects()
-        current = project_or_none(project)
-        form = SessionFilters(user, external_id, errors, since, until, log_stream)
+        if project:
+            current = store.get_project(project)
+            if current is None:
+                return unknown_project(project)
+        else:
+            current = default_project()
+        form = SessionFilters(user, external_id, errors, since, until, log_stream, q=q.strip())
+        sorting = Sorting.parse(sort, dir, SESSION_SORTS, "created")
         records: list[dict[str, Any]] = []
         total = 0
         more = False
         streams: list[dict[str, Any]] = []
+        in_project = 0
         if current is not None:
             streams = store.list_log_streams(current["id"])
             conditions = form.conditions()
             scope = form.scope()
+            in_project = store.count_sessions(current["id"], {}, compile_session_filter())
             if not form.problems:
                 try:
                     compiled = compile_session_filter(_wire(conditions))
-                    total = store.count_sessions(current["id"], scope, compiled)
-                    records, more = store.search_sessions(
-                        current["id"], scope, compiled, None, start, limit
+                    ids, more, total = reads.search_sessions(
+                        current["id"],
+                        scope,
+                        compiled,
+                        text=form.q,
+                        sort=sorting.column,
+                        descending=sorting.descending,
+                        offset=start,
+                        limit=limit,
                     )
+                    found = [store.get_session(current["id"], sid) for sid in ids]
+                    records = sessions_with_totals(current["id"], [r for r in found if r])
                 except FilterError as exc:
                     form.problems.append(exc.msg)
         base = {"project": current["id"]} if current else {}
         keep = {**base, **form.query()}
         if limit != PAGE_SIZE:
             keep["limit"] = str(limit)
+        paged = {**keep, **sorting.query()}
         return page(
             "sessions.html",
             422 if form.problems else 200,
@@ -748,24 +856,93 @@ def _router(state: ServerState, access: UIAccess, env: jinja2.Environment | None
             form=form,
             records=records,
             total=total,
+            in_project=in_project,
             start=start,
             limit=limit,
-            prev_url="/?" + urlencode({**keep, "start": max(start - limit, 0)}) if start else None,
-            next_url="/?" + urlencode({**keep, "start": start + limit}) if more else None,
+            sorting=sorting,
+            sort_url=lambda column: sorting.link(column, keep, "/"),
+            prev_url="/?" + urlencode({**paged, "start": max(start - limit, 0)}) if start else None,
+            next_url="/?" + urlencode({**paged, "start": start + limit}) if more else None,
             chain_url=lambda u: "/ui/projects/{}/chain?{}".format(
                 current["id"] if current else "", urlencode({"user": u})
             ),
             user_key=USER_ID,
+            base_url=str(request.base_url).rstrip("/"),
+        )
+
+    @router.get("/ui/projects/{project_id}/traces")
+    def traces_page(
+        request: Request,
+        project_id: str,
+        q: str = Query("", max_length=500),
+        session: str = Query(""),
+        errors: str = Query(""),
+        sort: str = Query(""),
+        dir: str = Query(""),
+        start: int = Query(0, ge=0, le=2**53),
+        limit: int = Query(PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
+    ) -> Response:
+        """Every trace of a project: search over inputs and outputs, sortable totals."""
+        refused = gate(request)
+        if refused is not None:
+            return refused
+        project = store.get_project(project_id)
+        if project is None:
+            return unknown_project(project_id)
+        sorting = Sorting.parse(sort, dir, TRACE_SORTS, "started")
+        problems = []
+        if errors not in ("", "yes", "no"):
+            problems.append(f"errors: expected yes, no or empty, got {errors!r}")
+        records, more, total = reads.search_traces(
+            project_id,
+            text=q.strip(),
+            session_id=session or None,
+            errors={"yes": True, "no": False}.get(errors),
+            sort=sorting.column,
+            descending=sorting.descending,
+            offset=start,
+            limit=limit,
+        )
+        in_project = reads.search_traces(project_id, limit=1)[2] if not total else total
+        for record in records:
+            record["totals"] = with_totals(record, record.get("totals"))
+        keep = {
+            k: v for k, v in {"q": q.strip(), "session": session, "errors": errors}.items() if v
+        }
+        if limit != PAGE_SIZE:
+            keep["limit"] = str(limit)
+        paged = {**keep, **sorting.query()}
+        path = f"/ui/projects/{project_id}/traces"
+        return page(
+            "traces.html",
+            422 if problems else 200,
+            project=project,
+            projects=store.find_projects(),
+            records=records,
+            total=total,
+            in_project=in_project,
+            start=start,
+            q=q.strip(),
+            session_filter=session,
+            errors=errors,
+            problems=problems,
+            sorting=sorting,
+            sort_url=lambda column: sorting.link(column, keep, path),
+            prev_url=f"{path}?" + urlencode({**paged, "start": max(start - limit, 0)})
+            if start
+            else None,
+            next_url=f"{path}?" + urlencode({**paged, "start": start + limit}) if more else None,
         )
 
     @router.get("/ui/projects/{project_id}/chain")
     def chain_page(request: Request, project_id: str, user: str = Query(...)) -> Response:
         """A user's sessions as a timeline, linked by ``previous_session_id``."""
-        if not allowed(request):
-            return locked("Open the URL with the token that the server printed when it started.")
+        refused = gate(request)
+        if refused is not None:
+            return refused
         project = store.get_project(project_id)
         if project is None:
-            return page("missing.html", 404, what=f"project {project_id}")
+            return unknown_project(project_id)
         compiled = compile_session_filter(_wire([text(f"user_metadata.{USER_ID}") == user]))
         total = store.count_sessions(project_id, {}, compiled)
         records, _ = store.search_sessions(
@@ -777,26 +954,34 @@ def _router(state: ServerState, access: UIAccess, env: jinja2.Environment | None
             MAX_CHAIN_SESSIONS,
         )
         traces = {str(r["id"]): store.session_traces(project_id, str(r["id"])) for r in records}
-        chain = build_chain(records, traces)
+        chain = build_chain(sessions_with_totals(project_id, records), traces)
         return page(
             "chain.html",
             project=project,
             user=user,
             chain=chain,
+            simulated_mark=simulated_mark,
             total=total,
             timeline=layout_timeline(chain),
         )
 
     @router.get("/ui/projects/{project_id}/sessions/{session_id}")
     def session_page(request: Request, project_id: str, session_id: str) -> Response:
-        """One session: its fields, its place in the chain and its traces in order."""
-        if not allowed(request):
-            return locked("Open the URL with the token that the server printed when it started.")
+        """One session: its fields, totals, its place in the chain and its traces in order."""
+        refused = gate(request)
+        if refused is not None:
+            return refused
         project = store.get_project(project_id)
-        record = store.get_session(project_id, session_id) if project else None
-        if project is None or record is None:
-            return page("missing.html", 404, what=f"session {session_id}")
+        if project is None:
+            return unknown_project(project_id)
+        record = store.get_session(project_id, session_id)
+        if record is None:
+            return page("missing.html", 404, what=f"session {session_id}", project=project)
+        (record,) = sessions_with_totals(project_id, [record])
         traces = store.session_traces(project_id, session_id)
+        trace_totals = reads.trace_totals(project_id, [str(t["id"]) for t in traces])
+        for t in traces:
+            t["totals"] = with_totals(t, trace_totals.get(str(t["id"])))
         previous = None
         if record.get("previous_session_id"):
             previous = store.get_session(project_id, str(record["previous_session_id"]))
@@ -826,21 +1011,28 @@ def _router(state: ServerState, access: UIAccess, env: jinja2.Environment | None
 
     @router.get("/ui/projects/{project_id}/traces/{trace_id}")
     def trace_page(request: Request, project_id: str, trace_id: str) -> Response:
-        """One trace: its input and output and the tree of its steps."""
-        if not allowed(request):
-            return locked("Open the URL with the token that the server printed when it started.")
+        """One trace: totals, input and output, and its steps as a collapsible waterfall."""
+        refused = gate(request)
+        if refused is not None:
+            return refused
         project = store.get_project(project_id)
-        trace = store.get_trace(project_id, trace_id) if project else None
-        if project is None or trace is None:
-            return page("missing.html", 404, what=f"trace {trace_id}")
+        if project is None:
+            return unknown_project(project_id)
+        trace = store.get_trace(project_id, trace_id)
+        if trace is None:
+            return page("missing.html", 404, what=f"trace {trace_id}", project=project)
         session = None
         if trace.get("session_id"):
             session = store.get_session(project_id, str(trace["session_id"]))
+        totals = with_totals(trace, reads.trace_totals(project_id, [trace_id]).get(trace_id))
         return page(
             "trace.html",
             project=project,
             trace=trace,
             session=session,
+            totals=totals,
+            bars=waterfall(trace),
+            waterfall_width=WATERFALL_WIDTH,
             events=list(walk_steps(trace)),
             steps=count_steps(trace),
             is_error=is_error,
@@ -853,7 +1045,7 @@ def _router(state: ServerState, access: UIAccess, env: jinja2.Environment | None
     @router.get("/ui/poll")
     def poll(request: Request) -> Response:
         """What the pages poll: a version that changes when sessions, traces or spans arrive."""
-        if not allowed(request):
+        if not access.cookie_matches(request.cookies.get(cookie_name(request))):
             return JSONResponse({"detail": "not logged in to the UI"}, status_code=401)
         return JSONResponse({"version": _version()}, headers={"Cache-Control": "no-store"})
 

@@ -3,6 +3,15 @@
 // fetches this same URL and swaps in the new <main>. Scroll position and the URL stay as they are.
 (function () {
   "use strict";
+  // The trace page's tree: expand or collapse every step at once (delegated, so it survives
+  // the live refresh replacing <main>).
+  document.addEventListener("click", function (event) {
+    var id = event.target && event.target.id;
+    if (id !== "expand-all" && id !== "collapse-all") { return; }
+    var open = id === "expand-all";
+    document.querySelectorAll("#steps details").forEach(function (d) { d.open = open; });
+  });
+
   var body = document.body;
   var pollUrl = body.dataset.pollUrl;
   if (!pollUrl) { return; }
