@@ -170,7 +170,7 @@ class GalileoSettings(BaseSettings):
     )
 
     # --- where to send -----------------------------------------------------------------------
-    api_key: SecretStr | None = Field(None, description="GALILEO_API_KEY: the API key.")
+    api_key: SecretStr | None = Field(None, description="GALILEO_API_KEY: the API key (required to send).")
     api_url: str | None = Field(
         None,
         description="GALILEO_API_URL: the API base URL; derived from the console URL if unset.",
@@ -253,7 +253,7 @@ class GalileoSettings(BaseSettings):
     )
     spool_dir: str | None = Field(
         None,
-        description="GALILEO_SPOOL_DIR: durable queue for reliable mode; default under the user cache dir; 'off' disables.",
+        description="GALILEO_SPOOL_DIR: durable queue for reliable mode; unset: ~/.cache/galileo-otel/spool (under $XDG_CACHE_HOME when set); 'off' disables.",
     )
     spool_max_bytes: int = Field(
         DEFAULT_SPOOL_MAX_BYTES,
@@ -285,7 +285,7 @@ class GalileoSettings(BaseSettings):
     )
     session_max_age: Duration | None = Field(
         None,
-        description="GALILEO_SESSION_MAX_AGE: seconds after which a session rotates even if busy.",
+        description="GALILEO_SESSION_MAX_AGE: seconds after which a session rotates even if busy; unset: no limit.",
     )
     session_store: str = Field(
         "memory",
