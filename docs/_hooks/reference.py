@@ -105,8 +105,32 @@ def cli_markdown() -> str:
     return "\n".join(parts)
 
 
+_LIST_ITEM = re.compile(r"^(?:[-*+]|\d+\.) ")
+
+
+def lists_after_paragraphs(markdown: str) -> str:
+    """Put a blank line before a list that follows a paragraph line directly.
+
+    GitHub starts a list there; Python-Markdown (mkdocs) needs the blank line, or the items run
+    into the paragraph as text. Fenced code is left alone.
+    """
+    out: list[str] = []
+    fenced = False
+    for line in markdown.split("\n"):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and _LIST_ITEM.match(line) and out:
+            previous = out[-1]
+            if previous.strip() and not previous.startswith((" ", "\t", "|")):
+                if not _LIST_ITEM.match(previous):
+                    out.append("")
+        out.append(line)
+    return "\n".join(out)
+
+
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
     """Fill in the generated sections of a page (the mkdocs hook)."""
+    markdown = lists_after_paragraphs(markdown)
     if SETTINGS_MARKER in markdown:
         markdown = markdown.replace(SETTINGS_MARKER, settings_markdown())
     if CLI_MARKER in markdown:

@@ -179,3 +179,15 @@ def test_quick_start_command_splits_cleanly() -> None:
     for command in _quick_start_commands():
         for part in command.split(" && "):
             assert shlex.split(part)
+
+
+def test_a_list_right_after_a_paragraph_becomes_a_list_on_the_site() -> None:
+    lists_after_paragraphs = _hook().lists_after_paragraphs
+    assert lists_after_paragraphs("Reliable.\n- one\n- two\n  more\n- three") == (
+        "Reliable.\n\n- one\n- two\n  more\n- three"
+    )
+    assert lists_after_paragraphs("Chaining:\n1. first\n2. second") == (
+        "Chaining:\n\n1. first\n2. second"
+    )
+    code = "```bash\necho\n- not a list\n```"
+    assert lists_after_paragraphs(code) == code
