@@ -1,8 +1,9 @@
-"""Build-time reference pages: the settings table from GalileoSettings, the CLI from its parser.
+"""Build-time pages: the settings table from GalileoSettings, the CLI from its parser, the home.
 
-An mkdocs hook (mkdocs.yml ``hooks:``): a page that holds ``<!-- generated: settings -->`` or
-``<!-- generated: cli -->`` gets that marker replaced by Markdown made from the code at build
-time, so the reference can never lag behind the code. tests/unit/test_docs.py imports it too.
+An mkdocs hook (mkdocs.yml ``hooks:``): a page that holds ``<!-- generated: settings -->``,
+``<!-- generated: cli -->`` or ``<!-- generated: readme -->`` gets that marker replaced by
+Markdown made from the code (or README.md) at build time, so the reference can never lag behind
+the code, nor the home page behind the README. tests/unit/test_docs.py imports it too.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 SETTINGS_MARKER = "<!-- generated: settings -->"
 CLI_MARKER = "<!-- generated: cli -->"
+README_MARKER = "<!-- generated: readme -->"
+_ROOT = Path(__file__).resolve().parents[2]
 _ENV_NAME = re.compile(r"\b((?:GALILEO|OTEL)_[A-Z0-9_]+)\b")
 _MIB = 1024 * 1024
 
@@ -105,6 +109,14 @@ def cli_markdown() -> str:
     return "\n".join(parts)
 
 
+def readme_markdown() -> str:
+    """README.md as the site's home page: its links to ``docs/`` pages made site-relative."""
+    text = (_ROOT / "README.md").read_text(encoding="utf-8")
+    # The sentence that tells README readers how to build this site has no place on it.
+    text = re.sub(r"(?m)^The documentation is a site built from `docs/`.*\n.*:\n", "", text)
+    return text.replace("](docs/", "](")
+
+
 _LIST_ITEM = re.compile(r"^(?:[-*+]|\d+\.) ")
 
 
@@ -130,6 +142,8 @@ def lists_after_paragraphs(markdown: str) -> str:
 
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
     """Fill in the generated sections of a page (the mkdocs hook)."""
+    if README_MARKER in markdown:
+        markdown = markdown.replace(README_MARKER, readme_markdown())
     markdown = lists_after_paragraphs(markdown)
     if SETTINGS_MARKER in markdown:
         markdown = markdown.replace(SETTINGS_MARKER, settings_markdown())

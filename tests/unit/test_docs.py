@@ -191,3 +191,12 @@ def test_a_list_right_after_a_paragraph_becomes_a_list_on_the_site() -> None:
     )
     code = "```bash\necho\n- not a list\n```"
     assert lists_after_paragraphs(code) == code
+
+
+def test_the_home_page_is_the_readme_with_site_links() -> None:
+    hook = _hook()
+    assert (DOCS / "index.md").read_text().strip() == hook.README_MARKER
+    home = hook.readme_markdown()
+    assert home.startswith("# galileo-otel")
+    assert "](docs/" not in home and "](get-started.md)" in home
+    assert "mkdocs serve" not in home  # the README's note on building the site stays there
