@@ -140,11 +140,30 @@ def lists_after_paragraphs(markdown: str) -> str:
     return "\n".join(out)
 
 
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+
+
+def pipes_in_table_code(markdown: str) -> str:
+    r"""Turn ``\|`` inside a code span of a table row into ``|``.
+
+    GitHub needs the backslash there and drops it; Python-Markdown already keeps a code span's
+    pipes inside their cell and would show the backslash.
+    """
+
+    def unescape(match: re.Match[str]) -> str:
+        return match.group(0).replace("\\|", "|")
+
+    return "\n".join(
+        _CODE_SPAN.sub(unescape, line) if line.startswith("|") else line
+        for line in markdown.split("\n")
+    )
+
+
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
     """Fill in the generated sections of a page (the mkdocs hook)."""
     if README_MARKER in markdown:
         markdown = markdown.replace(README_MARKER, readme_markdown())
-    markdown = lists_after_paragraphs(markdown)
+    markdown = pipes_in_table_code(lists_after_paragraphs(markdown))
     if SETTINGS_MARKER in markdown:
         markdown = markdown.replace(SETTINGS_MARKER, settings_markdown())
     if CLI_MARKER in markdown:

@@ -200,3 +200,10 @@ def test_the_home_page_is_the_readme_with_site_links() -> None:
     assert home.startswith("# galileo-otel")
     assert "](docs/" not in home and "](get-started.md)" in home
     assert "mkdocs serve" not in home  # the README's note on building the site stays there
+
+
+def test_escaped_pipes_in_table_code_render_as_pipes() -> None:
+    fix = _hook().pipes_in_table_code
+    row = "| `sessions count\\|search` | a \\| b |"
+    assert fix(row) == "| `sessions count|search` | a \\| b |"
+    assert fix("text `a\\|b`") == "text `a\\|b`"  # outside tables, untouched
