@@ -170,7 +170,9 @@ class GalileoSettings(BaseSettings):
     )
 
     # --- where to send -----------------------------------------------------------------------
-    api_key: SecretStr | None = Field(None, description="GALILEO_API_KEY: the API key (required to send).")
+    api_key: SecretStr | None = Field(
+        None, description="GALILEO_API_KEY: the API key (required to send)."
+    )
     api_url: str | None = Field(
         None,
         description="GALILEO_API_URL: the API base URL; derived from the console URL if unset.",
