@@ -1,14 +1,15 @@
 """Zero-code: an app with plain OpenTelemetry spans, sent to Galileo by env vars alone.
 
-The app imports nothing from galileo_otel. Run it under opentelemetry-instrument:
+The app imports nothing from galileo_otel. Run it under opentelemetry-instrument (from the
+package opentelemetry-instrumentation):
 
-    GALILEO_API_KEY=... GALILEO_PROJECT=my-app \\
-    OTEL_PYTHON_DISTRO=galileo OTEL_PYTHON_CONFIGURATOR=galileo \\
+    pip install galileo-otel opentelemetry-instrumentation
+    GALILEO_API_KEY=... GALILEO_PROJECT=my-app OTEL_PYTHON_DISTRO=galileo \\
     opentelemetry-instrument python examples/env_only.py
 
-(OTEL_PYTHON_DISTRO / OTEL_PYTHON_CONFIGURATOR pick ours when opentelemetry-distro is installed
-too.) Sessions come from the ``gen_ai.conversation.id`` and ``user.id`` attributes the app sets.
-Traces are delivered when the process exits (the tracer provider flushes at exit).
+(OTEL_PYTHON_DISTRO picks ours when opentelemetry-distro is installed too. Run without the
+instrumenter, the app says that it sent nothing.) Sessions come from the
+``gen_ai.conversation.id`` and ``user.id`` attributes the app sets. Traces are delivered when the process exits (the tracer provider flushes at exit).
 
 Run it without GALILEO_API_URL (``python examples/env_only.py``) and it starts a local server,
 then runs itself under opentelemetry-instrument against it and prints what arrived.
@@ -64,6 +65,14 @@ def app() -> None:
                         }
                     )
     provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider):
+        # No SDK was set up: every span above was a no-op, and nothing went anywhere.
+        raise SystemExit(
+            "env_only: sent nothing: no OpenTelemetry SDK is configured in this process. "
+            "Run it under the instrumenter (pip install opentelemetry-instrumentation):\n"
+            "    opentelemetry-instrument python examples/env_only.py\n"
+            "or with no GALILEO_API_URL / GALILEO_API_KEY set, to try it against a local server."
+        )
     print(
         f"env_only: sent {sum(t for _, _, t in CONVERSATIONS)} traces via {type(provider).__name__}"
     )

@@ -1,6 +1,7 @@
 """The openai client, instrumented by opentelemetry-instrumentation-openai-v2, into sessions.
 
-    pip install 'galileo-otel[server]' openai opentelemetry-instrumentation-openai-v2
+    pip install 'galileo-otel[server]' openai opentelemetry-instrumentation-openai-v2 \\
+        'opentelemetry-util-genai<1.2'   # openai-v2 2.4b0 does not import with util-genai 1.2+
     python examples/openai_app.py
 
 Talks to OPENAI_BASE_URL (with OPENAI_API_KEY) when set; otherwise to the small

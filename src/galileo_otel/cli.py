@@ -420,6 +420,13 @@ def _run_sessions_search(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"records": records, "next_starting_token": page.next_starting_token})
         return EXIT_OK
+    if not records:
+        print(
+            "no sessions match these filters"
+            if conditions
+            else "no sessions in this log stream yet: send some traces (or run `galileo-otel demo`)"
+        )
+        return EXIT_OK
     _print_table(
         [_search_row(r) for r in records],
         [
@@ -683,6 +690,7 @@ def follow_traces(
     sleep: Callable[[float], None],
     clock: Callable[[], float],
     on_error: Callable[[GalileoError], None] | None = None,
+    on_empty: Callable[[], None] | None = None,
 ) -> int:
     """Emit the last ``lines`` traces, then every new one until ``duration`` has passed.
 
@@ -695,6 +703,7 @@ def follow_traces(
         sleep: Waits between polls (injected by tests).
         clock: A monotonic clock (injected by tests).
         on_error: Called with a transport error instead of raising it (the next poll retries).
+        on_empty: Called once when the log stream holds no matching trace yet.
 
     Returns:
         The cursor of the last trace seen.
@@ -702,6 +711,8 @@ def follow_traces(
     first = fetch(None, max(lines, 1))
     for trace in first["traces"][-lines:] if lines > 0 else []:
         emit(trace)
+    if not first["traces"] and on_empty is not None:
+        on_empty()
     cursor = int(first["cursor"])
     deadline = None if duration is None else clock() + duration
     while True:
@@ -784,6 +795,16 @@ def _run_tail(args: argparse.Namespace) -> int:
                 sleep=_tail_sleep,
                 clock=_tail_clock,
                 on_error=on_error,
+                on_empty=lambda: print(
+                    "galileo-otel tail: no traces yet"
+                    + (" for this session or user" if args.session or args.user else "")
+                    + (
+                        "; waiting for new ones (Ctrl-C to stop)"
+                        if args.duration is None or args.duration > 0
+                        else ""
+                    ),
+                    file=sys.stderr,
+                ),
             )
         except KeyboardInterrupt:
             pass  # Ctrl-C is how one stops following
@@ -796,7 +817,10 @@ def _run_tail(args: argparse.Namespace) -> int:
 def _add_doctor(subparsers: Any) -> None:
     doctor = subparsers.add_parser(
         "doctor",
-        help="check the configuration, the API URL, the key, the project and the log stream",
+        help=(
+            "check the configuration, the API URL, the key, the project, the log stream, "
+            "the session store and the spool"
+        ),
         description="Show the effective configuration and check it against the API.",
     )
     _add_connection_options(doctor)
@@ -912,6 +936,7 @@ def _run_doctor(args: argparse.Namespace) -> int:
         report.add(
             "project", "FAIL", "no project: set GALILEO_PROJECT (a name) or GALILEO_PROJECT_ID"
         )
+    _doctor_session_store(settings, report, args.timeout)
     _doctor_spool(settings, report, clear_dead=args.clear_dead)
     answers = _doctor_url(settings, report, args.timeout)
     if not answers:
@@ -984,18 +1009,120 @@ def spool_backlog(spool_dir: Path, *, clear_dead: bool = False) -> tuple[int, in
     a spool that does not exist yet is empty and is not created. ``clear_dead`` removes the
     dead letters after reading them (``doctor --clear-dead``).
     """
-    from galileo_otel.export.spool import DB_NAME, Spool
-
-    if not (spool_dir / DB_NAME).is_file():
-        return 0, 0, None
-    with Spool(spool_dir) as spool:
-        pending, errors = spool.pending_names(), spool.dead_errors()
-        if clear_dead and errors:
-            spool.clear_dead()
+    pending, errors = _read_spool(spool_dir, clear_dead=clear_dead)
     reason = None
     if errors and isinstance(errors[0], dict):
         reason = f"HTTP {errors[0].get('status_code')}: {errors[0].get('message')}"
     return len(pending), len(errors), reason
+
+
+def _read_spool(spool_dir: Path, *, clear_dead: bool) -> tuple[list[Any], list[Any]]:
+    """The spool's pending batch names and dead-letter notes; nothing is created."""
+    from galileo_otel.export.spool import DB_NAME, Spool
+
+    if not (spool_dir / DB_NAME).is_file():
+        return [], []
+    with Spool(spool_dir) as spool:
+        pending, errors = spool.pending_names(), spool.dead_errors()
+        if clear_dead and errors:
+            spool.clear_dead()
+    return list(pending), list(errors)
+
+
+def _is_stale_session(note: Any) -> bool:
+    """A dead letter refused because its session is unknown to the server (a stale store)."""
+    message = str(note.get("message") or "") if isinstance(note, dict) else ""
+    return "session" in message and "does not exist" in message
+
+
+def _doctor_session_store(settings: GalileoSettings, report: _Report, timeout: float) -> None:
+    """Check that the session store can be used: the SQLite file writable, Redis answering."""
+    import os
+
+    url = settings.session_store_url()
+    path = settings.session_store_path()
+    if url is not None:
+        from galileo_otel.sessions.redis_store import redact_url
+
+        shown = redact_url(url)
+        try:
+            import redis
+        except ImportError:
+            report.add(
+                "session store",
+                "FAIL",
+                f"{shown} is a Redis URL but the 'redis' package is not installed: "
+                "pip install 'galileo-otel[redis]'",
+            )
+            return
+        try:
+            client = redis.Redis.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
+            try:
+                info = client.info("server")
+            finally:
+                client.close()
+        except (redis.RedisError, OSError, ValueError) as exc:
+            report.add(
+                "session store",
+                "FAIL",
+                f"cannot reach Redis at {shown}: {type(exc).__name__}: "
+                f"{redact_url(str(exc)).rstrip('.')}; "
+                "traces would still ship, but each process would keep its own sessions",
+            )
+            return
+        name, version = (
+            ("Valkey", info["valkey_version"])
+            if "valkey_version" in info
+            else ("Redis", info.get("redis_version", "?"))
+        )
+        report.add("session store", "ok", f"{shown} answers: {name} {version}")
+        return
+    if path is None:
+        report.add("session store", "ok", "memory: sessions are kept per process")
+        return
+    # The nearest existing directory must let us create the file (or the file be writable).
+    target = path if path.exists() else path.parent
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    if path.exists() and not path.is_file():
+        report.add("session store", "FAIL", f"{path} exists and is not a file")
+    elif not path.exists() and not target.is_dir():
+        report.add(
+            "session store",
+            "FAIL",
+            f"cannot create {path}: {target} is not a directory; set GALILEO_SESSION_STORE to "
+            "sqlite:///<a writable path>",
+        )
+    elif not os.access(target, os.W_OK):
+        report.add(
+            "session store",
+            "FAIL",
+            f"cannot write {path} ({target} is not writable): set GALILEO_SESSION_STORE to "
+            "sqlite:///<a writable path>",
+        )
+    else:
+        state = "exists" if path.exists() else "will be created on first use"
+        report.add("session store", "ok", f"SQLite {path}: writable, {state}")
+
+
+def _stale_store_hint(settings: GalileoSettings) -> str:
+    url = settings.session_store_url()
+    if url is not None:
+        from galileo_otel.sessions.redis_store import redact_url
+
+        return (
+            f"the session store {redact_url(url)} remembers sessions this server does not have "
+            "(a wiped database, another deployment): delete its galileo-otel:v1:* keys"
+        )
+    path = settings.session_store_path()
+    if path is not None:
+        return (
+            f"the session store {path} remembers sessions this server does not have "
+            "(a wiped database, another deployment): delete that file"
+        )
+    return "the server lost sessions it had created (a wiped database?)"
 
 
 def _doctor_spool(settings: GalileoSettings, report: _Report, *, clear_dead: bool = False) -> None:
@@ -1003,10 +1130,22 @@ def _doctor_spool(settings: GalileoSettings, report: _Report, *, clear_dead: boo
     if path is None:
         return
     try:
-        pending, dead, reason = spool_backlog(path, clear_dead=clear_dead)
+        pending_names, notes = _read_spool(path, clear_dead=clear_dead)
     except OSError as exc:
         report.add("spool", "WARN", f"cannot read {path}: {exc}")
         return
+    pending, dead = len(pending_names), len(notes)
+    reason = None
+    if notes and isinstance(notes[0], dict):
+        reason = f"HTTP {notes[0].get('status_code')}: {notes[0].get('message')}"
+    stale = sum(1 for note in notes if _is_stale_session(note))
+    if stale and not clear_dead:
+        report.add(
+            "session store",
+            "FAIL",
+            f"{stale} batch(es) were refused because their session does not exist: "
+            f"{_stale_store_hint(settings)}, then `galileo-otel doctor --clear-dead`",
+        )
     if pending:
         report.add(
             "spool",
@@ -1153,6 +1292,14 @@ def _run_demo(args: argparse.Namespace) -> int:
         raise UsageError("--serve keeps the embedded server running; it does not go with --api-url")
     if args.db and args.api_url:
         raise UsageError("--db is the embedded server's database; it does not go with --api-url")
+    if not args.api_url:
+        from galileo_otel.server.cli import missing_server_extra
+
+        missing = missing_server_extra("demo")
+        if missing:
+            # Not a UsageError: its "error:" prefix would read as a mistake in the arguments.
+            print(f"{missing}, or pass --api-url", file=sys.stderr)
+            return EXIT_USAGE
     for name in ("users", "conversations", "turns"):
         if not 1 <= getattr(args, name) <= 50:
             raise UsageError(f"--{name} {getattr(args, name)}: must be between 1 and 50")
@@ -1192,6 +1339,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sessions(subparsers)
     _add_tail(subparsers)
     _add_doctor(subparsers)
+    _name_usage_parsers(parser)
     return parser
 
 
@@ -1211,8 +1359,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     Exit codes: 0 success, 1 a problem was found (bad configuration, API error, doctor
     findings), 2 usage error.
     """
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`galileo-otel tail --json | head`): stop quietly. Python would
+        # report the pipe again while flushing stdout at exit, so point stdout at devnull.
+        _silence_stdout()
+        return EXIT_PROBLEM
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # argparse reports these with the top-level usage; the subcommand's is the useful one.
+        usage_parser: argparse.ArgumentParser = getattr(args, "usage_parser", parser)
+        usage_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.verbose:
         import logging
 
@@ -1232,6 +1394,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_PROBLEM
     except KeyboardInterrupt:
         return 130
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # pragma: no cover - stdout is not a real file
+        pass
+
+
+def _name_usage_parsers(parser: argparse.ArgumentParser) -> None:
+    """Let every subcommand's parser know itself, so an unknown option prints its usage."""
+    parser.set_defaults(usage_parser=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _name_usage_parsers(sub)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -502,7 +502,32 @@ def _galileo_intended() -> bool:
     return any(os.environ.get(name, "").strip() for name in _GALILEO_INTENT_VARS)
 
 
+class _OtherConfiguratorSkipped(logging.Filter):
+    """Drops the loader's warning that another configurator was skipped because ours runs.
+
+    opentelemetry-instrument loads one configurator and warns about every other one installed
+    ("Configuration of configurator not loaded, galileo already loaded"): with
+    opentelemetry-distro installed next to galileo-otel that warning greeted every run, though
+    skipping the other is exactly what was asked for. Any other loader message passes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        skipped_for_ours = (
+            record.msg == "Configuration of %s not loaded, %s already loaded"
+            or record.msg == "Configuration of %s not loaded because %s is set by %s"
+        ) and len(args) >= 2
+        return not (skipped_for_ours and args[1] == _EXPORTER_NAME and args[0] != _EXPORTER_NAME)
+
+
 def _distro_configure() -> None:
+    # The distro runs before the loader picks a configurator: with ours wanted, make the pick
+    # ours whatever order the installed entry points come in, and keep the loader quiet about it.
+    if _galileo_intended():
+        os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", _EXPORTER_NAME)
+    logging.getLogger("opentelemetry.instrumentation.auto_instrumentation._load").addFilter(
+        _OtherConfiguratorSkipped()
+    )
     if os.environ.get("OTEL_TRACES_EXPORTER", "").strip():
         return
     if _galileo_intended():

@@ -34,6 +34,7 @@ from pydantic_settings.exceptions import SettingsError
 from galileo_otel.errors import ConfigError
 
 __all__ = [
+    "OFFICIAL_SDK_ENV_VARS",
     "GalileoSettings",
     "known_env_vars",
     "mask_secret",
@@ -169,7 +170,9 @@ class GalileoSettings(BaseSettings):
     )
 
     # --- where to send -----------------------------------------------------------------------
-    api_key: SecretStr | None = Field(None, description="GALILEO_API_KEY: the API key.")
+    api_key: SecretStr | None = Field(
+        None, description="GALILEO_API_KEY: the API key (required to send)."
+    )
     api_url: str | None = Field(
         None,
         description="GALILEO_API_URL: the API base URL; derived from the console URL if unset.",
@@ -252,7 +255,7 @@ class GalileoSettings(BaseSettings):
     )
     spool_dir: str | None = Field(
         None,
-        description="GALILEO_SPOOL_DIR: durable queue for reliable mode; default under the user cache dir; 'off' disables.",
+        description="GALILEO_SPOOL_DIR: durable queue for reliable mode; unset: ~/.cache/galileo-otel/spool (under $XDG_CACHE_HOME when set); 'off' disables.",
     )
     spool_max_bytes: int = Field(
         DEFAULT_SPOOL_MAX_BYTES,
@@ -284,7 +287,7 @@ class GalileoSettings(BaseSettings):
     )
     session_max_age: Duration | None = Field(
         None,
-        description="GALILEO_SESSION_MAX_AGE: seconds after which a session rotates even if busy.",
+        description="GALILEO_SESSION_MAX_AGE: seconds after which a session rotates even if busy; unset: no limit.",
     )
     session_store: str = Field(
         "memory",
@@ -539,6 +542,9 @@ def _is_int_field(field: str) -> bool:
     return info is not None and info.annotation is int
 
 
+_NOT_MILLISECONDS = "not a duration in milliseconds: use a whole number >= 0, e.g. 5000"
+
+
 def _describe(exc: pydantic.ValidationError, init_keys: set[str]) -> str:
     """Turn pydantic's errors into one line per bad setting, hiding secret values."""
     lines = []
@@ -546,7 +552,12 @@ def _describe(exc: pydantic.ValidationError, init_keys: set[str]) -> str:
         field = str(err["loc"][0]) if err["loc"] else "?"
         where = _source_of(field, init_keys)
         msg = _message(err, field)
-        if field in GalileoSettings._secret_fields or field not in GalileoSettings.model_fields:
+        otel_name, factor = _OTEL_FALLBACKS.get(field, ("", None))
+        if factor is not None and where == otel_name:
+            # OTel's batch variables are milliseconds: say so, and show what the user wrote
+            # (not the value after our conversion to seconds).
+            lines.append(f"{where}={os.environ.get(where)!r}: {_NOT_MILLISECONDS}")
+        elif field in GalileoSettings._secret_fields or field not in GalileoSettings.model_fields:
             lines.append(f"{where}: {msg}")
         elif field == "session_store" and isinstance(err.get("input"), str):
             lines.append(f"{where}={_redact_password(err['input'])!r}: {msg}")
@@ -559,6 +570,37 @@ def _describe(exc: pydantic.ValidationError, init_keys: set[str]) -> str:
 
 # GALILEO_* names read outside GalileoSettings (the export worker's private hand-off).
 _OTHER_ENV_PREFIXES = ("GALILEO_OTEL_",)
+# The official galileo SDK's variables (galileo 2.7 and galileo-core 4.5: GalileoConfig's fields
+# under its GALILEO_ prefix and the names it reads with getenv). An app may use both packages,
+# so these are someone's settings, not misspellings of ours.
+OFFICIAL_SDK_ENV_VARS = frozenset(
+    {
+        "GALILEO_CODE_VALIDATION_BACKOFF_MULTIPLIER",
+        "GALILEO_CODE_VALIDATION_INITIAL_DELAY",
+        "GALILEO_CODE_VALIDATION_MAX_DELAY",
+        "GALILEO_CODE_VALIDATION_TIMEOUT",
+        "GALILEO_CONFIG_FILENAME",
+        "GALILEO_CURRENT_USER",
+        "GALILEO_DEFAULT_SCORER_JUDGES",
+        "GALILEO_DEFAULT_SCORER_MODEL",
+        "GALILEO_HEADER_PREFIX",
+        "GALILEO_HOME_DIR",
+        "GALILEO_INGEST_BETA_DISABLED",
+        "GALILEO_JWT_TOKEN",
+        "GALILEO_LOG_LEVEL",
+        "GALILEO_MODE",
+        "GALILEO_PASSWORD",
+        "GALILEO_PROJECT_NAME",
+        "GALILEO_REFRESH_TOKEN",
+        "GALILEO_SSL_CONTEXT",
+        "GALILEO_SSO_ID_TOKEN",
+        "GALILEO_SSO_PROVIDER",
+        "GALILEO_STAGE_ID",
+        "GALILEO_STAGE_NAME",
+        "GALILEO_STAGE_VERSION",
+        "GALILEO_USERNAME",
+    }
+)
 _warned_lock = threading.Lock()  # guards _warned_env
 _warned_env: set[str] = set()
 
@@ -576,7 +618,8 @@ def unknown_env_vars(environ: Any = None) -> list[tuple[str, str]]:
 
     Returns:
         ``(name, closest setting env var)`` pairs, sorted by name. A ``GALILEO_*`` variable
-        close to none of ours (another tool's) is not listed.
+        close to none of ours (another tool's) is not listed, nor one the official ``galileo``
+        SDK reads (:data:`OFFICIAL_SDK_ENV_VARS`).
     """
     env = os.environ if environ is None else environ
     known = known_env_vars()
@@ -585,7 +628,7 @@ def unknown_env_vars(environ: Any = None) -> list[tuple[str, str]]:
         upper = name.upper()
         if not upper.startswith("GALILEO_") or upper in known:
             continue
-        if upper.startswith(_OTHER_ENV_PREFIXES):
+        if upper.startswith(_OTHER_ENV_PREFIXES) or upper in OFFICIAL_SDK_ENV_VARS:
             continue
         close = difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
         if close:

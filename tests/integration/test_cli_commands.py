@@ -160,6 +160,7 @@ def test_doctor_all_good(seeded: Any, capsys: pytest.CaptureFixture[str]) -> Non
         "API key",
         "project",
         "log stream",
+        "session store",
         "spool",
     }
 

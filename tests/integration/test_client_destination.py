@@ -93,17 +93,17 @@ def test_async_client_remembers_too(local_server: Any, monkeypatch: pytest.Monke
     assert asyncio.run(scenario()) == (1, "conv-a")
 
 
-def test_the_readme_client_example_runs(
+def test_the_docs_client_example_runs(
     local_server: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## The REST client", 1)[1]
+    page = Path(__file__).resolve().parents[2] / "docs" / "reference" / "client.md"
+    section = page.read_text(encoding="utf-8").split("# The REST client", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     _env(monkeypatch, local_server)
     namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/reference/client.md", "exec"), namespace)
     assert namespace["n"] == 0  # the one session has one trace, not >= 2
     local_server.wait_idle()
     with GalileoClient(project="my-app", log_stream="prod") as client:

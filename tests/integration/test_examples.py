@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
-from conftest_cli import BIN, EXAMPLES, explain, galileo_env, run, sessions_of
+from conftest_cli import BIN, EXAMPLES, REPO, explain, galileo_env, run, sessions_of
 
 pytestmark = pytest.mark.integration
 
@@ -15,21 +19,78 @@ def _by_external_id(sessions: list[dict[str, Any]]) -> dict[str, int]:
     return {str(s.get("external_id")): int(s.get("num_traces") or 0) for s in sessions}
 
 
-def test_env_only_under_opentelemetry_instrument(local_server: Any) -> None:
-    # Zero-code: no OTEL_TRACES_EXPORTER, only GALILEO_* (plus the loader's pick of our distro
-    # and configurator, since opentelemetry-distro is installed in dev too).
-    env = {
-        **galileo_env(local_server, project="env-only"),
-        "OTEL_PYTHON_DISTRO": "galileo",
-        "OTEL_PYTHON_CONFIGURATOR": "galileo",
-    }
+@pytest.mark.parametrize(
+    "picks",
+    [
+        {"OTEL_PYTHON_DISTRO": "galileo", "OTEL_PYTHON_CONFIGURATOR": "galileo"},
+        {"OTEL_PYTHON_DISTRO": "galileo"},  # the distro picks our configurator itself
+    ],
+)
+def test_env_only_under_opentelemetry_instrument(local_server: Any, picks: dict[str, str]) -> None:
+    # Zero-code: no OTEL_TRACES_EXPORTER, only GALILEO_* (plus the loader's pick of our distro,
+    # since opentelemetry-distro, with a distro and a configurator of its own, is in dev too).
+    env = {**galileo_env(local_server, project="env-only"), **picks}
     proc = run(
         [str(BIN / "opentelemetry-instrument"), sys.executable, str(EXAMPLES / "env_only.py")], env
     )
     assert proc.returncode == 0, explain(proc)
     assert "via TracerProvider" in proc.stdout, explain(proc)
+    # The loader's "Configuration of configurator not loaded, galileo already loaded" is gone.
+    assert "not loaded" not in proc.stderr, explain(proc)
     counts = _by_external_id(sessions_of(local_server, "env-only"))
     assert counts == {"conv-a": 3, "conv-b": 2, "conv-c": 1}, explain(proc)
+
+
+def test_env_only_without_the_instrumenter_says_it_sent_nothing(local_server: Any) -> None:
+    proc = run(
+        [sys.executable, str(EXAMPLES / "env_only.py")],
+        galileo_env(local_server, project="env-plain"),
+    )
+    assert proc.returncode == 1, explain(proc)
+    assert "sent 6 traces" not in proc.stdout
+    assert "env_only: sent nothing: no OpenTelemetry SDK is configured" in proc.stderr
+    assert "opentelemetry-instrument python examples/env_only.py" in proc.stderr
+    assert "pip install opentelemetry-instrumentation" in proc.stderr
+
+
+def test_fastapi_chat_under_uvicorn_sends(local_server: Any) -> None:
+    # As its docstring says: `uvicorn examples.fastapi_chat:app`, then requests, then Ctrl-C.
+    import httpx
+    from conftest_redis import free_port
+
+    port = free_port()
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("GALILEO_", "OTEL_"))}
+    base.pop("PYTHONPATH", None)
+    env = {**base, **galileo_env(local_server, project="fastapi-uvicorn")}
+    proc = subprocess.Popen(
+        [str(BIN / "uvicorn"), "examples.fastapi_chat:app", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/chat"
+        deadline = time.monotonic() + 30
+        while True:  # until uvicorn listens (bounded)
+            try:
+                httpx.post(url, json={"message": "ping"}, headers={"X-Session-Id": "u-0"})
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.1)
+        for session_id, message in [("u-1", "hello"), ("u-1", "again"), ("u-2", "hi")]:
+            answer = httpx.post(
+                url, json={"message": message}, headers={"X-Session-Id": session_id}
+            )
+            assert answer.json() == {"reply": f"echo: {message}"}
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: uvicorn runs the lifespan's shutdown
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    counts = _by_external_id(sessions_of(local_server, "fastapi-uvicorn"))
+    assert counts == {"u-0": 1, "u-1": 2, "u-2": 1}, out
 
 
 @pytest.mark.parametrize(

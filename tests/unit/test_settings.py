@@ -276,3 +276,48 @@ def test_session_store_redis_urls_and_sampling() -> None:
     with pytest.raises(ConfigError, match=r"GALILEO_SESSION_SAMPLE_RATE|session_sample_rate"):
         GalileoSettings(session_sample_rate=1.5)
     assert GalileoSettings(session_store_ttl="1h").session_store_ttl == 3600.0
+
+
+def test_official_sdk_variables_are_not_flagged_as_typos() -> None:
+    import difflib
+
+    from galileo_otel.settings import OFFICIAL_SDK_ENV_VARS, known_env_vars, unknown_env_vars
+
+    # These two are close enough to ours that a plain did-you-mean would flag them.
+    for name in ("GALILEO_PROJECT_NAME", "GALILEO_USERNAME"):
+        assert difflib.get_close_matches(name, known_env_vars(), n=1, cutoff=0.8), name
+    env = {name: "x" for name in OFFICIAL_SDK_ENV_VARS} | {"GALILEO_PROJCT": "typo"}
+    assert unknown_env_vars(env) == [("GALILEO_PROJCT", "GALILEO_PROJECT")]
+
+
+def test_official_sdk_config_fields_are_all_known() -> None:
+    # The official SDK reads every field of its GalileoConfig from GALILEO_<FIELD>.
+    base_config = pytest.importorskip("galileo_core.schemas.base_config")
+    from galileo_otel.settings import OFFICIAL_SDK_ENV_VARS, known_env_vars
+
+    theirs = {
+        f"GALILEO_{name.upper()}"
+        for name in base_config.GalileoConfig.model_fields
+        if name != "validated_api_client"  # an object the SDK builds, never an env var
+    }
+    assert theirs - OFFICIAL_SDK_ENV_VARS - known_env_vars() == set()
+
+
+@pytest.mark.parametrize("value", ["soon", "-5"])
+def test_otel_millisecond_variables_say_milliseconds(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", value)
+    with pytest.raises(ConfigError) as caught:
+        GalileoSettings()
+    message = str(caught.value)
+    assert f"OTEL_BSP_SCHEDULE_DELAY={value!r}: not a duration in milliseconds" in message
+    assert "in seconds" not in message
+
+
+def test_otel_milliseconds_convert_and_galileo_seconds_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_BSP_EXPORT_TIMEOUT", "2500")
+    assert GalileoSettings().export_timeout == 2.5
+    monkeypatch.setenv("OTEL_BSP_EXPORT_TIMEOUT", "later")
+    monkeypatch.setenv("GALILEO_EXPORT_TIMEOUT", "4")
+    assert GalileoSettings().export_timeout == 4.0

@@ -11,7 +11,13 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "add_serve_parser", "run_serve"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "add_serve_parser",
+    "missing_server_extra",
+    "run_serve",
+]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8088
@@ -36,7 +42,12 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 8088)")
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help="port, 1-65535 (default 8088; 0 picks a free port and prints it)",
+    )
     parser.add_argument(
         "--db",
         default=None,
@@ -76,6 +87,35 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{value} is out of range: use 1-65535 (or 0 for a free port)"
+        )
+    return value
+
+
+def missing_server_extra(command: str) -> str | None:
+    """Why ``command`` cannot run without the ``[server]`` extra, in one line; ``None`` if it can."""
+    import importlib.util
+
+    for module in ("uvicorn", "fastapi", "jinja2", "jwt", "opentelemetry.proto"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a parent package is missing, or a half import
+            found = False
+        if not found:
+            return (
+                f"galileo-otel {command} needs the 'server' extra ({module.split('.')[0]} is "
+                "not installed): pip install 'galileo-otel[server]'"
+            )
+    return None
+
+
 def _positive_size(text: str) -> int:
     try:
         value = int(text)
@@ -88,6 +128,10 @@ def _positive_size(text: str) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted; the exit status (0 ok, 1 cannot serve, 2 refused)."""
+    missing = missing_server_extra("serve")
+    if missing:
+        print(missing, file=sys.stderr)
+        return 2
     from galileo_otel.server.runner import is_loopback
 
     explicit_key = args.api_key or os.environ.get("GALILEO_API_KEY")
@@ -99,19 +143,13 @@ def run_serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-    try:
-        import uvicorn
+    import uvicorn
 
-        from galileo_otel.server.app import create_app, default_db_path
-        from galileo_otel.server.auth import key_file_for, load_or_create_key
-        from galileo_otel.server.runner import bind_socket, uvicorn_config
-        from galileo_otel.server.ui import ui_access
-    except ImportError:
-        print(
-            "galileo-otel serve needs the 'server' extra: pip install 'galileo-otel[server]'",
-            file=sys.stderr,
-        )
-        return 1
+    from galileo_otel.server.app import create_app, default_db_path
+    from galileo_otel.server.auth import key_file_for, load_or_create_key
+    from galileo_otel.server.runner import bind_socket, uvicorn_config
+    from galileo_otel.server.ui import ui_access
+
     try:
         # Bound here, not by uvicorn: a taken port gets a clear message, and --port 0 a real one.
         sock = bind_socket(args.host, args.port)
