@@ -60,7 +60,7 @@ class GatewayProcess:
         return self.url + "/v1/traces"
 
     def start(self, *, ready: bool = True) -> GatewayProcess:
-        handle = open(self.log, "ab")  # noqa: SIM115 - owned by the child from here on
+        handle = open(self.log, "ab")
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "galileo_otel.cli", "gateway", "--port", str(self.port)],
@@ -126,3 +126,44 @@ def startup_line(output: str) -> str:
     found = re.search(r"^galileo-otel gateway: OTLP/HTTP on .*$", output, re.MULTILINE)
     assert found, output
     return found.group(0)
+
+
+# --- reading back what the local server stored ----------------------------------------------------
+
+
+def sessions_of(server: Any, project: str) -> list[dict[str, Any]]:
+    """Every session of ``project`` on the local server, oldest first ([] before it exists)."""
+    from galileo_otel.server.query import compile_session_filter
+
+    server.wait_idle(10.0)
+    store = server.state.store
+    found = store.find_projects(project)
+    if not found:
+        return []
+    records, _ = store.search_sessions(
+        found[0]["id"], {}, compile_session_filter([], None), None, 0, 1000
+    )
+    return sorted(records, key=lambda r: r["created_at"])
+
+
+def stored_ids(server: Any, project: str) -> set[str]:
+    """The ids of every trace and step stored in ``project``."""
+    ids: set[str] = set()
+    store = server.state.store
+
+    def walk(step: dict[str, Any]) -> None:
+        ids.add(step["id"])
+        for child in step.get("spans") or []:
+            walk(child)
+
+    for record in sessions_of(server, project):
+        for trace in store.session_traces(record["project_id"], record["id"]):
+            walk(trace)
+    return ids
+
+
+def galileo_id(trace_id: int, span_id: int, is_root: bool) -> str:
+    """The Galileo id the conversion gives an OTel span (a root is the trace itself)."""
+    from galileo_otel.export.convert import span_uuid, trace_uuid
+
+    return trace_uuid(trace_id) if is_root else span_uuid(trace_id, span_id)
