@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from conftest_redis import free_port
 
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 60.0
 KEY = "gateway-test-key-0123456789"  # what the local server requires (the gateway's upstream key)
 
 
