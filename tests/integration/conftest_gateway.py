@@ -45,9 +45,12 @@ def gateway_env(
 class GatewayProcess:
     """``python -m galileo_otel.cli gateway`` on 127.0.0.1 and a free port."""
 
-    def __init__(self, env: Mapping[str, str], log: Path, port: int | None = None) -> None:
+    def __init__(
+        self, env: Mapping[str, str], log: Path, port: int | None = None, grpc: bool = False
+    ) -> None:
         self.env = dict(env)
         self.port = port or free_port()
+        self.grpc_port = free_port() if grpc else None
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -63,7 +66,15 @@ class GatewayProcess:
         handle = open(self.log, "ab")
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "galileo_otel.cli", "gateway", "--port", str(self.port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "galileo_otel.cli",
+                    "gateway",
+                    "--port",
+                    str(self.port),
+                    *(["--grpc-port", str(self.grpc_port)] if self.grpc_port else []),
+                ],
                 env=self.env,
                 stdout=handle,
                 stderr=subprocess.STDOUT,

@@ -287,3 +287,40 @@ def test_sigterm_stops_cleanly_and_leaves_an_empty_log(
     wait_for(lambda: _expected(exporter.acked) <= stored_ids(server, PROJECT), 10, "the trace")
     with contextlib.closing(sqlite3.connect(tmp_path / "gateway" / "wal.db")) as db:
         assert db.execute("SELECT COUNT(*) FROM entries").fetchone() == (0,)
+
+
+def test_otlp_grpc_from_the_stock_exporter(
+    server: Any, tmp_path: Path, gateways: list[GatewayProcess]
+) -> None:
+    # The Collector's loadbalancing exporter speaks OTLP/gRPC only: the gateway takes it too.
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+        OTLPSpanExporter as GrpcSpanExporter,
+    )
+
+    env = gateway_env(server.url, tmp_path, GALILEO_GATEWAY_KEY="inbound-key-for-clients")
+    gw = GatewayProcess(env, tmp_path / "gw.log", grpc=True)
+    gateways.append(gw.start())
+    assert f"OTLP/gRPC on port {gw.grpc_port}" in startup_line(gw.output())
+    endpoint = f"127.0.0.1:{gw.grpc_port}"
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "grpc-chat"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    _turn(provider, "conv-g", "gus")
+    spans = memory.get_finished_spans()
+
+    wrong = GrpcSpanExporter(endpoint=endpoint, insecure=True, headers={"galileo-api-key": "no"})
+    assert wrong.export(spans) is SpanExportResult.FAILURE  # UNAUTHENTICATED: not retried
+    wrong.shutdown()
+    right = GrpcSpanExporter(
+        endpoint=endpoint,
+        insecure=True,
+        headers={"authorization": "Bearer inbound-key-for-clients", "logstream": "grpc-stream"},
+    )
+    assert right.export(spans) is SpanExportResult.SUCCESS
+    right.shutdown()
+
+    wait_for(lambda: _expected(spans) <= stored_ids(server, PROJECT), 30, "the gRPC trace")
+    (session,) = sessions_of(server, PROJECT)
+    assert session["external_id"] == "conv-g"
+    streams = server.state.store.list_log_streams(session["project_id"])
+    assert {s["id"]: s["name"] for s in streams}[session["log_stream_id"]] == "grpc-stream"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import binascii
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -83,12 +83,16 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_gateway_app(gateway: Gateway, *, manage: bool = True) -> FastAPI:
+def create_gateway_app(
+    gateway: Gateway, *, manage: bool = True, before_close: Callable[[], None] | None = None
+) -> FastAPI:
     """The FastAPI app over ``gateway``.
 
     Args:
         gateway: The engine (write-ahead log, pipelines).
         manage: Start the gateway when the app starts and close it when the app stops.
+        before_close: Called (on a worker thread) just before the gateway is closed, e.g. to
+            stop another server that feeds it.
     """
 
     @asynccontextmanager
@@ -98,6 +102,8 @@ def create_gateway_app(gateway: Gateway, *, manage: bool = True) -> FastAPI:
         try:
             yield
         finally:
+            if before_close is not None:
+                await run_in_threadpool(before_close)
             if manage:
                 await run_in_threadpool(gateway.close)
 

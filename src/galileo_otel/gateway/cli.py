@@ -26,6 +26,12 @@ def add_gateway_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--port", type=int, default=4318, help="port (default 4318, the OTLP/HTTP port)"
     )
     parser.add_argument(
+        "--grpc-port",
+        type=int,
+        default=None,
+        help="also serve OTLP/gRPC on this port (4317 is usual; needs the gateway-grpc extra)",
+    )
+    parser.add_argument(
         "--log-level",
         default="warning",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -47,4 +53,4 @@ def run_gateway_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    return run_gateway(args.host, args.port, log_level=args.log_level)
+    return run_gateway(args.host, args.port, log_level=args.log_level, grpc_port=args.grpc_port)

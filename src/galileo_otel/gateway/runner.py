@@ -121,8 +121,11 @@ def run_gateway(
     settings: GalileoSettings | None = None,
     config: GatewaySettings | None = None,
     log_level: str = "warning",
+    grpc_port: int | None = None,
 ) -> int:
     """Serve until SIGTERM / SIGINT; returns the exit status (0 stopped cleanly, 1 could not run).
+
+    ``grpc_port`` also serves OTLP/gRPC there (extra ``[gateway-grpc]``); ``None``: HTTP only.
 
     Raises:
         ConfigError: Invalid settings, or a non-loopback ``host`` without an inbound key.
@@ -150,7 +153,35 @@ def run_gateway(
         gateway.wal.close()
         print(f"galileo-otel gateway: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
-    print(startup_line(settings, config, host, sock.getsockname()[1]), file=sys.stderr, flush=True)
+    grpc_server: Any = None
+    if grpc_port is not None:
+        try:
+            from galileo_otel.gateway.grpc_server import start_grpc_server
+
+            grpc_server = start_grpc_server(gateway, host, grpc_port)
+        except ImportError:
+            sock.close()
+            gateway.wal.close()
+            print(
+                "galileo-otel gateway: --grpc-port needs the gateway-grpc extra: "
+                "pip install 'galileo-otel[gateway-grpc]'",
+                file=sys.stderr,
+            )
+            return 1
+        except OSError as exc:
+            sock.close()
+            gateway.wal.close()
+            print(f"galileo-otel gateway: {exc}", file=sys.stderr)
+            return 1
+    line = startup_line(settings, config, host, sock.getsockname()[1])
+    if grpc_server is not None:
+        line += f"; OTLP/gRPC on port {grpc_server.bound_port}"
+    print(line, file=sys.stderr, flush=True)
+
+    def stop_grpc() -> None:
+        if grpc_server is not None:
+            grpc_server.stop(_GRACEFUL_S).wait(_GRACEFUL_S + 1)
+
     options: dict[str, Any] = {
         "log_config": None,
         "log_level": log_level,
@@ -164,11 +195,13 @@ def run_gateway(
         # GALILEO_GATEWAY_SHUTDOWN_TIMEOUT to flush (what they cannot deliver stays on disk).
         "timeout_graceful_shutdown": _GRACEFUL_S,
     }
-    server = _server_class()(uvicorn.Config(create_gateway_app(gateway), **options))
+    app = create_gateway_app(gateway, before_close=stop_grpc)
+    server = _server_class()(uvicorn.Config(app, **options))
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        stop_grpc()
         gateway.close()  # a no-op after the app's own shutdown; covers a failed start
     print("galileo-otel gateway: stopped", file=sys.stderr, flush=True)
     return 0 if server.started else 1
