@@ -281,7 +281,9 @@ def test_back_pressure_refuses_before_anything_is_written(tmp_path: Path) -> Non
 
 
 def test_headers_override_the_destination_and_need_a_project(tmp_path: Path) -> None:
-    base = GalileoSettings(project="p", log_stream="s", log_stream_id="5300dd70-b0e8-4ab3-9643-d54b10dd6988")
+    base = GalileoSettings(
+        project="p", log_stream="s", log_stream_id="5300dd70-b0e8-4ab3-9643-d54b10dd6988"
+    )
     key = ("other", "", "")
     assert destination_settings(base, key).project == "other"
     assert destination_settings(base, key).log_stream == "s"
