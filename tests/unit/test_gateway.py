@@ -266,9 +266,10 @@ def test_back_pressure_refuses_before_anything_is_written(tmp_path: Path) -> Non
     assert not rig.gateway.ready  # /readyz says so too
 
     rig.gateway.checkpoint()
-    rig.pipelines[0].queue_size = 9  # one free place in the pipeline's queue
+    rig.pipelines[0].queue_size = 9  # the worker is behind: one free place in its queue
+    # The gateway's lower bound of the room runs short, it reads the queue size, and refuses.
     with pytest.raises(Refused) as busy:
-        rig.send(_span(3, 2, parent=1), _span(3, 1))
+        rig.send(*[_span(3, i, parent=1) for i in range(2, 11)])
     assert busy.value.status == 429
     assert rig.gateway.wal.usage()[0] == 0
     rig.send(_span(4, 1))

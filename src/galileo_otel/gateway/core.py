@@ -144,6 +144,7 @@ class Gateway:
         # submissions happen in one order) but never across a pipeline flush.
         self._lock = threading.Lock()
         self._pipelines: dict[tuple[str, str, str], Pipeline] = {}
+        self._room: dict[tuple[str, str, str], int] = {}  # queue room per pipeline, a lower bound
         self._open = OpenTraces(int(settings.trace_timeout * 1e9))
         self._entries: dict[int, set[int]] = {}  # row id -> trace ids, rows submitted
         self._counts: dict[str, int] = {}  # guarded by _counts_lock (taken with or without _lock)
@@ -256,10 +257,19 @@ class Gateway:
             if not self._ready.is_set():
                 raise Refused(503, "the gateway is replaying its write-ahead log", 1.0)
             pipeline = self._pipeline_for(key)
-            room = int(self.settings.max_queue_spans) - int(pipeline.stats().get("queue_size", 0))
-            if len(spans) > room:
+            # Room in the pipeline's queue, known without asking for each request: stats() is
+            # not free (it reads the session store's counts). Only we add to the queue, so the
+            # last reading minus what we added since is a lower bound; read again when short.
+            room = self._room.get(key, 0)
+            if room < len(spans):
+                room = int(self.settings.max_queue_spans) - int(
+                    pipeline.stats().get("queue_size", 0)
+                )
+            if room < len(spans):
+                self._room[key] = room
                 self._count("refused.queue_full")
                 raise Refused(429, "the export queue is full", retry)
+            self._room[key] = room - len(spans)
             now = self._clock_ns()
             try:
                 wal_id = self.wal.append(_routing(headers), body, now)
