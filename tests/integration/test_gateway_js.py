@@ -26,7 +26,7 @@ from conftest_gateway import (
 )
 from conftest_redis import require
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
 PROJECT = "gw-project"
