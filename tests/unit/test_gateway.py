@@ -3,6 +3,7 @@ replay, back-pressure, routing, and the HTTP answers (through an in-process ASGI
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
@@ -11,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -341,74 +342,65 @@ def test_inbound_key_header_or_bearer() -> None:
 # --- HTTP answers ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def http(tmp_path: Path) -> Iterator[tuple[TestClient, Rig]]:
+def test_http_answers(tmp_path: Path) -> None:
+    # httpx's ASGI transport, not starlette's TestClient (deprecated with newer httpx).
     rig = Rig(tmp_path, key="inbound-key", max_body_bytes=4096, wal_max_bytes=1)
     app = create_gateway_app(rig.gateway, manage=False)
-    with TestClient(app, headers={"Galileo-API-Key": "inbound-key"}) as client:
-        yield client, rig
-    rig.gateway.close(1.0)
+    try:
+        asyncio.run(_http_scenario(app, rig))
+    finally:
+        rig.gateway.close(1.0)
 
 
-def test_http_answers(http: tuple[TestClient, Rig]) -> None:
-    client, rig = http
-    body = _request(_span(1, 1)).SerializeToString()
-    assert (
-        client.post(
+async def _http_scenario(app: Any, rig: Rig) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://gw", headers={"Galileo-API-Key": "inbound-key"}
+    ) as client:
+        body = _request(_span(1, 1)).SerializeToString()
+        denied = await client.post(
             "/v1/traces", content=body, headers={**PROTO, "Galileo-API-Key": "x"}
-        ).status_code
-        == 401
-    )
-    ok = client.post(
-        "/v1/traces", content=gzip.compress(body), headers={**PROTO, "content-encoding": "gzip"}
-    )
-    assert ok.status_code == 200
-    assert not ExportTraceServiceResponse.FromString(ok.content).HasField("partial_success")
+        )
+        assert denied.status_code == 401
+        ok = await client.post(
+            "/v1/traces", content=gzip.compress(body), headers={**PROTO, "content-encoding": "gzip"}
+        )
+        assert ok.status_code == 200
+        assert not ExportTraceServiceResponse.FromString(ok.content).HasField("partial_success")
 
-    # The log is full now (wal_max_bytes=1): 503 with Retry-After, and not ready.
-    full = client.post("/v1/traces", content=body, headers=PROTO)
-    assert full.status_code == 503 and full.headers["retry-after"] == "5"
-    assert client.get("/readyz").status_code == 503
-    assert client.get("/healthz").status_code == 200
-    rig.gateway.checkpoint()
-    assert client.get("/readyz").status_code == 200
+        # The log is full now (wal_max_bytes=1): 503 with Retry-After, and not ready.
+        full = await client.post("/v1/traces", content=body, headers=PROTO)
+        assert full.status_code == 503 and full.headers["retry-after"] == "5"
+        assert (await client.get("/readyz")).status_code == 503
+        assert (await client.get("/healthz")).status_code == 200
+        rig.gateway.checkpoint()
+        assert (await client.get("/readyz")).status_code == 200
 
-    assert client.post("/v1/traces", content=b"\xff\x00junk", headers=PROTO).status_code == 400
-    assert (
-        client.post("/v1/traces", content=body, headers={"content-type": "text/plain"}).status_code
-        == 415
-    )
-    assert client.post("/v1/traces", content=b"x" * 5000, headers=PROTO).status_code == 413
-    bomb = gzip.compress(b"\x00" * 100_000)
-    assert (
-        client.post(
+        junk = await client.post("/v1/traces", content=b"\xff\x00junk", headers=PROTO)
+        assert junk.status_code == 400
+        text = await client.post("/v1/traces", content=body, headers={"content-type": "text/plain"})
+        assert text.status_code == 415
+        big = await client.post("/v1/traces", content=b"x" * 5000, headers=PROTO)
+        assert big.status_code == 413
+        bomb = gzip.compress(b"\x00" * 100_000)
+        inflated = await client.post(
             "/v1/traces", content=bomb, headers={**PROTO, "content-encoding": "gzip"}
-        ).status_code
-        == 413
-    )
+        )
+        assert inflated.status_code == 413
 
-    # OTLP/JSON (hex ids) with one invalid span id: 200 with partial_success, in JSON.
-    payload = {
-        "resourceSpans": [
-            {
-                "scopeSpans": [
-                    {
-                        "spans": [
-                            {"traceId": "0" * 31 + "9", "spanId": "0" * 15 + "1", "name": "ok"},
-                            {"traceId": "0" * 31 + "9", "spanId": "", "name": "bad"},
-                        ]
-                    }
-                ]
-            }
+        # OTLP/JSON (hex ids) with one invalid span id: 200 with partial_success, in JSON.
+        spans = [
+            {"traceId": "0" * 31 + "9", "spanId": "0" * 15 + "1", "name": "ok"},
+            {"traceId": "0" * 31 + "9", "spanId": "", "name": "bad"},
         ]
-    }
-    answer = client.post(
-        "/v1/traces", content=json.dumps(payload), headers={"content-type": "application/json"}
-    )
-    assert answer.status_code == 200
-    assert answer.json()["partialSuccess"]["rejectedSpans"] == "1"
+        payload = {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}
+        answer = await client.post(
+            "/v1/traces", content=json.dumps(payload), headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 200
+        assert answer.json()["partialSuccess"]["rejectedSpans"] == "1"
 
-    metrics = client.get("/metrics").text
+        metrics = (await client.get("/metrics")).text
     assert "galileo_gateway_spans_accepted_total 2.0" in metrics
     assert "galileo_gateway_spans_rejected_total 1.0" in metrics
     assert 'galileo_gateway_requests_refused_total{reason="wal_full"} 1.0' in metrics
