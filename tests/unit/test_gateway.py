@@ -8,6 +8,8 @@ import gzip
 import json
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -405,3 +407,14 @@ async def _http_scenario(app: Any, rig: Rig) -> None:
     assert "galileo_gateway_spans_rejected_total 1.0" in metrics
     assert 'galileo_gateway_requests_refused_total{reason="wal_full"} 1.0' in metrics
     assert "galileo_gateway_wal_bytes" in metrics
+
+
+def test_the_gateway_imports_without_the_server_only_dependencies() -> None:
+    # The [gateway] extra has no pyjwt or jinja2 (the local server's login and web UI).
+    code = (
+        "import sys\n"
+        "for name in ('jwt', 'jinja2'): sys.modules[name] = None\n"
+        "import galileo_otel.gateway.app, galileo_otel.gateway.runner\n"
+        "assert 'galileo_otel.server.app' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
