@@ -66,6 +66,7 @@ class FakePipeline:
         self.queue_size = 0
         self.shutdown_ok = True
         self.closed = False
+        self.extra: dict[str, Any] = {}
         self.max_queue = max_queue
 
     def submit(self, span: Any) -> bool:
@@ -83,7 +84,11 @@ class FakePipeline:
         return self.shutdown_ok
 
     def stats(self) -> dict[str, Any]:
-        return {"queue_size": self.queue_size, "traces_confirmed": len(self.submitted)}
+        return {
+            "queue_size": self.queue_size,
+            "traces_confirmed": len(self.submitted),
+            **self.extra,
+        }
 
 
 class Clock:
@@ -231,6 +236,29 @@ def test_a_rootless_trace_is_released_after_the_trace_timeout(rig: Rig) -> None:
     assert rig.gateway.checkpoint() == 0
     rig.clock.now += 4 * S  # past the margin
     assert rig.gateway.checkpoint() == 1
+
+
+def test_a_loss_in_the_pipeline_keeps_the_rows_and_hands_them_over_again(rig: Rig) -> None:
+    rig.send(_span(1, 2, parent=1), _span(1, 1))
+    pipeline = rig.pipelines[0]
+    pipeline.extra["dropped.spool_full"] = 1  # a batch the spool had no room for
+    assert rig.gateway.checkpoint() == 0
+    assert [s.context.span_id for s in pipeline.submitted] == [2, 1, 2, 1]
+    assert rig.gateway.stats()["resubmitted_requests"] == 1
+    assert rig.gateway.checkpoint() == 1  # no new loss: the second hand-over was confirmed
+
+
+def test_a_nearly_full_spool_answers_503(rig: Rig) -> None:
+    rig.send(_span(1, 1))
+    rig.pipelines[0].extra["spool_bytes"] = int(rig.settings.spool_max_bytes)
+    rig.gateway.checkpoint()
+    with pytest.raises(Refused) as full:
+        rig.send(_span(2, 1))
+    assert full.value.status == 503 and "spool" in full.value.reason
+    assert not rig.gateway.ready
+    rig.pipelines[0].extra["spool_bytes"] = 0
+    rig.gateway.checkpoint()
+    rig.send(_span(2, 1))
 
 
 def test_rows_left_are_replayed_in_order_by_the_next_start(tmp_path: Path) -> None:

@@ -45,6 +45,12 @@ ROUTING_HEADERS = ("project", "logstream", "experimentid")
 """Request headers that override the gateway's destination (the official exporter's names)."""
 
 _REPLAY_POLL_S = 0.05
+# Pipeline counters that mean spans it was handed will not reach Galileo. traces_failed counts
+# only in reliable mode: fire-and-forget gives up on failures by choice.
+_LOSS_KEYS = ("dropped.spool_full", "traces_failed", "dropped.queue_full")
+# Past this share of GALILEO_SPOOL_MAX_BYTES the gateway answers 503 rather than let the spool
+# fill (a full spool drops batches).
+_SPOOL_TIGHT = 0.9
 
 
 class Refused(Exception):
@@ -153,6 +159,9 @@ class Gateway:
         self._stop = threading.Event()
         self._closing = False
         self._threads: list[threading.Thread] = []
+        # Written by the checkpointer only; read (a plain bool) by requests.
+        self._loss_mark = 0
+        self._spool_tight = False
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -175,7 +184,7 @@ class Gateway:
     @property
     def ready(self) -> bool:
         """Replay done, not stopping, and the log has room."""
-        if not self._ready.is_set() or self._closing:
+        if not self._ready.is_set() or self._closing or self._spool_tight:
             return False
         count, size = self.wal.usage()
         return not (self.wal.max_bytes and count and size >= self.wal.max_bytes)
@@ -256,6 +265,11 @@ class Gateway:
                 raise Refused(503, "the gateway is stopping", retry)
             if not self._ready.is_set():
                 raise Refused(503, "the gateway is replaying its write-ahead log", 1.0)
+            if self._spool_tight:
+                self._count("refused.spool_full")
+                raise Refused(
+                    503, "the delivery spool is nearly full (GALILEO_SPOOL_MAX_BYTES)", retry
+                )
             pipeline = self._pipeline_for(key)
             # Room in the pipeline's queue, known without asking for each request: stats() is
             # not free (it reads the session store's counts). Only we add to the queue, so the
@@ -319,10 +333,22 @@ class Gateway:
 
     def replay(self) -> int:
         """Hand every row of the log to its pipeline (at start); returns the rows replayed."""
+        replayed = self._replay_rows(None)
+        self._count("replayed_requests", replayed)
+        if replayed:
+            _log.warning(
+                "galileo-otel gateway: replayed %d request(s) from the write-ahead log", replayed
+            )
+        return replayed
+
+    def _replay_rows(self, only: set[int] | None) -> int:
+        """Hand the log's rows (``only`` these ids, or all) to their pipelines, in order."""
         replayed = 0
         for entry in self.wal.entries():
             if self._stop.is_set():
                 break
+            if only is not None and entry.id not in only:
+                continue
             spans, _, _ = spans_from_request(ExportTraceServiceRequest.FromString(entry.body))
             try:
                 key = destination_key(entry.headers, self.settings)
@@ -334,21 +360,17 @@ class Gateway:
                 _log.error("galileo-otel gateway: row %d not replayed: %s", entry.id, exc.reason)
                 self._count("replay_skipped")
                 continue
-            # Wait for room: replay is not a request, nobody is waiting on it but readiness.
+            # Wait for room: nobody is waiting on a replay but readiness.
             while int(self.settings.max_queue_spans) - int(
                 pipeline.stats().get("queue_size", 0)
             ) < len(spans):
                 if self._stop.wait(_REPLAY_POLL_S):
                     return replayed
             with self._lock:
+                self._room.pop(key, None)  # the queue grew behind the running bound's back
                 self._submit(entry.id, pipeline, spans, self._clock_ns())
             replayed += 1
             self._count("replayed_spans", len(spans))
-        self._count("replayed_requests", replayed)
-        if replayed:
-            _log.warning(
-                "galileo-otel gateway: replayed %d request(s) from the write-ahead log", replayed
-            )
         return replayed
 
     # --- checkpoints ----------------------------------------------------------------------------
@@ -363,15 +385,20 @@ class Gateway:
     def checkpoint(self, flush_timeout_s: float | None = None) -> int:
         """Delete the log rows the pipelines have made durable; returns how many went.
 
-        See the module docstring for the rule.
+        See the module docstring for the rule. When a pipeline counted a loss since the last
+        look (a batch dropped by a full spool; in reliable mode a trace given up on), no row is
+        deleted: the rows whose traces are closed are handed to the pipeline again instead.
         """
         with self._lock:
+            pipelines = list(self._pipelines.values())
+        losses = self._observe(pipelines)
+        with self._lock:
             if not self._entries:
+                self._loss_mark = losses
                 return 0
             now = self._clock_ns()
             self._open.prune(now)
             done = [row for row, traces in self._entries.items() if self._open.closed(traces, now)]
-            pipelines = list(self._pipelines.values())
         if not done:
             return 0
         timeout = self.config.flush_timeout if flush_timeout_s is None else flush_timeout_s
@@ -380,6 +407,17 @@ class Gateway:
             if not pipeline.force_flush(max(0.0, deadline - time.monotonic())):
                 self._count("checkpoints_unconfirmed")
                 return 0
+        losses = self._observe(pipelines)
+        if losses > self._loss_mark:
+            _log.error(
+                "galileo-otel gateway: the export pipeline lost %d trace(s) (spool full?); "
+                "handing %d write-ahead request(s) to it again",
+                losses - self._loss_mark,
+                len(done),
+            )
+            self._loss_mark = losses
+            self._count("resubmitted_requests", self._replay_rows(set(done)))
+            return 0
         removed = self.wal.delete(done)
         with self._lock:
             for row in done:
@@ -387,6 +425,22 @@ class Gateway:
         self._count("checkpoints")
         self._count("wal_rows_deleted", removed)
         return removed
+
+    def _observe(self, pipelines: Sequence[Pipeline]) -> int:
+        """Read the pipelines' loss counters and spool use (for back-pressure); the losses."""
+        losses = 0
+        spool_bytes = 0
+        keys = _LOSS_KEYS if self.settings.reliable else _LOSS_KEYS[:1]
+        for pipeline in pipelines:
+            try:
+                stats = pipeline.stats()
+            except Exception:  # counters only; the next look will tell
+                continue
+            losses += sum(int(stats.get(k, 0) or 0) for k in keys)
+            spool_bytes = max(spool_bytes, int(stats.get("spool_bytes", 0) or 0))
+        cap = int(self.settings.spool_max_bytes)
+        self._spool_tight = bool(cap) and spool_bytes >= _SPOOL_TIGHT * cap
+        return losses
 
     # --- stats ----------------------------------------------------------------------------------
     def _count(self, key: str, n: int = 1) -> None:

@@ -34,8 +34,17 @@ _COUNTERS = (
         "wal_rows_deleted",
     ),
     ("replayed_spans", "Spans replayed from the write-ahead log at start.", "replayed_spans"),
+    (
+        "resubmitted_requests",
+        "Requests handed to the pipeline again after it counted a loss.",
+        "resubmitted_requests",
+    ),
 )
-_REFUSED = (("queue_full", "refused.queue_full"), ("wal_full", "refused.wal_full"))
+_REFUSED = (
+    ("queue_full", "refused.queue_full"),
+    ("wal_full", "refused.wal_full"),
+    ("spool_full", "refused.spool_full"),
+)
 _OUTCOMES = (
     "traces_batched",
     "traces_sent",
@@ -58,7 +67,7 @@ class _Snapshot(Collector):
             yield CounterMetricFamily(f"{_PREFIX}_{name}", text, value=int(s.get(key, 0)))
         refused = CounterMetricFamily(
             f"{_PREFIX}_requests_refused",
-            "Requests answered 429 (queue full) or 503 (write-ahead log full).",
+            "Requests answered 429 (queue full) or 503 (write-ahead log or spool full).",
             labels=["reason"],
         )
         for label, key in _REFUSED:
