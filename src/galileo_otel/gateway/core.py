@@ -11,7 +11,8 @@ A request's spans go through three steps, under one lock, before it is answered 
 traces may still be held open by the pipeline's assembler (:mod:`~galileo_otel.gateway.tracking`:
 their local root was submitted, or they have been idle past ``trace_timeout`` plus a margin), and
 (b) a ``force_flush`` of every pipeline, started after (a) was seen, returned ``True``: in
-reliable mode every batch made from those spans was confirmed by Galileo (fire-and-forget: sent).
+reliable mode every batch made from those spans was confirmed by Galileo (fire-and-forget: sent),
+and (c) no pipeline counted a loss since the last look (else the rows are handed over again).
 Until then the row stays, so a ``kill -9`` at any moment loses nothing: the next start replays
 every row still in the log into the pipeline before it reports ready. A replayed trace that had
 already been delivered is sent again with the same deterministic ids (at-least-once).
