@@ -209,7 +209,7 @@ def test_two_gateways_on_one_redis_share_sessions(
     second, second_acks = _client(two.traces_url)
 
     _turn(first, "conv-x", "ana")
-    wait_for(lambda: len(sessions_of(server, PROJECT)) == 1, 30, "the first session")
+    wait_for(lambda: len(sessions_of(server, PROJECT)) == 1, 60, "the first session")
     _turn(second, "conv-x", "ana")  # the same conversation through the other gateway
     _turn(second, "conv-y", "ana")  # ana's next conversation
     _turn(first, "conv-x", "ana")
@@ -265,7 +265,7 @@ def test_inbound_key_is_required_and_never_forwarded(
         headers={"Authorization": "Bearer inbound-key-for-clients", "logstream": "json-stream"},
     )
     assert answer.status_code == 200 and answer.json() == {}
-    wait_for(lambda: sessions_of(server, PROJECT), 30, "the JSON trace")
+    wait_for(lambda: sessions_of(server, PROJECT), 60, "the JSON trace")
     (session,) = sessions_of(server, PROJECT)
     assert session["external_id"] == "conv-j"
     streams = server.state.store.list_log_streams(session["project_id"])
@@ -319,7 +319,7 @@ def test_otlp_grpc_from_the_stock_exporter(
     assert right.export(spans) is SpanExportResult.SUCCESS
     right.shutdown()
 
-    wait_for(lambda: _expected(spans) <= stored_ids(server, PROJECT), 30, "the gRPC trace")
+    wait_for(lambda: _expected(spans) <= stored_ids(server, PROJECT), 60, "the gRPC trace")
     (session,) = sessions_of(server, PROJECT)
     assert session["external_id"] == "conv-g"
     streams = server.state.store.list_log_streams(session["project_id"])
