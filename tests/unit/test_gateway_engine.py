@@ -446,3 +446,45 @@ def test_the_gateway_imports_without_the_server_only_dependencies() -> None:
         "assert 'galileo_otel.server.app' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _GrpcContext:
+    def __init__(self, metadata: list[tuple[str, str]]) -> None:
+        self.metadata = metadata
+        self.code: Any = None
+
+    def invocation_metadata(self) -> list[tuple[str, str]]:
+        return self.metadata
+
+    def abort(self, code: Any, details: str) -> None:
+        self.code = code
+        raise _Aborted(details)
+
+
+def test_grpc_answers_map_the_http_ones(tmp_path: Path) -> None:
+    grpc = pytest.importorskip("grpc")
+    from galileo_otel.gateway.grpc_server import _TraceService
+
+    rig = Rig(tmp_path, key="inbound-key", wal_max_bytes=1)
+    service = _TraceService(rig.gateway)
+    request = _request(_span(1, 1))
+    good = _GrpcContext([("galileo-api-key", "inbound-key"), ("logstream", "g")])
+    assert not service.Export(request, good).HasField("partial_success")
+    assert rig.pipelines[-1].settings.log_stream == "g"
+    for metadata, code in [
+        ([("authorization", "Bearer nope")], grpc.StatusCode.UNAUTHENTICATED),
+        ([("galileo-api-key", "inbound-key")], grpc.StatusCode.UNAVAILABLE),  # log full
+        (
+            [("galileo-api-key", "inbound-key"), ("experimentid", "x")],
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+    ]:
+        context = _GrpcContext(metadata)
+        with pytest.raises(_Aborted):
+            service.Export(_request(_span(2, 1)), context)
+        assert context.code == code
+    rig.gateway.close(1.0)
