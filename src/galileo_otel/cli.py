@@ -304,6 +304,16 @@ def _add_serve(subparsers: Any) -> None:
     add_serve_parser(subparsers)
 
 
+# --- gateway ----------------------------------------------------------------------------------
+
+
+def _add_gateway(subparsers: Any) -> None:
+    # The parser imports nothing of the [gateway] extra; running without it says what to install.
+    from galileo_otel.gateway.cli import add_gateway_parser
+
+    add_gateway_parser(subparsers)
+
+
 # --- sessions ---------------------------------------------------------------------------------
 
 
@@ -1336,6 +1346,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     _add_demo(subparsers)
     _add_serve(subparsers)
+    _add_gateway(subparsers)
     _add_sessions(subparsers)
     _add_tail(subparsers)
     _add_doctor(subparsers)
