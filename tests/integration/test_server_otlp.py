@@ -25,6 +25,7 @@ from galileo_otel.api.models import LogTracesIngestRequest
 from galileo_otel.export.assemble import TraceAssembler
 from galileo_otel.export.convert import convert_trace
 from galileo_otel.server.query import compile_session_filter
+from galileo_otel.server.store import TOTALS
 
 pytestmark = pytest.mark.integration
 
@@ -100,10 +101,10 @@ def _as_stored(trace: dict[str, Any]) -> dict[str, Any]:
 
 
 def _comparable(step: dict[str, Any]) -> dict[str, Any]:
-    # The server adds session ids and parent links when it stores; the rest must be identical.
-    keep = {
-        k: v for k, v in step.items() if k not in ("session_id", "parent_id", "spans", "trace_id")
-    }
+    # The server adds session ids, parent links and a trace's totals when it stores; the rest
+    # must be identical.
+    added = ("session_id", "parent_id", "spans", "trace_id", "has_error", *TOTALS)
+    keep = {k: v for k, v in step.items() if k not in added}
     keep["spans"] = [_comparable(s) for s in step.get("spans") or []]
     return keep
 
@@ -138,6 +139,9 @@ def test_stock_exporter_gzip_groups_sessions_and_converts_like_the_client(server
         assert _comparable(trace) == _comparable(_as_stored(expected[trace["id"]]))
     llm = next(s for t in stored for s in t["spans"] if s["type"] == "llm")
     assert llm["model"] == "gpt-test" and llm["metrics"]["num_input_tokens"] == 7
+    assert [(t["input_tokens"], t["num_llm_calls"], t["has_error"]) for t in stored] == [
+        (7, 1, False)
+    ] * 3
 
 
 def test_a_trace_split_across_requests_is_stored_once_complete(server: Any) -> None:
