@@ -768,8 +768,11 @@ def test_session_attributes_are_not_copied_and_tags_are_lifted() -> None:
         "galileo.tags": ("beta", "eu"),
         "tag.tags": ("oi",),
     }
-    step = only_step(make_span("x", 2, 1, attributes=attrs))
-    assert step["user_metadata"] == {"user.id": "u-1"}
+    trace = convert(make_span("root", 1, end=10_000), make_span("x", 2, 1, attributes=attrs))
+    (step,) = trace["spans"]
+    # The user belongs to the trace (and its session), not to every step.
+    assert step["user_metadata"] == {}
+    assert trace["user_metadata"]["user.id"] == "u-1"
     assert step["tags"] == ["beta", "eu", "oi"]
 
 

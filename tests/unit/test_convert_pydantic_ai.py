@@ -1,0 +1,99 @@
+"""Pydantic AI's built-in instrumentation (pydantic-ai-slim 2.78, ``Agent.instrument_all``),
+from spans recorded against tests/openai_stub.py: the second turn of a chat that passes
+``message_history``, with one tool call per turn.
+
+Recorded by running the real agent (``recorded/pydantic_ai_2_78_second_turn.json``: span ids
+renumbered from 1, times in ns from the trace's start; attributes as the SDK held them).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from conftest_convert import TRACE_ID, make_span
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind
+
+from galileo_otel.export.assemble import AssembledTrace
+from galileo_otel.export.convert import convert_trace
+from trace_schema import assert_valid_trace, walk
+
+RECORDED = Path(__file__).parent / "recorded" / "pydantic_ai_2_78_second_turn.json"
+
+
+def recorded_spans(path: Path) -> list[ReadableSpan]:
+    return [
+        make_span(
+            item["name"],
+            item["span_id"],
+            item["parent"],
+            start=item["start"],
+            end=item["end"],
+            attributes=item["attributes"],
+            events=[tuple(event) for event in item["events"]],
+            kind=SpanKind[item["kind"]],
+        )
+        for item in json.loads(path.read_text())
+    ]
+
+
+def converted() -> dict[str, Any]:
+    spans = recorded_spans(RECORDED)
+    root = next(s for s in spans if s.parent is None)
+    trace = convert_trace(AssembledTrace(TRACE_ID, root, spans, True))
+    assert_valid_trace(trace)
+    return trace
+
+
+def test_the_second_turn_reads_as_its_own_question_and_final_result() -> None:
+    trace = converted()
+    assert trace["input"] == "turn 2: and tomorrow?"
+    assert trace["output"] == "Stub answer to: turn 2: and tomorrow?"
+
+
+def test_the_agent_run_carries_its_question_answer_and_aggregated_usage() -> None:
+    (agent,) = converted()["spans"]
+    attrs = next(s for s in json.loads(RECORDED.read_text()) if s["parent"] is None)["attributes"]
+    assert agent["type"] == "agent" and agent["name"] == "weather_agent"
+    assert agent["input"] == "turn 2: and tomorrow?"
+    assert agent["output"] == "Stub answer to: turn 2: and tomorrow?"
+    assert agent["metrics"]["num_input_tokens"] == attrs["gen_ai.aggregated_usage.input_tokens"]
+    assert agent["metrics"]["num_output_tokens"] == attrs["gen_ai.aggregated_usage.output_tokens"]
+    # The conversation is read, not copied: no all_messages blob, no Logfire hints.
+    assert not [k for k in agent["user_metadata"] if k.startswith(("pydantic_ai.", "logfire."))]
+    assert "final_result" not in agent["user_metadata"]
+
+
+def test_the_tool_step_answers_the_llm_call_by_id_with_arguments_and_result() -> None:
+    (agent,) = converted()["spans"]
+    first_llm, tool, second_llm = agent["spans"]
+    call = first_llm["output"]["tool_calls"][0]
+    assert tool["type"] == "tool" and tool["name"] == "weather"
+    assert tool["tool_call_id"] == call["id"] == "call_stub_1"
+    # The tool's own record of its arguments (Pydantic AI re-serializes them compactly).
+    assert (
+        json.loads(tool["input"]) == json.loads(call["function"]["arguments"]) == {"city": "Paris"}
+    )
+    assert tool["output"] == "rain in Paris"
+    # The tool's result is the tool message of the next call (Pydantic AI names it "result").
+    tool_messages = [m for m in second_llm["input"] if m["role"] == "tool"]
+    assert tool_messages[-1] == {
+        "role": "tool",
+        "content": "rain in Paris",
+        "tool_call_id": "call_stub_1",
+    }
+
+
+def test_llm_steps_read_the_generation_and_leave_the_plumbing_out() -> None:
+    trace = converted()
+    for step in walk(trace):
+        meta = step["user_metadata"]
+        assert "model_request_parameters" not in meta
+        assert "gen_ai.conversation.id" not in meta  # a session key, like session.id
+        assert "user.id" not in meta
+    llm = next(s for s in walk(trace) if s["type"] == "llm")
+    assert llm["input"][0] == {"role": "system", "content": "Be brief."}
+    assert llm["model"] and llm["tools"][0]["function"]["name"] == "weather"
+    assert llm["user_metadata"]["gen_ai.response.id"]  # kept, for finding the provider's log
