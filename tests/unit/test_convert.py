@@ -942,6 +942,19 @@ _KEYS = sorted(
         "galileo.dataset.metadata",
         "llm.input_messages.0.message.contents.0.message_content.image.image.url",
         "llm.output_messages.0.message.tool_calls.0.tool_call.function.name",
+        "galileo.otel.conversation_key",
+        "user.id",
+        "error.type",
+        "metadata",
+        "input.mime_type",
+        "output.mime_type",
+        "pydantic_ai.all_messages",
+        "pydantic_ai.new_message_index",
+        "final_result",
+        "logfire.msg",
+        "gen_ai.aggregated_usage.input_tokens",
+        "llm.token_count.prompt_details.cache_read",
+        "gen_ai.tool.name",
     }
 )
 # GenAI message parts of every kind, with and without ids, media inline and by URL.
@@ -992,7 +1005,16 @@ _values = (
     | st.binary(max_size=8)
     | _json_values.map(lambda v: json.dumps(v))
     | st.sampled_from(
-        ["chat", "execute_tool", "invoke_agent", "retrieval", "LLM", "TOOL", "RETRIEVER"]
+        [
+            "chat",
+            "execute_tool",
+            "invoke_agent",
+            "retrieval",
+            "LLM",
+            "TOOL",
+            "RETRIEVER",
+            "application/json",
+        ]
     )
 )
 _attributes = st.dictionaries(
@@ -1080,6 +1102,10 @@ def test_any_span_shapes_convert_to_a_valid_trace(trace: AssembledTrace) -> None
         and converted["spans"] is not None
         and all(s["id"] != span_uuid(TRACE_ID, 1) for s in steps)
     )
+    # Our own attributes and Logfire's never reach Galileo; the user sits on the trace only.
+    for step in [converted, *steps]:
+        assert not [k for k in step["user_metadata"] if k.startswith(("galileo.otel.", "logfire."))]
+    assert not [s for s in steps if "user.id" in s["user_metadata"]]
     # Every span is a step, except a plain root (the trace) and folded duplicate llm spans.
     assert len(steps) == len(trace.spans) - (1 if root_dropped else 0) - stats.duplicate_llm_steps
     assert sorted(s["step_number"] for s in steps) == list(range(1, len(steps) + 1))
