@@ -461,3 +461,12 @@ def test_an_agent_without_its_own_content_takes_its_childrens() -> None:
         assert agent["metrics"]["num_output_tokens"] == 6
     assert assistant["user_metadata"]["graph.node.id"] == "Assistant"
     assert trace["input"] == "turn 2: and times 3?"
+
+
+def test_a_chain_wrapping_one_llm_step_of_its_name_collapses_into_it() -> None:
+    llm = chat_span(3, 2, HISTORY, "12")
+    wrapped = make_span(
+        llm.name, 2, 1, start=150, end=800, attributes={"openinference.span.kind": "CHAIN"}
+    )
+    trace = convert(chain("LangGraph", 1, None), wrapped, llm)
+    assert [(s["type"], s["step_number"]) for s in trace["spans"]] == [("llm", 1)]

@@ -880,6 +880,9 @@ _K_MESSAGES = 32  # a source of llm messages other than events
 _K_ERROR = 64  # error.type: the span failed even without an ERROR status
 _K_FRAMEWORK_META = 128  # a framework's serialized metadata, cut by _framework_metadata
 _K_AGENT_RUN = 256  # Pydantic AI's agent run attributes
+_K_TOKEN_DETAILS = 512  # cache and reasoning token counts
+_K_USER = 1024  # user.id / enduser.id: the trace's user
+_K_OLD_TOOL = 2048  # Pydantic AI's tool_arguments / tool_response
 _K_ALL = -1
 _FLAGGED = {
     GEN_AI_USAGE_INPUT_TOKENS: _K_TOKENS,
@@ -889,15 +892,19 @@ _FLAGGED = {
     LLM_TOKEN_PROMPT: _K_TOKENS,
     LLM_TOKEN_COMPLETION: _K_TOKENS,
     LLM_TOKEN_TOTAL: _K_TOKENS,
-    GEN_AI_USAGE_CACHE_READ: _K_TOKENS,
-    GEN_AI_USAGE_CACHE_CREATION: _K_TOKENS,
-    GEN_AI_USAGE_REASONING: _K_TOKENS,
-    LLM_TOKEN_CACHE_READ: _K_TOKENS,
-    LLM_TOKEN_CACHE_WRITE: _K_TOKENS,
-    LLM_TOKEN_REASONING: _K_TOKENS,
+    GEN_AI_USAGE_CACHE_READ: _K_TOKENS | _K_TOKEN_DETAILS,
+    GEN_AI_USAGE_CACHE_CREATION: _K_TOKENS | _K_TOKEN_DETAILS,
+    GEN_AI_USAGE_REASONING: _K_TOKENS | _K_TOKEN_DETAILS,
+    LLM_TOKEN_CACHE_READ: _K_TOKENS | _K_TOKEN_DETAILS,
+    LLM_TOKEN_CACHE_WRITE: _K_TOKENS | _K_TOKEN_DETAILS,
+    LLM_TOKEN_REASONING: _K_TOKENS | _K_TOKEN_DETAILS,
     GEN_AI_AGG_INPUT_TOKENS: _K_TOKENS,
     GEN_AI_AGG_OUTPUT_TOKENS: _K_TOKENS,
     ERROR_TYPE: _K_ERROR | _K_META,
+    USER_ID: _K_USER,
+    ENDUSER_ID: _K_USER,
+    PYDANTIC_TOOL_ARGUMENTS: _K_OLD_TOOL,
+    PYDANTIC_TOOL_RESPONSE: _K_OLD_TOOL,
     OI_METADATA: _K_FRAMEWORK_META,
     PYDANTIC_ALL_MESSAGES: _K_AGENT_RUN,
     PYDANTIC_FINAL_RESULT: _K_AGENT_RUN,
@@ -964,13 +971,11 @@ def _metadata(span: ReadableSpan, attrs: Mapping[str, Any]) -> tuple[dict[str, s
     return meta, every
 
 
-def _exception_event(span: ReadableSpan) -> Any:
-    """The span's first ``exception`` event, or None (most spans have no events at all)."""
-    events = span.events
-    if events:
-        for event in events:
-            if event.name == "exception":
-                return event
+def _exception_event(events: Sequence[Any]) -> Any:
+    """The first ``exception`` event, or None (most spans have no events at all)."""
+    for event in events:
+        if event.name == "exception":
+            return event
     return None
 
 
@@ -981,7 +986,7 @@ def _error_metadata(span: ReadableSpan, meta: dict[str, str]) -> None:
     """
     if span.status.description:
         meta["otel.status_description"] = _meta_value(span.status.description)
-    event = _exception_event(span)
+    event = _exception_event(span_events(span))
     if event is not None:
         ev = event.attributes or {}
         for key in ("exception.type", "exception.message"):
@@ -1078,7 +1083,11 @@ def _oi_documents(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]
 
 
 def _llm_fields(
-    span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, Any], flags: int = _K_ALL
+    span: ReadableSpan,
+    attrs: Mapping[str, Any],
+    step: dict[str, Any],
+    flags: int = _K_ALL,
+    events: Sequence[Any] | None = None,
 ) -> None:
     # Input messages: structured GenAI attributes, then OpenInference, then OpenLLMetry, then
     # message events; the first source that has any wins.
@@ -1105,7 +1114,8 @@ def _llm_fields(
     elif "gen_ai.prompt.0.content" in attrs or "gen_ai.completion.0.content" in attrs:
         inputs = _flat_messages(attrs, "gen_ai.prompt.", "user")
         outputs = _flat_messages(attrs, "gen_ai.completion.", "assistant")
-    events = span_events(span)
+    if events is None:
+        events = span_events(span)
     if not inputs and not outputs and events:
         inputs, outputs = _event_messages(span)
     elif flags & _K_MESSAGES and GEN_AI_SYSTEM_INSTRUCTIONS in attrs and not inputs:
@@ -1227,7 +1237,9 @@ def _tools(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
     return tools
 
 
-def _token_metrics(attrs: Mapping[str, Any], metrics: dict[str, Any]) -> None:
+def _token_metrics(
+    attrs: Mapping[str, Any], metrics: dict[str, Any], details: int = _K_TOKEN_DETAILS
+) -> None:
     tokens_in = attrs.get(GEN_AI_USAGE_INPUT_TOKENS)
     if tokens_in is None:
         tokens_in = attrs.get(LLM_TOKEN_PROMPT, attrs.get(GEN_AI_USAGE_PROMPT_TOKENS))
@@ -1239,7 +1251,7 @@ def _token_metrics(attrs: Mapping[str, Any], metrics: dict[str, Any]) -> None:
         if tokens_out is None:
             tokens_out = attrs.get(GEN_AI_AGG_OUTPUT_TOKENS)
     total = attrs.get(LLM_TOKEN_TOTAL)
-    for name, first, second in _TOKEN_DETAILS:
+    for name, first, second in _TOKEN_DETAILS if details else ():
         value = attrs.get(first)
         if value is None:
             value = attrs.get(second)
@@ -1323,7 +1335,9 @@ def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
         A plain dict shaped like LlmSpan, ToolSpan, RetrieverSpan, AgentSpan or WorkflowSpan.
     """
     ctx = span.context
-    return _convert_span(span, trace_id, _id_tail(ctx.trace_id) if ctx is not None else "", ctx)
+    step = _convert_span(span, trace_id, _id_tail(ctx.trace_id) if ctx is not None else "", ctx)
+    step.pop("_user", None)  # the trace's, not the step's
+    return step
 
 
 def _trace_ids(trace_id: int) -> tuple[str, str, str]:
@@ -1395,10 +1409,11 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
         _framework_metadata(attrs[OI_METADATA], meta)
     # A failed step: ERROR status, an exception event, or error.type (the GenAI conventions'
     # error signal, set by instrumentations that leave the status alone).
+    events = span_events(span)
     if not error:
         if flags & _K_ERROR and attrs.get(ERROR_TYPE):
             error = True
-        elif span.events and _exception_event(span) is not None:
+        elif events and _exception_event(events) is not None:
             error = True
     if error:
         _error_metadata(span, meta)
@@ -1420,16 +1435,19 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
         "trace_id": trace_id,
     }
     if flags & _K_TOKENS:
-        _token_metrics(attrs, metrics)
+        _token_metrics(attrs, metrics, flags & _K_TOKEN_DETAILS)
+    if flags & _K_USER:
+        # Handed to convert_trace, which puts it on the trace (and pops it from the step).
+        step["_user"] = attrs.get(USER_ID) or attrs.get(ENDUSER_ID)
     if flags & _K_DATASET:
         _dataset_fields(attrs, step)
     if kind == "llm":
-        _llm_fields(span, attrs, step, flags)
+        _llm_fields(span, attrs, step, flags, events)
         return step
     input_value = attrs.get(INPUT_VALUE)
     output_value = attrs.get(OUTPUT_VALUE)
     if kind == "tool":
-        _tool_fields(span, attrs, step, input_value, output_value)
+        _tool_fields(span, attrs, step, input_value, output_value, flags)
     elif kind == "retriever":
         query = attrs.get(GEN_AI_RETRIEVAL_QUERY, attrs.get(RERANKER_QUERY, input_value))
         step["input"] = _text(query)
@@ -1492,15 +1510,19 @@ def _tool_fields(
     step: dict[str, Any],
     input_value: Any,
     output_value: Any,
+    flags: int = _K_ALL,
 ) -> None:
     """A tool step: its name, arguments, result and the id of the call it answers."""
-    step["name"] = _text(attrs.get(GEN_AI_TOOL_NAME) or attrs.get(TOOL_NAME) or span.name)
+    name = _text(attrs.get(GEN_AI_TOOL_NAME) or attrs.get(TOOL_NAME) or step["name"])
+    step["name"] = name
     arguments = attrs.get(GEN_AI_TOOL_CALL_ARGUMENTS)
     if arguments is None:
-        arguments = attrs.get(PYDANTIC_TOOL_ARGUMENTS, input_value)
+        arguments = (
+            attrs.get(PYDANTIC_TOOL_ARGUMENTS, input_value) if flags & _K_OLD_TOOL else input_value
+        )
     call_id = attrs.get(GEN_AI_TOOL_CALL_ID, attrs.get(TOOL_CALL_ID))
     result = attrs.get(GEN_AI_TOOL_CALL_RESULT)
-    if result is None:
+    if result is None and flags & _K_OLD_TOOL:
         result = attrs.get(PYDANTIC_TOOL_RESPONSE)
     if result is None and output_value is not None:
         # LangChain records the ToolMessage it made: its content is the result, and it names
@@ -1510,9 +1532,9 @@ def _tool_fields(
             if call_id is None and result.get("tool_call_id"):
                 call_id = result["tool_call_id"]
             result = _content_text(result.get("content"))
-    if result is None and span.name.startswith(_HANDOFF_PREFIX):
+    if result is None and name.startswith(_HANDOFF_PREFIX):
         # The OpenAI Agents SDK's handoff: what it yields is the next agent.
-        result = span.name[len(_HANDOFF_PREFIX) :]
+        result = name[len(_HANDOFF_PREFIX) :]
     step["input"] = _text(arguments)
     step["output"] = None if result is None else _text(result)
     if call_id is not None:
@@ -1747,33 +1769,17 @@ def _fold_llm(keep: dict[str, Any], dup: dict[str, Any]) -> None:
         keep["user_metadata"]["otel.folded_span_id"] = dup["external_id"]
 
 
-_HAS_WORKFLOW = 1
+_HAS_PLUMBING = 1
 _HAS_TOOL = 2
 _HAS_AGENT = 4
+_HAS_CALLS = 8  # an llm step that asked for tools
 _KIND_BITS = {
-    "workflow": _HAS_WORKFLOW,
+    "workflow": 0,
     "tool": _HAS_TOOL,
     "agent": _HAS_AGENT,
     "llm": 0,
     "retriever": 0,
 }
-
-
-def _trace_user(root: ReadableSpan | None, spans: Sequence[ReadableSpan]) -> str | None:
-    """The trace's user (``user.id``, else ``enduser.id``) from the root, else the first span.
-
-    It goes on the trace, not on every step.
-    """
-    ordered: Iterable[ReadableSpan] = spans if root is None else (root, *spans)
-    for span in ordered:
-        attrs = span_attributes(span)
-        if attrs:
-            value = attrs.get(USER_ID)
-            if value is None:
-                value = attrs.get(ENDUSER_ID)
-            if value is not None and value != "":
-                return _meta_value(value)
-    return None
 
 
 # Plumbing: framework steps that only wire other steps together (LangChain's runnables and
@@ -1884,7 +1890,7 @@ def _same_arguments(a: Any, b: Any) -> bool:
     return _json(a) == _json(b) if isinstance(a, str) and isinstance(b, str) else False
 
 
-def _link_tools(top: list[dict[str, Any]]) -> None:
+def _link_tools(ordered: list[dict[str, Any]]) -> None:
     """Link each tool step to the llm tool call it answers.
 
     By the call's id when the step has one; else the first unanswered call of the same name
@@ -1893,7 +1899,7 @@ def _link_tools(top: list[dict[str, Any]]) -> None:
     is not a JSON object or list (LangChain records the tool's input, e.g. ``Paris``).
     """
     pending: list[dict[str, Any]] = []
-    for step in _walk(top):
+    for step in ordered:
         kind = step["type"]
         if kind == "llm":
             output = step.get("output")
@@ -1930,39 +1936,72 @@ def _link_tools(top: list[dict[str, Any]]) -> None:
                 step["input"] = arguments
 
 
-def _fill_agents(top: list[dict[str, Any]]) -> None:
+def _fill_agents(ordered: list[dict[str, Any]], root_id: str | None) -> None:
     """Agent steps without their own input, output or tokens take them from their children.
 
     The input is the last user message of the first llm call under the agent, the output the
     last llm answer, the tokens the sum over its llm calls.
     """
-    agents = [step for step in _walk(top) if step["type"] == "agent"]
-    for agent in reversed(agents):  # inner agents first
-        metrics = agent["metrics"]
-        need_in = not agent.get("input")
-        need_out = agent.get("output") in (None, "")
-        need_tokens = "num_input_tokens" not in metrics and "num_output_tokens" not in metrics
-        if not (need_in or need_out or need_tokens):
+    agents = [step for step in ordered if step["type"] == "agent"]
+    if len(agents) == 1 and agents[0]["id"] == root_id:
+        # The common case: the root is the agent, and every other step is under it.
+        _fill_agent(agents[0], [step for step in ordered if step["type"] == "llm"])
+        return
+    # Each agent's llm steps, in start order: walk up from every llm step once.
+    llms_of: dict[str, list[dict[str, Any]]] = {agent["id"]: [] for agent in agents}
+    containers = {step["id"]: step for step in ordered if "spans" in step}
+    for step in ordered:
+        if step["type"] != "llm":
             continue
-        llms = [step for step in _walk(agent["spans"]) if step["type"] == "llm"]
-        if need_in:
-            for step in llms:
-                text = _last_text(step["input"], "user")
-                if text is not None:
-                    agent["input"] = text
-                    break
-        if need_out:
-            for step in reversed(llms):
-                content = step["output"].get("content")
-                text = _content_text(content) if content else ""
-                if text:
-                    agent["output"] = text
-                    break
-        if need_tokens:
-            for key in ("num_input_tokens", "num_output_tokens", "num_total_tokens"):
-                values = [s["metrics"][key] for s in llms if key in s["metrics"]]
-                if values:
-                    metrics[key] = sum(values)
+        parent_id = step.get("parent_id")
+        for _ in range(len(ordered)):  # bounded: no cycles
+            if parent_id in llms_of:
+                llms_of[parent_id].append(step)
+            parent = containers.get(parent_id)
+            if parent is None:
+                break
+            parent_id = parent.get("parent_id")
+    for agent in agents:
+        _fill_agent(agent, llms_of[agent["id"]])
+
+
+def _fill_agent(agent: dict[str, Any], llms: list[dict[str, Any]]) -> None:
+    if not llms:
+        return
+    if not agent.get("input"):
+        for step in llms:
+            text = _last_text(step["input"], "user")
+            if text is not None:
+                agent["input"] = text
+                break
+    if agent.get("output") in (None, ""):
+        for index in range(len(llms) - 1, -1, -1):
+            content = llms[index]["output"].get("content")
+            text = _content_text(content) if content else ""
+            if text:
+                agent["output"] = text
+                break
+    metrics = agent["metrics"]
+    if "num_input_tokens" in metrics or "num_output_tokens" in metrics:
+        return
+    tokens_in = tokens_out = tokens_total = None
+    for step in llms:
+        llm_metrics = step["metrics"]
+        value = llm_metrics.get("num_input_tokens")
+        if value is not None:
+            tokens_in = value + (tokens_in or 0)
+        value = llm_metrics.get("num_output_tokens")
+        if value is not None:
+            tokens_out = value + (tokens_out or 0)
+        value = llm_metrics.get("num_total_tokens")
+        if value is not None:
+            tokens_total = value + (tokens_total or 0)
+    if tokens_in is not None:
+        metrics["num_input_tokens"] = tokens_in
+    if tokens_out is not None:
+        metrics["num_output_tokens"] = tokens_out
+    if tokens_total is not None:
+        metrics["num_total_tokens"] = tokens_total
 
 
 def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> dict[str, Any]:
@@ -2006,6 +2045,7 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
     # (span id, local parent id, step) in start order; spans without a context cannot be placed.
     nodes: list[tuple[int, int | None, dict[str, Any]]] = []
     kinds = 0  # _HAS_* bits: which kinds of step the trace holds
+    user: Any = None  # the root's user.id, else the first span's
     steps: dict[int, dict[str, Any]] = {}
     parent_of: dict[int, int | None] = {}
     for span in spans:
@@ -2019,7 +2059,30 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         steps[sid] = step
         parent_of[sid] = pid
         nodes.append((sid, pid, step))
-        kinds |= _KIND_BITS[step["type"]]
+        stype = step["type"]
+        if stype == "llm":
+            if "tool_calls" in step["output"]:
+                kinds |= _HAS_CALLS
+        elif sid != root_sid or stype != "workflow":  # a plain root is the trace
+            kinds |= _KIND_BITS[stype]
+        if sid != root_sid:
+            # Plumbing to collapse (see _is_plumbing): a workflow step of a plumbing name, or
+            # a step named like its parent where one of the two is a workflow step.
+            name = step["name"]
+            parent_step = steps.get(pid) if pid is not None else None
+            if (
+                stype == "workflow"
+                and (name in PLUMBING_STEP_NAMES or name.partition("<")[0] in PLUMBING_STEP_NAMES)
+            ) or (
+                parent_step is not None
+                and parent_step["name"] == name
+                and (stype == "workflow" or parent_step["type"] == "workflow")
+            ):
+                kinds |= _HAS_PLUMBING
+        if "_user" in step:
+            found_user = step.pop("_user")
+            if user is None or sid == root_sid:
+                user = found_user
 
     # The root is the Trace; it is kept as a step too unless it is a plain workflow.
     root_step = steps.get(root_sid) if root_sid is not None else None
@@ -2093,14 +2156,18 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
     # The tree as a reader wants it: plumbing collapsed, tool steps linked to the calls they
     # answer, agent steps filled in from their children. Each pass runs only when the trace
     # has a step it applies to.
-    if kinds & _HAS_WORKFLOW:
+    if kinds & _HAS_PLUMBING:
         trace_name = root.name if root is not None and not root_is_step else ""
         if _collapse(top, trace_name, galileo_id):
             _renumber(top)
-    if kinds & _HAS_TOOL:
-        _link_tools(top)
-    if kinds & _HAS_AGENT:
-        _fill_agents(top)
+    link = kinds & (_HAS_TOOL | _HAS_CALLS) == _HAS_TOOL | _HAS_CALLS
+    if link or kinds & _HAS_AGENT:
+        # Steps in start order (= step_number order), without the folded duplicates.
+        ordered = [step for sid, _, step in nodes if sid not in folded]
+        if link:
+            _link_tools(ordered)
+        if kinds & _HAS_AGENT:
+            _fill_agents(ordered, root_step["id"] if root_is_step and root_step else None)
 
     # Trace-level fields.
     head: ReadableSpan | None
@@ -2138,9 +2205,8 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
                     text_out = _content_text(out["content"]) or None
                     if text_out is not None:
                         break
-    user = _trace_user(root, spans)
-    if user is not None:
-        metadata[USER_ID] = user
+    if user is not None and user != "":
+        metadata[USER_ID] = _meta_value(user)
     if head is not None:
         service = _service_name(head.resource)
         if service is not None:
