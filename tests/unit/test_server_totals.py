@@ -202,3 +202,14 @@ def test_the_views_show_the_totals(store: Store) -> None:
     assert heading.endswith("ERROR (failed steps)")
     tail = trace_line({**stored, "num_spans": 2})
     assert "12/3 tok" in tail and "1 error(s)" in tail
+
+
+def test_the_tail_route_answers_each_traces_totals(store: Store) -> None:
+    from galileo_otel.server.local_routes import traces_after
+
+    pid = store.create_project("p")["id"]
+    sid = store.create_session(pid, {})["id"]
+    store.ingest_traces(pid, {"session_id": sid, "traces": [trace(llm(8, 2), tool(500))]})
+    (record,) = traces_after(store, pid, after=None, limit=10)["traces"]
+    assert (record["input_tokens"], record["total_tokens"], record["num_llm_calls"]) == (8, 10, 1)
+    assert (record["num_failed_steps"], record["has_error"], record["num_errors"]) == (1, True, 1)
