@@ -470,3 +470,23 @@ def test_a_chain_wrapping_one_llm_step_of_its_name_collapses_into_it() -> None:
     )
     trace = convert(chain("LangGraph", 1, None), wrapped, llm)
     assert [(s["type"], s["step_number"]) for s in trace["spans"]] == [("llm", 1)]
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"messages": [["user", "turn 1"], ["assistant", "a1"], ["user", "turn 2"]]},
+        {"messages": ["turn 1", {"role": "assistant", "content": "a1"}, "turn 2"]},
+    ],
+    ids=["pairs", "strings"],
+)
+def test_langgraph_shorthand_states_read_as_messages(state: dict[str, Any]) -> None:
+    trace = convert(
+        chain(
+            "LangGraph",
+            1,
+            None,
+            **{"input.value": json.dumps(state), "input.mime_type": "application/json"},
+        )
+    )
+    assert trace["input"] == "turn 2"

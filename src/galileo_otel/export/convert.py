@@ -1595,6 +1595,15 @@ def _lc_message(item: Any) -> dict[str, Any] | None:
     ``{type, data}``, plain ``{type, content}``; OpenAI's ``{role, content}``.
     """
     if not isinstance(item, dict):
+        # LangChain's shorthands: ("user", "hi") pairs; a string in a messages list is a
+        # human message (see _lc_messages).
+        if isinstance(item, list) and len(item) == 2 and isinstance(item[0], str):
+            role = _LC_ROLES.get(item[0])
+            if role is not None:
+                content = item[1]
+                return _message(
+                    role, _content(content) if isinstance(content, list) else _text(content)
+                )
         return None
     fields: Mapping[str, Any] = item
     kind: Any = None
@@ -1633,12 +1642,14 @@ def _lc_messages(value: Any) -> list[dict[str, Any]]:
     A list of messages, or an object (a LangGraph state, a chain's input) whose ``messages``
     is one.
     """
-    items = value.get("messages") if isinstance(value, dict) else value
+    state = isinstance(value, dict)
+    items = value.get("messages") if state else value
     if not isinstance(items, list) or not items:
         return []
     out = []
     for item in items:
-        msg = _lc_message(item)
+        # In a state's messages, a plain string is a human message (as LangGraph reads it).
+        msg = _message("user", item) if state and isinstance(item, str) else _lc_message(item)
         if msg is None:
             return []
         out.append(msg)
