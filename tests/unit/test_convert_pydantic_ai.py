@@ -2,8 +2,10 @@
 from spans recorded against tests/openai_stub.py: the second turn of a chat that passes
 ``message_history``, with one tool call per turn.
 
-Recorded by running the real agent (``recorded/pydantic_ai_2_78_second_turn.json``: span ids
-renumbered from 1, times in ns from the trace's start; attributes as the SDK held them).
+Recorded by running the real agent, in its default instrumentation format and in format 2 (the
+oldest it still writes: an "agent run" span, "running tool" spans with ``tool_arguments`` /
+``tool_response``). Files ``recorded/pydantic_ai_2_78_*.json``: span ids renumbered from 1,
+times in ns from the trace's start, attributes as the SDK held them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest_convert import TRACE_ID, make_span
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
@@ -20,7 +23,17 @@ from galileo_otel.export.assemble import AssembledTrace
 from galileo_otel.export.convert import convert_trace
 from trace_schema import assert_valid_trace, walk
 
-RECORDED = Path(__file__).parent / "recorded" / "pydantic_ai_2_78_second_turn.json"
+HERE = Path(__file__).parent / "recorded"
+RECORDINGS = [
+    HERE / "pydantic_ai_2_78_second_turn.json",
+    HERE / "pydantic_ai_2_78_v2_second_turn.json",
+]
+
+
+@pytest.fixture(params=RECORDINGS, ids=["default-format", "format-2"])
+def recorded(request: pytest.FixtureRequest) -> Path:
+    path: Path = request.param
+    return path
 
 
 def recorded_spans(path: Path) -> list[ReadableSpan]:
@@ -39,23 +52,23 @@ def recorded_spans(path: Path) -> list[ReadableSpan]:
     ]
 
 
-def converted() -> dict[str, Any]:
-    spans = recorded_spans(RECORDED)
+def converted(path: Path) -> dict[str, Any]:
+    spans = recorded_spans(path)
     root = next(s for s in spans if s.parent is None)
     trace = convert_trace(AssembledTrace(TRACE_ID, root, spans, True))
     assert_valid_trace(trace)
     return trace
 
 
-def test_the_second_turn_reads_as_its_own_question_and_final_result() -> None:
-    trace = converted()
+def test_the_second_turn_reads_as_its_own_question_and_final_result(recorded: Path) -> None:
+    trace = converted(recorded)
     assert trace["input"] == "turn 2: and tomorrow?"
     assert trace["output"] == "Stub answer to: turn 2: and tomorrow?"
 
 
-def test_the_agent_run_carries_its_question_answer_and_aggregated_usage() -> None:
-    (agent,) = converted()["spans"]
-    attrs = next(s for s in json.loads(RECORDED.read_text()) if s["parent"] is None)["attributes"]
+def test_the_agent_run_carries_its_question_answer_and_aggregated_usage(recorded: Path) -> None:
+    (agent,) = converted(recorded)["spans"]
+    attrs = next(s for s in json.loads(recorded.read_text()) if s["parent"] is None)["attributes"]
     assert agent["type"] == "agent" and agent["name"] == "weather_agent"
     assert agent["input"] == "turn 2: and tomorrow?"
     assert agent["output"] == "Stub answer to: turn 2: and tomorrow?"
@@ -66,8 +79,8 @@ def test_the_agent_run_carries_its_question_answer_and_aggregated_usage() -> Non
     assert "final_result" not in agent["user_metadata"]
 
 
-def test_the_tool_step_answers_the_llm_call_by_id_with_arguments_and_result() -> None:
-    (agent,) = converted()["spans"]
+def test_the_tool_step_answers_the_llm_call_by_id_with_arguments_and_result(recorded: Path) -> None:
+    (agent,) = converted(recorded)["spans"]
     first_llm, tool, second_llm = agent["spans"]
     call = first_llm["output"]["tool_calls"][0]
     assert tool["type"] == "tool" and tool["name"] == "weather"
@@ -86,8 +99,8 @@ def test_the_tool_step_answers_the_llm_call_by_id_with_arguments_and_result() ->
     }
 
 
-def test_llm_steps_read_the_generation_and_leave_the_plumbing_out() -> None:
-    trace = converted()
+def test_llm_steps_read_the_generation_and_leave_the_plumbing_out(recorded: Path) -> None:
+    trace = converted(recorded)
     for step in walk(trace):
         meta = step["user_metadata"]
         assert "model_request_parameters" not in meta
