@@ -110,3 +110,80 @@ def test_llm_steps_read_the_generation_and_leave_the_plumbing_out(recorded: Path
     assert llm["input"][0] == {"role": "system", "content": "Be brief."}
     assert llm["model"] and llm["tools"][0]["function"]["name"] == "weather"
     assert llm["user_metadata"]["gen_ai.response.id"]  # kept, for finding the provider's log
+
+
+# Pydantic AI's first instrumentation format (older releases; 2.78 no longer writes it): message
+# events as one JSON attribute, in the shape of pydantic-ai's own snapshot tests.
+V1_EVENTS = [
+    {"content": "Be brief.", "role": "system", "event.name": "gen_ai.system.message"},
+    {
+        "content": "turn 1",
+        "role": "user",
+        "gen_ai.message.index": 0,
+        "event.name": "gen_ai.user.message",
+    },
+    {"content": "a1", "role": "assistant", "event.name": "gen_ai.assistant.message"},
+    {
+        "content": "turn 2",
+        "role": "user",
+        "gen_ai.message.index": 2,
+        "event.name": "gen_ai.user.message",
+    },
+]
+V1_CHOICE = {
+    "index": 0,
+    "message": {
+        "role": "assistant",
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "add", "arguments": '{"a": 1}'},
+            }
+        ],
+    },
+    "event.name": "gen_ai.choice",
+}
+
+
+def test_the_first_format_reads_message_events_from_attributes() -> None:
+    run = make_span(
+        "agent run",
+        1,
+        end=10_000,
+        attributes={
+            "agent_name": "my_agent",
+            "model_name": "test",
+            "logfire.msg": "my_agent run",
+            "gen_ai.usage.input_tokens": 103,
+            "all_messages_events": json.dumps(V1_EVENTS),
+            "final_result": "3",
+        },
+    )
+    chat = make_span(
+        "chat test",
+        2,
+        1,
+        start=10,
+        end=500,
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.system": "openai",
+            "gen_ai.request.model": "test",
+            "events": json.dumps([*V1_EVENTS, V1_CHOICE]),
+        },
+    )
+    trace = convert_trace(AssembledTrace(TRACE_ID, run, [chat, run], True))
+    assert_valid_trace(trace)
+    (agent,) = trace["spans"]
+    assert (agent["type"], agent["name"], agent["input"], agent["output"]) == (
+        "agent",
+        "my_agent",
+        "turn 2",
+        "3",
+    )
+    (llm,) = agent["spans"]
+    assert [m["role"] for m in llm["input"]] == ["system", "user", "assistant", "user"]
+    assert llm["output"]["tool_calls"][0]["function"]["name"] == "add"
+    assert "events" not in llm["user_metadata"]
+    assert (trace["input"], trace["output"]) == ("turn 2", "3")

@@ -197,6 +197,8 @@ PYDANTIC_FINAL_RESULT = "final_result"
 PYDANTIC_AGENT_NAME = "agent_name"
 PYDANTIC_TOOL_ARGUMENTS = "tool_arguments"  # before pydantic-ai's instrumentation version 3
 PYDANTIC_TOOL_RESPONSE = "tool_response"
+PYDANTIC_EVENTS = "events"  # Pydantic AI's first format: a model request's message events
+PYDANTIC_ALL_MESSAGES_EVENTS = "all_messages_events"  # ... and an agent run's
 OI_METADATA = "metadata"  # OpenInference / Pydantic AI: the framework's metadata as JSON
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
 HTTP_STATUS_CODE = "http.status_code"  # before semconv 1.21
@@ -274,6 +276,8 @@ _CONSUMED = frozenset(
         PYDANTIC_FINAL_RESULT,
         PYDANTIC_TOOL_ARGUMENTS,
         PYDANTIC_TOOL_RESPONSE,
+        PYDANTIC_EVENTS,
+        PYDANTIC_ALL_MESSAGES_EVENTS,
         # Pydantic AI's serialized request parameters: the tool definitions again (read from
         # gen_ai.tool.definitions) and output settings.
         "model_request_parameters",
@@ -780,11 +784,28 @@ def _flat_messages(
 
 def _event_messages(span: ReadableSpan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Messages carried by span events: the older GenAI message events and the details event."""
+    return _messages_of_events((event.name, event.attributes or {}) for event in span_events(span))
+
+
+def _event_dicts(value: Any) -> Iterable[tuple[Any, Mapping[str, Any]]]:
+    """Message events written as one JSON attribute, each a dict with its ``event.name``.
+
+    Pydantic AI's first instrumentation format: ``events`` on a model request,
+    ``all_messages_events`` on an agent run.
+    """
+    items = _json(value)
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, dict):
+                yield item.get("event.name"), item
+
+
+def _messages_of_events(
+    events: Iterable[tuple[Any, Mapping[str, Any]]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     inputs: list[dict[str, Any]] = []
     outputs: list[dict[str, Any]] = []
-    for event in span_events(span):
-        name = event.name
-        attrs = event.attributes or {}
+    for name, attrs in events:
         role = _EVENT_ROLES.get(name)
         if role is not None or name == "gen_ai.choice":
             body = _json(attrs.get(GEN_AI_EVENT_CONTENT))
@@ -854,7 +875,11 @@ def _kind(attrs: Mapping[str, Any]) -> str:
     ):
         return "llm"
     # Pydantic AI before its instrumentation version 3: "agent run" and "running tool" spans.
-    if PYDANTIC_ALL_MESSAGES in attrs or PYDANTIC_FINAL_RESULT in attrs:
+    if (
+        PYDANTIC_ALL_MESSAGES in attrs
+        or PYDANTIC_ALL_MESSAGES_EVENTS in attrs
+        or PYDANTIC_FINAL_RESULT in attrs
+    ):
         return "agent"
     if GEN_AI_TOOL_NAME in attrs:
         return "tool"
@@ -883,6 +908,7 @@ _K_AGENT_RUN = 256  # Pydantic AI's agent run attributes
 _K_TOKEN_DETAILS = 512  # cache and reasoning token counts
 _K_USER = 1024  # user.id / enduser.id: the trace's user
 _K_OLD_TOOL = 2048  # Pydantic AI's tool_arguments / tool_response
+_K_EVENTS_ATTR = 4096  # Pydantic AI's first format: message events as one JSON attribute
 _K_ALL = -1
 _FLAGGED = {
     GEN_AI_USAGE_INPUT_TOKENS: _K_TOKENS,
@@ -907,6 +933,8 @@ _FLAGGED = {
     PYDANTIC_TOOL_RESPONSE: _K_OLD_TOOL,
     OI_METADATA: _K_FRAMEWORK_META,
     PYDANTIC_ALL_MESSAGES: _K_AGENT_RUN,
+    PYDANTIC_ALL_MESSAGES_EVENTS: _K_AGENT_RUN,
+    PYDANTIC_EVENTS: _K_EVENTS_ATTR | _K_MESSAGES,
     PYDANTIC_FINAL_RESULT: _K_AGENT_RUN,
     GALILEO_TAGS: _K_TAGS,
     OI_TAGS: _K_TAGS,
@@ -1116,6 +1144,8 @@ def _llm_fields(
         outputs = _flat_messages(attrs, "gen_ai.completion.", "assistant")
     if events is None:
         events = span_events(span)
+    if not inputs and not outputs and flags & _K_EVENTS_ATTR and PYDANTIC_EVENTS in attrs:
+        inputs, outputs = _messages_of_events(_event_dicts(attrs[PYDANTIC_EVENTS]))
     if not inputs and not outputs and events:
         inputs, outputs = _event_messages(span)
     elif flags & _K_MESSAGES and GEN_AI_SYSTEM_INSTRUCTIONS in attrs and not inputs:
@@ -1700,6 +1730,19 @@ def _agent_run_fields(attrs: Mapping[str, Any], step: dict[str, Any]) -> None:
     if not isinstance(items, list):
         items = []
     index = _int(attrs.get(PYDANTIC_NEW_MESSAGE_INDEX)) or 0
+    if not items and PYDANTIC_ALL_MESSAGES_EVENTS in attrs:  # the first format: events
+        inputs, outputs = _messages_of_events(_event_dicts(attrs[PYDANTIC_ALL_MESSAGES_EVENTS]))
+        new: list[dict[str, Any]] = [*inputs, *outputs]
+        for msg in new:
+            msg.pop("_finish_reason", None)
+        items = []
+        text = _last_text(new, "user")
+        step["input"] = text or ""
+        result = attrs.get(PYDANTIC_FINAL_RESULT)
+        answer = _text(result) if result is not None else _last_text(new, "assistant")
+        if answer is not None:
+            step["output"] = answer
+        return
     new = _genai_messages(items[index:] if 0 <= index < len(items) else items)
     question = [
         _content_text(m["content"]) for m in new if m["role"] == "user" and m.get("content")
