@@ -297,3 +297,29 @@ def test_official_galileo_otel_processor_logs_into_its_session(sdk_env: Any) -> 
     assert [s["name"] for s in sdk_env.state.store.list_log_streams(project_id)] == ["otel-stream"]
     traces = sdk_env.state.store.session_traces(project_id, session_id)
     assert [t["name"] for t in traces] == ["turn", "turn"]
+
+
+def test_a_failed_step_inside_a_successful_turn_counts_as_a_session_error(server: Any) -> None:
+    exporter = OTLPSpanExporter(endpoint=server.url + "/v1/traces", headers=HEADERS)
+    provider, _ = _provider(exporter)
+    tracer = provider.get_tracer("test")
+    _chat(provider, {"session.id": "conv-ok"}, "fine")
+    with tracer.start_as_current_span("turn", attributes={"session.id": "conv-bad"}):
+        with tracer.start_as_current_span(
+            "lookup",
+            attributes={"gen_ai.operation.name": "execute_tool", "error.type": "TimeoutError"},
+        ):
+            pass  # the tool failed (error.type), the app recovered: the root ends fine
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+
+    sessions = {s["external_id"]: s for s in _sessions(server)}
+    assert (sessions["conv-bad"]["num_errors"], sessions["conv-bad"]["has_error"]) == (1, True)
+    assert sessions["conv-bad"]["num_failed_steps"] == 1
+    assert (sessions["conv-ok"]["num_errors"], sessions["conv-ok"]["input_tokens"]) == (0, 7)
+    project_id = sessions["conv-bad"]["project_id"]
+    flt = [{"type": "boolean", "column_id": "has_error", "operator": "eq", "value": True}]
+    assert server.state.store.count_with(project_id, flt) == 1
+    (trace,) = server.state.store.session_traces(project_id, sessions["conv-bad"]["id"])
+    assert trace["status_code"] == 200 and trace["has_error"] is True
+    assert trace["spans"][0]["status_code"] == 500
