@@ -490,3 +490,19 @@ def test_langgraph_shorthand_states_read_as_messages(state: dict[str, Any]) -> N
         )
     )
     assert trace["input"] == "turn 2"
+
+
+def test_a_single_message_output_with_a_call_without_id_gets_one() -> None:
+    step = convert(
+        make_span("root", 1, end=10_000),
+        chain(
+            "agent",
+            2,
+            1,
+            **{
+                "output.value": json.dumps(SERIALIZED_AI_MESSAGE),
+                "output.mime_type": "application/json",
+            },
+        ),
+    )["spans"][0]
+    assert step["output"]["tool_calls"][0]["id"].startswith("call_")

@@ -1705,6 +1705,7 @@ def _io_value(value: Any, mime: Any, output: bool, span_hex: str | None) -> Any:
             return messages[-1] if output else messages
         single = _lc_message(decoded)
         if single is not None:
+            _fill_call_ids([single], span_hex)
             return single if output else _content_text(single["content"])
         if isinstance(decoded, dict):
             strings = [v for v in decoded.values() if isinstance(v, str)]
