@@ -506,3 +506,14 @@ def test_a_single_message_output_with_a_call_without_id_gets_one() -> None:
         ),
     )["spans"][0]
     assert step["output"]["tool_calls"][0]["id"].startswith("call_")
+
+
+def test_framework_metadata_is_cut_to_sixteen_keys_and_the_user_comes_from_a_child() -> None:
+    blob = json.dumps({f"k{i:02d}": i for i in range(40)})
+    trace = convert(
+        make_span("root", 1, end=10_000),
+        make_span("x", 2, 1, attributes={"metadata": blob, "enduser.id": "bo"}),
+    )
+    meta = trace["spans"][0]["user_metadata"]
+    assert sorted(meta) == [f"metadata.k{i:02d}" for i in range(16)]
+    assert trace["user_metadata"]["user.id"] == "bo"
