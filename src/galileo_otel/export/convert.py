@@ -26,6 +26,7 @@ from galileo_otel.export.sdk_span import span_attributes, span_events
 __all__ = [
     "MAX_METADATA_ENTRIES",
     "MAX_METADATA_VALUE_CHARS",
+    "PLUMBING_STEP_NAMES",
     "ConvertStats",
     "convert_span",
     "convert_trace",
