@@ -98,6 +98,14 @@ def _status(record: Mapping[str, Any]) -> str:
     return "ok"
 
 
+def _trace_status(trace: Mapping[str, Any]) -> str:
+    """A trace's status, and "failed steps" when a step failed though the trace did not."""
+    status = _status(trace)
+    if status == "ok" and (trace.get("has_error") or _int(trace.get("num_failed_steps"))):
+        return "ERROR (failed steps)"
+    return status
+
+
 def _user(record: Mapping[str, Any]) -> str:
     meta = record.get("user_metadata")
     if isinstance(meta, Mapping) and meta.get("user.id"):
@@ -222,7 +230,10 @@ def trace_heading_lines(
     duration = _seconds(metrics.get("duration_ns")) if metrics else ""
     if duration:
         parts.append(duration)
-    parts.append(_status(trace))
+    totals = _totals(trace)
+    if totals:
+        parts.append(totals)
+    parts.append(_trace_status(trace))
     lines = ["  ".join(parts)]
     for label, key in (("in: ", "input"), ("out:", "output")):
         text = _text_of(trace.get(key))
@@ -231,18 +242,51 @@ def trace_heading_lines(
     return lines
 
 
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _totals(record: Mapping[str, Any]) -> str:
+    """Tokens, llm calls and failed steps of a trace or session record ("" when it has none)."""
+    if not any(key in record for key in ("input_tokens", "num_llm_calls", "num_failed_steps")):
+        return ""  # a record stored before the server kept totals
+    parts = [
+        f"tokens {_int(record.get('input_tokens'))} in / {_int(record.get('output_tokens'))} out",
+        f"{_int(record.get('num_llm_calls'))} llm call(s)",
+    ]
+    failed = _int(record.get("num_failed_steps"))
+    if failed:
+        parts.append(f"{failed} failed step(s)")
+    return "  ".join(parts)
+
+
 def session_lines(session: Mapping[str, Any]) -> list[str]:
-    """The session record: name, ids, user, counts, times."""
-    return [
+    """The session record: name, ids, user, counts, totals, times.
+
+    ``errors`` counts erroneous traces: a trace whose own status, or any of whose steps'
+    status, is an error.
+    """
+    lines = [
         f"session {session.get('id')}  {_one_line(session.get('name')) or '(no name)'}",
         f"  external id  {session.get('external_id') or '-'}",
         f"  user         {_user(session)}",
         f"  traces       {session.get('num_traces', 0)}   spans {session.get('num_spans', 0)}"
         f"   errors {session.get('num_errors', 0)}",
+    ]
+    if any(key in session for key in ("input_tokens", "num_llm_calls", "num_failed_steps")):
+        duration = _seconds(session.get("duration_ns")) or "-"
+        lines.append(
+            f"  totals       tokens {_int(session.get('input_tokens'))} in / "
+            f"{_int(session.get('output_tokens'))} out / {_int(session.get('total_tokens'))} "
+            f"total   llm calls {_int(session.get('num_llm_calls'))}   "
+            f"failed steps {_int(session.get('num_failed_steps'))}   time {duration}"
+        )
+    lines += [
         f"  created      {_clock(session.get('created_at'))}   "
         f"updated {_clock(session.get('updated_at'))}",
         f"  previous     {session.get('previous_session_id') or '-'}",
     ]
+    return lines
 
 
 def chain_lines(chain: Sequence[Mapping[str, Any]], current_id: str) -> list[str]:
@@ -271,7 +315,7 @@ def trace_line(trace: Mapping[str, Any], *, width: int | None = 160) -> str:
     session = trace.get("session_external_id") or _short_id(trace.get("session_id"))
     metrics = trace.get("metrics") if isinstance(trace.get("metrics"), Mapping) else {}
     duration = _seconds(metrics.get("duration_ns")) if metrics else ""
-    errors = trace.get("num_errors") or 0
+    errors = trace.get("num_errors") or _int(trace.get("num_failed_steps"))
     status = _status(trace)
     if errors and status == "ok":
         status = f"{errors} error(s)"
@@ -282,8 +326,10 @@ def trace_line(trace: Mapping[str, Any], *, width: int | None = 160) -> str:
         _one_line(trace.get("name")) or "-",
         f"{trace.get('num_spans', 0)} spans",
         duration or "-",
-        status,
     ]
+    if "input_tokens" in trace:
+        parts.append(f"{_int(trace.get('input_tokens'))}/{_int(trace.get('output_tokens'))} tok")
+    parts.append(status)
     head = "  ".join(parts)
     said = _text_of(trace.get("input"))
     answer = _text_of(trace.get("output"))

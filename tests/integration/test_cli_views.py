@@ -151,7 +151,7 @@ def test_tail_prints_the_last_traces_then_new_ones_with_filters(
         "late? → here",
         "bob late → ok",
     ]
-    assert "  alice  conv-1  turn  2 spans  900ms  ERROR 504  " in lines[0]
+    assert "  alice  conv-1  turn  2 spans  900ms  5/3 tok  ERROR 504  " in lines[0]
     assert sleeps == [1.0, 1.0]
 
     assert cli.main(["tail", "--user", "alice", "-n", "5", "--for", "0"]) == 0

@@ -406,3 +406,27 @@ def test_the_local_server_takes_and_returns_what_conversion_sends(
     assert tool["output"]["tool_calls"][0]["id"] == STUB_TOOL_CALL_ID
     assert stored["dataset_input"] == "what is this"
     assert stored["dataset_metadata"] == {"row": "1"}
+
+
+def test_a_chat_with_history_reads_turn_by_turn(
+    producer: str, stub: OpenAIStub, provider: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    """A chat app resends its history every turn: each trace reads as its own turn."""
+    tracer_provider, exporter = provider
+    tracer = tracer_provider.get_tracer("app")
+    client = openai.OpenAI(base_url=stub.base_url, api_key="stub-key", max_retries=0)
+    history: list[Any] = [{"role": "system", "content": "Be brief."}]
+    questions = ["turn 1: hello?", "turn 2: and then?", "turn 3: bye?"]
+    for question in questions:
+        history.append({"role": "user", "content": question})
+        with tracer.start_as_current_span("chat turn", attributes={"user.id": "ana"}):
+            answer = client.chat.completions.create(model="gpt-test", messages=history)
+        history.append({"role": "assistant", "content": answer.choices[0].message.content})
+    traces = [convert_trace(t) for t in _traces(exporter)]
+    for trace in traces:
+        assert_valid_trace(trace)
+        for step in [trace, *walk(trace)]:
+            assert not [k for k in step["user_metadata"] if k.startswith("galileo.otel.")]
+    assert [t["input"] for t in traces] == questions
+    assert [t["output"] for t in traces] == [f"Stub answer to: {q}" for q in questions]
+    assert [t["user_metadata"]["user.id"] for t in traces] == ["ana"] * 3

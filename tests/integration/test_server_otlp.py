@@ -25,6 +25,7 @@ from galileo_otel.api.models import LogTracesIngestRequest
 from galileo_otel.export.assemble import TraceAssembler
 from galileo_otel.export.convert import convert_trace
 from galileo_otel.server.query import compile_session_filter
+from galileo_otel.server.store import TOTALS
 
 pytestmark = pytest.mark.integration
 
@@ -100,10 +101,10 @@ def _as_stored(trace: dict[str, Any]) -> dict[str, Any]:
 
 
 def _comparable(step: dict[str, Any]) -> dict[str, Any]:
-    # The server adds session ids and parent links when it stores; the rest must be identical.
-    keep = {
-        k: v for k, v in step.items() if k not in ("session_id", "parent_id", "spans", "trace_id")
-    }
+    # The server adds session ids, parent links and a trace's totals when it stores; the rest
+    # must be identical.
+    added = ("session_id", "parent_id", "spans", "trace_id", "has_error", *TOTALS)
+    keep = {k: v for k, v in step.items() if k not in added}
     keep["spans"] = [_comparable(s) for s in step.get("spans") or []]
     return keep
 
@@ -138,6 +139,9 @@ def test_stock_exporter_gzip_groups_sessions_and_converts_like_the_client(server
         assert _comparable(trace) == _comparable(_as_stored(expected[trace["id"]]))
     llm = next(s for t in stored for s in t["spans"] if s["type"] == "llm")
     assert llm["model"] == "gpt-test" and llm["metrics"]["num_input_tokens"] == 7
+    assert [(t["input_tokens"], t["num_llm_calls"], t["has_error"]) for t in stored] == [
+        (7, 1, False)
+    ] * 3
 
 
 def test_a_trace_split_across_requests_is_stored_once_complete(server: Any) -> None:
@@ -293,3 +297,29 @@ def test_official_galileo_otel_processor_logs_into_its_session(sdk_env: Any) -> 
     assert [s["name"] for s in sdk_env.state.store.list_log_streams(project_id)] == ["otel-stream"]
     traces = sdk_env.state.store.session_traces(project_id, session_id)
     assert [t["name"] for t in traces] == ["turn", "turn"]
+
+
+def test_a_failed_step_inside_a_successful_turn_counts_as_a_session_error(server: Any) -> None:
+    exporter = OTLPSpanExporter(endpoint=server.url + "/v1/traces", headers=HEADERS)
+    provider, _ = _provider(exporter)
+    tracer = provider.get_tracer("test")
+    _chat(provider, {"session.id": "conv-ok"}, "fine")
+    with tracer.start_as_current_span("turn", attributes={"session.id": "conv-bad"}):
+        with tracer.start_as_current_span(
+            "lookup",
+            attributes={"gen_ai.operation.name": "execute_tool", "error.type": "TimeoutError"},
+        ):
+            pass  # the tool failed (error.type), the app recovered: the root ends fine
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+
+    sessions = {s["external_id"]: s for s in _sessions(server)}
+    assert (sessions["conv-bad"]["num_errors"], sessions["conv-bad"]["has_error"]) == (1, True)
+    assert sessions["conv-bad"]["num_failed_steps"] == 1
+    assert (sessions["conv-ok"]["num_errors"], sessions["conv-ok"]["input_tokens"]) == (0, 7)
+    project_id = sessions["conv-bad"]["project_id"]
+    flt = [{"type": "boolean", "column_id": "has_error", "operator": "eq", "value": True}]
+    assert server.state.store.count_with(project_id, flt) == 1
+    (trace,) = server.state.store.session_traces(project_id, sessions["conv-bad"]["id"])
+    assert trace["status_code"] == 200 and trace["has_error"] is True
+    assert trace["spans"][0]["status_code"] == 500

@@ -768,8 +768,11 @@ def test_session_attributes_are_not_copied_and_tags_are_lifted() -> None:
         "galileo.tags": ("beta", "eu"),
         "tag.tags": ("oi",),
     }
-    step = only_step(make_span("x", 2, 1, attributes=attrs))
-    assert step["user_metadata"] == {"user.id": "u-1"}
+    trace = convert(make_span("root", 1, end=10_000), make_span("x", 2, 1, attributes=attrs))
+    (step,) = trace["spans"]
+    # The user belongs to the trace (and its session), not to every step.
+    assert step["user_metadata"] == {}
+    assert trace["user_metadata"]["user.id"] == "u-1"
     assert step["tags"] == ["beta", "eu", "oi"]
 
 
@@ -939,6 +942,19 @@ _KEYS = sorted(
         "galileo.dataset.metadata",
         "llm.input_messages.0.message.contents.0.message_content.image.image.url",
         "llm.output_messages.0.message.tool_calls.0.tool_call.function.name",
+        "galileo.otel.conversation_key",
+        "user.id",
+        "error.type",
+        "metadata",
+        "input.mime_type",
+        "output.mime_type",
+        "pydantic_ai.all_messages",
+        "pydantic_ai.new_message_index",
+        "final_result",
+        "logfire.msg",
+        "gen_ai.aggregated_usage.input_tokens",
+        "llm.token_count.prompt_details.cache_read",
+        "gen_ai.tool.name",
     }
 )
 # GenAI message parts of every kind, with and without ids, media inline and by URL.
@@ -989,7 +1005,16 @@ _values = (
     | st.binary(max_size=8)
     | _json_values.map(lambda v: json.dumps(v))
     | st.sampled_from(
-        ["chat", "execute_tool", "invoke_agent", "retrieval", "LLM", "TOOL", "RETRIEVER"]
+        [
+            "chat",
+            "execute_tool",
+            "invoke_agent",
+            "retrieval",
+            "LLM",
+            "TOOL",
+            "RETRIEVER",
+            "application/json",
+        ]
     )
 )
 _attributes = st.dictionaries(
@@ -1077,6 +1102,10 @@ def test_any_span_shapes_convert_to_a_valid_trace(trace: AssembledTrace) -> None
         and converted["spans"] is not None
         and all(s["id"] != span_uuid(TRACE_ID, 1) for s in steps)
     )
+    # Our own attributes and Logfire's never reach Galileo; the user sits on the trace only.
+    for step in [converted, *steps]:
+        assert not [k for k in step["user_metadata"] if k.startswith(("galileo.otel.", "logfire."))]
+    assert not [s for s in steps if "user.id" in s["user_metadata"]]
     # Every span is a step, except a plain root (the trace) and folded duplicate llm spans.
     assert len(steps) == len(trace.spans) - (1 if root_dropped else 0) - stats.duplicate_llm_steps
     assert sorted(s["step_number"] for s in steps) == list(range(1, len(steps) + 1))

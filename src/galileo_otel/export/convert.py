@@ -26,6 +26,7 @@ from galileo_otel.export.sdk_span import span_attributes, span_events
 __all__ = [
     "MAX_METADATA_ENTRIES",
     "MAX_METADATA_VALUE_CHARS",
+    "PLUMBING_STEP_NAMES",
     "ConvertStats",
     "convert_span",
     "convert_trace",
@@ -176,6 +177,30 @@ AGENT_NAME = "agent.name"
 RERANKER_QUERY = "reranker.query"
 GALILEO_TAGS = "galileo.tags"
 OI_TAGS = "tag.tags"
+ERROR_TYPE = "error.type"
+USER_ID = "user.id"
+ENDUSER_ID = "enduser.id"
+INPUT_MIME_TYPE = "input.mime_type"
+OUTPUT_MIME_TYPE = "output.mime_type"
+# Token details (GenAI registry names, then OpenInference's).
+GEN_AI_USAGE_CACHE_READ = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_USAGE_REASONING = "gen_ai.usage.reasoning.output_tokens"
+LLM_TOKEN_CACHE_READ = "llm.token_count.prompt_details.cache_read"
+LLM_TOKEN_CACHE_WRITE = "llm.token_count.prompt_details.cache_write"
+LLM_TOKEN_REASONING = "llm.token_count.completion_details.reasoning"
+# Pydantic AI's agent run span.
+GEN_AI_AGG_INPUT_TOKENS = "gen_ai.aggregated_usage.input_tokens"
+GEN_AI_AGG_OUTPUT_TOKENS = "gen_ai.aggregated_usage.output_tokens"
+PYDANTIC_ALL_MESSAGES = "pydantic_ai.all_messages"
+PYDANTIC_NEW_MESSAGE_INDEX = "pydantic_ai.new_message_index"
+PYDANTIC_FINAL_RESULT = "final_result"
+PYDANTIC_AGENT_NAME = "agent_name"
+PYDANTIC_TOOL_ARGUMENTS = "tool_arguments"  # before pydantic-ai's instrumentation version 3
+PYDANTIC_TOOL_RESPONSE = "tool_response"
+PYDANTIC_EVENTS = "events"  # Pydantic AI's first format: a model request's message events
+PYDANTIC_ALL_MESSAGES_EVENTS = "all_messages_events"  # ... and an agent run's
+OI_METADATA = "metadata"  # OpenInference / Pydantic AI: the framework's metadata as JSON
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
 HTTP_STATUS_CODE = "http.status_code"  # before semconv 1.21
 # What the official SDK's span processor sets (galileo.otel): dataset fields and routing.
@@ -239,6 +264,27 @@ _CONSUMED = frozenset(
         GALILEO_DATASET_OUTPUT,
         GALILEO_DATASET_METADATA,
         "gen_ai.conversation.id",  # a session key, like session.id
+        GEN_AI_USAGE_CACHE_READ,
+        GEN_AI_USAGE_CACHE_CREATION,
+        GEN_AI_USAGE_REASONING,
+        LLM_TOKEN_CACHE_READ,
+        LLM_TOKEN_CACHE_WRITE,
+        LLM_TOKEN_REASONING,
+        GEN_AI_AGG_INPUT_TOKENS,
+        GEN_AI_AGG_OUTPUT_TOKENS,
+        PYDANTIC_ALL_MESSAGES,
+        PYDANTIC_NEW_MESSAGE_INDEX,
+        PYDANTIC_FINAL_RESULT,
+        PYDANTIC_TOOL_ARGUMENTS,
+        PYDANTIC_TOOL_RESPONSE,
+        PYDANTIC_EVENTS,
+        PYDANTIC_ALL_MESSAGES_EVENTS,
+        # Pydantic AI's serialized request parameters: the tool definitions again (read from
+        # gen_ai.tool.definitions) and output settings.
+        "model_request_parameters",
+        # The user belongs to the trace and its session, not to every step (see _trace_user).
+        USER_ID,
+        ENDUSER_ID,
     }
 )
 # Routing attributes of the official SDK: not honoured per trace (the pipeline sends every trace
@@ -257,6 +303,11 @@ _CONSUMED_PREFIXES = (
     "gen_ai.completion.",
     "session.",
     "galileo.session.",
+    # Our own bookkeeping (e.g. galileo.otel.conversation_key, the scrub-proof copy of the
+    # session key): never sent to Galileo.
+    "galileo.otel.",
+    # Logfire's rendering hints (logfire.msg, logfire.json_schema, logfire.span_type...).
+    "logfire.",
 )
 
 _ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function", "agent"})
@@ -578,6 +629,7 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
         texts: list[str] = []
         media = False
         calls: list[dict[str, Any]] = []
+        reasoning: list[str] = []
         responses = 0
         for part in parts if isinstance(parts, list) else ():
             if not isinstance(part, dict):
@@ -590,14 +642,16 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
                 content_parts.append(part)
             elif kind == "tool_call":
                 calls.append(_tool_call(part.get("id"), part.get("name"), part.get("arguments")))
+            elif kind == "reasoning":  # the model's thinking: an llm step's event, not content
+                value = part.get("content", part.get("text"))
+                if value:
+                    reasoning.append(_text(value))
             elif kind == "tool_call_response":
                 # One Galileo message per response: a message carries one tool_call_id.
                 responses += 1
-                out.append(
-                    _message(
-                        "tool", _text(part.get("response")), tool_call_id=_text(part.get("id"))
-                    )
-                )
+                # "response" in the conventions; Pydantic AI writes "result".
+                response = part.get("response", part.get("result"))
+                out.append(_message("tool", _text(response), tool_call_id=_text(part.get("id"))))
             else:
                 media = media or kind in _MEDIA_KINDS
                 content_parts.append(part)
@@ -605,9 +659,11 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
         # A message with nothing readable is kept (its turn happened: openai-v2 records an
         # image-only message with no parts), unless its tool responses already stand for it.
         if content or calls or not responses:
-            msg = {"role": role, "content": content}  # _message(), without its call
+            msg: dict[str, Any] = {"role": role, "content": content}  # _message(), no call
             if calls:
                 msg["tool_calls"] = calls
+            if reasoning:
+                msg["_reasoning"] = reasoning
             out.append(msg)
         finish = item.get("finish_reason")
         if finish and out:
@@ -707,10 +763,20 @@ def _flat_messages(
     out = []
     for i in sorted(by_index):
         m = by_index[i]
+        calls: dict[int, dict[str, Any]] = {}
+        for field, value in m.items():
+            if field.startswith("tool_calls."):  # tool_calls.N.id / .name / .arguments
+                k, _, name = field[11:].partition(".")
+                if k.isdecimal():
+                    calls.setdefault(int(k), {})[name] = value
         out.append(
             _message(
                 _role(m.get("role"), default_role),
                 _text(m.get("content")),
+                tool_calls=[
+                    _tool_call(c.get("id"), c.get("name"), c.get("arguments"))
+                    for _, c in sorted(calls.items())
+                ],
                 tool_call_id=m.get("tool_call_id"),
             )
         )
@@ -719,11 +785,28 @@ def _flat_messages(
 
 def _event_messages(span: ReadableSpan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Messages carried by span events: the older GenAI message events and the details event."""
+    return _messages_of_events((event.name, event.attributes or {}) for event in span_events(span))
+
+
+def _event_dicts(value: Any) -> Iterable[tuple[Any, Mapping[str, Any]]]:
+    """Message events written as one JSON attribute, each a dict with its ``event.name``.
+
+    Pydantic AI's first instrumentation format: ``events`` on a model request,
+    ``all_messages_events`` on an agent run.
+    """
+    items = _json(value)
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, dict):
+                yield item.get("event.name"), item
+
+
+def _messages_of_events(
+    events: Iterable[tuple[Any, Mapping[str, Any]]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     inputs: list[dict[str, Any]] = []
     outputs: list[dict[str, Any]] = []
-    for event in span_events(span):
-        name = event.name
-        attrs = event.attributes or {}
+    for name, attrs in events:
         role = _EVENT_ROLES.get(name)
         if role is not None or name == "gen_ai.choice":
             body = _json(attrs.get(GEN_AI_EVENT_CONTENT))
@@ -792,6 +875,15 @@ def _kind(attrs: Mapping[str, Any]) -> str:
         "gen_ai.system" in attrs or "gen_ai.provider.name" in attrs
     ):
         return "llm"
+    # Pydantic AI before its instrumentation version 3: "agent run" and "running tool" spans.
+    if (
+        PYDANTIC_ALL_MESSAGES in attrs
+        or PYDANTIC_ALL_MESSAGES_EVENTS in attrs
+        or PYDANTIC_FINAL_RESULT in attrs
+    ):
+        return "agent"
+    if GEN_AI_TOOL_NAME in attrs:
+        return "tool"
     return "workflow"
 
 
@@ -811,6 +903,13 @@ _K_TAGS = 4
 _K_DATASET = 8
 _K_TOOLS = 16
 _K_MESSAGES = 32  # a source of llm messages other than events
+_K_ERROR = 64  # error.type: the span failed even without an ERROR status
+_K_FRAMEWORK_META = 128  # a framework's serialized metadata, cut by _framework_metadata
+_K_AGENT_RUN = 256  # Pydantic AI's agent run attributes
+_K_TOKEN_DETAILS = 512  # cache and reasoning token counts
+_K_USER = 1024  # user.id / enduser.id: the trace's user
+_K_OLD_TOOL = 2048  # Pydantic AI's tool_arguments / tool_response
+_K_EVENTS_ATTR = 4096  # Pydantic AI's first format: message events as one JSON attribute
 _K_ALL = -1
 _FLAGGED = {
     GEN_AI_USAGE_INPUT_TOKENS: _K_TOKENS,
@@ -820,6 +919,24 @@ _FLAGGED = {
     LLM_TOKEN_PROMPT: _K_TOKENS,
     LLM_TOKEN_COMPLETION: _K_TOKENS,
     LLM_TOKEN_TOTAL: _K_TOKENS,
+    GEN_AI_USAGE_CACHE_READ: _K_TOKENS | _K_TOKEN_DETAILS,
+    GEN_AI_USAGE_CACHE_CREATION: _K_TOKENS | _K_TOKEN_DETAILS,
+    GEN_AI_USAGE_REASONING: _K_TOKENS | _K_TOKEN_DETAILS,
+    LLM_TOKEN_CACHE_READ: _K_TOKENS | _K_TOKEN_DETAILS,
+    LLM_TOKEN_CACHE_WRITE: _K_TOKENS | _K_TOKEN_DETAILS,
+    LLM_TOKEN_REASONING: _K_TOKENS | _K_TOKEN_DETAILS,
+    GEN_AI_AGG_INPUT_TOKENS: _K_TOKENS,
+    GEN_AI_AGG_OUTPUT_TOKENS: _K_TOKENS,
+    ERROR_TYPE: _K_ERROR | _K_META,
+    USER_ID: _K_USER,
+    ENDUSER_ID: _K_USER,
+    PYDANTIC_TOOL_ARGUMENTS: _K_OLD_TOOL,
+    PYDANTIC_TOOL_RESPONSE: _K_OLD_TOOL,
+    OI_METADATA: _K_FRAMEWORK_META,
+    PYDANTIC_ALL_MESSAGES: _K_AGENT_RUN,
+    PYDANTIC_ALL_MESSAGES_EVENTS: _K_AGENT_RUN,
+    PYDANTIC_EVENTS: _K_EVENTS_ATTR | _K_MESSAGES,
+    PYDANTIC_FINAL_RESULT: _K_AGENT_RUN,
     GALILEO_TAGS: _K_TAGS,
     OI_TAGS: _K_TAGS,
     GALILEO_DATASET_INPUT: _K_DATASET,
@@ -840,7 +957,7 @@ _METADATA_KEY_CACHE_MAX = 8192
 
 
 def _key_flags(key: str) -> int:
-    copied = not (key in _CONSUMED or key.startswith(_CONSUMED_PREFIXES))
+    copied = not (key in _CONSUMED or key == OI_METADATA or key.startswith(_CONSUMED_PREFIXES))
     if key in _ROUTING:
         # Runs once per attribute name (the answer is cached), so this is not per span.
         _warn_once(
@@ -858,54 +975,81 @@ def _key_flags(key: str) -> int:
     return flags
 
 
-def _metadata(
-    span: ReadableSpan, attrs: Mapping[str, Any], error: bool
-) -> tuple[dict[str, str], int]:
+def _metadata(span: ReadableSpan, attrs: Mapping[str, Any]) -> tuple[dict[str, str], int]:
     """The step's ``user_metadata``, and the flags of every attribute name (``_K_*``)."""
     meta: dict[str, str] = {}
     dropped = 0
     every = 0
     known = _METADATA_KEY
-    if len(attrs) <= MAX_METADATA_ENTRIES:  # nearly every span: no cap to watch
-        for key, value in attrs.items():
-            flags = known.get(key)
-            if flags is None:
-                flags = _key_flags(key)
-            every |= flags
-            if flags & _K_META:
-                # Strings (most values) need no conversion unless they are too long.
-                if type(value) is str and len(value) <= MAX_METADATA_VALUE_CHARS:
-                    meta[key] = value
-                else:
-                    meta[key] = _meta_value(value)
-    else:
-        for key, value in attrs.items():
-            flags = known.get(key)
-            if flags is None:
-                flags = _key_flags(key)
-            every |= flags
-            if not flags & _K_META:
-                continue
-            if len(meta) >= MAX_METADATA_ENTRIES:
-                dropped += 1
-                continue
-            if type(value) is str and len(value) <= MAX_METADATA_VALUE_CHARS:
-                meta[key] = value
-            else:
-                meta[key] = _meta_value(value)
-    if error:
-        if span.status.description:
-            meta["otel.status_description"] = _meta_value(span.status.description)
-        for event in span.events:
-            if event.name == "exception":
-                ev = event.attributes or {}
-                for key in ("exception.type", "exception.message"):
-                    if key in ev:
-                        meta[key] = _meta_value(ev[key])
-                break
+    for key, value in attrs.items():
+        flags = known.get(key)
+        if flags is None:
+            flags = _key_flags(key)
+        every |= flags
+        if not flags & _K_META:
+            continue
+        if len(meta) >= MAX_METADATA_ENTRIES:
+            dropped += 1
+            continue
+        if type(value) is str and len(value) <= MAX_METADATA_VALUE_CHARS:
+            meta[key] = value
+        else:
+            meta[key] = _meta_value(value)
     if dropped:
         meta["otel.dropped_attributes"] = str(dropped)
     return meta, every
+
+
+def _exception_event(events: Sequence[Any]) -> Any:
+    """The first ``exception`` event, or None (most spans have no events at all)."""
+    for event in events:
+        if event.name == "exception":
+            return event
+    return None
+
+
+def _error_metadata(span: ReadableSpan, meta: dict[str, str]) -> None:
+    """The error text of a failed span: its status description, its exception's type and message.
+
+    (``error.type`` is an attribute, copied like any other.)
+    """
+    if span.status.description:
+        meta["otel.status_description"] = _meta_value(span.status.description)
+    event = _exception_event(span_events(span))
+    if event is not None:
+        ev = event.attributes or {}
+        for key in ("exception.type", "exception.message"):
+            if key in ev:
+                meta[key] = _meta_value(ev[key])
+
+
+# Keys of a framework's serialized metadata (OpenInference's ``metadata`` attribute: LangChain
+# and LangGraph run metadata; Pydantic AI's run metadata) that are the framework's own wiring.
+_FRAMEWORK_META_DROP_PREFIXES = ("langgraph_", "checkpoint_", "__pregel", "__")
+_FRAMEWORK_META_MAX_KEYS = 16
+
+
+def _framework_metadata(value: Any, meta: dict[str, str]) -> None:
+    """Cut a framework's serialized metadata into ``metadata.<key>`` entries.
+
+    A JSON object gives one entry per key, without LangGraph's wiring (``langgraph_*``,
+    ``checkpoint_*``, ``__pregel*`` and other ``__`` keys) and at most 16 of them; anything
+    else is kept whole as ``metadata`` (cut like every value).
+    """
+    decoded = _json(value)
+    if not isinstance(decoded, dict):
+        if value is not None and value != "":
+            meta[OI_METADATA] = _meta_value(value)
+        return
+    kept = 0
+    for key, item in decoded.items():
+        key = str(key)
+        if key.startswith(_FRAMEWORK_META_DROP_PREFIXES) or item is None:
+            continue
+        if kept >= _FRAMEWORK_META_MAX_KEYS:
+            break
+        meta[f"metadata.{key}"] = _meta_value(item)
+        kept += 1
 
 
 def _documents(value: Any) -> list[dict[str, Any]]:
@@ -968,7 +1112,11 @@ def _oi_documents(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]
 
 
 def _llm_fields(
-    span: ReadableSpan, attrs: Mapping[str, Any], step: dict[str, Any], flags: int = _K_ALL
+    span: ReadableSpan,
+    attrs: Mapping[str, Any],
+    step: dict[str, Any],
+    flags: int = _K_ALL,
+    events: Sequence[Any] | None = None,
 ) -> None:
     # Input messages: structured GenAI attributes, then OpenInference, then OpenLLMetry, then
     # message events; the first source that has any wins.
@@ -995,7 +1143,10 @@ def _llm_fields(
     elif "gen_ai.prompt.0.content" in attrs or "gen_ai.completion.0.content" in attrs:
         inputs = _flat_messages(attrs, "gen_ai.prompt.", "user")
         outputs = _flat_messages(attrs, "gen_ai.completion.", "assistant")
-    events = span_events(span)
+    if events is None:
+        events = span_events(span)
+    if not inputs and not outputs and flags & _K_EVENTS_ATTR and PYDANTIC_EVENTS in attrs:
+        inputs, outputs = _messages_of_events(_event_dicts(attrs[PYDANTIC_EVENTS]))
     if not inputs and not outputs and events:
         inputs, outputs = _event_messages(span)
     elif flags & _K_MESSAGES and GEN_AI_SYSTEM_INSTRUCTIONS in attrs and not inputs:
@@ -1011,10 +1162,16 @@ def _llm_fields(
     output = outputs[0] if outputs else None
     for msg in inputs:
         msg.pop("_finish_reason", None)
+        msg.pop("_reasoning", None)
     for msg in outputs:
         reason = msg.pop("_finish_reason", None)
         if finish is None and reason:
             finish = reason
+        thoughts = msg.pop("_reasoning", None)
+        if thoughts:
+            step.setdefault("events", []).extend(
+                {"type": "reasoning", "content": text} for text in thoughts
+            )
     if finish is None and attrs.get(LLM_FINISH_REASON) is not None:
         finish = str(attrs[LLM_FINISH_REASON])
 
@@ -1111,16 +1268,30 @@ def _tools(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
     return tools
 
 
-def _token_metrics(attrs: Mapping[str, Any], metrics: dict[str, Any]) -> None:
+def _token_metrics(
+    attrs: Mapping[str, Any], metrics: dict[str, Any], details: int = _K_TOKEN_DETAILS
+) -> None:
     tokens_in = attrs.get(GEN_AI_USAGE_INPUT_TOKENS)
     if tokens_in is None:
         tokens_in = attrs.get(LLM_TOKEN_PROMPT, attrs.get(GEN_AI_USAGE_PROMPT_TOKENS))
+        if tokens_in is None:  # Pydantic AI's agent run: the run's total
+            tokens_in = attrs.get(GEN_AI_AGG_INPUT_TOKENS)
     tokens_out = attrs.get(GEN_AI_USAGE_OUTPUT_TOKENS)
     if tokens_out is None:
         tokens_out = attrs.get(LLM_TOKEN_COMPLETION, attrs.get(GEN_AI_USAGE_COMPLETION_TOKENS))
+        if tokens_out is None:
+            tokens_out = attrs.get(GEN_AI_AGG_OUTPUT_TOKENS)
     total = attrs.get(LLM_TOKEN_TOTAL)
+    for name, first, second in _TOKEN_DETAILS if details else ():
+        value = attrs.get(first)
+        if value is None:
+            value = attrs.get(second)
+        if value is not None:
+            value = _int(value)
+            if value is not None:
+                metrics[name] = value
     if tokens_in is None and tokens_out is None and total is None:
-        return  # most spans: no model call
+        return
     tokens_in, tokens_out, total = _int(tokens_in), _int(tokens_out), _int(total)
     if tokens_in is not None:
         metrics["num_input_tokens"] = tokens_in
@@ -1132,11 +1303,36 @@ def _token_metrics(attrs: Mapping[str, Any], metrics: dict[str, Any]) -> None:
         metrics["num_total_tokens"] = total
 
 
+# Token details as extra metrics (the official metrics models take extra fields): the metric,
+# then the GenAI attribute and the OpenInference one it is read from.
+_TOKEN_DETAILS = (
+    ("num_cached_input_tokens", GEN_AI_USAGE_CACHE_READ, LLM_TOKEN_CACHE_READ),
+    ("num_cache_write_input_tokens", GEN_AI_USAGE_CACHE_CREATION, LLM_TOKEN_CACHE_WRITE),
+    ("num_reasoning_tokens", GEN_AI_USAGE_REASONING, LLM_TOKEN_REASONING),
+)
+
+
 def _first_text(messages: Iterable[dict[str, Any]], role: str) -> str | None:
     for msg in messages:
         if msg.get("role") == role and msg.get("content"):
             content = msg["content"]
             return content if type(content) is str else (_content_text(content) or None)
+    return None
+
+
+def _last_text(messages: Sequence[dict[str, Any]], role: str) -> str | None:
+    """The text of the last message of ``role`` that has any.
+
+    For a turn's own question: a chat app resends its history every turn, so the first user
+    message is the first turn's.
+    """
+    for index in range(len(messages) - 1, -1, -1):
+        msg = messages[index]
+        if msg.get("role") == role and msg.get("content"):
+            content = msg["content"]
+            text = content if type(content) is str else _content_text(content)
+            if text:
+                return text
     return None
 
 
@@ -1170,7 +1366,9 @@ def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
         A plain dict shaped like LlmSpan, ToolSpan, RetrieverSpan, AgentSpan or WorkflowSpan.
     """
     ctx = span.context
-    return _convert_span(span, trace_id, _id_tail(ctx.trace_id) if ctx is not None else "", ctx)
+    step = _convert_span(span, trace_id, _id_tail(ctx.trace_id) if ctx is not None else "", ctx)
+    step.pop("_user", None)  # the trace's, not the step's
+    return step
 
 
 def _trace_ids(trace_id: int) -> tuple[str, str, str]:
@@ -1222,8 +1420,8 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
             step_id = f"{external_id[:8]}-{external_id[8:12]}-4{external_id[13:]}-{tail}"
         else:
             step_id = span_uuid(ctx.trace_id, span_id)
-    if error or len(attrs) > MAX_METADATA_ENTRIES:
-        meta, flags = _metadata(span, attrs, error)
+    if len(attrs) > MAX_METADATA_ENTRIES:
+        meta, flags = _metadata(span, attrs)
     else:  # _metadata's common case, inline: this runs for every span
         meta = {}
         flags = 0
@@ -1238,6 +1436,18 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
                     meta[key] = value
                 else:
                     meta[key] = _meta_value(value)
+    if flags & _K_FRAMEWORK_META:
+        _framework_metadata(attrs[OI_METADATA], meta)
+    # A failed step: ERROR status, an exception event, or error.type (the GenAI conventions'
+    # error signal, set by instrumentations that leave the status alone).
+    events = span_events(span)
+    if not error:
+        if flags & _K_ERROR and attrs.get(ERROR_TYPE):
+            error = True
+        elif events and _exception_event(events) is not None:
+            error = True
+    if error:
+        _error_metadata(span, meta)
     # _iso, inline when the second is known (the spans of a trace share a few).
     seconds, rest = divmod(start, 1_000_000_000)
     prefix = _iso_seconds_cache.get(seconds)
@@ -1256,24 +1466,19 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
         "trace_id": trace_id,
     }
     if flags & _K_TOKENS:
-        _token_metrics(attrs, metrics)
+        _token_metrics(attrs, metrics, flags & _K_TOKEN_DETAILS)
+    if flags & _K_USER:
+        # Handed to convert_trace, which puts it on the trace (and pops it from the step).
+        step["_user"] = attrs.get(USER_ID) or attrs.get(ENDUSER_ID)
     if flags & _K_DATASET:
         _dataset_fields(attrs, step)
     if kind == "llm":
-        _llm_fields(span, attrs, step, flags)
+        _llm_fields(span, attrs, step, flags, events)
         return step
     input_value = attrs.get(INPUT_VALUE)
     output_value = attrs.get(OUTPUT_VALUE)
     if kind == "tool":
-        step["name"] = _text(attrs.get(GEN_AI_TOOL_NAME) or attrs.get(TOOL_NAME) or span.name)
-        arguments = attrs.get(GEN_AI_TOOL_CALL_ARGUMENTS, input_value)
-        result = attrs.get(GEN_AI_TOOL_CALL_RESULT, output_value)
-        step["input"] = _text(arguments)
-        step["output"] = None if result is None else _text(result)
-        call_id = attrs.get(GEN_AI_TOOL_CALL_ID, attrs.get(TOOL_CALL_ID))
-        if call_id is not None:
-            step["tool_call_id"] = _text(call_id)
-        step["spans"] = []
+        _tool_fields(span, attrs, step, input_value, output_value, flags)
     elif kind == "retriever":
         query = attrs.get(GEN_AI_RETRIEVAL_QUERY, attrs.get(RERANKER_QUERY, input_value))
         step["input"] = _text(query)
@@ -1290,15 +1495,23 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
     else:
         if kind == "agent":
             step["agent_type"] = "default"
-            name = attrs.get(GEN_AI_AGENT_NAME) or attrs.get(AGENT_NAME)
+            name = (
+                attrs.get(GEN_AI_AGENT_NAME)
+                or attrs.get(AGENT_NAME)
+                or attrs.get(PYDANTIC_AGENT_NAME)
+            )
             if name:
                 step["name"] = _text(name)
-        if GEN_AI_INPUT_MESSAGES in attrs or GEN_AI_OUTPUT_MESSAGES in attrs:
-            # Agents (invoke_agent) carry the conversation like llm spans do.
+        if flags & _K_AGENT_RUN:
+            _agent_run_fields(attrs, step)
+        elif GEN_AI_INPUT_MESSAGES in attrs or GEN_AI_OUTPUT_MESSAGES in attrs:
+            # Agents (invoke_agent) and workflows (invoke_workflow) carry the conversation like
+            # llm spans do.
             inputs = _genai_messages(attrs.get(GEN_AI_INPUT_MESSAGES))
             outputs = _genai_messages(attrs.get(GEN_AI_OUTPUT_MESSAGES), "assistant")
             for msg in (*inputs, *outputs):
                 msg.pop("_finish_reason", None)
+                msg.pop("_reasoning", None)
             _fill_call_ids(outputs, external_id, _fill_call_ids(inputs, external_id))
             step["input"] = inputs if inputs else _text(input_value)
             if outputs:
@@ -1306,11 +1519,247 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
             elif output_value is not None:
                 step["output"] = _text(output_value)
         else:
-            step["input"] = "" if input_value is None else _text(input_value)
+            step["input"] = (
+                ""
+                if input_value is None
+                else _io_value(input_value, attrs.get(INPUT_MIME_TYPE), False, external_id)
+            )
             if output_value is not None:
-                step["output"] = _text(output_value)
+                step["output"] = _io_value(
+                    output_value, attrs.get(OUTPUT_MIME_TYPE), True, external_id
+                )
         step["spans"] = []
     return step
+
+
+_HANDOFF_PREFIX = "handoff to "
+
+
+def _tool_fields(
+    span: ReadableSpan,
+    attrs: Mapping[str, Any],
+    step: dict[str, Any],
+    input_value: Any,
+    output_value: Any,
+    flags: int = _K_ALL,
+) -> None:
+    """A tool step: its name, arguments, result and the id of the call it answers."""
+    name = _text(attrs.get(GEN_AI_TOOL_NAME) or attrs.get(TOOL_NAME) or step["name"])
+    step["name"] = name
+    arguments = attrs.get(GEN_AI_TOOL_CALL_ARGUMENTS)
+    if arguments is None:
+        arguments = (
+            attrs.get(PYDANTIC_TOOL_ARGUMENTS, input_value) if flags & _K_OLD_TOOL else input_value
+        )
+    call_id = attrs.get(GEN_AI_TOOL_CALL_ID, attrs.get(TOOL_CALL_ID))
+    result = attrs.get(GEN_AI_TOOL_CALL_RESULT)
+    if result is None and flags & _K_OLD_TOOL:
+        result = attrs.get(PYDANTIC_TOOL_RESPONSE)
+    if result is None and output_value is not None:
+        # LangChain records the ToolMessage it made: its content is the result, and it names
+        # the call it answers.
+        result = _io_value(output_value, attrs.get(OUTPUT_MIME_TYPE), True, None)
+        if isinstance(result, dict):
+            if call_id is None and result.get("tool_call_id"):
+                call_id = result["tool_call_id"]
+            result = _content_text(result.get("content"))
+    if result is None and name.startswith(_HANDOFF_PREFIX):
+        # The OpenAI Agents SDK's handoff: what it yields is the next agent.
+        result = name[len(_HANDOFF_PREFIX) :]
+    step["input"] = _text(arguments)
+    step["output"] = None if result is None else _text(result)
+    if call_id is not None:
+        step["tool_call_id"] = _text(call_id)
+    step["spans"] = []
+
+
+# LangChain's message types (``type`` of a message dict, the last element of a serialized
+# message's ``id``) as Galileo roles.
+_LC_ROLES = {
+    "human": "user",
+    "user": "user",
+    "ai": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+    "developer": "developer",
+    "tool": "tool",
+    "function": "function",
+    "HumanMessage": "user",
+    "HumanMessageChunk": "user",
+    "AIMessage": "assistant",
+    "AIMessageChunk": "assistant",
+    "SystemMessage": "system",
+    "SystemMessageChunk": "system",
+    "ToolMessage": "tool",
+    "ToolMessageChunk": "tool",
+    "FunctionMessage": "function",
+}
+
+
+def _lc_tool_calls(value: Any) -> list[dict[str, Any]]:
+    """LangChain's ``[{name, args, id}]`` or OpenAI's ``[{id, function: {...}}]`` tool calls."""
+    out: list[dict[str, Any]] = []
+    if not isinstance(value, list):
+        return out
+    for call in value:
+        if not isinstance(call, dict):
+            continue
+        fn = call.get("function")
+        if isinstance(fn, dict):
+            out.append(_tool_call(call.get("id"), fn.get("name"), fn.get("arguments")))
+        else:
+            args = call.get("args", call.get("arguments"))
+            out.append(
+                _tool_call(
+                    call.get("id"),
+                    call.get("name"),
+                    args if isinstance(args, str) else json.dumps(args, ensure_ascii=False),
+                )
+            )
+    return out
+
+
+def _lc_message(item: Any) -> dict[str, Any] | None:
+    """A LangChain or OpenAI message as a Galileo message; None for anything else.
+
+    LangChain's shapes: serialized ``{lc, id, kwargs}``, ``messages_to_dict``'s
+    ``{type, data}``, plain ``{type, content}``; OpenAI's ``{role, content}``.
+    """
+    if not isinstance(item, dict):
+        # LangChain's shorthands: ("user", "hi") pairs; a string in a messages list is a
+        # human message (see _lc_messages).
+        if isinstance(item, list) and len(item) == 2 and isinstance(item[0], str):
+            role = _LC_ROLES.get(item[0])
+            if role is not None:
+                content = item[1]
+                return _message(
+                    role, _content(content) if isinstance(content, list) else _text(content)
+                )
+        return None
+    fields: Mapping[str, Any] = item
+    kind: Any = None
+    kwargs = item.get("kwargs")
+    if "lc" in item and isinstance(kwargs, dict):
+        ident = item.get("id")
+        kind = ident[-1] if isinstance(ident, list) and ident else kwargs.get("type")
+        fields = kwargs
+    elif "type" in item and isinstance(item.get("data"), dict):
+        kind = item["type"]
+        fields = item["data"]
+    elif "role" in item and "content" in item:
+        kind = item["role"]
+    elif "type" in item and "content" in item:
+        kind = item["type"]
+    role = _LC_ROLES.get(kind) if isinstance(kind, str) else None
+    if role is None:
+        return None
+    content = fields.get("content")
+    calls = _lc_tool_calls(fields.get("tool_calls"))
+    if not calls:
+        extra = fields.get("additional_kwargs")
+        if isinstance(extra, dict):
+            calls = _lc_tool_calls(extra.get("tool_calls"))
+    return _message(
+        role,
+        _content(content) if isinstance(content, list) else _text(content),
+        tool_calls=calls,
+        tool_call_id=_text(fields.get("tool_call_id")) if fields.get("tool_call_id") else None,
+    )
+
+
+def _lc_messages(value: Any) -> list[dict[str, Any]]:
+    """Messages of a decoded JSON input/output; empty unless every item is a message.
+
+    A list of messages, or an object (a LangGraph state, a chain's input) whose ``messages``
+    is one.
+    """
+    state = isinstance(value, dict)
+    items = value.get("messages") if state else value
+    if not isinstance(items, list) or not items:
+        return []
+    out = []
+    for item in items:
+        # In a state's messages, a plain string is a human message (as LangGraph reads it).
+        msg = _message("user", item) if state and isinstance(item, str) else _lc_message(item)
+        if msg is None:
+            return []
+        out.append(msg)
+    return out
+
+
+def _io_value(value: Any, mime: Any, output: bool, span_hex: str | None) -> Any:
+    """An ``input.value`` / ``output.value`` as a step's input or output.
+
+    Text as it is; JSON (by its mime type) is read: messages (LangChain's shapes or OpenAI's)
+    become Galileo messages (an input the list, an output the last one), a single LangChain
+    message its text (a tool's output: the message, for its ``tool_call_id``), an object with
+    one string field (or an ``input``/``output`` field) that string; anything else stays the
+    JSON text.
+    """
+    if type(mime) is not str or "json" not in mime:
+        return _text(value)
+    decoded = _json(value)
+    if isinstance(decoded, (dict, list)):
+        messages = _lc_messages(decoded)
+        if messages:
+            _fill_call_ids(messages, span_hex)
+            return messages[-1] if output else messages
+        single = _lc_message(decoded)
+        if single is not None:
+            _fill_call_ids([single], span_hex)
+            return single if output else _content_text(single["content"])
+        if isinstance(decoded, dict):
+            strings = [v for v in decoded.values() if isinstance(v, str)]
+            if len(decoded) == 1 and strings:
+                return strings[0]
+            field = decoded.get("output" if output else "input")
+            if isinstance(field, str):
+                return field
+    elif isinstance(decoded, str):
+        return decoded
+    return _text(value)
+
+
+def _agent_run_fields(attrs: Mapping[str, Any], step: dict[str, Any]) -> None:
+    """Pydantic AI's agent run: the run's own question and final answer.
+
+    ``pydantic_ai.all_messages`` is the whole conversation (the history passed in first);
+    ``pydantic_ai.new_message_index`` is where this run's messages begin. The input is the
+    text of this run's user messages (else the last user message), the output
+    ``final_result`` (else the last answer).
+    """
+    items = _json(attrs.get(PYDANTIC_ALL_MESSAGES))
+    if not isinstance(items, list):
+        items = []
+    index = _int(attrs.get(PYDANTIC_NEW_MESSAGE_INDEX)) or 0
+    if not items and PYDANTIC_ALL_MESSAGES_EVENTS in attrs:  # the first format: events
+        inputs, outputs = _messages_of_events(_event_dicts(attrs[PYDANTIC_ALL_MESSAGES_EVENTS]))
+        new: list[dict[str, Any]] = [*inputs, *outputs]
+        for msg in new:
+            msg.pop("_finish_reason", None)
+        items = []
+        text = _last_text(new, "user")
+        step["input"] = text or ""
+        result = attrs.get(PYDANTIC_FINAL_RESULT)
+        answer = _text(result) if result is not None else _last_text(new, "assistant")
+        if answer is not None:
+            step["output"] = answer
+        return
+    new = _genai_messages(items[index:] if 0 <= index < len(items) else items)
+    question = [
+        _content_text(m["content"]) for m in new if m["role"] == "user" and m.get("content")
+    ]
+    text_in = "\n".join(t for t in question if t)
+    if not text_in:
+        text_in = _last_text(_genai_messages(items), "user") or ""
+    step["input"] = text_in
+    result = attrs.get(PYDANTIC_FINAL_RESULT)
+    if result is not None:
+        step["output"] = _text(result)
+    else:
+        answer = _last_text(new, "assistant")
+        if answer is not None:
+            step["output"] = answer
 
 
 # --- the tree -------------------------------------------------------------------------------------
@@ -1319,7 +1768,7 @@ def _trace_io_from_step(step: dict[str, Any]) -> tuple[str | None, str | None]:
     value_in = step.get("input")
     value_out = step.get("output")
     if isinstance(value_in, list):
-        text_in = _first_text(value_in, "user")
+        text_in = _last_text(value_in, "user")
     else:
         text_in = value_in or None
     if isinstance(value_out, dict):
@@ -1376,6 +1825,241 @@ def _fold_llm(keep: dict[str, Any], dup: dict[str, Any]) -> None:
         keep["user_metadata"]["otel.folded_span_id"] = dup["external_id"]
 
 
+_HAS_PLUMBING = 1
+_HAS_TOOL = 2
+_HAS_AGENT = 4
+_HAS_CALLS = 8  # an llm step that asked for tools
+_KIND_BITS = {
+    "workflow": 0,
+    "tool": _HAS_TOOL,
+    "agent": _HAS_AGENT,
+    "llm": 0,
+    "retriever": 0,
+}
+
+
+# Plumbing: framework steps that only wire other steps together (LangChain's runnables and
+# prompt templates, LangGraph's channels and routing functions). Matched on the name before
+# any ``<...>`` (``RunnableParallel<a,b>``).
+PLUMBING_STEP_NAMES = frozenset(
+    {
+        "RunnableSequence",
+        "RunnableParallel",
+        "RunnableLambda",
+        "RunnableAssign",
+        "RunnablePassthrough",
+        "RunnableBranch",
+        "Prompt",
+        "PromptTemplate",
+        "ChatPromptTemplate",
+        "ChannelWrite",
+        "ChannelRead",
+        "Branch",
+        "should_continue",
+        "tools_condition",
+        "route",
+        "__start__",
+        "_write",
+    }
+)
+"""Workflow steps of these names are collapsed: their children take their place."""
+
+
+def _wraps_only(step: dict[str, Any], other: dict[str, Any] | None) -> bool:
+    """True when ``step`` says nothing ``other`` (its parent or its only child) does not."""
+    if other is None:
+        return not step.get("input") and step.get("output") in (None, "")
+    return step.get("input") in ("", None, other.get("input")) and step.get("output") in (
+        None,
+        "",
+        other.get("output"),
+    )
+
+
+def _is_plumbing(step: dict[str, Any], owner: dict[str, Any] | None, owner_name: str) -> bool:
+    if step["type"] != "workflow" or step["status_code"] >= 400:
+        return False  # a failed step is never plumbing: the failure is what a reader looks for
+    name = step["name"]
+    if name.partition("<")[0] in PLUMBING_STEP_NAMES:
+        return True
+    kids = step["spans"]
+    if owner_name and name == owner_name and _wraps_only(step, owner):
+        return True  # e.g. the Agents SDK's "Agent workflow" CHAIN inside its AGENT
+    return len(kids) == 1 and kids[0]["name"] == name and _wraps_only(step, kids[0])
+
+
+def _collapse(top: list[dict[str, Any]], trace_name: str, trace_id: str) -> bool:
+    """Replace every plumbing step by its children, in place; True if any was."""
+    changed = False
+    stack: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]] = [(None, top)]
+    while stack:
+        owner, spans = stack.pop()
+        owner_name = owner["name"] if owner is not None else trace_name
+        owner_id = owner["id"] if owner is not None else trace_id
+        kept: list[dict[str, Any]] = []
+        pending = list(reversed(spans))
+        hoisted = False
+        while pending:
+            step = pending.pop()
+            if "spans" in step and _is_plumbing(step, owner, owner_name):
+                hoisted = True
+                for child in step["spans"]:
+                    child["parent_id"] = owner_id
+                pending.extend(reversed(step["spans"]))
+                continue
+            kept.append(step)
+        if hoisted:
+            changed = True
+            spans[:] = kept
+        for step in kept:
+            if step.get("spans"):
+                stack.append((step, step["spans"]))
+    return changed
+
+
+def _walk(top: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every step of a tree, in ``step_number`` order (start order)."""
+    found: list[dict[str, Any]] = []
+    stack = list(top)
+    while stack:
+        step = stack.pop()
+        found.append(step)
+        children = step.get("spans")
+        if children:
+            stack.extend(children)
+    found.sort(key=_step_number)
+    return found
+
+
+def _step_number(step: dict[str, Any]) -> int:
+    return int(step.get("step_number") or 0)
+
+
+def _renumber(top: list[dict[str, Any]]) -> None:
+    for number, step in enumerate(_walk(top), 1):
+        step["step_number"] = number
+
+
+def _same_arguments(a: Any, b: Any) -> bool:
+    if a == b:
+        return True
+    return _json(a) == _json(b) if isinstance(a, str) and isinstance(b, str) else False
+
+
+def _link_tools(ordered: list[dict[str, Any]]) -> None:
+    """Link each tool step to the llm tool call it answers.
+
+    By the call's id when the step has one; else the first unanswered call of the same name
+    with the same arguments, else the first of the same name (calls in the order the model
+    made them). A linked step takes the call's id, and the call's arguments when its own input
+    is not a JSON object or list (LangChain records the tool's input, e.g. ``Paris``).
+    """
+    pending: list[dict[str, Any]] = []
+    for step in ordered:
+        kind = step["type"]
+        if kind == "llm":
+            output = step.get("output")
+            if isinstance(output, dict) and output.get("tool_calls"):
+                pending.extend(output["tool_calls"])
+            continue
+        if kind != "tool" or not pending:
+            continue
+        match: dict[str, Any] | None = None
+        call_id = step.get("tool_call_id")
+        if call_id is not None:
+            for index, call in enumerate(pending):
+                if call.get("id") == call_id:
+                    match = pending.pop(index)
+                    break
+        else:
+            name = step["name"]
+            same_name = [i for i, c in enumerate(pending) if c["function"]["name"] == name]
+            if same_name:
+                pick = next(
+                    (
+                        i
+                        for i in same_name
+                        if _same_arguments(pending[i]["function"]["arguments"], step["input"])
+                    ),
+                    same_name[0],
+                )
+                match = pending.pop(pick)
+                if match.get("id"):
+                    step["tool_call_id"] = match["id"]
+        if match is not None:
+            arguments = match["function"]["arguments"]
+            if arguments and not isinstance(_json(step["input"]), (dict, list)):
+                step["input"] = arguments
+
+
+def _fill_agents(ordered: list[dict[str, Any]], root_id: str | None) -> None:
+    """Agent steps without their own input, output or tokens take them from their children.
+
+    The input is the last user message of the first llm call under the agent, the output the
+    last llm answer, the tokens the sum over its llm calls.
+    """
+    agents = [step for step in ordered if step["type"] == "agent"]
+    if len(agents) == 1 and agents[0]["id"] == root_id:
+        # The common case: the root is the agent, and every other step is under it.
+        _fill_agent(agents[0], [step for step in ordered if step["type"] == "llm"])
+        return
+    # Each agent's llm steps, in start order: walk up from every llm step once.
+    llms_of: dict[str, list[dict[str, Any]]] = {agent["id"]: [] for agent in agents}
+    containers = {step["id"]: step for step in ordered if "spans" in step}
+    for step in ordered:
+        if step["type"] != "llm":
+            continue
+        parent_id = step.get("parent_id")
+        for _ in range(len(ordered)):  # bounded: no cycles
+            if parent_id in llms_of:
+                llms_of[parent_id].append(step)
+            parent = containers.get(parent_id)
+            if parent is None:
+                break
+            parent_id = parent.get("parent_id")
+    for agent in agents:
+        _fill_agent(agent, llms_of[agent["id"]])
+
+
+def _fill_agent(agent: dict[str, Any], llms: list[dict[str, Any]]) -> None:
+    if not llms:
+        return
+    if not agent.get("input"):
+        for step in llms:
+            text = _last_text(step["input"], "user")
+            if text is not None:
+                agent["input"] = text
+                break
+    if agent.get("output") in (None, ""):
+        for index in range(len(llms) - 1, -1, -1):
+            content = llms[index]["output"].get("content")
+            text = _content_text(content) if content else ""
+            if text:
+                agent["output"] = text
+                break
+    metrics = agent["metrics"]
+    if "num_input_tokens" in metrics or "num_output_tokens" in metrics:
+        return
+    tokens_in = tokens_out = tokens_total = None
+    for step in llms:
+        llm_metrics = step["metrics"]
+        value = llm_metrics.get("num_input_tokens")
+        if value is not None:
+            tokens_in = value + (tokens_in or 0)
+        value = llm_metrics.get("num_output_tokens")
+        if value is not None:
+            tokens_out = value + (tokens_out or 0)
+        value = llm_metrics.get("num_total_tokens")
+        if value is not None:
+            tokens_total = value + (tokens_total or 0)
+    if tokens_in is not None:
+        metrics["num_input_tokens"] = tokens_in
+    if tokens_out is not None:
+        metrics["num_output_tokens"] = tokens_out
+    if tokens_total is not None:
+        metrics["num_total_tokens"] = tokens_total
+
+
 def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> dict[str, Any]:
     """One assembled trace -> one Galileo Trace dict with its steps nested under ``spans``.
 
@@ -1416,6 +2100,8 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
 
     # (span id, local parent id, step) in start order; spans without a context cannot be placed.
     nodes: list[tuple[int, int | None, dict[str, Any]]] = []
+    kinds = 0  # _HAS_* bits: which kinds of step the trace holds
+    user: Any = None  # the root's user.id, else the first span's
     steps: dict[int, dict[str, Any]] = {}
     parent_of: dict[int, int | None] = {}
     for span in spans:
@@ -1429,6 +2115,30 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         steps[sid] = step
         parent_of[sid] = pid
         nodes.append((sid, pid, step))
+        stype = step["type"]
+        if stype == "llm":
+            if "tool_calls" in step["output"]:
+                kinds |= _HAS_CALLS
+        elif sid != root_sid or stype != "workflow":  # a plain root is the trace
+            kinds |= _KIND_BITS[stype]
+        if sid != root_sid:
+            # Plumbing to collapse (see _is_plumbing): a workflow step of a plumbing name, or
+            # a step named like its parent where one of the two is a workflow step.
+            name = step["name"]
+            parent_step = steps.get(pid) if pid is not None else None
+            if (
+                stype == "workflow"
+                and (name in PLUMBING_STEP_NAMES or name.partition("<")[0] in PLUMBING_STEP_NAMES)
+            ) or (
+                parent_step is not None
+                and parent_step["name"] == name
+                and (stype == "workflow" or parent_step["type"] == "workflow")
+            ):
+                kinds |= _HAS_PLUMBING
+        if "_user" in step:
+            found_user = step.pop("_user")
+            if user is None or sid == root_sid:
+                user = found_user
 
     # The root is the Trace; it is kept as a step too unless it is a plain workflow.
     root_step = steps.get(root_sid) if root_sid is not None else None
@@ -1499,6 +2209,22 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
             step["parent_id"] = container["id"]
             container["spans"].append(step)
 
+    # The tree as a reader wants it: plumbing collapsed, tool steps linked to the calls they
+    # answer, agent steps filled in from their children. Each pass runs only when the trace
+    # has a step it applies to.
+    if kinds & _HAS_PLUMBING:
+        trace_name = root.name if root is not None and not root_is_step else ""
+        if _collapse(top, trace_name, galileo_id):
+            _renumber(top)
+    link = kinds & (_HAS_TOOL | _HAS_CALLS) == _HAS_TOOL | _HAS_CALLS
+    if link or kinds & _HAS_AGENT:
+        # Steps in start order (= step_number order), without the folded duplicates.
+        ordered = [step for sid, _, step in nodes if sid not in folded]
+        if link:
+            _link_tools(ordered)
+        if kinds & _HAS_AGENT:
+            _fill_agents(ordered, root_step["id"] if root_is_step and root_step else None)
+
     # Trace-level fields.
     head: ReadableSpan | None
     if root is not None and root_step is not None:
@@ -1520,10 +2246,12 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         tags = []
         text_in = text_out = None
     if text_in is None or text_out is None:
+        # The turn's own question: the last user message of the first llm call that has one
+        # (a chat app resends the whole history every turn); its answer: the last llm answer.
         llm_steps = [step for sid, _, step in nodes if step["type"] == "llm" and sid not in folded]
         if text_in is None:
             for step in llm_steps:
-                text_in = _first_text(step["input"], "user")
+                text_in = _last_text(step["input"], "user")
                 if text_in is not None:
                     break
         if text_out is None:
@@ -1533,6 +2261,8 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
                     text_out = _content_text(out["content"]) or None
                     if text_out is not None:
                         break
+    if user is not None and user != "":
+        metadata[USER_ID] = _meta_value(user)
     if head is not None:
         service = _service_name(head.resource)
         if service is not None:

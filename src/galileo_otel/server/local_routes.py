@@ -1,8 +1,10 @@
 """Local extension route for ``galileo-otel tail``: the traces stored after a cursor, oldest first.
 
 ``GET /local/projects/{project_id}/traces?after=&limit=&log_stream_id=&session=&user=`` answers
-``{"traces": [...], "cursor": N}``. Each trace is its record without the span tree, plus
-``cursor``, ``num_spans``, ``num_errors`` and its session's ``session_name``,
+``{"traces": [...], "cursor": N}``. Each trace is its record without the span tree (with the
+totals the store keeps: ``input_tokens``, ``output_tokens``, ``total_tokens``, ``duration_ns``,
+``num_llm_calls``, ``num_failed_steps``, ``has_error``), plus ``cursor``, ``num_spans``,
+``num_errors`` (its failed steps) and its session's ``session_name``,
 ``session_external_id`` and ``user`` (``user_metadata["user.id"]``). Pass the answer's
 ``cursor`` as the next ``after``; without ``after`` the newest ``limit`` traces come back and the
 cursor is "now". The cursor is the traces table's rowid: the server's single writer commits rows

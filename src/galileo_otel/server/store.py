@@ -112,11 +112,43 @@ CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id);
 _SESSION_FIELDS = (
     "id, project_id, log_stream_id, experiment_id, metrics_testing_id, name, external_id, "
     "previous_session_id, user_metadata, logging_method, client_version, created_at, updated_at, "
-    "num_traces, num_spans, num_errors, tags, input, output"
+    "num_traces, num_spans, num_errors, tags, input, output, input_tokens, output_tokens, "
+    "total_tokens, duration_ns, num_llm_calls, num_failed_steps"
 )
 
+TOTALS = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "duration_ns",
+    "num_llm_calls",
+    "num_failed_steps",
+)
+"""The totals kept per trace (in its record) and per session (columns), summed over steps:
+tokens of llm steps (agent steps repeat their children's), the trace's duration (a session's is
+the sum of its traces'), llm steps, and steps whose ``status_code`` is 400 or more."""
+
 # Columns added after the first release of the schema: (table, column, declaration).
-_MIGRATIONS = (("sessions", "num_errors", "INTEGER NOT NULL DEFAULT 0"),)
+_MIGRATIONS = (
+    ("sessions", "num_errors", "INTEGER NOT NULL DEFAULT 0"),
+    *(("sessions", name, "INTEGER NOT NULL DEFAULT 0") for name in TOTALS),
+)
+
+# A trace's step totals, from its stored spans (whatever order and requests they came in).
+_STEP_TOTALS_SQL = """
+SELECT
+  COALESCE(SUM(CASE WHEN type = 'llm'
+      THEN COALESCE(json_extract(body, '$.metrics.num_input_tokens'), 0) END), 0),
+  COALESCE(SUM(CASE WHEN type = 'llm'
+      THEN COALESCE(json_extract(body, '$.metrics.num_output_tokens'), 0) END), 0),
+  COALESCE(SUM(CASE WHEN type = 'llm'
+      THEN COALESCE(json_extract(body, '$.metrics.num_total_tokens'),
+                    COALESCE(json_extract(body, '$.metrics.num_input_tokens'), 0)
+                    + COALESCE(json_extract(body, '$.metrics.num_output_tokens'), 0)) END), 0),
+  COALESCE(SUM(type = 'llm'), 0),
+  COALESCE(SUM(COALESCE(CAST(json_extract(body, '$.status_code') AS INTEGER), 0) >= 400), 0)
+FROM spans WHERE trace_id = ?
+"""
 
 
 class StoreError(Exception):
@@ -167,6 +199,26 @@ def _text(value: Any) -> str | None:
 
 def _is_error(status_code: Any) -> bool:
     return isinstance(status_code, int) and status_code >= 400
+
+
+def _number(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    return int(value)
+
+
+def _totals_of(record: Mapping[str, Any] | None) -> tuple[dict[str, int], bool]:
+    """The totals a stored trace record carries, and whether it counts as an erroneous trace.
+
+    A record stored before totals existed counts as it did then: erroneous by its own status.
+    """
+    if record is None:
+        return dict.fromkeys(TOTALS, 0), False
+    totals = {name: _number(record.get(name)) for name in TOTALS}
+    has_error = record.get("has_error")
+    if not isinstance(has_error, bool):
+        has_error = _is_error(record.get("status_code"))
+    return totals, has_error
 
 
 def _utc_now() -> datetime:
@@ -687,12 +739,24 @@ class Store:
                 encoded,
             ),
         ).rowcount
-        if not inserted and is_complete:
-            # The completed version of a trace first sent with is_complete: false.
-            conn.execute(
-                "UPDATE traces SET body = ?, is_complete = 1 WHERE id = ? AND is_complete = 0",
-                (encoded, trace_id),
-            )
+        before: Mapping[str, Any] | None = None
+        replaced = False
+        totals_session = session_id
+        if not inserted:
+            row = conn.execute(
+                "SELECT body, is_complete, session_id FROM traces WHERE id = ?", (trace_id,)
+            ).fetchone()
+            before = json.loads(row["body"])
+            totals_session = row["session_id"]  # totals went where the trace was first stored
+            if is_complete and not row["is_complete"]:
+                # The completed version of a trace first sent with is_complete: false; it
+                # keeps the totals counted so far until they are made again below.
+                replaced = True
+                kept = {k: before[k] for k in (*TOTALS, "has_error") if k in before}
+                conn.execute(
+                    "UPDATE traces SET body = ?, is_complete = 1 WHERE id = ?",
+                    (json.dumps({**record, **kept}, ensure_ascii=False), trace_id),
+                )
         if inserted:
             # Spans sent on their own before their trace (distributed mode) join its session now.
             spans_early = conn.execute(
@@ -705,7 +769,62 @@ class Store:
             self._touch_session(
                 conn, session_id, record, bool(inserted), spans_new, stamp, stamp_us
             )
+        if inserted or spans_new or replaced:
+            self._retotal(conn, trace_id, totals_session, before)
         return trace_id, spans_seen
+
+    @staticmethod
+    def _retotal(
+        conn: sqlite3.Connection,
+        trace_id: str,
+        session_id: str | None,
+        before: Mapping[str, Any] | None,
+    ) -> None:
+        """Make a trace's totals again from its stored spans, and move its session's by the change.
+
+        ``before`` is the trace's record as it was (None for a trace just stored). A trace is
+        erroneous when its own status or any of its steps' is 400 or more; its session's
+        ``num_errors`` counts erroneous traces.
+        """
+        row = conn.execute(
+            "SELECT json_extract(body, '$.status_code'), "
+            "json_extract(body, '$.metrics.duration_ns') FROM traces WHERE id = ?",
+            (trace_id,),
+        ).fetchone()
+        if row is None:
+            return
+        tokens_in, tokens_out, tokens_total, llm_calls, failed = conn.execute(
+            _STEP_TOTALS_SQL, (trace_id,)
+        ).fetchone()
+        after = {
+            "input_tokens": int(tokens_in),
+            "output_tokens": int(tokens_out),
+            "total_tokens": int(tokens_total),
+            "duration_ns": _number(row[1]),
+            "num_llm_calls": int(llm_calls),
+            "num_failed_steps": int(failed),
+        }
+        has_error = _is_error(row[0]) or after["num_failed_steps"] > 0
+        old, old_error = _totals_of(before)
+        conn.execute(
+            "UPDATE traces SET body = json_set(body, '$.input_tokens', ?, '$.output_tokens', ?, "
+            "'$.total_tokens', ?, '$.duration_ns', ?, '$.num_llm_calls', ?, "
+            "'$.num_failed_steps', ?, '$.has_error', json(?)) WHERE id = ?",
+            (*after.values(), "true" if has_error else "false", trace_id),
+        )
+        if session_id is None:
+            return
+        delta = {name: after[name] - old[name] for name in TOTALS}
+        errors = int(has_error) - int(old_error)
+        if errors or any(delta.values()):
+            conn.execute(
+                "UPDATE sessions SET input_tokens = input_tokens + ?, "
+                "output_tokens = output_tokens + ?, total_tokens = total_tokens + ?, "
+                "duration_ns = duration_ns + ?, num_llm_calls = num_llm_calls + ?, "
+                "num_failed_steps = num_failed_steps + ?, num_errors = num_errors + ? "
+                "WHERE id = ?",
+                (*delta.values(), errors, session_id),
+            )
 
     @staticmethod
     def _store_spans(
@@ -759,12 +878,11 @@ class Store:
             tags.update(str(t) for t in trace.get("tags") or [])
         conn.execute(
             "UPDATE sessions SET num_traces = num_traces + ?, num_spans = num_spans + ?, "
-            "num_errors = num_errors + ?, tags = ?, input = coalesce(input, ?), "
+            "tags = ?, input = coalesce(input, ?), "
             "output = coalesce(?, output), updated_at = ?, updated_at_us = ? WHERE id = ?",
             (
                 int(new_trace),
                 new_spans,
-                int(new_trace and _is_error(trace.get("status_code"))),
                 json.dumps(sorted(tags), ensure_ascii=False),
                 _text(trace.get("input")) if new_trace else None,
                 _text(trace.get("output")) if new_trace else None,
@@ -806,6 +924,12 @@ class Store:
                     trace_id,
                 )
             session_id = row["session_id"] if row is not None else None
+            before = None
+            if row is not None:
+                stored = conn.execute(
+                    "SELECT body FROM traces WHERE id = ?", (trace_id,)
+                ).fetchone()
+                before = json.loads(stored[0])
             seen, new = self._store_spans(
                 conn, project_id, trace_id, session_id, {"spans": body["spans"]}, parent_id
             )
@@ -816,6 +940,9 @@ class Store:
                     "updated_at_us = ? WHERE id = ?",
                     (new, stamp, stamp_us, session_id),
                 )
+            if row is not None and new:
+                # Spans of a trace not stored yet are counted when the trace arrives.
+                self._retotal(conn, trace_id, session_id, before)
         return {
             "project_id": project_id,
             "project_name": project_name,
@@ -845,7 +972,7 @@ class Store:
             if row is None:
                 raise NotFoundError(f"trace {trace_id} not found in project {project_id}")
             record = json.loads(row["body"])
-            was_error = _is_error(record.get("status_code"))
+            before = dict(record)
             self._apply_changes(record, changes)
             complete = bool(changes.get("is_complete"))
             conn.execute(
@@ -857,17 +984,17 @@ class Store:
                 stamp, stamp_us = self._stamp()
                 conn.execute(
                     "UPDATE sessions SET output = coalesce(?, output), "
-                    "input = coalesce(input, ?), num_errors = num_errors + ?, "
+                    "input = coalesce(input, ?), "
                     "updated_at = ?, updated_at_us = ? WHERE id = ?",
                     (
                         _text(changes.get("output")),
                         _text(changes.get("input")),
-                        int(not was_error and _is_error(record.get("status_code"))),
                         stamp,
                         stamp_us,
                         session_id,
                     ),
                 )
+            self._retotal(conn, trace_id, session_id, before)
         return {
             "project_id": project_id,
             "project_name": project_name,
@@ -900,6 +1027,11 @@ class Store:
                 "UPDATE spans SET body = ? WHERE id = ?",
                 (json.dumps(record, ensure_ascii=False), span_id),
             )
+            trace = conn.execute(
+                "SELECT body, session_id FROM traces WHERE id = ?", (row["trace_id"],)
+            ).fetchone()
+            if trace is not None:  # a failed (or recovered) step changes its trace's totals
+                self._retotal(conn, row["trace_id"], trace["session_id"], json.loads(trace[0]))
         return {
             "project_id": project_id,
             "project_name": project_name,
