@@ -52,7 +52,20 @@ class UsageError(ConfigError):
 
 # Columns whose type --filter infers (the session columns of Count/Query Sessions); any other
 # column, e.g. user_metadata.<key>, is text. "type:column" overrides.
-NUMBER_COLUMNS = frozenset({"num_traces", "num_spans", "num_errors"})
+NUMBER_COLUMNS = frozenset(
+    {
+        "num_traces",
+        "num_spans",
+        "num_errors",
+        # The local server's totals (galileo_otel.server.store.TOTALS).
+        "input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "duration_ns",
+        "num_llm_calls",
+        "num_failed_steps",
+    }
+)
 DATE_COLUMNS = frozenset({"created_at", "updated_at"})
 ID_COLUMNS = frozenset(
     {"id", "previous_session_id", "log_stream_id", "experiment_id", "project_id"}

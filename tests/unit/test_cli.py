@@ -262,3 +262,12 @@ def test_demo_without_serve_points_at_a_later_serve_on_the_same_database() -> No
         "GALILEO_API_KEY=$(cat '/data/x y.db.api-key') GALILEO_PROJECT='my demo' "
         "GALILEO_LOG_STREAM=demo-2 galileo-otel sessions show alice-conv-1"
     )
+
+
+def test_the_servers_totals_are_number_columns_on_the_command_line() -> None:
+    from galileo_otel.cli import NUMBER_COLUMNS
+    from galileo_otel.server.store import TOTALS
+
+    assert set(TOTALS) <= NUMBER_COLUMNS
+    assert parse_filter("total_tokens>1000").to_filter_dict()["operator"] == "gt"
+    assert parse_filter("total_tokens>1000").to_filter_dict()["type"] == "number"
