@@ -309,3 +309,23 @@ def test_a_users_new_conversations_on_many_hosts_at_once_form_one_linear_chain(
         cur = by_previous[cur].local_id
         chain.append(cur)
     assert len(chain) == 8  # one line from dana's earlier session through all eight
+
+
+def test_a_lost_session_is_healed_once_across_hosts(stores: Any) -> None:
+    """Two hosts meet the server's "session does not exist" for the same conversation."""
+    create = CountingCreate(pause_s=0.0)
+    a = SessionTracker(stores(), idle_timeout_s=600, namespace="p/ls")
+    b = SessionTracker(stores(), idle_timeout_s=600, namespace="p/ls")
+    record = turn(a, 0, session__id="conv")
+    old = a.ensure_created(record, create)
+    on_b = turn(b, 10, session__id="conv")
+    assert on_b.galileo_id == old  # both hosts know the session by its Galileo id
+    # Host A heals and makes it again first; B's heal comes late and must not clear it.
+    assert a.heal(record, old)
+    new = a.ensure_created(record, create)
+    assert b.heal(on_b, old)  # the batch is resent; the store keeps A's new id
+    assert b.ensure_created(on_b, create) == new
+    assert len(create.calls) == 2
+    assert a.stats()["sessions_healed"] == 1 and b.stats()["sessions_healed"] == 0
+    # A's cached view of the scope does not bring the lost id back.
+    assert turn(a, 20, session__id="conv").galileo_id == new

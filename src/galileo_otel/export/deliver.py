@@ -85,7 +85,9 @@ class DeliveryStage(StageState):
 
         deadline = self._clock() + self._export_timeout
         attempt = 0
+        healed = False
         while True:
+            session_id = None
             try:
                 dest = self._destination_for(out.header)
                 session_id = self._session_id_for(out, dest, max(0.05, deadline - self._clock()))
@@ -108,6 +110,9 @@ class DeliveryStage(StageState):
             except (APIError, TimeoutError) as caught:
                 failure = _as_api_error(caught)
                 if RetryPolicy.is_permanent(failure):
+                    if not healed and self._healed(out, session_id, failure):
+                        healed = True  # the session is made again; resent once
+                        continue
                     self._dead_letter(out, failure)
                     return
                 attempt += 1
@@ -143,10 +148,11 @@ class DeliveryStage(StageState):
             self._confirmed(out)
             return
 
-    def _deliver_once(self, out: Outbound) -> None:
+    def _deliver_once(self, out: Outbound, *, healed: bool = False) -> None:
         from galileo_otel.api.client import RetryPolicy
 
         once = RetryPolicy.reconnect_once()
+        session_id = None
         try:
             dest = self._destination_for(out.header)
             session_id = self._session_id_for(out, dest, self._export_timeout)
@@ -163,6 +169,9 @@ class DeliveryStage(StageState):
         except (APIError, TimeoutError) as caught:
             failure = _as_api_error(caught)
             if RetryPolicy.is_permanent(failure):
+                if not healed and self._healed(out, session_id, failure):
+                    self._deliver_once(out, healed=True)  # the session is made again; resent once
+                    return
                 self._dead_letter(out, failure)
                 return
             reason = _reason(failure)
@@ -266,6 +275,31 @@ class DeliveryStage(StageState):
             self._spool.note_session(local_id, galileo_id)
             self._noted_sessions.add(local_id)
         return galileo_id
+
+    def _healed(self, out: Outbound, session_id: str | None, failure: APIError) -> bool:
+        """The server lost the batch's session: forget it so it is made again; resend the batch.
+
+        Healing is the tracker's (``SessionTracker.heal``); here the spool's note of the lost id
+        goes too, and the batch's traces name the session by its local id again, for
+        :meth:`_traces_json` to swap in the new Galileo id.
+        """
+        from galileo_otel.sessions.heal import session_missing
+
+        record = out.record
+        if session_id is None or record is None or not session_missing(failure):
+            return False
+        if not self._get_tracker().heal(record, session_id, _describe(failure)):
+            return False
+        local_id = out.header.get("local_id") or record.local_id
+        if self._spool is not None:
+            self._spool.forget_session(local_id, session_id)
+        self._noted_sessions.discard(local_id)
+        payload = (
+            out.payload if out.payload is not None else out.entry.payload() if out.entry else b"[]"
+        )
+        out.payload = payload.replace(session_id.encode(), str(local_id).encode())
+        out.header = {**out.header, "placeholder": True}
+        return True
 
     def _traces_json(self, out: Outbound, session_id: str) -> bytes:
         """The batch's encoded traces, the local stand-in id swapped for the Galileo one."""

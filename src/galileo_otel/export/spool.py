@@ -798,6 +798,20 @@ class Spool:
             return None
         return str(row[0]) if row else None
 
+    def forget_session(self, local_id: str, galileo_id: str) -> None:
+        """Drop the note of ``galileo_id`` for ``local_id``: the server no longer has it.
+
+        Compare-and-delete: a note another process already replaced with a new id stays.
+        """
+        with contextlib.suppress(SpoolError):
+            self._run(
+                lambda c, _o: c.execute(
+                    "DELETE FROM session_note WHERE local_id = ? AND galileo_id = ?",
+                    (local_id, galileo_id),
+                ),
+                write=True,
+            )
+
     # --- housekeeping ---------------------------------------------------------------------------
     def compact(self) -> None:
         """Give the pages of sent batches back to the disk, and trim the WAL file."""

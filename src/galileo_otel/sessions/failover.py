@@ -217,6 +217,16 @@ class FailoverSessionStore:
                 note(local_id, galileo_id)
         return galileo_id
 
+    def forget_created(self, local_id: str, galileo_id: str) -> bool:
+        """See :meth:`SessionStore.forget_created`: in the store that holds the session."""
+        if self._is_local(local_id):
+            return bool(self._fallback.forget_created(local_id, galileo_id))
+        local = bool(self._fallback.forget_created(local_id, galileo_id))
+        shared, _ = self._call(
+            lambda: bool(self._primary.forget_created(local_id, galileo_id)), lambda: local
+        )
+        return shared or local
+
     def stats(self) -> dict[str, int]:
         """The primary's counters, the outage counters and ``down`` (1 during an outage)."""
         counts = dict(self._primary.stats())

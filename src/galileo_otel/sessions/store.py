@@ -191,6 +191,15 @@ class SessionStore(Protocol):
         """
         ...
 
+    def forget_created(self, local_id: str, galileo_id: str) -> bool:
+        """Forget that the session was created as ``galileo_id`` (the server lost it).
+
+        Compare-and-delete: only if the store still holds that id, so a session that another
+        thread, process or host has already created again keeps its new id. The next
+        :meth:`create_once` then creates it again. Returns whether this call forgot it.
+        """
+        ...
+
     def stats(self) -> dict[str, int]:
         """Counts of what the store tracks."""
         ...
@@ -406,6 +415,15 @@ class MemorySessionStore:
                 if record is not None:
                     record.galileo_id = galileo_id
             return galileo_id
+
+    def forget_created(self, local_id: str, galileo_id: str) -> bool:
+        """See :meth:`SessionStore.forget_created`."""
+        with self._lock:
+            record = self._records.get(local_id)
+            if record is None or record.galileo_id != galileo_id:
+                return False
+            record.galileo_id = None
+            return True
 
     def stats(self) -> dict[str, int]:
         """See :meth:`SessionStore.stats`."""
@@ -789,6 +807,15 @@ class SQLiteSessionStore:
                 )
                 return True, None
             return False, None
+
+    def forget_created(self, local_id: str, galileo_id: str) -> bool:
+        """See :meth:`SessionStore.forget_created`: one ``UPDATE ... WHERE galileo_id = ?``."""
+        with self._txn() as cur:
+            cur.execute(
+                "UPDATE sessions SET galileo_id = NULL WHERE local_id = ? AND galileo_id = ?",
+                (local_id, galileo_id),
+            )
+            return cur.rowcount > 0
 
     def stats(self) -> dict[str, int]:
         """See :meth:`SessionStore.stats`."""
