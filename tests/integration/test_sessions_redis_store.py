@@ -329,3 +329,69 @@ def test_a_lost_session_is_healed_once_across_hosts(stores: Any) -> None:
     assert a.stats()["sessions_healed"] == 1 and b.stats()["sessions_healed"] == 0
     # A's cached view of the scope does not bring the lost id back.
     assert turn(a, 20, session__id="conv").galileo_id == new
+
+
+@pytest.mark.parametrize("outage", ["restarted-empty", "frozen"])
+def test_one_conversation_is_one_chain_across_a_redis_outage(tmp_path: Path, outage: str) -> None:
+    """A real redis-server goes away and comes back: shared -> fallback -> shared, one chain.
+
+    ``restarted-empty``: stopped and started again without persistence (it forgot everything);
+    ``frozen``: SIGSTOP then SIGCONT (it still holds the session from before the outage).
+    """
+    import signal
+
+    server = RedisServer(tmp_path / "redis").start()
+    now = [0.0]
+    made: list[Any] = []
+
+    def host() -> SessionTracker:
+        redis_store = RedisSessionStore(server.url, timeout_s=0.3)
+        store = FailoverSessionStore(
+            redis_store, MemorySessionStore(), retry_after_s=1, clock=lambda: now[0]
+        )
+        tracker = SessionTracker(store, idle_timeout_s=600, namespace="p/ls")
+        made.append(tracker)
+        return tracker
+
+    created: dict[str, dict[str, Any]] = {}
+
+    def create(payload: dict[str, Any]) -> str:
+        gid = str(uuid.uuid4())
+        created[gid] = payload
+        return gid
+
+    try:
+        a = host()
+        attrs = {"session__id": "conv", "user__id": "alice"}
+        first = turn(a, 0, **attrs)
+        g1 = a.ensure_created(first, create)
+        assert server.proc is not None
+        if outage == "frozen":
+            server.proc.send_signal(signal.SIGSTOP)
+        else:
+            server.stop()
+        try:
+            during = turn(a, 10, **attrs)
+            assert turn(a, 11, **attrs).local_id == during.local_id
+            g2 = a.ensure_created(during, create)
+            assert a.stats()["store_down"] == 1
+        finally:
+            if outage == "frozen":
+                server.proc.send_signal(signal.SIGCONT)
+            else:
+                server.start()
+        now[0] = 2.0  # the retry is due
+        after = turn(a, 20, **attrs)
+        g3 = a.ensure_created(after, create)
+        assert a.stats()["store_down"] == 0
+        # Another host, which saw no outage, joins the shared session the chain continues in.
+        assert turn(host(), 25, **attrs).local_id == after.local_id
+        assert turn(a, 30, **attrs).local_id == after.local_id
+        assert created[g1]["previous_session_id"] is None
+        assert created[g2]["previous_session_id"] == g1
+        assert created[g3]["previous_session_id"] == g2
+        assert len(created) == 3
+    finally:
+        for tracker in made:
+            tracker.close()
+        server.stop()
