@@ -85,7 +85,7 @@ _WAL_LIMIT_BYTES = 16 * 1024 * 1024
 _WAL_MIN_BYTES = 64 * 1024
 _PAGE_BYTES = 16 * 1024
 # A new spool capped below this uses SQLite's default 4 KiB pages: an empty database is then
-# 40 KiB rather than 160 KiB, which matters against a small cap and not against a large one.
+# 48 KiB rather than 192 KiB, which matters against a small cap and not against a large one.
 _SMALL_SPOOL_BYTES = 16 * 1024 * 1024
 _SMALL_PAGE_BYTES = 4 * 1024
 # The WAL index (-shm): 32 KiB covers the ~4,000 WAL frames the WAL cap allows at most.
@@ -93,7 +93,7 @@ _SHM_BYTES = 32 * 1024
 # An emptied queue compacts the spool at most this often (a checkpoint writes the database).
 _IDLE_COMPACT_S = 5.0
 #: How far the spool directory's SQLite files may exceed ``max_bytes``: an empty database's own
-#: pages (tables, indexes, the meta row; ~7 pages of 16 KiB), the WAL index and the rounding of
+#: pages (tables, indexes, the meta rows: 12 pages), the WAL index and the rounding of
 #: one batch to whole pages. Checked by the tests, which sample the directory during an outage.
 DISK_TOLERANCE_BYTES = 256 * 1024
 # Session id notes are tiny; keep them long enough for any spooled batch to need them.
