@@ -343,6 +343,33 @@ class MemorySessionStore:
             self._evict()
             return record
 
+    def join_live(
+        self, scope: str, start_ns: int, end_ns: int, idle_ns: int, max_age_ns: int | None
+    ) -> SessionRecord | None:
+        """The common case of :meth:`open_or_join`, without its callbacks: join a live session.
+
+        The scope's current session when a trace starting at ``start_ns`` joins it (not idle
+        for more than ``idle_ns``, not older than ``max_age_ns``); its last end moves on to
+        ``end_ns``. ``None`` when a new session is due: the caller then calls
+        :meth:`open_or_join`, which decides again under the lock.
+        """
+        if self._forked_warning:
+            return None  # open_or_join says what a fork means, once
+        with self._lock:
+            local_id = self._scopes.get(scope)
+            current = self._records.get(local_id) if local_id is not None else None
+            if current is None:
+                return None
+            last_end = self._last_end.get(current.local_id, 0)
+            if start_ns - last_end > idle_ns or (
+                max_age_ns is not None and start_ns - current.started_ns > max_age_ns
+            ):
+                return None
+            self._scopes.move_to_end(scope)
+            if end_ns > last_end:
+                self._last_end[current.local_id] = end_ns
+            return current
+
     def _evict(self) -> None:
         while len(self._scopes) > self._max_tracked:
             self._scopes.popitem(last=False)

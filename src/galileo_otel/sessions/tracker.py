@@ -44,6 +44,7 @@ from galileo_otel.sessions.heal import describe_store, previous_missing
 from galileo_otel.sessions.resolve import (
     GALILEO_SESSION_METADATA,
     SERVICE_NAME,
+    SESSION_PREVIOUS_ID,
     USER_ID,
     as_uuid4,
     galileo_session_id,
@@ -176,6 +177,9 @@ class SessionTracker:
         self._store: SessionStore = (
             store if store is not None else MemorySessionStore(max_tracked=max_tracked)
         )
+        # The memory store's fast path for a trace joining a live session: one lock, no
+        # callbacks (a subclass, a networked or a failover store takes the general path).
+        self._join_live = self._store.join_live if type(self._store) is MemorySessionStore else None
         self._idle_ns = int(idle_timeout_s * _NS)
         self._max_age_ns = None if max_age_s is None else int(max_age_s * _NS)
         self._metadata_attributes = tuple(metadata_attributes)
@@ -267,6 +271,15 @@ class SessionTracker:
         key = session_key(attrs)
         user = user_id(attrs)
         scope = self._ns + scope_of(key, user, self._service_name)
+        if self._join_live is not None and SESSION_PREVIOUS_ID not in attrs:
+            # The app's previous id only matters to a new session; a live one is joined as is.
+            joined = self._join_live(scope, start_ns, end_ns, self._idle_ns, self._max_age_ns)
+            if joined is not None:
+                with self._counts_lock:
+                    self._counts["traces"] += 1
+                    if not joined.sampled:
+                        self._counts["traces_sampled_out"] += 1
+                return joined
         user_key = None if user is None else self._ns + user
         self._count("traces")
 
