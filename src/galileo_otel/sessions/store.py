@@ -548,6 +548,10 @@ class SQLiteSessionStore:
             raise ValueError("max_tracked must be at least 1")
         self._path = Path(path).expanduser()
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        # User ids and metadata live here: 0600 whatever the umask (SQLite would make it 0644
+        # minus the umask; its -wal and -shm files take the database file's mode).
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self._max_tracked = max_tracked
         self._busy_timeout_s = busy_timeout_s
         self._lease_s = lease_s
