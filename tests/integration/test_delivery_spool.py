@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest_delivery import assert_stored_exactly, settings_for
+from conftest_delivery import assert_stored_exactly, get, settings_for
 from test_delivery_faults import App, pipeline_for, unused_port
 
 from galileo_otel.export.spool import DB_NAME, pending_in
@@ -212,3 +212,63 @@ def test_a_read_only_spool_shows_in_stats(tmp_path: Path) -> None:
     stats = app.pipeline.stats()
     assert stats["spool_enabled"] is False and stats["spool_reason"].startswith("unusable")
     app.pipeline.shutdown(0.5)
+
+
+def test_the_spool_directory_stays_within_its_cap_through_an_outage(
+    local_server: Any, tmp_path: Path
+) -> None:
+    """Sends fail (503) while traces keep coming: the spool directory is sampled the whole time."""
+    import threading
+
+    from galileo_otel.export.spool import DISK_TOLERANCE_BYTES
+
+    cap = 300_000
+    spool = tmp_path / "spool"
+    local_server.faults.fail("traces", status=503)
+    settings = settings_for(
+        local_server.url, spool, spool_max_bytes=cap, batch_max_traces=2, export_timeout=0.3
+    )
+    app = App(pipeline_for(settings, first_delay_s=0.0))
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            size = 0
+            for path in list(spool.iterdir()) if spool.exists() else []:
+                try:
+                    size += path.stat().st_size
+                except FileNotFoundError:  # the WAL files come and go
+                    pass
+            peak[0] = max(peak[0], size)
+            done.wait(0.001)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        app.turns(600, sessions=5)
+        assert app.pipeline.force_flush(5.0) is False  # the outage: nothing confirmed
+        stats = app.pipeline.stats()
+        assert stats["dropped.spool_full"] > 0  # it filled up, dropped and counted
+        assert stats["spool_bytes"] <= cap
+        # The server answers again: what fitted is delivered, and the spool shrinks back.
+        local_server.faults.clear()
+        app.pipeline.shutdown(20.0)  # False: the dropped traces count as lost
+    finally:
+        done.set()
+        sampler.join(5.0)
+    assert peak[0] <= cap + DISK_TOLERANCE_BYTES, peak[0]
+    assert peak[0] > cap // 2  # the sampler saw the spool fill
+    stats = app.pipeline.stats()
+    assert reconciles(stats)
+    assert stats["traces_batched"] == 600 and stats["traces_failed"] == 0
+    # The next run sends what the first left in the spool; the spool shrinks back.
+    after = pipeline_for(settings)
+    assert after.force_flush(20.0) is True
+    assert after.shutdown(10.0) is True
+    confirmed = stats["traces_confirmed"] + after.stats()["traces_confirmed"]
+    assert confirmed + stats["dropped.spool_full"] == 600
+    assert get(local_server.url, "/local/stats")["traces"] == confirmed
+    assert pending_in(spool) == []
+    wal = spool / f"{DB_NAME}-wal"
+    assert not wal.exists() or wal.stat().st_size <= 64 * 1024

@@ -309,3 +309,89 @@ def test_a_users_new_conversations_on_many_hosts_at_once_form_one_linear_chain(
         cur = by_previous[cur].local_id
         chain.append(cur)
     assert len(chain) == 8  # one line from dana's earlier session through all eight
+
+
+def test_a_lost_session_is_healed_once_across_hosts(stores: Any) -> None:
+    """Two hosts meet the server's "session does not exist" for the same conversation."""
+    create = CountingCreate(pause_s=0.0)
+    a = SessionTracker(stores(), idle_timeout_s=600, namespace="p/ls")
+    b = SessionTracker(stores(), idle_timeout_s=600, namespace="p/ls")
+    record = turn(a, 0, session__id="conv")
+    old = a.ensure_created(record, create)
+    on_b = turn(b, 10, session__id="conv")
+    assert on_b.galileo_id == old  # both hosts know the session by its Galileo id
+    # Host A heals and makes it again first; B's heal comes late and must not clear it.
+    assert a.heal(record, old)
+    new = a.ensure_created(record, create)
+    assert b.heal(on_b, old)  # the batch is resent; the store keeps A's new id
+    assert b.ensure_created(on_b, create) == new
+    assert len(create.calls) == 2
+    assert a.stats()["sessions_healed"] == 1 and b.stats()["sessions_healed"] == 0
+    # A's cached view of the scope does not bring the lost id back.
+    assert turn(a, 20, session__id="conv").galileo_id == new
+
+
+@pytest.mark.parametrize("outage", ["restarted-empty", "frozen"])
+def test_one_conversation_is_one_chain_across_a_redis_outage(tmp_path: Path, outage: str) -> None:
+    """A real redis-server goes away and comes back: shared -> fallback -> shared, one chain.
+
+    ``restarted-empty``: stopped and started again without persistence (it forgot everything);
+    ``frozen``: SIGSTOP then SIGCONT (it still holds the session from before the outage).
+    """
+    import signal
+
+    server = RedisServer(tmp_path / "redis").start()
+    now = [0.0]
+    made: list[Any] = []
+
+    def host() -> SessionTracker:
+        redis_store = RedisSessionStore(server.url, timeout_s=0.3)
+        store = FailoverSessionStore(
+            redis_store, MemorySessionStore(), retry_after_s=1, clock=lambda: now[0]
+        )
+        tracker = SessionTracker(store, idle_timeout_s=600, namespace="p/ls")
+        made.append(tracker)
+        return tracker
+
+    created: dict[str, dict[str, Any]] = {}
+
+    def create(payload: dict[str, Any]) -> str:
+        gid = str(uuid.uuid4())
+        created[gid] = payload
+        return gid
+
+    try:
+        a = host()
+        attrs = {"session__id": "conv", "user__id": "alice"}
+        first = turn(a, 0, **attrs)
+        g1 = a.ensure_created(first, create)
+        assert server.proc is not None
+        if outage == "frozen":
+            server.proc.send_signal(signal.SIGSTOP)
+        else:
+            server.stop()
+        try:
+            during = turn(a, 10, **attrs)
+            assert turn(a, 11, **attrs).local_id == during.local_id
+            g2 = a.ensure_created(during, create)
+            assert a.stats()["store_down"] == 1
+        finally:
+            if outage == "frozen":
+                server.proc.send_signal(signal.SIGCONT)
+            else:
+                server.start()
+        now[0] = 2.0  # the retry is due
+        after = turn(a, 20, **attrs)
+        g3 = a.ensure_created(after, create)
+        assert a.stats()["store_down"] == 0
+        # Another host, which saw no outage, joins the shared session the chain continues in.
+        assert turn(host(), 25, **attrs).local_id == after.local_id
+        assert turn(a, 30, **attrs).local_id == after.local_id
+        assert created[g1]["previous_session_id"] is None
+        assert created[g2]["previous_session_id"] == g1
+        assert created[g3]["previous_session_id"] == g2
+        assert len(created) == 3
+    finally:
+        for tracker in made:
+            tracker.close()
+        server.stop()

@@ -416,6 +416,9 @@ def test_batches_of_another_api_key_are_left_alone(
     assert other_client.trace_posts() == []  # not sent with the wrong key
     assert dead_in(tmp_path / "spool") == []
     assert stats["spool_foreign_batches"] == 1 and stats["spool_foreign_traces"] == 1
+    # The spool's size on disk (what GALILEO_SPOOL_MAX_BYTES bounds) is a stats() figure too.
+    assert stats["spool_disk_bytes"] >= stats["spool_bytes"] > 0
+    assert stats["spool_dead_dropped"] == 0
     assert sum("another API key" in r.getMessage() for r in caplog.records) == 1
     assert "someone-else" not in caplog.text
 

@@ -80,11 +80,13 @@ def test_outage_falls_back_retries_with_backoff_and_recovers(
     during = [turn(tracker, 10 + i, session__id="c", user__id="u") for i in range(10)]
     assert len({r.local_id for r in during}) == 1 and during[0].local_id != before.local_id
     assert shared.calls == 2  # one failed call; the other nine went straight to the fallback
-    # a session opened during the outage is created locally, without asking the shared store
+    # a session opened during the outage is created locally, without asking the shared store;
+    # it chains to the shared session before it, which is created first (here, during the
+    # outage: its id is written back to the shared store later)
     gid = tracker.ensure_created(during[0], create)
-    assert shared.calls == 2 and gid and len(created) == 1
-    # a shared session created during the outage: created here, its id written back later
+    assert shared.calls == 2 and gid and len(created) == 2
     before_gid = tracker.ensure_created(before, create)
+    assert created[1]["previous_session_id"] == before_gid
     assert shared.noted == {before.local_id: before_gid}
     now[0] = 1.5  # the retry is due, fails again: the next one waits twice as long
     turn(tracker, 30, session__id="c", user__id="u")
@@ -96,7 +98,12 @@ def test_outage_falls_back_retries_with_backoff_and_recovers(
     shared.down = False
     now[0] = 3.6
     after = turn(tracker, 40, session__id="c", user__id="u")
-    assert after.local_id == before.local_id  # the shared store kept the conversation
+    # The shared store kept the session before the outage, but the conversation moved on to
+    # the fallback session: the shared store continues from there, one chain.
+    assert during[0].previous_local_id == before.local_id
+    assert after.local_id not in (before.local_id, during[0].local_id)
+    assert after.previous_local_id == during[0].local_id
+    assert turn(tracker, 41, session__id="c", user__id="u").local_id == after.local_id
     assert sum("answers again" in m for m in messages + [r.getMessage() for r in caplog.records])
     stats = tracker.stats()
     assert stats["store_outages"] == 1 and stats["store_down"] == 0
@@ -121,3 +128,43 @@ def test_default_retry_is_one_second_doubling_to_thirty_as_the_readme_says() -> 
             tried_at.append(now[0])
     assert tried_at == [0.0, 1.0, 3.0, 7.0, 15.0, 31.0, 61.0, 91.0, 121.0]
     store.close()
+
+
+@pytest.mark.parametrize("comes_back", ["empty", "as-it-was"])
+@pytest.mark.parametrize("keyed", [True, False], ids=["conversation", "automatic"])
+def test_one_conversation_is_one_chain_across_an_outage(comes_back: str, keyed: bool) -> None:
+    """shared -> fallback -> shared, linked by previous_session_id, as Galileo receives them."""
+    now = [0.0]
+    shared = Flaky()
+    store = FailoverSessionStore(
+        shared, MemorySessionStore(), retry_after_s=1, clock=lambda: now[0]
+    )
+    tracker = SessionTracker(store, idle_timeout_s=600)
+    created: dict[str, dict[str, Any]] = {}
+
+    def create(payload: dict[str, Any]) -> str:
+        gid = str(uuid.uuid4())
+        created[gid] = payload
+        return gid
+
+    attrs = {"session__id": "conv", "user__id": "u"} if keyed else {"user__id": "u"}
+    first = turn(tracker, 0, **attrs)
+    g1 = tracker.ensure_created(first, create)
+    shared.down = True
+    during = turn(tracker, 10, **attrs)
+    assert turn(tracker, 11, **attrs).local_id == during.local_id  # one fallback session
+    g2 = tracker.ensure_created(during, create)
+    shared.down = False
+    if comes_back == "empty":  # e.g. a restarted Redis without persistence
+        shared._records.clear()
+        shared._scopes.clear()
+        shared._users.clear()
+    now[0] = 2.0
+    after = turn(tracker, 20, **attrs)
+    g3 = tracker.ensure_created(after, create)
+    assert turn(tracker, 21, **attrs).local_id == after.local_id  # shared again, and joined
+    assert created[g1]["previous_session_id"] is None
+    assert created[g2]["previous_session_id"] == g1
+    assert created[g3]["previous_session_id"] == g2
+    assert len(created) == 3
+    tracker.close()

@@ -428,3 +428,27 @@ def test_redis_url_without_the_redis_package_is_a_config_error(
     with pytest.raises(ConfigError, match=r"galileo-otel\[redis\]") as caught:
         store_from_settings(settings)
     assert "hunter2" not in str(caught.value)
+
+
+def test_a_new_sqlite_store_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    import stat
+
+    old = os.umask(0)
+    try:
+        store = SQLiteSessionStore(tmp_path / "s" / "sessions.db")
+    finally:
+        os.umask(old)
+    try:
+        tracker_free = store.open_or_join(
+            "key:c",
+            user_key=None,
+            end_ns=1,
+            is_live=lambda _c, _e: True,
+            open_new=lambda _s, _u: SessionRecord(local_id="l", key="key:c"),
+        )
+        assert tracker_free.local_id == "l"
+        for name in ("sessions.db", "sessions.db-wal", "sessions.db-shm"):
+            path = tmp_path / "s" / name
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+    finally:
+        store.close()

@@ -492,3 +492,45 @@ def test_users_from_other_tools(store: SessionStore) -> None:
     assert trace(tracker, 0, langfuse__user__id="lf").user_id == "lf"
     traceloop = {"traceloop.association.properties.user_id": "tl"}
     assert tracker.session_for_trace(traceloop, 0, S).user_id == "tl"
+
+
+def _fast_and_general(rate: float, keyed_only: bool) -> None:
+    import random
+
+    class General(MemorySessionStore):
+        """The memory store seen as any store: the tracker takes the general path."""
+
+    fast = SessionTracker(MemorySessionStore(), idle_timeout_s=30, max_age_s=60, sample_rate=rate)
+    general = SessionTracker(General(), idle_timeout_s=30, max_age_s=60, sample_rate=rate)
+    assert fast._join_live is not None and general._join_live is None
+    rng = random.Random(7)
+    fast_ids: dict[str, int] = {}
+    general_ids: dict[str, int] = {}
+    at = 0.0
+    for _ in range(3000):
+        at += 40.0 if rng.random() < 0.01 else rng.choice([0.5, 1.0, 2.0])
+        attrs: dict[str, Any] = {}
+        if keyed_only or rng.random() < 0.7:
+            attrs["session__id"] = f"conv-{rng.randrange(3)}"
+        if rng.random() < 0.5:
+            attrs["user__id"] = f"user-{rng.randrange(3)}"
+        if rng.random() < 0.05:
+            attrs["session__previous_id"] = f"conv-{rng.randrange(6)}"
+        a, b = trace(fast, at, **attrs), trace(general, at, **attrs)
+        # Sessions are named by the order they were opened in, the same on both sides.
+        assert fast_ids.setdefault(a.local_id, len(fast_ids)) == general_ids.setdefault(
+            b.local_id, len(general_ids)
+        )
+        assert (a.previous_local_id is None) == (b.previous_local_id is None)
+        assert a.sampled == b.sampled
+    assert fast.stats() == general.stats()
+    assert fast.stats()["rotated_idle"] > 0 and fast.stats()["rotated_max_age"] > 0
+    if rate < 1:
+        assert 0 < fast.stats()["traces_sampled_out"] < 3000
+
+
+def test_the_memory_stores_fast_join_decides_as_the_general_path() -> None:
+    """Same traces, same sessions and counts, with and without the fast path (fixed seed)."""
+    _fast_and_general(1.0, keyed_only=False)
+    # Sampling by key (automatic sessions are sampled by their random id: not comparable).
+    _fast_and_general(0.5, keyed_only=True)

@@ -542,7 +542,10 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         another process after our lease ran out), ``dropped.spool_full`` (traces of batches
         refused by a full spool), ``spool_files`` / ``spool_bytes`` / ``spool_dead_files`` /
         ``spool_dead_bytes`` (whole spool, as of the last look), ``spool_foreign_batches`` and
-        ``spool_foreign_traces`` (batches made under another API key, which we skip).
+        ``spool_foreign_traces`` (batches made under another API key, which we skip),
+        ``spool_disk_bytes`` (the directory on disk: what ``spool_max_bytes`` bounds),
+        ``spool_dead_dropped`` / ``spool_dead_evicted`` (dead letters that did not fit the cap /
+        were removed to make room, in this process).
 
         Every batched trace is exactly one of confirmed, pending, failed, dead-lettered,
         dropped or handed over: ``traces_batched + traces_adopted == traces_confirmed +

@@ -14,6 +14,7 @@ sent under the right id by the next process.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from galileo_otel.errors import APIError, ConfigError
+from galileo_otel.sessions.heal import session_missing
 
 if TYPE_CHECKING:
     from galileo_otel.export._stage import Outbound
@@ -139,7 +141,10 @@ class GalileoSink:
 
     # --- one attempt ----------------------------------------------------------------------------
     def send(self, batch: Outbound, deadline: float | None) -> Outcome:
-        """Create the batch's session if needed, then Log Traces once."""
+        """Create the batch's session if needed, then Log Traces once (healing a lost session)."""
+        return self._send_once(batch, deadline, heal=True)
+
+    def _send_once(self, batch: Outbound, deadline: float | None, *, heal: bool) -> Outcome:
         from galileo_otel.api.client import RetryPolicy
 
         left = self._export_timeout() if deadline is None else deadline - self._clock()
@@ -159,7 +164,7 @@ class GalileoSink:
             return Outcome(sent=True, config=exc)
         except (APIError, TimeoutError) as exc:
             failure = _as_api_error(exc)
-            if failure.status_code in (404, 422) and _says_session_missing(failure):
+            if heal and session_missing(failure):
                 return self._on_missing_session(batch, session_id, failure, deadline)
             return Outcome(sent=True, error=failure)
         return DELIVERED
@@ -167,13 +172,28 @@ class GalileoSink:
     def _on_missing_session(
         self, batch: Outbound, stale_galileo_id: str, error: APIError, deadline: float | None
     ) -> Outcome:
-        """Log Traces said the batch's session does not exist (404/422): the one place to heal.
+        """Log Traces said the batch's session does not exist (404/422): heal, resend once.
 
-        Today the answer is final (a permanent error: the batch is dead-lettered). Healing
-        belongs here: forget the stale id (tracker and spool), create the session again and
-        resend once, returning that send's outcome.
+        The server lost the session (restored, wiped, a new local server) while the session
+        store still remembers it. The tracker forgets the stale id (compare-and-delete in the
+        store, ``SessionTracker.heal``), the spool's note of it goes too, and the batch's traces
+        name the session by its local id again, so the next :meth:`_session_id_for` creates the
+        session anew (chained to what is known) and :meth:`_traces_json` swaps its new id in.
+        One resend: a second "does not exist" is final (the senders set the batch aside).
         """
-        return Outcome(sent=True, error=error)
+        record = batch.session_record()
+        tracker = self._tracker()
+        if not tracker.heal(record, stale_galileo_id, error.message):
+            return Outcome(sent=True, error=error)
+        local_id = batch.header.local_id or record.local_id
+        spool = self._spool()
+        if spool is not None:
+            spool.forget_session(local_id, stale_galileo_id)
+        self._noted_sessions.discard(local_id)
+        if not batch.header.placeholder:
+            batch.payload = batch.body().replace(stale_galileo_id.encode(), local_id.encode())
+            batch.header = dataclasses.replace(batch.header, placeholder=True)
+        return self._send_once(batch, deadline, heal=False)
 
     def _export_timeout(self) -> float:
         return float(self._settings.export_timeout)
@@ -298,9 +318,3 @@ def _as_api_error(exc: APIError | TimeoutError) -> APIError:
     if isinstance(exc, TimeoutError):
         return APIError(f"session creation pending: {exc}", retryable=True)
     return exc
-
-
-def _says_session_missing(error: APIError) -> bool:
-    """Whether a 404/422 answer is about the session (not, say, a malformed trace)."""
-    text = f"{error.message} {json.dumps(error.detail, default=str)}".lower()
-    return "session" in text and ("not exist" in text or "not found" in text)

@@ -8,14 +8,24 @@ and lost exactly the cases the issue reported (a batch confirmed by one process 
 The guarantees (each one tested):
 
 * **Owned rows.** A batch row names its owner (``host:pid:token``) and a lease expiry. The owner
-  renews its leases while it lives. Another process adopts a row only when the owner is dead
+  renews its leases while it lives, with one row of ``owner_lease`` (rewriting every batch row
+  instead would write the whole backlog to the WAL each time). A row's lease is the later of its
+  own and its owner's; ``0`` (disowned) frees it at once. Another process adopts a row only when the owner is dead
   (same host, pid gone) or its lease expired; ownership moves in one ``UPDATE ... WHERE owner=?``,
   so two adopters never both win. Live processes never take each other's work.
 * **Settled for all.** A confirmed or dead-lettered batch is deleted from ``batch``; whichever
   process settles it, it is settled for everyone.
-* **Bounded.** The insert checks ``SUM(bytes)`` in the same transaction: past ``max_bytes`` the
-  batch is refused (the caller counts it as ``dropped.spool_full``); nothing ever waits for room.
-  Dead letters have their own bound; the oldest are removed to make room.
+* **Private.** The directory is ``0700``, the database and its ``-wal`` / ``-shm`` ``0600``,
+  whatever the umask: batches hold prompts and answers. A spool found open to other users is
+  tightened, with one log line.
+* **Bounded on disk.** ``max_bytes`` bounds the directory's SQLite files (database with its dead
+  letters, WAL, WAL index) within :data:`DISK_TOLERANCE_BYTES`; the pending payloads alone stay
+  within ``max_bytes``. The insert checks, in its own transaction, a running total kept by
+  each insert and delete in ``meta`` (never a ``SUM`` over the rows) and the database's pages plus a reserve
+  for the WAL, whose size is capped to a fraction of ``max_bytes`` (checkpointed, then truncated).
+  A batch past either is refused (the caller counts it as ``dropped.spool_full``); nothing ever
+  waits for room. Dead letters have their own bound inside it; the oldest are removed to make
+  room, and one that still does not fit is dropped and counted (``dead_dropped``).
 * **Never blocks on a bad file.** The database path is opened non-blocking and checked to be a
   regular file first; a FIFO, directory, symlink or corrupt database is renamed aside
   (``<name>.bad-<ns>``) with one log line and a fresh database is made. Other files in the
@@ -50,6 +60,7 @@ from galileo_otel._fork import hold_across_fork
 
 __all__ = [
     "DB_NAME",
+    "DISK_TOLERANCE_BYTES",
     "LEASE_S",
     "Spool",
     "SpoolEntry",
@@ -70,7 +81,21 @@ LEASE_S = 60.0
 # only; the app thread never touches the spool).
 _BUSY_TIMEOUT_MS = 2000
 _WAL_LIMIT_BYTES = 16 * 1024 * 1024
+# The smallest WAL cap (small spools): a few pages, so one batch's transaction still fits.
+_WAL_MIN_BYTES = 64 * 1024
 _PAGE_BYTES = 16 * 1024
+# A new spool capped below this uses SQLite's default 4 KiB pages: an empty database is then
+# 48 KiB rather than 192 KiB, which matters against a small cap and not against a large one.
+_SMALL_SPOOL_BYTES = 16 * 1024 * 1024
+_SMALL_PAGE_BYTES = 4 * 1024
+# The WAL index (-shm): 32 KiB covers the ~4,000 WAL frames the WAL cap allows at most.
+_SHM_BYTES = 32 * 1024
+# An emptied queue compacts the spool at most this often (a checkpoint writes the database).
+_IDLE_COMPACT_S = 5.0
+#: How far the spool directory's SQLite files may exceed ``max_bytes``: an empty database's own
+#: pages (tables, indexes, the meta rows: 12 pages), the WAL index and the rounding of
+#: one batch to whole pages. Checked by the tests, which sample the directory during an outage.
+DISK_TOLERANCE_BYTES = 256 * 1024
 # Session id notes are tiny; keep them long enough for any spooled batch to need them.
 _SESSION_NOTE_MAX_AGE_S = 30 * 24 * 3600.0
 _HOST = socket.gethostname()
@@ -106,6 +131,18 @@ CREATE TABLE IF NOT EXISTS session_note (
     galileo_id TEXT NOT NULL,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS owner_lease (owner TEXT PRIMARY KEY, until REAL NOT NULL);
+"""
+
+# Running totals of the payload bytes of pending batches and of dead letters, updated by each
+# insert and delete in its own transaction, so a write never sums over the rows. (Triggers would
+# do the same, but cost ~150 us more per 20 KB batch than these statements, on this machine.)
+# Seeded from the rows once; renew() re-seeds them, so a writer that does not keep them (an
+# earlier release sharing the spool) cannot make them drift for long.
+_TOTALS = """
+INSERT OR IGNORE INTO meta VALUES ('batch_bytes', (SELECT COALESCE(SUM(bytes), 0) FROM batch));
+INSERT OR IGNORE INTO meta VALUES ('dead_bytes', (SELECT COALESCE(SUM(bytes), 0) FROM dead));
 """
 
 
@@ -215,6 +252,9 @@ class Spool:
         self.origin = origin
         self.max_bytes = max_bytes
         self.dead_max_bytes = dead_max_bytes
+        # The WAL is checkpointed once it holds this much, and truncated back to it: an eighth
+        # of the cap (at most 16 MiB), so a small spool's WAL stays small too.
+        self.wal_limit_bytes = min(_WAL_LIMIT_BYTES, max(_WAL_MIN_BYTES, max_bytes // 8))
         self._fsync = fsync
         self._clock = clock
         # Guards _conn (one connection per process, used by the pipeline's background threads
@@ -224,16 +264,76 @@ class Spool:
         self._pid = -1
         self._owner = ""
         self.set_aside: list[Path] = []
+        self._page = _PAGE_BYTES if max_bytes >= _SMALL_SPOOL_BYTES else _SMALL_PAGE_BYTES
+        # Dead letters dropped (larger than their bound or than the room on disk) and removed
+        # to make room, by this process; guarded by _lock.
+        self._dead_dropped = 0
+        self._dead_evicted = 0
+        self._next_idle_compact = 0.0
         # No thread is mid-statement when the process forks; a child gets a new lock.
         hold_across_fork(self)
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            existed = self.path.is_dir()
+            # 0700 whatever the umask (a umask only takes bits away); parents as usual.
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise SpoolError(
                 exc.errno, f"cannot create spool directory {self.path}: {exc}"
             ) from exc
+        if existed:
+            self._tighten_found()
         with self._lock:
             self._connection()
+
+    # --- privacy --------------------------------------------------------------------------------
+    def _files(self) -> tuple[Path, Path, Path]:
+        return self.db_path, Path(f"{self.db_path}-wal"), Path(f"{self.db_path}-shm")
+
+    def _tighten_found(self) -> None:
+        """Make a spool found open to other users private again: one log line says what."""
+        loose: list[str] = []
+        for path, private in ((self.path, 0o700), *((f, 0o600) for f in self._files())):
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISLNK(st.st_mode) or not st.st_mode & 0o077:
+                continue  # a symlink is set aside later, never followed
+            try:
+                os.chmod(path, private)
+            except OSError as exc:
+                loose.append(f"{path.name} {stat.filemode(st.st_mode)} (cannot tighten: {exc})")
+                continue
+            loose.append(f"{path.name} {stat.filemode(st.st_mode)}")
+        if loose:
+            _log.warning(
+                "galileo-otel: spool %s was readable by other users (%s); made private "
+                "(directory 0700, files 0600)",
+                self.path,
+                ", ".join(loose),
+            )
+
+    def _create_private(self) -> None:
+        """Create the database file 0600 before SQLite does (it would use 0644 minus the umask).
+
+        SQLite gives the ``-wal`` and ``-shm`` files the database file's mode.
+        """
+        try:
+            fd = os.open(
+                self.db_path,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                0o600,
+            )
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise SpoolError(
+                exc.errno, f"cannot create spool database {self.db_path}: {exc}"
+            ) from exc
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
 
     # --- connection -----------------------------------------------------------------------------
     @property
@@ -256,6 +356,7 @@ class Spool:
             self._owner = f"{_HOST}:{pid}:{uuid.uuid4().hex[:8]}"
         for attempt in range(2):
             self._check_regular_files()
+            self._create_private()
             conn = sqlite3.connect(
                 self.db_path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                 check_same_thread=False,
@@ -264,19 +365,23 @@ class Spool:
                 conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
                 # Batches are tens to hundreds of KiB: 16 KiB pages write and free a batch in a
                 # quarter of the pages (and WAL frames) of the 4 KiB default, less than half
-                # the CPU per batch. Takes effect on a new database only, and only first.
-                conn.execute(f"PRAGMA page_size={_PAGE_BYTES}")
+                # the CPU per batch. Takes effect on a new database only, and only first. A
+                # small spool keeps 4 KiB pages (see _SMALL_SPOOL_BYTES).
+                conn.execute(f"PRAGMA page_size={self._page}")
                 # Pages freed by sent batches go back to the disk (compact()); takes effect on
                 # a new database only, before its first table.
                 conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 conn.execute("PRAGMA journal_mode=WAL")
-                # A checkpoint once the WAL holds _WAL_LIMIT_BYTES, the size it is truncated
-                # back to anyway (1000 pages by default, 4 MiB of 4 KiB pages: checkpoints
-                # four times as often cost ~30% more CPU per batch), whatever the page size.
+                # A checkpoint once the WAL holds wal_limit_bytes, the size it is truncated
+                # back to anyway (16 MiB for the default cap: 1000 pages, 4 MiB of 4 KiB pages,
+                # checkpoints four times as often and costs ~30% more CPU per batch), whatever
+                # the page size; an eighth of a smaller cap.
                 (page,) = conn.execute("PRAGMA page_size").fetchone()
-                conn.execute(f"PRAGMA wal_autocheckpoint={max(1, _WAL_LIMIT_BYTES // page)}")
+                self._page = int(page)
+                limit = self.wal_limit_bytes
+                conn.execute(f"PRAGMA wal_autocheckpoint={max(1, limit // page)}")
                 # The WAL file is truncated back to this after a checkpoint.
-                conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
+                conn.execute(f"PRAGMA journal_size_limit={limit}")
                 conn.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
                 # Debian's SQLite zero-fills every freed page (SECURE_DELETE), which writes a
                 # sent batch to the WAL a second time: 4x the CPU of the delete itself. FAST
@@ -285,12 +390,19 @@ class Spool:
                 # anyway), as on every SQLite built without that option.
                 conn.execute("PRAGMA secure_delete=FAST")
                 conn.executescript(_SCHEMA)
+                if conn.execute("SELECT COUNT(*) FROM meta").fetchone()[0] < 2:
+                    conn.executescript(f"BEGIN IMMEDIATE;{_TOTALS}COMMIT;")
             except sqlite3.DatabaseError as exc:
                 conn.close()
                 if attempt or not _is_corrupt(exc):
                     raise SpoolError(errno.EIO, f"spool database {self.db_path}: {exc}") from exc
                 self._set_aside(self.db_path, f"not a usable SQLite database ({exc})")
                 continue
+            for path in self._files()[1:]:
+                # Made by SQLite with the database's mode; kept 0600 if made by anything else.
+                with contextlib.suppress(OSError):
+                    if os.lstat(path).st_mode & 0o077:
+                        os.chmod(path, 0o600)
             self._conn = conn
             return conn
         raise AssertionError("unreachable")  # pragma: no cover
@@ -322,6 +434,8 @@ class Spool:
         except OSError as exc:
             raise SpoolError(exc.errno, f"cannot set aside {path} ({why}): {exc}") from exc
         self.set_aside.append(target)
+        with contextlib.suppress(OSError):
+            os.chmod(target, 0o600)  # it may hold batches: private like the rest
         _log.warning("galileo-otel: spool file %s set aside as %s: %s", path, target.name, why)
 
     def __enter__(self) -> Spool:
@@ -368,22 +482,51 @@ class Spool:
         now = self._clock()
 
         def insert(conn: sqlite3.Connection, owner: str) -> int | None:
-            (used,) = conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM batch").fetchone()
-            if used + size > self.max_bytes:
+            if _total(conn, "batch_bytes") + size > self.max_bytes or not self._disk_room(
+                conn, size
+            ):
                 return None
             cur = conn.execute(
                 "INSERT INTO batch (created, owner, lease, origin, traces, bytes, header, payload)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (now, owner, now + LEASE_S, self.origin, traces, size, text, payload),
             )
+            _add(conn, "batch_bytes", size)
             return int(cur.lastrowid or 0)
 
         row_id = self._run(insert, write=True)
         return None if row_id is None else SpoolEntry(self, row_id, header, payload)
 
+    def _disk_room(self, conn: sqlite3.Connection, size: int) -> bool:
+        """Whether a row of ``size`` bytes keeps the spool's files within their bound.
+
+        Called inside the write transaction. The database's pages (``page_count``, which
+        counts what the WAL holds too) plus what the row may add beyond the free pages, plus
+        the WAL at its cap with this transaction's frames on top, plus the WAL index.
+        """
+        page = self._page
+        (pages,) = conn.execute("PRAGMA page_count").fetchone()
+        (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+        grow = max(0, size + page - int(free) * page)
+        # The WAL at its cap (frames carry a 24-byte header), plus this transaction's frames: a
+        # dead letter moves a row, so twice its pages, and a few b-tree and meta pages.
+        wal = self.wal_limit_bytes * (page + 24) // page + 2 * size + 8 * page
+        return int(pages) * page + grow + wal + _SHM_BYTES <= self.max_bytes + DISK_TOLERANCE_BYTES
+
     def delete(self, row_id: int) -> None:
-        """Remove a settled batch (confirmed, or moved to the dead letters)."""
-        self._run(lambda c, _o: c.execute("DELETE FROM batch WHERE id = ?", (row_id,)), write=True)
+        """Remove a settled batch (confirmed, or moved to the dead letters).
+
+        The delete that empties the queue also gives the pages back and truncates the WAL
+        (at most every few seconds): after an outage, the disk shrinks once the backlog is sent.
+        """
+
+        def delete(conn: sqlite3.Connection, _owner: str) -> bool:
+            _delete_batch(conn, row_id)
+            return _total(conn, "batch_bytes") <= 0
+
+        if self._run(delete, write=True) and self._clock() >= self._next_idle_compact:
+            self._next_idle_compact = self._clock() + _IDLE_COMPACT_S
+            self.compact()
 
     # --- owning ---------------------------------------------------------------------------------
     def renew(self) -> int:
@@ -391,8 +534,23 @@ class Spool:
         now = self._clock()
 
         def renew(conn: sqlite3.Connection, owner: str) -> int:
-            cur = conn.execute("UPDATE batch SET lease = ? WHERE owner = ?", (now + LEASE_S, owner))
-            return int(cur.rowcount)
+            conn.execute(
+                "INSERT OR REPLACE INTO owner_lease (owner, until) VALUES (?, ?)",
+                (owner, now + LEASE_S),
+            )
+            # Owners that have not renewed for a day are long gone: their rows are adopted.
+            conn.execute("DELETE FROM owner_lease WHERE until < ?", (now - 86_400.0,))
+            # Re-seeded here (every few seconds, not on every write): see _TOTALS.
+            for name, table in (("batch_bytes", "batch"), ("dead_bytes", "dead")):
+                conn.execute(
+                    f"UPDATE meta SET value = (SELECT COALESCE(SUM(bytes), 0) FROM {table})"
+                    " WHERE name = ?",
+                    (name,),
+                )
+            (owned,) = conn.execute(
+                "SELECT COUNT(*) FROM batch WHERE owner = ?", (owner,)
+            ).fetchone()
+            return int(owned)
 
         return int(self._run(renew, write=True))
 
@@ -416,8 +574,10 @@ class Spool:
 
         def adopt(conn: sqlite3.Connection, owner: str) -> list[tuple[str, int]]:
             rows = conn.execute(
-                "SELECT id, owner, lease, traces FROM batch WHERE owner != ?"
-                " AND (origin IS ? OR origin IS NULL) ORDER BY id",
+                "SELECT b.id, b.owner,"
+                " CASE WHEN b.lease = 0 THEN 0 ELSE MAX(b.lease, COALESCE(l.until, 0)) END,"
+                " b.traces FROM batch b LEFT JOIN owner_lease l ON l.owner = b.owner"
+                " WHERE b.owner != ? AND (b.origin IS ? OR b.origin IS NULL) ORDER BY b.id",
                 (owner, self.origin),
             ).fetchall()
             exited: dict[str, bool] = {}  # owner -> its process has exited (asked once)
@@ -450,14 +610,20 @@ class Spool:
 
         def load(conn: sqlite3.Connection, owner: str) -> list[tuple[int, str, bytes]]:
             out: list[tuple[int, str, bytes]] = []
-            for row_id, header, payload in conn.execute(
+            cur = conn.execute(
                 "SELECT id, header, payload FROM batch WHERE owner = ? ORDER BY id", (owner,)
-            ):
-                if str(row_id) in skip:
-                    continue
-                out.append((row_id, header, payload))
-                if len(out) >= limit:
-                    break
+            )
+            try:
+                for row_id, header, payload in cur:
+                    if str(row_id) in skip:
+                        continue
+                    out.append((row_id, header, payload))
+                    if len(out) >= limit:
+                        break
+            finally:
+                # A cursor left open keeps its read transaction: no checkpoint could then
+                # start the WAL over, and it would grow past its cap.
+                cur.close()
             return out
 
         entries: list[SpoolEntry] = []
@@ -499,7 +665,7 @@ class Spool:
             row = conn.execute(
                 "SELECT header, payload FROM batch WHERE id = ?", (row_id,)
             ).fetchone()
-            conn.execute("DELETE FROM batch WHERE id = ?", (row_id,))
+            _delete_batch(conn, row_id)
             if row is None:
                 return "gone"
             try:
@@ -520,20 +686,31 @@ class Spool:
     ) -> str:
         size = len(text) + len(payload)
         if size > self.dead_max_bytes:
+            self._dead_dropped += 1
             return "dropped (larger than GALILEO_SPOOL_DEAD_MAX_BYTES)"
-        (used,) = conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM dead").fetchone()
-        # Oldest dead letters go first: the newest failures are the ones worth reading.
-        for old_id, old_bytes in conn.execute("SELECT id, bytes FROM dead ORDER BY id").fetchall():
-            if used + size <= self.dead_max_bytes:
-                break
-            conn.execute("DELETE FROM dead WHERE id = ?", (old_id,))
-            used -= old_bytes
+        used = _total(conn, "dead_bytes")
+        # Oldest dead letters go first: the newest failures are the ones worth reading. They
+        # make room both under their own bound and on the disk.
+        if used + size > self.dead_max_bytes or not self._disk_room(conn, size):
+            oldest = conn.execute("SELECT id, bytes FROM dead ORDER BY id").fetchall()
+            for old_id, old_bytes in oldest:
+                conn.execute("DELETE FROM dead WHERE id = ?", (old_id,))
+                _add(conn, "dead_bytes", -int(old_bytes))
+                self._dead_evicted += 1
+                used -= old_bytes
+                if used + size <= self.dead_max_bytes and self._disk_room(conn, size):
+                    break
+            else:
+                if not self._disk_room(conn, size):
+                    self._dead_dropped += 1
+                    return "dropped (the spool is full: GALILEO_SPOOL_MAX_BYTES)"
         traces = int(header.get("traces", 0)) if isinstance(header, dict) else 0
         cur = conn.execute(
             "INSERT INTO dead (created, traces, bytes, header, payload, error)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (self._clock(), traces, size, text, payload, json.dumps(error, default=str)),
         )
+        _add(conn, "dead_bytes", size)
         return f"{self.db_path} (dead letter {cur.lastrowid})"
 
     # --- reading (tests, the CLI, stats) --------------------------------------------------------
@@ -554,11 +731,20 @@ class Spool:
 
     def clear_dead(self) -> int:
         """Remove every dead-lettered batch (after their cause is fixed); returns how many."""
-        removed = self._run(lambda c, _o: c.execute("DELETE FROM dead").rowcount, write=True)
-        return int(removed)
+
+        def clear(conn: sqlite3.Connection, _owner: str) -> int:
+            removed = int(conn.execute("DELETE FROM dead").rowcount)
+            conn.execute("UPDATE meta SET value = 0 WHERE name = 'dead_bytes'")
+            return removed
+
+        return int(self._run(clear, write=True))
 
     def usage(self) -> dict[str, int]:
-        """Rows and bytes: pending (all owners), ours, other API keys', dead letters."""
+        """Rows and bytes: pending (all owners), ours, other API keys', dead letters.
+
+        Also ``disk_bytes`` (the database, WAL and WAL index files now), and this process's
+        ``dead_dropped`` / ``dead_evicted`` (dead letters that did not fit / made room).
+        """
 
         def usage(conn: sqlite3.Connection, owner: str) -> dict[str, int]:
             rows, size, traces = conn.execute(
@@ -576,7 +762,14 @@ class Spool:
             dead, dead_size = conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM dead"
             ).fetchone()
+            disk = 0
+            for path in self._files():
+                with contextlib.suppress(OSError):
+                    disk += os.stat(path).st_size
             return {
+                "disk_bytes": disk,
+                "dead_dropped": self._dead_dropped,
+                "dead_evicted": self._dead_evicted,
                 "batches": int(rows),
                 "bytes": int(size),
                 "traces": int(traces),
@@ -613,6 +806,20 @@ class Spool:
             return None
         return str(row[0]) if row else None
 
+    def forget_session(self, local_id: str, galileo_id: str) -> None:
+        """Drop the note of ``galileo_id`` for ``local_id``: the server no longer has it.
+
+        Compare-and-delete: a note another process already replaced with a new id stays.
+        """
+        with contextlib.suppress(SpoolError):
+            self._run(
+                lambda c, _o: c.execute(
+                    "DELETE FROM session_note WHERE local_id = ? AND galileo_id = ?",
+                    (local_id, galileo_id),
+                ),
+                write=True,
+            )
+
     # --- housekeeping ---------------------------------------------------------------------------
     def compact(self) -> None:
         """Give the pages of sent batches back to the disk, and trim the WAL file."""
@@ -632,6 +839,25 @@ class Spool:
             lambda c, _o: c.execute("DELETE FROM session_note WHERE created < ?", (cutoff,)),
             write=True,
         )
+
+
+def _add(conn: sqlite3.Connection, name: str, delta: int) -> None:
+    """Move a running total of ``meta`` by ``delta`` (inside the caller's transaction)."""
+    conn.execute("UPDATE meta SET value = value + ? WHERE name = ?", (delta, name))
+
+
+def _delete_batch(conn: sqlite3.Connection, row_id: int) -> None:
+    """Delete a batch row and take its bytes off the running total."""
+    row = conn.execute("SELECT bytes FROM batch WHERE id = ?", (row_id,)).fetchone()
+    if row is not None:
+        conn.execute("DELETE FROM batch WHERE id = ?", (row_id,))
+        _add(conn, "batch_bytes", -int(row[0]))
+
+
+def _total(conn: sqlite3.Connection, name: str) -> int:
+    """A running total of ``meta`` (payload bytes of pending batches or of dead letters)."""
+    row = conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:

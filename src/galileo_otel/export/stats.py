@@ -82,4 +82,9 @@ def spool_figures(usage: Mapping[str, int]) -> dict[str, int]:
         "spool_dead_bytes": usage.get("dead_bytes", 0),
         "spool_foreign_batches": usage.get("foreign_batches", 0),
         "spool_foreign_traces": usage.get("foreign_traces", 0),
+        # The directory's bytes on disk (database, WAL, index), what GALILEO_SPOOL_MAX_BYTES
+        # bounds; dead letters that did not fit the cap, or were evicted to make room.
+        "spool_disk_bytes": usage.get("disk_bytes", 0),
+        "spool_dead_dropped": usage.get("dead_dropped", 0),
+        "spool_dead_evicted": usage.get("dead_evicted", 0),
     }

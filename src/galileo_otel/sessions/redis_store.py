@@ -158,6 +158,16 @@ return redis.call('HGET', KEYS[1], 'gid')
 """
 
 
+# KEYS: rec ; ARGV: gid -> 1 if the record held that gid and no longer does, else 0
+_FORGET = """
+if redis.call('HGET', KEYS[1], 'gid') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'gid')
+  return 1
+end
+return 0
+"""
+
+
 def redact_url(url: str) -> str:
     """``url`` with any password replaced by ``***`` (for logs, reprs and errors)."""
     try:
@@ -254,6 +264,7 @@ class RedisSessionStore:
         self._put = client.register_script(_PUT)
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
+        self._forget = client.register_script(_FORGET)
         # Guards _cache, _unrecorded and the counters; never held across a round trip.
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, tuple[SessionRecord, str]] = OrderedDict()
@@ -466,6 +477,18 @@ class RedisSessionStore:
                 self.note_created(local_id, galileo_id)
                 return galileo_id
             return _text(stored) or galileo_id
+
+    def forget_created(self, local_id: str, galileo_id: str) -> bool:
+        """See :meth:`SessionStore.forget_created`: compare-and-delete inside Redis (Lua)."""
+        with self._lock:
+            # This process's cached view of a scope must not bring the lost id back.
+            for record, _end in self._cache.values():
+                if record.local_id == local_id and record.galileo_id == galileo_id:
+                    record.galileo_id = None
+            if self._unrecorded.get(local_id) == galileo_id:
+                del self._unrecorded[local_id]
+        answer = self._run(self._forget, [_PREFIX + "rec:" + local_id], [galileo_id])
+        return int(answer or 0) == 1
 
     def stats(self) -> dict[str, int]:
         """Round trips made and compare-and-set conflicts met (another host moved first)."""

@@ -191,6 +191,15 @@ class SessionStore(Protocol):
         """
         ...
 
+    def forget_created(self, local_id: str, galileo_id: str) -> bool:
+        """Forget that the session was created as ``galileo_id`` (the server lost it).
+
+        Compare-and-delete: only if the store still holds that id, so a session that another
+        thread, process or host has already created again keeps its new id. The next
+        :meth:`create_once` then creates it again. Returns whether this call forgot it.
+        """
+        ...
+
     def stats(self) -> dict[str, int]:
         """Counts of what the store tracks."""
         ...
@@ -334,6 +343,33 @@ class MemorySessionStore:
             self._evict()
             return record
 
+    def join_live(
+        self, scope: str, start_ns: int, end_ns: int, idle_ns: int, max_age_ns: int | None
+    ) -> SessionRecord | None:
+        """The common case of :meth:`open_or_join`, without its callbacks: join a live session.
+
+        The scope's current session when a trace starting at ``start_ns`` joins it (not idle
+        for more than ``idle_ns``, not older than ``max_age_ns``); its last end moves on to
+        ``end_ns``. ``None`` when a new session is due: the caller then calls
+        :meth:`open_or_join`, which decides again under the lock.
+        """
+        if self._forked_warning:
+            return None  # open_or_join says what a fork means, once
+        with self._lock:
+            local_id = self._scopes.get(scope)
+            current = self._records.get(local_id) if local_id is not None else None
+            if current is None:
+                return None
+            last_end = self._last_end.get(current.local_id, 0)
+            if start_ns - last_end > idle_ns or (
+                max_age_ns is not None and start_ns - current.started_ns > max_age_ns
+            ):
+                return None
+            self._scopes.move_to_end(scope)
+            if end_ns > last_end:
+                self._last_end[current.local_id] = end_ns
+            return current
+
     def _evict(self) -> None:
         while len(self._scopes) > self._max_tracked:
             self._scopes.popitem(last=False)
@@ -406,6 +442,15 @@ class MemorySessionStore:
                 if record is not None:
                     record.galileo_id = galileo_id
             return galileo_id
+
+    def forget_created(self, local_id: str, galileo_id: str) -> bool:
+        """See :meth:`SessionStore.forget_created`."""
+        with self._lock:
+            record = self._records.get(local_id)
+            if record is None or record.galileo_id != galileo_id:
+                return False
+            record.galileo_id = None
+            return True
 
     def stats(self) -> dict[str, int]:
         """See :meth:`SessionStore.stats`."""
@@ -503,6 +548,10 @@ class SQLiteSessionStore:
             raise ValueError("max_tracked must be at least 1")
         self._path = Path(path).expanduser()
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        # User ids and metadata live here: 0600 whatever the umask (SQLite would make it 0644
+        # minus the umask; its -wal and -shm files take the database file's mode).
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self._max_tracked = max_tracked
         self._busy_timeout_s = busy_timeout_s
         self._lease_s = lease_s
@@ -789,6 +838,15 @@ class SQLiteSessionStore:
                 )
                 return True, None
             return False, None
+
+    def forget_created(self, local_id: str, galileo_id: str) -> bool:
+        """See :meth:`SessionStore.forget_created`: one ``UPDATE ... WHERE galileo_id = ?``."""
+        with self._txn() as cur:
+            cur.execute(
+                "UPDATE sessions SET galileo_id = NULL WHERE local_id = ? AND galileo_id = ?",
+                (local_id, galileo_id),
+            )
+            return cur.rowcount > 0
 
     def stats(self) -> dict[str, int]:
         """See :meth:`SessionStore.stats`."""

@@ -21,6 +21,12 @@ Galileo integration sets it) goes to that session: nothing is opened, chained or
 Sampling (``sample_rate`` < 1) keeps or drops whole sessions: a hash of the session key (of the
 session's id for automatic sessions) decides once, when the session opens, the same on every host.
 A dropped session is never created, and chains skip it.
+
+Healing: a server that lost a session (restored, wiped, a new local server) answers Log Traces
+with "session does not exist"; :meth:`SessionTracker.heal` forgets that Galileo id in the store
+(compare-and-delete), and the next :meth:`SessionTracker.ensure_created` creates the session
+again, chained to its previous session when Galileo still has it (Create Session's answer that
+the previous session does not exist makes it create the session without that link).
 """
 
 from __future__ import annotations
@@ -30,12 +36,15 @@ import json
 import logging
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from galileo_otel.sessions.heal import describe_store, previous_missing
 from galileo_otel.sessions.resolve import (
     GALILEO_SESSION_METADATA,
     SERVICE_NAME,
+    SESSION_PREVIOUS_ID,
     USER_ID,
     as_uuid4,
     galileo_session_id,
@@ -75,6 +84,8 @@ _NS = 1_000_000_000
 # A chain of sessions none of which is created yet only grows while Create Session keeps failing;
 # walk back at most this far.
 _MAX_CHAIN = 1_000
+# Sessions forgotten by heal() and not yet created again, remembered to count their re-creation.
+_MAX_HEALING = 10_000
 
 
 def scope_of(key: str | None, user: str | None, service_name: str | None) -> str:
@@ -166,6 +177,9 @@ class SessionTracker:
         self._store: SessionStore = (
             store if store is not None else MemorySessionStore(max_tracked=max_tracked)
         )
+        # The memory store's fast path for a trace joining a live session: one lock, no
+        # callbacks (a subclass, a networked or a failover store takes the general path).
+        self._join_live = self._store.join_live if type(self._store) is MemorySessionStore else None
         self._idle_ns = int(idle_timeout_s * _NS)
         self._max_age_ns = None if max_age_s is None else int(max_age_s * _NS)
         self._metadata_attributes = tuple(metadata_attributes)
@@ -185,7 +199,13 @@ class SessionTracker:
             "galileo_session_traces": 0,
             "sessions_sampled_out": 0,
             "traces_sampled_out": 0,
+            "sessions_healed": 0,
+            "sessions_recreated": 0,
+            "previous_lost": 0,
         }
+        # Guarded by _counts_lock: local ids heal() forgot, until they are created again.
+        self._healing: OrderedDict[str, None] = OrderedDict()
+        self._said_healed = False
 
     def _after_fork_in_child(self) -> None:
         # A lock held by another thread at fork time would stay held forever in the child.
@@ -251,6 +271,15 @@ class SessionTracker:
         key = session_key(attrs)
         user = user_id(attrs)
         scope = self._ns + scope_of(key, user, self._service_name)
+        if self._join_live is not None and SESSION_PREVIOUS_ID not in attrs:
+            # The app's previous id only matters to a new session; a live one is joined as is.
+            joined = self._join_live(scope, start_ns, end_ns, self._idle_ns, self._max_age_ns)
+            if joined is not None:
+                with self._counts_lock:
+                    self._counts["traces"] += 1
+                    if not joined.sampled:
+                        self._counts["traces_sampled_out"] += 1
+                return joined
         user_key = None if user is None else self._ns + user
         self._count("traces")
 
@@ -439,7 +468,9 @@ class SessionTracker:
             payload = self.payload(pending)
             try:
                 galileo_id = self._store.create_once(
-                    pending.local_id, _bind(create, payload, self._created), timeout_s=timeout_s
+                    pending.local_id,
+                    _bind(create, payload, pending.local_id, self._created, self._previous_lost),
+                    timeout_s=timeout_s,
                 )
             except BaseException:
                 self._count("create_failed")
@@ -449,8 +480,65 @@ class SessionTracker:
             pending.galileo_id = galileo_id
         return record.galileo_id or galileo_id
 
-    def _created(self) -> None:
-        self._count("sessions_created")
+    def _created(self, local_id: str) -> None:
+        with self._counts_lock:
+            self._counts["sessions_created"] += 1
+            if self._healing.pop(local_id, False) is None:
+                self._counts["sessions_recreated"] += 1
+
+    def _previous_lost(self, previous_id: str) -> None:
+        """Create Session said the previous session does not exist: created without the link."""
+        self._count("previous_lost")
+        logger.debug(
+            "galileo-otel: previous session %s unknown to Galileo; not linked", previous_id
+        )
+
+    # --- healing ------------------------------------------------------------------------------
+    def heal(self, record: SessionRecord, stale_galileo_id: str, why: str = "") -> bool:
+        """Forget a Galileo session the server no longer has, so that it is created again.
+
+        Call when Log Traces answered that ``stale_galileo_id`` does not exist (see
+        :func:`galileo_otel.sessions.heal.session_missing`). The store drops the id only if it
+        still holds it (compare-and-delete: a session another process already created again
+        keeps its new id), and so does ``record``. The next :meth:`ensure_created` of the
+        record creates the session (once across the processes sharing the store), chained to
+        what is known; the caller then resends its batch. Logged once per tracker, naming the
+        store; counted as ``sessions_healed`` (forgotten here) and ``sessions_recreated``
+        (created again here).
+
+        Args:
+            record: The session the rejected batch belongs to.
+            stale_galileo_id: The Galileo id the server said it does not know.
+            why: The server's words, for the log line.
+
+        Returns:
+            ``False`` when there is nothing of ours to make again: the app named that Galileo
+            session itself (``galileo.session.id``). The caller then sets the batch aside.
+        """
+        if record.key.startswith(self._ns + "galileo:") or record.local_id == stale_galileo_id:
+            return False
+        forget = getattr(self._store, "forget_created", None)
+        forgot = bool(forget(record.local_id, stale_galileo_id)) if forget is not None else False
+        if record.galileo_id == stale_galileo_id:
+            record.galileo_id = None
+        with self._counts_lock:
+            if forgot:
+                self._counts["sessions_healed"] += 1
+            self._healing[record.local_id] = None
+            while len(self._healing) > _MAX_HEALING:
+                self._healing.popitem(last=False)
+            first, self._said_healed = not self._said_healed, True
+        if first:
+            logger.warning(
+                "galileo-otel: Galileo does not know session %s any more (%s); forgot it in the "
+                "%s and creating it again, its batch resent. The server lost its sessions "
+                "(restored, wiped or replaced) while the store remembered them; later ones are "
+                "counted in stats() sessions.sessions_recreated",
+                stale_galileo_id,
+                why or "session does not exist",
+                describe_store(self._store),
+            )
+        return True
 
     def stats(self) -> dict[str, int]:
         """Counters (traces, sessions opened/rotated/created, failures) and the store's counts."""
@@ -465,11 +553,25 @@ class SessionTracker:
 
 
 def _bind(
-    create: Callable[[dict[str, Any]], str], payload: dict[str, Any], counted: Callable[[], None]
+    create: Callable[[dict[str, Any]], str],
+    payload: dict[str, Any],
+    local_id: str,
+    counted: Callable[[str], None],
+    lost: Callable[[str], None],
 ) -> Callable[[], str]:
     def call() -> str:
-        galileo_id = create(payload)
-        counted()
+        try:
+            galileo_id = create(payload)
+        except Exception as exc:
+            previous = payload.get("previous_session_id")
+            if previous is None or not previous_missing(exc):
+                raise
+            # The server lost the previous session too: the session is made without the link
+            # (the payload is the caller's, so it records no previous id either).
+            payload["previous_session_id"] = None
+            galileo_id = create(payload)
+            lost(str(previous))
+        counted(local_id)
         return galileo_id
 
     return call
