@@ -260,7 +260,7 @@ class GalileoSettings(BaseSettings):
     spool_max_bytes: int = Field(
         DEFAULT_SPOOL_MAX_BYTES,
         ge=0,
-        description="GALILEO_SPOOL_MAX_BYTES: disk cap of pending batches in the spool; when full, new batches are dropped and counted (dropped.spool_full).",
+        description="GALILEO_SPOOL_MAX_BYTES: disk cap of the spool directory (database with pending batches and dead letters, its WAL and index), within 256 KiB; when full, new batches are dropped and counted (dropped.spool_full) and the oldest dead letters make room.",
     )
     spool_dead_max_bytes: int = Field(
         DEFAULT_SPOOL_DEAD_MAX_BYTES,
