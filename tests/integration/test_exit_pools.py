@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest_exit import TASKS_MODULE, app_env, assert_turns_arrived
+from conftest_exit import TASKS_MODULE, app_env, assert_turns_arrived, stored_traces
 
 pytestmark = pytest.mark.integration
 
@@ -76,3 +76,52 @@ def test_pool_one_task_per_child_delivers_every_trace(
     assert proc.stdout.split() == [str(n)]  # one task per child process
     assert "Traceback" not in proc.stderr, proc.stderr[-4000:]
     assert_turns_arrived(local_server.url, project, {i: f"conversation-{i % 3}" for i in range(n)})
+
+
+DRAIN = """
+import galileo_otel
+
+import exit_tasks  # configure() at import, as the app's next process does
+
+print(galileo_otel.force_flush(60.0))
+"""
+
+
+def test_a_child_that_cannot_deliver_leaves_its_traces_to_the_next_process(
+    local_server: Any, tmp_path: Path
+) -> None:
+    """The server hangs: each child gives up after exit_timeout with its batch in the spool."""
+    (tmp_path / "exit_tasks.py").write_text(TASKS_MODULE)
+    (tmp_path / "driver.py").write_text(DRIVER)
+    (tmp_path / "drain.py").write_text(DRAIN)
+    env = app_env(local_server.url, tmp_path, "spooled", GALILEO_EXIT_TIMEOUT="1")
+    n = 4
+    local_server.faults.hang("traces", max_hang_s=60.0)
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(tmp_path / "driver.py"), "pool", "fork", str(n)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        assert proc.stdout.split() == [str(n)]
+    finally:
+        local_server.faults.clear()
+        local_server.faults.release()
+    assert stored_traces(local_server.url, "spooled") == []  # nothing got through
+    drain = subprocess.run(
+        [sys.executable, str(tmp_path / "drain.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert drain.returncode == 0, drain.stderr[-4000:]
+    assert drain.stdout.split() == ["True"], drain.stderr[-4000:]
+    assert_turns_arrived(
+        local_server.url, "spooled", {i: f"conversation-{i % 3}" for i in range(n)}
+    )
