@@ -90,7 +90,12 @@ class _ExitFlush:
                     daemon=True,
                 )
                 self.thread = thread
-                thread.start()
+                try:
+                    thread.start()
+                except RuntimeError:  # no new thread this late in finalization: inline
+                    self.thread = None
+                    self._shutdown_all(handles, self.timeout_s, reason)
+                    return self.ok
         thread.join(self.timeout_s + _JOIN_MARGIN_S)
         if thread.is_alive():
             _log.warning(
