@@ -46,7 +46,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from galileo_otel.configure import GalileoHandle
 
-__all__ = ["aforce_flush", "exit_flush", "force_flush", "live_handles", "track"]
+__all__ = [
+    "aforce_flush",
+    "exit_flush",
+    "force_flush",
+    "in_thread",
+    "install_sigterm_handler",
+    "live_handles",
+    "track",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -62,7 +70,6 @@ _handles: weakref.WeakSet[GalileoHandle] = weakref.WeakSet()
 # this stays True there; a spawned child starts afresh and installs its own.
 _installed = False
 _celery_connected = False
-_sigterm_installed = False
 
 
 class _ExitFlush:
@@ -251,7 +258,6 @@ def install_sigterm_handler() -> bool:
     handler the app (or its server: gunicorn, uvicorn, Celery) installed is left alone, since
     it ends the process through a normal exit, which the ``atexit`` hook covers.
     """
-    global _sigterm_installed
     if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
         return False
     try:
@@ -266,7 +272,6 @@ def install_sigterm_handler() -> bool:
         signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # pragma: no cover - not the main interpreter
         return False
-    _sigterm_installed = True
     return True
 
 
