@@ -43,6 +43,8 @@ import weakref
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from galileo_otel._fork import hold_across_fork
+
 if TYPE_CHECKING:
     from galileo_otel.configure import GalileoHandle
 
@@ -70,6 +72,8 @@ _handles: weakref.WeakSet[GalileoHandle] = weakref.WeakSet()
 # this stays True there; a spawned child starts afresh and installs its own.
 _installed = False
 _celery_connected = False
+# A fork while another thread holds _lock would leave the child's copy held forever.
+hold_across_fork(sys.modules[__name__], "_lock", threading.RLock)
 
 
 class _ExitFlush:
