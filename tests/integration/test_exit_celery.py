@@ -17,7 +17,8 @@ import pytest
 from conftest_exit import TASKS_MODULE, app_env, assert_turns_arrived
 from conftest_redis import RedisServer, require
 
-pytestmark = pytest.mark.integration
+# Real processes start, import the app and end: slow on a loaded machine, hence the timeout.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 CELERY_APP = """
 import os

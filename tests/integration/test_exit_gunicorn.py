@@ -16,7 +16,8 @@ import pytest
 from conftest_exit import app_env, assert_turns_arrived
 from conftest_redis import free_port, require
 
-pytestmark = pytest.mark.integration
+# Real processes start, import the app and end: slow on a loaded machine, hence the timeout.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 WSGI_APP = '''
 import os

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from conftest_exit import TASKS_MODULE, app_env, assert_turns_arrived, stored_traces
 
-pytestmark = pytest.mark.integration
+# Real processes start, import the app and end: slow on a loaded machine, hence the timeout.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 DRIVER = """
 import multiprocessing

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from conftest_exit import app_env, stored_traces
 
-pytestmark = pytest.mark.integration
+# Real processes start, import the app and end: slow on a loaded machine, hence the timeout.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 BURST_APP = """
 import os

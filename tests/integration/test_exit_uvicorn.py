@@ -22,7 +22,8 @@ import pytest
 from conftest_exit import app_env, assert_turns_arrived
 from conftest_redis import free_port
 
-pytestmark = pytest.mark.integration
+# Real processes start, import the app and end: slow on a loaded machine, hence the timeout.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 ASGI_APP = """
 import os
