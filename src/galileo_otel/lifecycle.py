@@ -130,7 +130,7 @@ class _ExitFlush:
         if not ok:
             _log.warning(
                 "galileo-otel: %s: not everything was confirmed within %.1f s "
-                "(GALILEO_EXIT_TIMEOUT); what is left is in the spool when it is on",
+                "(GALILEO_EXIT_TIMEOUT); batches already in the spool go with the next process",
                 reason,
                 timeout_s,
             )

@@ -71,7 +71,7 @@ def test_pool_one_task_per_child_delivers_every_trace(
         env=app_env(local_server.url, tmp_path, project),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert proc.stdout.split() == [str(n)]  # one task per child process
