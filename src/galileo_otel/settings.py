@@ -278,7 +278,7 @@ class GalileoSettings(BaseSettings):
     )
     exit_timeout: Duration = Field(
         5.0,
-        description="GALILEO_EXIT_TIMEOUT: seconds a process that ends (interpreter exit, SIGTERM, a pool child that exits) spends delivering what it holds; the rest stays in the spool.",
+        description="GALILEO_EXIT_TIMEOUT: seconds a process that ends (interpreter exit, SIGTERM, a pool child that exits) spends delivering what it holds; what is in the spool by then goes with the next process.",
     )
     handle_sigterm: bool = Field(
         True,
