@@ -375,3 +375,39 @@ def test_serverless_handler_says_when_the_flush_ran_out_of_time(
 
     assert handler({}, LambdaContext(1000)) == 1
     assert "not every trace of this invocation was delivered" in caplog.text
+
+
+def test_with_celery_imported_its_pool_child_shutdown_signal_runs_the_exit_flush(
+    tmp_path: Path,
+) -> None:
+    """Celery's worker_process_shutdown is the hook of billiard children (they skip finalizers)."""
+
+    def child() -> list[Any]:
+        import sys
+        import types
+
+        class Signal:
+            def __init__(self) -> None:
+                self.receivers: list[tuple[Any, dict[str, Any]]] = []
+
+            def connect(self, receiver: Any, **kwargs: Any) -> None:
+                self.receivers.append((receiver, kwargs))
+
+        shutdown_signal = Signal()
+        celery = types.ModuleType("celery")
+        signals = types.ModuleType("celery.signals")
+        signals.worker_process_shutdown = shutdown_signal  # type: ignore[attr-defined]
+        celery.signals = signals  # type: ignore[attr-defined]
+        sys.modules.update({"celery": celery, "celery.signals": signals})
+        lifecycle._celery_connected = False  # pytest may have imported the real Celery before
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        handle = make_handle(FakePipeline(tmp_path / "flushed"), handle_sigterm=False)
+        lifecycle.track(handle)
+        lifecycle.track(handle)  # connected once, however many handles
+        [(receiver, kwargs)] = shutdown_signal.receivers
+        receiver(sender="worker@host", pid=os.getpid(), exitcode=0)  # as Celery sends it
+        return [kwargs, handle._closed]
+
+    kwargs, closed = run_forked(child)
+    assert kwargs == {"weak": False, "dispatch_uid": "galileo-otel-exit-flush"}
+    assert closed is True and (tmp_path / "flushed").exists()
