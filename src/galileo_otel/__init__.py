@@ -17,7 +17,9 @@ from galileo_otel.errors import (
     ValidationError,
 )
 from galileo_otel.exporter import GalileoSpanExporter
+from galileo_otel.lifecycle import aforce_flush, force_flush
 from galileo_otel.processor import GalileoSessionProcessor
+from galileo_otel.serverless import serverless_handler
 from galileo_otel.sessions.context import current_session, session
 from galileo_otel.settings import GalileoSettings
 
@@ -37,7 +39,10 @@ __all__ = [
     "TransportError",
     "ValidationError",
     "__version__",
+    "aforce_flush",
     "configure",
     "current_session",
+    "force_flush",
+    "serverless_handler",
     "session",
 ]

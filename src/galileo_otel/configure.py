@@ -108,6 +108,12 @@ class GalileoHandle:
             return bool(self._pipeline.force_flush(timeout))
         return bool(self.processor.force_flush(int(timeout * 1000)))
 
+    async def aforce_flush(self, timeout_s: float | None = None) -> bool:
+        """:meth:`force_flush` for asyncio: awaits a flush on a thread, never blocks the loop."""
+        from galileo_otel.lifecycle import in_thread
+
+        return bool(await in_thread(self.force_flush, timeout_s))
+
     def shutdown(self, timeout_s: float | None = None) -> bool:
         """Flush and stop the export; later spans are not sent. Idempotent."""
         if not self.enabled or self._closed:
@@ -477,6 +483,9 @@ def _configure(settings: GalileoSettings, tracer_provider: TracerProvider | None
         previous = slot.handle
         slot.target = processor
         slot.handle = handle
+    from galileo_otel import lifecycle
+
+    lifecycle.track(handle)  # delivered however the process ends (fork, SIGTERM, exit)
     _tell(settings, startup_line(settings, destination))
     if previous is not None:
         _log.info(

@@ -279,6 +279,14 @@ class GalileoSettings(BaseSettings):
         300.0,
         description="GALILEO_TRACE_TIMEOUT: seconds before a trace whose root never ends ships incomplete.",
     )
+    exit_timeout: Duration = Field(
+        5.0,
+        description="GALILEO_EXIT_TIMEOUT: seconds a process that ends (interpreter exit, SIGTERM, a pool child that exits) spends delivering what it holds; what is in the spool by then goes with the next process.",
+    )
+    handle_sigterm: bool = Field(
+        True,
+        description="GALILEO_HANDLE_SIGTERM: on SIGTERM, when the app has no handler of its own, deliver (bounded by exit_timeout) and then terminate as by default; false leaves SIGTERM alone.",
+    )
 
     # --- sessions ------------------------------------------------------------------------------
     session_idle_timeout: Duration = Field(

@@ -20,8 +20,11 @@ EXPECTED = {
     "TransportError",
     "ValidationError",
     "__version__",
+    "aforce_flush",
     "configure",
     "current_session",
+    "force_flush",
+    "serverless_handler",
     "session",
 }
 

@@ -1,0 +1,124 @@
+"""uvicorn with 2 workers, then SIGTERM: every request's trace arrives, one session per
+conversation, when ``configure()`` runs before uvicorn serves.
+
+On SIGTERM a uvicorn worker drains, restores the SIGTERM handler it found when it started
+serving and raises the signal again. When ``configure()`` ran first, that handler is
+galileo-otel's, which delivers before the process ends. ``uvicorn module:app`` from the command
+line imports the app only after installing its own handler: it then restores the default
+action, and the worker ends by SIGTERM without running any exit hook (see the deployment guide).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest_exit import app_env, assert_turns_arrived
+from conftest_redis import free_port
+
+# Real processes start, import the app and end: slow on a loaded machine, hence the timeout.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+
+ASGI_APP = """
+import os
+from urllib.parse import parse_qs
+
+from opentelemetry import trace
+
+import galileo_otel
+
+galileo_otel.configure()
+tracer = trace.get_tracer("uvicorn-exit")
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
+    if "i" in query:
+        with tracer.start_as_current_span(f"turn {query['i']}", attributes={"session.id": query["c"]}):
+            with tracer.start_as_current_span("llm"):
+                pass
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+"""
+
+# Launched as `python serve.py`: configure() first; uvicorn's spawned workers import this
+# module again (as __mp_main__), so configure() runs first in each of them too.
+LAUNCHER = """
+import galileo_otel
+import uvicorn
+
+galileo_otel.configure()
+
+if __name__ == "__main__":
+    import sys
+
+    import inspect
+
+    options = dict(host="127.0.0.1", port=int(sys.argv[1]), workers=2)
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        # A worker imports this module (and configure()s) before it answers health checks:
+        # seconds on a loaded machine, longer than the default 5 s.
+        options["timeout_worker_healthcheck"] = 120
+    uvicorn.run("exit_asgi:app", **options)
+"""
+
+N_REQUESTS = 8
+START_TIMEOUT_S = 90.0
+
+
+def _serve_then_sigterm(
+    local_server: Any, tmp_path: Path, project: str
+) -> tuple[dict[int, str], int, str]:
+    (tmp_path / "exit_asgi.py").write_text(ASGI_APP)
+    (tmp_path / "serve.py").write_text(LAUNCHER)
+    port = free_port()
+    command = [sys.executable, "serve.py", str(port)]
+    log = tmp_path / "uvicorn.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command,
+            env=app_env(local_server.url, tmp_path, project),
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    turns = {i: f"conversation-{i % 3}" for i in range(N_REQUESTS)}
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:  # until a worker answers (bounded); that probe makes no trace
+            try:
+                httpx.get(base + "/", timeout=5)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, log.read_text(errors="replace")
+                assert time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.05)
+        for i, conversation in turns.items():
+            answer = httpx.get(base + "/", params={"i": i, "c": conversation}, timeout=30)
+            assert answer.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    return turns, code, log.read_text(errors="replace")
+
+
+def test_uvicorn_workers_deliver_every_trace_on_sigterm(local_server: Any, tmp_path: Path) -> None:
+    turns, code, output = _serve_then_sigterm(local_server, tmp_path, "uvicorn")
+    assert code == 0, output[-4000:]
+    assert "Traceback" not in output, output[-4000:]
+    assert_turns_arrived(local_server.url, "uvicorn", turns)
