@@ -35,7 +35,14 @@ def test_merge_adds_the_hand_off_to_an_inner_pipelines_drops() -> None:
 
 
 def test_spool_figures_name_the_usage() -> None:
-    usage = {"batches": 2, "bytes": 10, "dead_batches": 1, "dead_bytes": 4}
+    usage = {
+        "batches": 2,
+        "bytes": 10,
+        "dead_batches": 1,
+        "dead_bytes": 4,
+        "disk_bytes": 4096,
+        "dead_dropped": 1,
+    }
     assert spool_figures(usage) == {
         "spool_files": 2,
         "spool_bytes": 10,
@@ -43,4 +50,7 @@ def test_spool_figures_name_the_usage() -> None:
         "spool_dead_bytes": 4,
         "spool_foreign_batches": 0,
         "spool_foreign_traces": 0,
+        "spool_disk_bytes": 4096,
+        "spool_dead_dropped": 1,
+        "spool_dead_evicted": 0,
     }

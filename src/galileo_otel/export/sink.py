@@ -182,8 +182,9 @@ class GalileoSink:
         One resend: a second "does not exist" is final (the senders set the batch aside).
         """
         record = batch.session_record()
-        tracker = self._tracker()
-        if not tracker.heal(record, stale_galileo_id, error.message):
+        # A tracker handed in by the caller (make_pipeline(tracker=...)) may not heal.
+        heal = getattr(self._tracker(), "heal", None)
+        if heal is None or not heal(record, stale_galileo_id, error.message):
             return Outcome(sent=True, error=error)
         local_id = batch.header.local_id or record.local_id
         spool = self._spool()
