@@ -460,15 +460,26 @@ def _lc_weather_tool() -> Any:
     return get_weather
 
 
+def _tool_node(tools: list[Any], **kwargs: Any) -> Any:
+    """langgraph.prebuilt's ToolNode. Importing the package warns in langgraph-prebuilt 1.0.0
+    (it re-exports names deprecated in LangGraph 1.0); the warning is about those, not ToolNode."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from langgraph.prebuilt import ToolNode
+    return ToolNode(tools, **kwargs)
+
+
 def _lc_agent_graph(llm: Any, tools: list[Any]) -> Any:
     """The classic LangGraph agent: call_model, then tools while the model asks for them."""
+    from langchain_core.messages import SystemMessage
     from langgraph.graph import END, START, MessagesState, StateGraph
-    from langgraph.prebuilt import ToolNode
 
     model = llm.bind_tools(tools) if tools else llm
 
     def call_model(state: Any) -> dict[str, Any]:
-        return {"messages": [model.invoke([("system", SYSTEM), *state["messages"]])]}
+        return {"messages": [model.invoke([SystemMessage(SYSTEM), *state["messages"]])]}
 
     def should_continue(state: Any) -> str:
         return "tools" if state["messages"][-1].tool_calls else END
@@ -478,7 +489,7 @@ def _lc_agent_graph(llm: Any, tools: list[Any]) -> Any:
     graph.add_edge(START, "call_model")
     if tools:
         # handle_tool_errors=True: a failing tool's error goes back to the model as its result.
-        graph.add_node("tools", ToolNode(tools, handle_tool_errors=True))
+        graph.add_node("tools", _tool_node(tools, handle_tool_errors=True))
         graph.add_conditional_edges("call_model", should_continue, ["tools", END])
         graph.add_edge("tools", "call_model")
     else:
@@ -502,18 +513,22 @@ def langgraph_chat(stub: OpenAIStub, tracer: Tracer) -> Expect:
 
 
 def langgraph_tool_failure(stub: OpenAIStub, tracer: Tracer) -> Expect:
+    from langchain_core.messages import HumanMessage
+
     tool_failure_script(stub)
     graph = _lc_agent_graph(_lc_llm(stub), [_lc_weather_tool()])
-    state = graph.invoke({"messages": [("user", WEATHER_QUESTION)]})
+    state = graph.invoke({"messages": [HumanMessage(WEATHER_QUESTION)]})
     return Expect([WEATHER_QUESTION], [str(state["messages"][-1].content)])
 
 
 def langgraph_stream(stub: OpenAIStub, tracer: Tracer) -> Expect:
+    from langchain_core.messages import HumanMessage
+
     stub.script(reply_text(STREAM_ANSWER))
     graph = _lc_agent_graph(_lc_llm(stub, streaming=True), [])
     text = ""
     for chunk, _meta in graph.stream(
-        {"messages": [("user", STREAM_QUESTION)]}, stream_mode="messages"
+        {"messages": [HumanMessage(STREAM_QUESTION)]}, stream_mode="messages"
     ):
         text += str(chunk.content)
     return Expect([STREAM_QUESTION], [text])
@@ -521,10 +536,9 @@ def langgraph_stream(stub: OpenAIStub, tracer: Tracer) -> Expect:
 
 def langgraph_handoff(stub: OpenAIStub, tracer: Tracer) -> Expect:
     """Two agents in one graph: the triage agent's transfer tool routes to the weather agent."""
-    from langchain_core.messages import ToolMessage
+    from langchain_core.messages import HumanMessage, SystemMessage, ToolMessage
     from langchain_core.tools import tool
     from langgraph.graph import END, START, MessagesState, StateGraph
-    from langgraph.prebuilt import ToolNode
 
     stub.script(
         reply_tool_call("transfer_to_weather_agent", {}, "call_1"),
@@ -543,14 +557,14 @@ def langgraph_handoff(stub: OpenAIStub, tracer: Tracer) -> Expect:
     weather_model = llm.bind_tools([weather_tool])
 
     def triage_agent(state: Any) -> dict[str, Any]:
-        reply = triage_model.invoke([("system", SYSTEM), *state["messages"]])
+        reply = triage_model.invoke([SystemMessage(SYSTEM), *state["messages"]])
         messages: list[Any] = [reply]
         for call in reply.tool_calls:  # the handoff: answer the call, route on
             messages.append(ToolMessage("Transferred to weather_agent.", tool_call_id=call["id"]))
         return {"messages": messages}
 
     def weather_agent(state: Any) -> dict[str, Any]:
-        prompt = [("system", "Answer weather questions with the get_weather tool.")]
+        prompt = [SystemMessage("Answer weather questions with the get_weather tool.")]
         return {"messages": [weather_model.invoke([*prompt, *state["messages"]])]}
 
     def after_triage(state: Any) -> str:
@@ -562,12 +576,12 @@ def langgraph_handoff(stub: OpenAIStub, tracer: Tracer) -> Expect:
     graph = StateGraph(MessagesState)
     graph.add_node("triage_agent", triage_agent)
     graph.add_node("weather_agent", weather_agent)
-    graph.add_node("tools", ToolNode([weather_tool]))
+    graph.add_node("tools", _tool_node([weather_tool]))
     graph.add_edge(START, "triage_agent")
     graph.add_conditional_edges("triage_agent", after_triage, ["weather_agent", END])
     graph.add_conditional_edges("weather_agent", after_weather, ["tools", END])
     graph.add_edge("tools", "weather_agent")
-    state = graph.compile().invoke({"messages": [("user", WEATHER_QUESTION)]})
+    state = graph.compile().invoke({"messages": [HumanMessage(WEATHER_QUESTION)]})
     return Expect([WEATHER_QUESTION], [str(state["messages"][-1].content)])
 
 

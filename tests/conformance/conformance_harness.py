@@ -355,6 +355,38 @@ def span_failed(span: ReadableSpan) -> bool:
     )
 
 
+TOKEN_ATTRIBUTES = (
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.prompt_tokens",
+    "llm.token_count.prompt",
+    "llm.usage.total_tokens",
+)
+
+
+def recorded_anywhere(spans: list[ReadableSpan], text: str) -> bool:
+    """Whether ``text`` appears in any attribute or event attribute of the raw spans: when it
+    does not, the instrumentation never recorded it and no conversion can show it."""
+
+    def values(attributes: Any) -> Iterator[str]:
+        for value in (attributes or {}).values():
+            if isinstance(value, str):
+                yield value
+            elif isinstance(value, (list, tuple)):
+                yield from (v for v in value if isinstance(v, str))
+
+    for span in spans:
+        if any(text in v for v in values(span.attributes)):
+            return True
+        if any(text in v for e in span.events for v in values(e.attributes)):
+            return True
+    return False
+
+
+def recorded_tokens(spans: list[ReadableSpan]) -> bool:
+    """Whether the instrumentation recorded token usage on any span."""
+    return any(key in (span.attributes or {}) for span in spans for key in TOKEN_ATTRIBUTES)
+
+
 def text_of(value: Any) -> str:
     """A step input/output as plain text (a string, a message, or a message list's last text)."""
     if isinstance(value, str):

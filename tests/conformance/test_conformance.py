@@ -22,6 +22,8 @@ from conformance_harness import (
     galileo_pipeline,
     golden_document,
     read_back,
+    recorded_anywhere,
+    recorded_tokens,
     require,
     span_failed,
     steps,
@@ -161,6 +163,8 @@ def test_one_session_one_trace_per_turn(run: tuple[Recorded, Expect]) -> None:
 def test_each_trace_reads_as_its_turn(run: tuple[Recorded, Expect]) -> None:
     """Turn N's trace input is turn N's question, its output turn N's answer."""
     recorded, expect = run
+    if not any(recorded_anywhere(recorded.spans, q) for q in expect.questions):
+        pytest.skip("the instrumentation recorded no message content on its spans")
     got = [(text_of(t.get("input")), text_of(t.get("output"))) for t in _traces(recorded)]
     assert got == list(zip(expect.questions, expect.answers, strict=True))
 
@@ -203,11 +207,20 @@ def test_a_failed_step_counts_as_an_error(run: tuple[Recorded, Expect]) -> None:
 
 @pytest.mark.parametrize("run", [c for c in MATRIX if c[1] == "stream"], ids=_ids, indirect=True)
 def test_a_streamed_answer_is_whole(run: tuple[Recorded, Expect]) -> None:
-    (trace,) = _traces(run[0])
+    """The streamed answer reads whole on its llm step, with the usage of the last chunk (each
+    checked when the instrumentation recorded it at all)."""
+    recorded, _ = run
+    (trace,) = _traces(recorded)
     llm = [s for s in steps(trace) if s.get("type") == "llm"]
     assert llm, "the streamed call has no llm step"
-    assert text_of(llm[-1].get("output")) == STREAM_ANSWER
-    assert (llm[-1].get("metrics") or {}).get("num_input_tokens"), "usage chunk not read"
+    has_text = recorded_anywhere(recorded.spans, STREAM_ANSWER)
+    has_tokens = recorded_tokens(recorded.spans)
+    if not has_text and not has_tokens:
+        pytest.skip("the instrumentation recorded neither the answer nor its usage")
+    if has_text:
+        assert text_of(llm[-1].get("output")) == STREAM_ANSWER
+    if has_tokens:
+        assert (llm[-1].get("metrics") or {}).get("num_input_tokens"), "usage not read"
 
 
 @pytest.mark.parametrize("run", AGENT_MATRIX, ids=_ids, indirect=True)
