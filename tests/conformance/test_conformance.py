@@ -25,9 +25,9 @@ from conformance_harness import (
     recorded_anywhere,
     recorded_tokens,
     require,
+    sent_trace,
     span_failed,
     steps,
-    stored_for_validation,
     text_of,
     tier_of,
     under_ci,
@@ -172,7 +172,7 @@ def test_each_trace_reads_as_its_turn(run: tuple[Recorded, Expect]) -> None:
 @pytest.mark.parametrize("run", MATRIX, ids=_ids, indirect=True)
 def test_bodies_validate_against_the_official_models(run: tuple[Recorded, Expect]) -> None:
     for trace in _traces(run[0]):
-        assert_valid_trace(stored_for_validation(trace))
+        assert_valid_trace(sent_trace(trace))
 
 
 @pytest.mark.parametrize("run", MATRIX, ids=_ids, indirect=True)
