@@ -37,9 +37,8 @@ import json
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "STUB_MODEL",
@@ -73,12 +72,14 @@ def answer_text(messages: list[dict[str, Any]]) -> str:
     return f"Stub answer to: {last_user}"
 
 
-@dataclass(frozen=True)
-class Reply:
-    """One scripted answer: a text, tool calls, or an HTTP failure (``status`` >= 400)."""
+class Reply(NamedTuple):
+    """One scripted answer: a text, tool calls, or an HTTP failure (``status`` >= 400).
+
+    (A NamedTuple, not a dataclass: examples load this file without registering it as a module.)
+    """
 
     text: str | None = None
-    tool_calls: tuple[tuple[str, str, str], ...] = field(default=())  # (id, name, arguments)
+    tool_calls: tuple[tuple[str, str, str], ...] = ()  # (id, name, arguments)
     status: int = 200
 
 
