@@ -382,6 +382,18 @@ def recorded_anywhere(spans: list[ReadableSpan], text: str) -> bool:
     return False
 
 
+def recorded_agents(spans: list[ReadableSpan]) -> list[str]:
+    """The names of the spans the instrumentation recorded as agents (an OpenInference AGENT
+    span, a GenAI ``invoke_agent``, Pydantic AI's older ``agent run``)."""
+    return [
+        span.name
+        for span in spans
+        if (span.attributes or {}).get("openinference.span.kind") == "AGENT"
+        or (span.attributes or {}).get("gen_ai.operation.name") == "invoke_agent"
+        or span.name == "agent run"
+    ]
+
+
 def recorded_tokens(spans: list[ReadableSpan]) -> bool:
     """Whether the instrumentation recorded token usage on any span."""
     return any(key in (span.attributes or {}) for span in spans for key in TOKEN_ATTRIBUTES)
