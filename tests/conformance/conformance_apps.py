@@ -282,10 +282,17 @@ def agents_tool_failure(stub: OpenAIStub, tracer: Tracer) -> Expect:
 
 
 def agents_stream(stub: OpenAIStub, tracer: Tracer) -> Expect:
-    from agents import Agent, Runner
+    from agents import Agent, ModelSettings, Runner
 
     stub.script(reply_text(STREAM_ANSWER))
-    agent = Agent(name="Assistant", instructions=SYSTEM, model=_agents_model(stub))
+    # The SDK asks for stream usage by itself only from api.openai.com; an app on another
+    # OpenAI-compatible endpoint sets include_usage.
+    agent = Agent(
+        name="Assistant",
+        instructions=SYSTEM,
+        model=_agents_model(stub),
+        model_settings=ModelSettings(include_usage=True),
+    )
 
     async def run() -> str:
         result = Runner.run_streamed(agent, STREAM_QUESTION)
