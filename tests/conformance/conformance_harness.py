@@ -177,7 +177,12 @@ _TIMING_KEY = re.compile(r"time_to_first|duration|latency")
 _EPOCH = re.compile(r"\b1[6-9]\d{8}(?:\d{9}|\d{6}|\d{3})?(?:\.\d+)?\b")
 
 
+# A traceback's frames name files and lines of this machine's checkout and virtualenv.
+_FRAME = re.compile(r'File "[^"]+", line \d+')
+
+
 def _normal_text(text: str) -> str:
+    text = _FRAME.sub('File "<file>", line <n>', text)
     text = _UUID.sub("<uuid>", text)
     text = _HEX_IDS.sub(lambda m: f"{m.group(1)}_<id>", text)
     text = _PORT.sub(r"\1:<port>", text)
