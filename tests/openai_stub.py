@@ -23,6 +23,11 @@ Answers (deterministic, no randomness):
 - Usage: ``prompt_tokens`` = 7 * number of messages, ``completion_tokens`` = number of words of
   the answer (tool calls count 5), so tests can assert exact numbers.
 
+Scripted answers: ``stub.script(reply_text("..."), reply_tool_call("get_weather", {...}), ...)``
+queues answers that the next chat completions requests take in order (plain or streamed, the
+same content); ``reply_failure(500)`` answers with an HTTP error instead. When the script is
+empty the canned answers above apply again.
+
 Every request body is kept in ``stub.requests`` (a list of ``(path, body)``). Loopback only.
 """
 
@@ -30,16 +35,21 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "STUB_MODEL",
     "STUB_TOOL_CALL_ARGUMENTS",
     "STUB_TOOL_CALL_ID",
     "OpenAIStub",
+    "Reply",
     "answer_text",
+    "reply_failure",
+    "reply_text",
+    "reply_tool_call",
     "start_openai_stub",
 ]
 
@@ -62,6 +72,34 @@ def answer_text(messages: list[dict[str, Any]]) -> str:
     return f"Stub answer to: {last_user}"
 
 
+class Reply(NamedTuple):
+    """One scripted answer: a text, tool calls, or an HTTP failure (``status`` >= 400).
+
+    (A NamedTuple, not a dataclass: examples load this file without registering it as a module.)
+    """
+
+    text: str | None = None
+    tool_calls: tuple[tuple[str, str, str], ...] = ()  # (id, name, arguments)
+    status: int = 200
+
+
+def reply_text(text: str) -> Reply:
+    """A scripted assistant text answer."""
+    return Reply(text=text)
+
+
+def reply_tool_call(
+    name: str, arguments: Mapping[str, Any] | None = None, call_id: str = STUB_TOOL_CALL_ID
+) -> Reply:
+    """A scripted answer that calls one tool (arguments as a JSON object)."""
+    return Reply(tool_calls=((call_id, name, json.dumps(dict(arguments or {}))),))
+
+
+def reply_failure(status: int = 500) -> Reply:
+    """A scripted HTTP error answer (an OpenAI-shaped error body)."""
+    return Reply(status=status)
+
+
 def _wants_tool_call(body: dict[str, Any]) -> bool:
     messages = body.get("messages") or []
     return bool(body.get("tools")) and not (messages and messages[-1].get("role") == "tool")
@@ -76,8 +114,22 @@ def _usage(body: dict[str, Any], completion_tokens: int) -> dict[str, int]:
     }
 
 
-def _chat_completion(body: dict[str, Any]) -> dict[str, Any]:
-    if _wants_tool_call(body):
+def _chat_completion(body: dict[str, Any], reply: Reply | None = None) -> dict[str, Any]:
+    if reply is not None and reply.tool_calls:
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
+                for cid, name, args in reply.tool_calls
+            ],
+        }
+        finish, completion_tokens = "tool_calls", 5 * len(reply.tool_calls)
+    elif reply is not None:
+        text = reply.text or ""
+        message = {"role": "assistant", "content": text}
+        finish, completion_tokens = "stop", len(text.split())
+    elif _wants_tool_call(body):
         tool_name = body["tools"][0]["function"]["name"]
         message: dict[str, Any] = {
             "role": "assistant",
@@ -121,33 +173,33 @@ def _chunk(delta: dict[str, Any], finish: str | None, usage: Any = None) -> dict
     return chunk
 
 
-def _chat_chunks(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    full = _chat_completion(body)
+def _chat_chunks(body: dict[str, Any], reply: Reply | None = None) -> Iterator[dict[str, Any]]:
+    full = _chat_completion(body, reply)
     message = full["choices"][0]["message"]
     yield _chunk({"role": "assistant", "content": ""}, None)
     if message.get("tool_calls"):
-        call = message["tool_calls"][0]
-        yield _chunk(
-            {
-                "tool_calls": [
-                    {
-                        "index": 0,
-                        "id": call["id"],
-                        "type": "function",
-                        "function": {"name": call["function"]["name"], "arguments": ""},
-                    }
-                ]
-            },
-            None,
-        )
-        yield _chunk(
-            {
-                "tool_calls": [
-                    {"index": 0, "function": {"arguments": call["function"]["arguments"]}}
-                ]
-            },
-            None,
-        )
+        for index, call in enumerate(message["tool_calls"]):
+            yield _chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {"name": call["function"]["name"], "arguments": ""},
+                        }
+                    ]
+                },
+                None,
+            )
+            yield _chunk(
+                {
+                    "tool_calls": [
+                        {"index": index, "function": {"arguments": call["function"]["arguments"]}}
+                    ]
+                },
+                None,
+            )
     else:
         words = message["content"].split(" ")
         for i, word in enumerate(words):
@@ -188,10 +240,14 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0].rstrip("/")
         self.server.requests.append((path, body))
         if path.endswith("/chat/completions"):
-            if body.get("stream"):
-                self._send_events(_chat_chunks(body))
+            reply = self.server.next_reply()
+            if reply is not None and reply.status >= 400:
+                error = {"message": f"scripted failure {reply.status}", "type": "server_error"}
+                self._send_json(reply.status, {"error": error})
+            elif body.get("stream"):
+                self._send_events(_chat_chunks(body, reply))
             else:
-                self._send_json(200, _chat_completion(body))
+                self._send_json(200, _chat_completion(body, reply))
         elif path.endswith("/embeddings"):
             self._send_json(200, _embeddings(body))
         else:
@@ -222,6 +278,12 @@ class _Handler(BaseHTTPRequestHandler):
 class _StubHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     requests: list[tuple[str, dict[str, Any]]]
+    replies: deque[Reply]
+    replies_lock: threading.Lock
+
+    def next_reply(self) -> Reply | None:
+        with self.replies_lock:
+            return self.replies.popleft() if self.replies else None
 
 
 class OpenAIStub:
@@ -238,6 +300,18 @@ class OpenAIStub:
     def requests(self) -> list[tuple[str, dict[str, Any]]]:
         """Every request received so far, as ``(path, JSON body)``."""
         return self._server.requests
+
+    def script(self, *replies: Reply) -> None:
+        """Queue answers for the next chat completions requests, in order (replacing any left)."""
+        with self._server.replies_lock:
+            self._server.replies.clear()
+            self._server.replies.extend(replies)
+
+    @property
+    def unused_replies(self) -> int:
+        """How many scripted answers no request has taken yet."""
+        with self._server.replies_lock:
+            return len(self._server.replies)
 
     def stop(self) -> None:
         """Stop serving and wait for the server thread (bounded)."""
@@ -261,6 +335,8 @@ def start_openai_stub(host: str = "127.0.0.1", port: int = 0) -> OpenAIStub:
     """
     server = _StubHTTPServer((host, port), _Handler)
     server.requests = []
+    server.replies = deque()
+    server.replies_lock = threading.Lock()
     thread = threading.Thread(
         target=server.serve_forever,
         kwargs={"poll_interval": 0.05},
