@@ -50,6 +50,9 @@ def app_env(url: str, tmp_path: Path, project: str, **extra: str) -> dict[str, s
         GALILEO_SESSION_STORE=f"sqlite:///{tmp_path / 'sessions.db'}",
         GALILEO_BATCH_DELAY="60",
         GALILEO_STARTUP_MESSAGE="false",
+        # The exit flush's bound (default 5 s): generous here, so a machine busy with other
+        # tests does not turn "delivered at exit" into "left in the spool for the next process".
+        GALILEO_EXIT_TIMEOUT="30",
         PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT / "tests")]),
     )
     env.update(extra)
