@@ -320,25 +320,22 @@ class Reads:
     @staticmethod
     def _session_aggregate(only: str = "") -> str:
         """Per-session totals as a subquery ``agg``; ``only`` narrows the traces read (SQL)."""
-        per_trace = ", ".join(
-            f"{sql} AS {k}" for k, sql in _TRACE_TOTALS_SQL.items() if k != "duration_ns"
-        )
+        # A session's duration is the sum of its traces' (as the store's session totals are).
+        per_trace = ", ".join(f"{sql} AS {k}" for k, sql in _TRACE_TOTALS_SQL.items())
         start = _TRACE_START_US
-        end = f"({start} + COALESCE({_TRACE_TOTALS_SQL['duration_ns']}, 0) / 1000)"
-        sums = ", ".join(f"SUM(x.{k}) AS {k}" for k in TOTAL_KEYS if k != "duration_ns")
+        sums = ", ".join(f"SUM(x.{k}) AS {k}" for k in TOTAL_KEYS)
         return (
             "(SELECT x.session_id AS session_id, "
-            f"{sums}, (MAX(x.end_us) - MIN(x.start_us)) * 1000 AS duration_ns, "
-            "MIN(x.start_us) AS first_trace_us "
-            f"FROM (SELECT t.session_id AS session_id, {per_trace}, {start} AS start_us, "
-            f"{end} AS end_us FROM traces AS t WHERE t.project_id = :project_id "
+            f"{sums}, MIN(x.start_us) AS first_trace_us "
+            f"FROM (SELECT t.session_id AS session_id, {per_trace}, {start} AS start_us "
+            "FROM traces AS t WHERE t.project_id = :project_id "
             f"AND t.session_id IS NOT NULL {only}) AS x GROUP BY x.session_id) AS agg"
         )
 
     def session_totals(
         self, project_id: str, session_ids: Sequence[str]
     ) -> dict[str, dict[str, Any]]:
-        """The totals of each session (sums over its traces; duration first start to last end)."""
+        """The totals of each session (sums over its traces, duration included)."""
         if not session_ids:
             return {}
         params: dict[str, Any] = {"project_id": project_id}
