@@ -140,3 +140,43 @@ def test_a_graph_agent_whose_answer_only_calls_tools_reads_as_where_it_routed() 
     # Its own input (the state) stays; its output had no text, so it reads as the route taken.
     assert agent["input"] == [{"role": "user", "content": human["content"]}]
     assert agent["output"] == "tools"
+
+
+def test_a_state_recorded_as_message_reprs_reads_as_messages() -> None:
+    # openinference-instrumentation-langchain 0.1.29 records a LangGraph state's messages as
+    # str(message): pydantic's field repr without the class name (recorded against the stub,
+    # the AI message's metadata trimmed).
+    human = "content='How many people live there?' additional_kwargs={} response_metadata={} id='b'"
+    ai = (
+        "content='About two million people live in Paris.' additional_kwargs={'refusal': None}"
+        " response_metadata={'finish_reason': 'stop'} id='lc_run--c3-0'"
+        " usage_metadata={'input_tokens': 28, 'output_tokens': 7, 'total_tokens': 35}"
+    )
+    tool = "content='sunny, 21 degrees' name='get_weather' tool_call_id='call_2'"
+    first = 'content="What\'s the capital of France?" additional_kwargs={} response_metadata={}'
+    state = {"messages": [first, ai, human]}
+    attributes = {
+        "openinference.span.kind": "CHAIN",
+        "input.value": json.dumps(state),
+        "input.mime_type": "application/json",
+        "output.value": json.dumps({"messages": [*state["messages"], tool, ai]}),
+        "output.mime_type": "application/json",
+    }
+    spans = [
+        make_span("LangGraph", 1, attributes=attributes),
+        make_span("agent", 2, 1, start=10, end=900, attributes=attributes),
+    ]
+    trace = convert_trace(AssembledTrace(TRACE_ID, spans[0], spans, True))
+    assert_valid_trace(trace)
+    assert trace["input"] == "How many people live there?"
+    assert trace["output"] == "About two million people live in Paris."
+    (step,) = trace["spans"]
+    assert step["input"] == [
+        {"role": "user", "content": "What's the capital of France?"},
+        {"role": "assistant", "content": "About two million people live in Paris."},
+        {"role": "user", "content": "How many people live there?"},
+    ]
+    assert step["output"] == {
+        "role": "assistant",
+        "content": "About two million people live in Paris.",
+    }

@@ -7,12 +7,14 @@ dicts only, no pydantic, no logging per span.
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import json
 import logging
 import math
 import operator
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -1672,6 +1674,37 @@ def _lc_message(item: Any) -> dict[str, Any] | None:
     )
 
 
+# A LangChain message as ``str(message)`` (pydantic's field repr, no class name): what
+# openinference-instrumentation-langchain records for a LangGraph state at its oldest
+# supported version, 0.1.29 (0.1.80 records {"type", "data"} dicts).
+_LC_REPR_CONTENT = re.compile(r"""content=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+_LC_REPR_CALL_ID = re.compile(r"""tool_call_id='([^'\\]*)'""")
+
+
+def _lc_repr_message(text: str) -> dict[str, Any] | None:
+    """A state message recorded as its repr (0.1.29), as a message; None for other text.
+
+    The repr has no class name: the role comes from its fields (``tool_call_id`` -> tool,
+    ``usage_metadata``/``tool_calls`` -> assistant, else user).
+    """
+    match = _LC_REPR_CONTENT.match(text)
+    if match is None:
+        return None
+    try:
+        content = ast.literal_eval(match.group(1))
+    except (ValueError, SyntaxError):
+        return None
+    if not isinstance(content, str):
+        return None
+    rest = text[match.end() :]
+    call_id = _LC_REPR_CALL_ID.search(rest)
+    if call_id is not None:
+        return _message("tool", content, tool_call_id=call_id.group(1))
+    if " usage_metadata=" in rest or " tool_calls=[" in rest:
+        return _message("assistant", content)
+    return _message("user", content)
+
+
 def _lc_messages(value: Any) -> list[dict[str, Any]]:
     """Messages of a decoded JSON input/output; empty unless every item is a message.
 
@@ -1684,8 +1717,13 @@ def _lc_messages(value: Any) -> list[dict[str, Any]]:
         return []
     out = []
     for item in items:
-        # In a state's messages, a plain string is a human message (as LangGraph reads it).
-        msg = _message("user", item) if state and isinstance(item, str) else _lc_message(item)
+        # In a state's messages, a plain string is a human message (as LangGraph reads it),
+        # unless it is a message's repr.
+        msg: dict[str, Any] | None
+        if state and isinstance(item, str):
+            msg = _lc_repr_message(item) or _message("user", item)
+        else:
+            msg = _lc_message(item)
         if msg is None:
             return []
         out.append(msg)
