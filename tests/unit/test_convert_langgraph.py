@@ -180,3 +180,30 @@ def test_a_state_recorded_as_message_reprs_reads_as_messages() -> None:
         "role": "assistant",
         "content": "About two million people live in Paris.",
     }
+
+
+def test_a_tool_message_recorded_as_its_repr_is_the_tools_result() -> None:
+    # openinference-instrumentation-langchain 0.1.29: a tool span's output.value is
+    # str(ToolMessage), with no mime type (recorded against the stub).
+    spans = [
+        make_span("LangGraph", 1, attributes={"openinference.span.kind": "CHAIN"}),
+        make_span(
+            "get_weather",
+            2,
+            1,
+            start=10,
+            end=900,
+            attributes={
+                "openinference.span.kind": "TOOL",
+                "tool.name": "get_weather",
+                "input.value": "{'city': 'Paris'}",
+                "output.value": (
+                    "content='sunny, 21 degrees' name='get_weather' tool_call_id='call_2'"
+                ),
+            },
+        ),
+    ]
+    trace = convert_trace(AssembledTrace(TRACE_ID, spans[0], spans, True))
+    assert_valid_trace(trace)
+    (tool,) = trace["spans"]
+    assert (tool["output"], tool["tool_call_id"]) == ("sunny, 21 degrees", "call_2")

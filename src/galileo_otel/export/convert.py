@@ -1566,6 +1566,9 @@ def _tool_fields(
         # LangChain records the ToolMessage it made: its content is the result, and it names
         # the call it answers.
         result = _io_value(output_value, attrs.get(OUTPUT_MIME_TYPE), True, None)
+        if isinstance(result, str) and result.startswith("content="):
+            # ... as its repr, at openinference-instrumentation-langchain 0.1.29.
+            result = _lc_repr_message(result) or result
         if isinstance(result, dict):
             if call_id is None and result.get("tool_call_id"):
                 call_id = result["tool_call_id"]
