@@ -7,12 +7,14 @@ dicts only, no pydantic, no logging per span.
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import json
 import logging
 import math
 import operator
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -1139,7 +1141,12 @@ def _llm_fields(
         if not inputs and INPUT_VALUE in attrs:
             inputs = [_message("user", _text(attrs[INPUT_VALUE]))]
         if not outputs and OUTPUT_VALUE in attrs and str(attrs[OI_SPAN_KIND]).upper() == "LLM":
-            outputs = [_message("assistant", _text(attrs[OUTPUT_VALUE]))]
+            # JSON read by its mime type: an OpenAI Responses object (what the Agents SDK
+            # records for a streamed generation), a message or messages; else the text.
+            answer = _io_value(
+                attrs[OUTPUT_VALUE], attrs.get(OUTPUT_MIME_TYPE), True, step["external_id"]
+            )
+            outputs = [answer if isinstance(answer, dict) else _message("assistant", _text(answer))]
     elif "gen_ai.prompt.0.content" in attrs or "gen_ai.completion.0.content" in attrs:
         inputs = _flat_messages(attrs, "gen_ai.prompt.", "user")
         outputs = _flat_messages(attrs, "gen_ai.completion.", "assistant")
@@ -1559,6 +1566,9 @@ def _tool_fields(
         # LangChain records the ToolMessage it made: its content is the result, and it names
         # the call it answers.
         result = _io_value(output_value, attrs.get(OUTPUT_MIME_TYPE), True, None)
+        if isinstance(result, str) and result.startswith("content="):
+            # ... as its repr, at openinference-instrumentation-langchain 0.1.29.
+            result = _lc_repr_message(result) or result
         if isinstance(result, dict):
             if call_id is None and result.get("tool_call_id"):
                 call_id = result["tool_call_id"]
@@ -1667,6 +1677,37 @@ def _lc_message(item: Any) -> dict[str, Any] | None:
     )
 
 
+# A LangChain message as ``str(message)`` (pydantic's field repr, no class name): what
+# openinference-instrumentation-langchain records for a LangGraph state at its oldest
+# supported version, 0.1.29 (0.1.80 records {"type", "data"} dicts).
+_LC_REPR_CONTENT = re.compile(r"""content=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+_LC_REPR_CALL_ID = re.compile(r"""tool_call_id='([^'\\]*)'""")
+
+
+def _lc_repr_message(text: str) -> dict[str, Any] | None:
+    """A state message recorded as its repr (0.1.29), as a message; None for other text.
+
+    The repr has no class name: the role comes from its fields (``tool_call_id`` -> tool,
+    ``usage_metadata``/``tool_calls`` -> assistant, else user).
+    """
+    match = _LC_REPR_CONTENT.match(text)
+    if match is None:
+        return None
+    try:
+        content = ast.literal_eval(match.group(1))
+    except (ValueError, SyntaxError):
+        return None
+    if not isinstance(content, str):
+        return None
+    rest = text[match.end() :]
+    call_id = _LC_REPR_CALL_ID.search(rest)
+    if call_id is not None:
+        return _message("tool", content, tool_call_id=call_id.group(1))
+    if " usage_metadata=" in rest or " tool_calls=[" in rest:
+        return _message("assistant", content)
+    return _message("user", content)
+
+
 def _lc_messages(value: Any) -> list[dict[str, Any]]:
     """Messages of a decoded JSON input/output; empty unless every item is a message.
 
@@ -1679,12 +1720,48 @@ def _lc_messages(value: Any) -> list[dict[str, Any]]:
         return []
     out = []
     for item in items:
-        # In a state's messages, a plain string is a human message (as LangGraph reads it).
-        msg = _message("user", item) if state and isinstance(item, str) else _lc_message(item)
+        # In a state's messages, a plain string is a human message (as LangGraph reads it),
+        # unless it is a message's repr.
+        msg: dict[str, Any] | None
+        if state and isinstance(item, str):
+            msg = _lc_repr_message(item) or _message("user", item)
+        else:
+            msg = _lc_message(item)
         if msg is None:
             return []
         out.append(msg)
     return out
+
+
+def _responses_message(value: Any) -> dict[str, Any] | None:
+    """An OpenAI Responses object (or a list of them: the last) as the message it produced.
+
+    Its ``output_text`` parts are the text, its ``function_call`` items the tool calls; None
+    for anything that is not a Responses object.
+    """
+    if isinstance(value, list) and value:
+        value = value[-1]
+    if not isinstance(value, dict) or value.get("object") != "response":
+        return None
+    items = value.get("output")
+    if not isinstance(items, list):
+        return None
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "message" and isinstance(item.get("content"), list):
+            texts.extend(
+                part["text"]
+                for part in item["content"]
+                if isinstance(part, dict)
+                and part.get("type") == "output_text"
+                and isinstance(part.get("text"), str)
+            )
+        elif item.get("type") == "function_call":
+            calls.append(_tool_call(item.get("call_id"), item.get("name"), item.get("arguments")))
+    return _message("assistant", "".join(texts), tool_calls=calls)
 
 
 def _io_value(value: Any, mime: Any, output: bool, span_hex: str | None) -> Any:
@@ -1700,6 +1777,10 @@ def _io_value(value: Any, mime: Any, output: bool, span_hex: str | None) -> Any:
         return _text(value)
     decoded = _json(value)
     if isinstance(decoded, (dict, list)):
+        answer = _responses_message(decoded)
+        if answer is not None:
+            _fill_call_ids([answer], span_hex)
+            return answer if output else _content_text(answer["content"])
         messages = _lc_messages(decoded)
         if messages:
             _fill_call_ids(messages, span_hex)
@@ -1996,7 +2077,8 @@ def _fill_agents(ordered: list[dict[str, Any]], root_id: str | None) -> None:
     """Agent steps without their own input, output or tokens take them from their children.
 
     The input is the last user message of the first llm call under the agent, the output the
-    last llm answer, the tokens the sum over its llm calls.
+    last llm answer with text (else the last text another step under it yields: a handoff's
+    next agent, a graph router's next node), the tokens the sum over its llm calls.
     """
     agents = [step for step in ordered if step["type"] == "agent"]
     if len(agents) == 1 and agents[0]["id"] == root_id:
@@ -2017,26 +2099,48 @@ def _fill_agents(ordered: list[dict[str, Any]], root_id: str | None) -> None:
             if parent is None:
                 break
             parent_id = parent.get("parent_id")
-    for agent in agents:
+    for agent in reversed(agents):  # inner agents first: an outer one may read their output
         _fill_agent(agent, llms_of[agent["id"]])
 
 
+def _value_text(value: Any) -> str:
+    """The text of a step's input or output: a string, a message's, a message list's last."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return _content_text(value.get("content"))
+    if isinstance(value, list) and value:
+        return _value_text(value[-1])
+    return ""
+
+
 def _fill_agent(agent: dict[str, Any], llms: list[dict[str, Any]]) -> None:
-    if not llms:
-        return
     if not agent.get("input"):
         for step in llms:
             text = _last_text(step["input"], "user")
             if text is not None:
                 agent["input"] = text
                 break
-    if agent.get("output") in (None, ""):
+    if not _value_text(agent.get("output")):
+        # An output without text (none, or an llm message that only calls tools) reads as
+        # the last answer under the agent, else as where it handed over or routed to: the
+        # last text a step kept under it yields (collapsed plumbing is not read).
         for index in range(len(llms) - 1, -1, -1):
             content = llms[index]["output"].get("content")
             text = _content_text(content) if content else ""
             if text:
                 agent["output"] = text
                 break
+        else:
+            kept = _walk(agent.get("spans") or [])
+            for index in range(len(kept) - 1, -1, -1):
+                step = kept[index]
+                text = "" if step["type"] == "llm" else _value_text(step.get("output"))
+                if text:
+                    agent["output"] = text
+                    break
+    if not llms:
+        return
     metrics = agent["metrics"]
     if "num_input_tokens" in metrics or "num_output_tokens" in metrics:
         return
