@@ -117,6 +117,35 @@ def instrumented_openai(module: str, tracer_provider: TracerProvider) -> Iterato
         yield tracer_provider.get_tracer("conformance-app")
     finally:
         instrumentor.uninstrument()
+        _unwrap_openai()
+
+
+def _unwrap_openai() -> None:
+    """Take off wrappers an instrumentor's uninstrument() left on the openai client.
+
+    OpenLLMetry's uninstrument does not remove all of its wrappers (embeddings among them):
+    left in place, they keep making spans on this suite's provider for the rest of the test
+    run, and those spans become the parents of other tests' spans. Every instrumentor of the
+    suite is uninstrumented when this runs, so any wrapper still on openai's resources is a
+    leftover.
+    """
+    import importlib
+    import pkgutil
+
+    import openai.resources
+    import wrapt
+
+    for info in pkgutil.walk_packages(openai.resources.__path__, "openai.resources."):
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:
+            continue
+        for cls in list(vars(module).values()):
+            if not isinstance(cls, type) or not cls.__module__.startswith("openai."):
+                continue
+            for name, attr in list(vars(cls).items()):
+                if isinstance(attr, wrapt.ObjectProxy) and hasattr(attr, "__wrapped__"):
+                    setattr(cls, name, attr.__wrapped__)
 
 
 def _async_client(stub: OpenAIStub) -> Any:
