@@ -1083,7 +1083,8 @@ def _doctor_session_store(settings: GalileoSettings, report: _Report, timeout: f
                 url, socket_timeout=timeout, socket_connect_timeout=timeout
             )
             try:
-                info = client.info("server")
+                # redis-py 5 types info() as Awaitable | Any (sync and async clients share it).
+                info: Any = client.info("server")
             finally:
                 client.close()
         except (redis.RedisError, OSError, ValueError) as exc:
