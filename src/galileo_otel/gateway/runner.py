@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import signal
 import socket
@@ -15,6 +14,7 @@ from urllib.parse import urlsplit
 
 from galileo_otel.errors import ConfigError
 from galileo_otel.gateway.config import GatewaySettings
+from galileo_otel.server.limits import is_loopback
 from galileo_otel.settings import GalileoSettings, mask_secret
 
 __all__ = [
@@ -32,16 +32,6 @@ DEFAULT_PORT = 4318
 """The OTLP/HTTP port."""
 _GRACEFUL_S = 2
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is ``localhost`` or a loopback address."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_listen(host: str, config: GatewaySettings) -> None:

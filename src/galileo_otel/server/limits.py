@@ -8,6 +8,7 @@ sends, so a well-behaved client reads the 413 instead of a reset connection.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -19,6 +20,7 @@ __all__ = [
     "body_too_large_response",
     "content_length",
     "gunzip_bounded",
+    "is_loopback",
     "limit_body",
 ]
 
@@ -122,3 +124,13 @@ def gunzip_bounded(data: bytes, limit: int) -> bytes:
     if not inflater.eof:
         raise ValueError("the gzip body is truncated")
     return out
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import threading
@@ -16,21 +15,11 @@ from fastapi import FastAPI
 
 from galileo_otel.server.app import ServerState, create_app
 from galileo_otel.server.faults import FaultInjector, FaultRule
-from galileo_otel.server.limits import DEFAULT_MAX_BODY_BYTES
+from galileo_otel.server.limits import DEFAULT_MAX_BODY_BYTES, is_loopback
 
 __all__ = ["RunningServer", "bind_socket", "is_loopback", "serve_in_thread", "uvicorn_config"]
 
 _START_TIMEOUT_S = 10.0
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (``localhost``, ``127.0.0.0/8``, ``::1``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
