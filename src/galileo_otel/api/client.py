@@ -51,7 +51,7 @@ from galileo_otel.api.models import (
     Trace,
     to_wire,
 )
-from galileo_otel.api.retry import DEFAULT_RETRY, RetryPolicy
+from galileo_otel.api.retry import DEFAULT_RETRY, Failure, RetryPolicy, aretry_loop, retry_loop
 from galileo_otel.api.suppress import suppress_instrumentation
 from galileo_otel.errors import (
     APIError,
@@ -146,12 +146,10 @@ _Op = Generator[_Req, Any, T]
 
 
 @dataclass
-class _Failure:
-    """A failed attempt: the error to raise, and whether the request surely never left."""
+class _Parsed:
+    """A successful attempt's parsed answer (``None`` is an answer too, so it is wrapped)."""
 
-    error: APIError
-    never_sent: bool = False
-    cause: BaseException | None = None  # the httpx exception, chained with ``raise ... from``
+    value: Any
 
 
 def _encode(body: Any) -> bytes:
@@ -397,7 +395,7 @@ class _Core:
             pool=cap(base.pool),
         )
 
-    def _transport_failure(self, exc: Exception, method: str, url: str) -> _Failure:
+    def _transport_failure(self, exc: Exception, method: str, url: str) -> Failure:
         never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
         transient = isinstance(
             exc,
@@ -411,7 +409,7 @@ class _Core:
         reason = self._redact(str(exc)) or kind
         timed_out = isinstance(exc, httpx.TimeoutException)
         cls = APITimeoutError if timed_out else TransportError
-        return _Failure(
+        return Failure(
             cls(
                 f"{method} {url} {'timed out' if timed_out else 'failed'}: {kind}: {reason}",
                 retryable=transient,
@@ -422,7 +420,7 @@ class _Core:
             cause=exc,
         )
 
-    def _status_failure(self, response: httpx.Response, method: str, url: str) -> _Failure:
+    def _status_failure(self, response: httpx.Response, method: str, url: str) -> Failure:
         status = response.status_code
         message, detail = _server_message(response)
         message = self._redact(message)
@@ -454,7 +452,7 @@ class _Core:
             method=method,
             url=url,
         )
-        return _Failure(error)
+        return Failure(error)
 
     def _parse_success(self, response: httpx.Response, method: str, url: str) -> Any:
         if not response.content:
@@ -470,28 +468,17 @@ class _Core:
                 url=url,
             ) from None
 
-    def _next_delay(
-        self, failure: _Failure, policy: RetryPolicy, attempt: int, start: float
-    ) -> float | None:
-        """Seconds to wait before the next attempt, or ``None`` to give up and raise."""
-        return policy.next_delay(
-            failure.error,
-            attempt,
-            self._clock() - start,
-            self._rand(),
-            never_sent=failure.never_sent,
-        )
+    def _log_retry(self, policy: RetryPolicy) -> Callable[[Failure, float, int], None]:
+        def log(failure: Failure, delay: float, attempt: int) -> None:
+            logger.info(
+                "retrying in %.2fs (attempt %d of %d): %s",
+                delay,
+                attempt + 1,
+                policy.max_attempts,
+                failure.error.message,
+            )
 
-    def _log_retry(
-        self, failure: _Failure, delay: float, attempt: int, policy: RetryPolicy
-    ) -> None:
-        logger.info(
-            "retrying in %.2fs (attempt %d of %d): %s",
-            delay,
-            attempt + 1,
-            policy.max_attempts,
-            failure.error.message,
-        )
+        return log
 
     def _url(self, path: str) -> str:
         return self.base_url + (path if path.startswith("/") else "/" + path)
@@ -1013,9 +1000,8 @@ class GalileoClient(_Core):
         headers = self._headers(require_key=require_key, has_body=body is not None)
         url = self._url(path)
         start = self._clock()
-        attempt = 0
-        while True:
-            attempt += 1
+
+        def attempt() -> Any:
             try:
                 # Our own request must never be traced: a traced export is exported, and so on.
                 with suppress_instrumentation():
@@ -1028,16 +1014,22 @@ class GalileoClient(_Core):
                         timeout=self._attempt_timeout(timeout, policy, start),
                     )
             except _HTTPX_ERRORS as exc:
-                failure = self._transport_failure(exc, method, url)
-            else:
-                if response.is_success:
-                    return self._parse_success(response, method, url)
-                failure = self._status_failure(response, method, url)
-            delay = self._next_delay(failure, policy, attempt, start)
-            if delay is None:
-                raise failure.error from failure.cause
-            self._log_retry(failure, delay, attempt, policy)
-            self._sleep(delay)
+                return self._transport_failure(exc, method, url)
+            if response.is_success:
+                return _Parsed(self._parse_success(response, method, url))
+            return self._status_failure(response, method, url)
+
+        result = retry_loop(
+            attempt,
+            policy,
+            wait=self._sleep,
+            clock=self._clock,
+            rand=self._rand,
+            on_retry=self._log_retry(policy),
+        )
+        if isinstance(result, Failure):
+            raise result.error from result.cause
+        return result.value
 
     def log_traces_raw(
         self, body: bytes, *, project_id: str, retry: RetryPolicy | None = None
@@ -1417,9 +1409,8 @@ class AsyncGalileoClient(_Core):
         headers = self._headers(require_key=require_key, has_body=body is not None)
         url = self._url(path)
         start = self._clock()
-        attempt = 0
-        while True:
-            attempt += 1
+
+        async def attempt() -> Any:
             try:
                 # Our own request must never be traced: a traced export is exported, and so on.
                 with suppress_instrumentation():
@@ -1432,16 +1423,22 @@ class AsyncGalileoClient(_Core):
                         timeout=self._attempt_timeout(timeout, policy, start),
                     )
             except _HTTPX_ERRORS as exc:
-                failure = self._transport_failure(exc, method, url)
-            else:
-                if response.is_success:
-                    return self._parse_success(response, method, url)
-                failure = self._status_failure(response, method, url)
-            delay = self._next_delay(failure, policy, attempt, start)
-            if delay is None:
-                raise failure.error from failure.cause
-            self._log_retry(failure, delay, attempt, policy)
-            await self._sleep(delay)
+                return self._transport_failure(exc, method, url)
+            if response.is_success:
+                return _Parsed(self._parse_success(response, method, url))
+            return self._status_failure(response, method, url)
+
+        result = await aretry_loop(
+            attempt,
+            policy,
+            wait=self._sleep,
+            clock=self._clock,
+            rand=self._rand,
+            on_retry=self._log_retry(policy),
+        )
+        if isinstance(result, Failure):
+            raise result.error from result.cause
+        return result.value
 
     async def log_traces_raw(
         self, body: bytes, *, project_id: str, retry: RetryPolicy | None = None

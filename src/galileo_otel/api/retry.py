@@ -1,16 +1,28 @@
-"""The one retry policy of the package: which failures are retried, how long to wait, when to stop.
+"""The one retry policy and the one retry loop of the package.
+
+:class:`RetryPolicy` says which failures are retried, how long to wait and when to stop;
+:func:`retry_loop` (and its async twin :func:`aretry_loop`, the same steps with an awaited
+wait) runs attempts under it. The client's requests and the export pipeline's senders both
+run through it; the senders wait interruptibly (shutdown ends a wait early), the client with
+its ``sleep``.
 
 Light on purpose (no httpx): the export pipeline's senders import it on their hot path, the
-client (``client.py``) re-exports it.
+client (``client.py``) re-exports the policy.
 """
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from galileo_otel.errors import APIError, ConfigError
 
-__all__ = ["DEFAULT_RETRY", "RetryPolicy"]
+__all__ = ["DEFAULT_RETRY", "Failure", "RetryPolicy", "aretry_loop", "retry_loop"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -129,3 +141,124 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
+
+
+@dataclass
+class Failure:
+    """A failed attempt, as the retry loop sees it.
+
+    Attributes:
+        error: What went wrong (raised by the client when the loop ends on it).
+        never_sent: The request surely never reached the server (for ``reconnect_only``).
+        cause: The underlying exception, chained with ``raise ... from``.
+        interrupted: The loop ended because its wait was interrupted (shutdown), not because
+            the policy gave up.
+    """
+
+    error: APIError
+    never_sent: bool = False
+    cause: BaseException | None = None
+    interrupted: bool = False
+
+
+class _Loop:
+    """The steps shared by :func:`retry_loop` and :func:`aretry_loop` (one request's state)."""
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        clock: Callable[[], float],
+        rand: Callable[[], float],
+        stop: Callable[[Failure], bool] | None,
+        on_retry: Callable[[Failure, float, int], None] | None,
+    ) -> None:
+        self.policy = policy
+        self.clock = clock
+        self.rand = rand
+        self.stop = stop
+        self.on_retry = on_retry
+        self.started = clock()
+        self.attempt = 0
+
+    def delay_after(self, failure: Failure) -> float | None:
+        """The wait before the next attempt, or ``None``: the loop ends on ``failure``."""
+        if self.stop is not None and self.stop(failure):
+            return None
+        delay = self.policy.next_delay(
+            failure.error,
+            self.attempt,
+            self.clock() - self.started,
+            self.rand(),
+            never_sent=failure.never_sent,
+        )
+        if delay is not None and self.on_retry is not None:
+            self.on_retry(failure, delay, self.attempt)
+        return delay
+
+
+def retry_loop(
+    attempt: Callable[[], T | Failure],
+    policy: RetryPolicy,
+    *,
+    wait: Callable[[float], Any] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    rand: Callable[[], float] = random.random,
+    stop: Callable[[Failure], bool] | None = None,
+    on_retry: Callable[[Failure, float, int], None] | None = None,
+) -> T | Failure:
+    """Run ``attempt`` until it returns something other than a :class:`Failure`, or give up.
+
+    After each failed attempt the policy decides (:meth:`RetryPolicy.next_delay`: attempts,
+    deadline since the first attempt, Retry-After, backoff with jitter); then ``wait`` waits.
+
+    Args:
+        attempt: One try; returns its result, or a :class:`Failure`.
+        policy: When to retry and how long to wait.
+        wait: Waits the given seconds; a true return means it was interrupted (the loop then
+            ends on the failure, marked ``interrupted``). ``time.sleep`` by default.
+        clock: Monotonic seconds, for the deadline.
+        rand: Uniform [0, 1), for the jitter.
+        stop: Asked after a failure, before the policy: true ends the loop on it (the caller's
+            own reasons, e.g. shutting down).
+        on_retry: Told ``(failure, delay, attempt)`` before each wait (logging, counting).
+
+    Returns:
+        The first result that is not a :class:`Failure`, or the failure the loop ended on.
+    """
+    loop = _Loop(policy, clock, rand, stop, on_retry)
+    while True:
+        loop.attempt += 1
+        result = attempt()
+        if not isinstance(result, Failure):
+            return result
+        delay = loop.delay_after(result)
+        if delay is None:
+            return result
+        if wait(delay):
+            result.interrupted = True
+            return result
+
+
+async def aretry_loop(
+    attempt: Callable[[], Awaitable[T | Failure]],
+    policy: RetryPolicy,
+    *,
+    wait: Callable[[float], Awaitable[Any]],
+    clock: Callable[[], float] = time.monotonic,
+    rand: Callable[[], float] = random.random,
+    stop: Callable[[Failure], bool] | None = None,
+    on_retry: Callable[[Failure, float, int], None] | None = None,
+) -> T | Failure:
+    """:func:`retry_loop` for coroutines: the same steps, ``attempt`` and ``wait`` awaited."""
+    loop = _Loop(policy, clock, rand, stop, on_retry)
+    while True:
+        loop.attempt += 1
+        result = await attempt()
+        if not isinstance(result, Failure):
+            return result
+        delay = loop.delay_after(result)
+        if delay is None:
+            return result
+        if await wait(delay):
+            result.interrupted = True
+            return result
