@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from galileo_otel.export import batch
+from galileo_otel.export import batcher as batch
 from galileo_otel.export.assemble import TraceAssembler
 from galileo_otel.export.convert import convert_trace
 

@@ -152,7 +152,7 @@ def _cpu(fn: Callable[[], Any]) -> tuple[float, Any]:
 def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, float]:
     """CPU seconds of each stage over ``spans`` (one run)."""
     from galileo_otel.export.assemble import TraceAssembler
-    from galileo_otel.export.batch import encode_trace
+    from galileo_otel.export.batcher import encode_trace
     from galileo_otel.export.convert import ConvertStats, convert_trace
     from galileo_otel.export.fit import encode_within
     from galileo_otel.export.pipeline import ExportPipeline

@@ -230,7 +230,9 @@ def test_retry_stops_at_the_deadline_and_keeps_the_batch_spooled(
     cleanup.append(pipeline)
     first_give_up: list[int] = []
     given_up = threading.Event()
-    leave = pipeline._leave_in_spool
+    # The senders put an undelivered batch back through the spooler: spy on that hand-over.
+    spooler = pipeline._spooler
+    leave = spooler.put_back
 
     def spy(*args: Any, **kwargs: Any) -> None:
         if not given_up.is_set():
@@ -238,7 +240,7 @@ def test_retry_stops_at_the_deadline_and_keeps_the_batch_spooled(
         leave(*args, **kwargs)
         given_up.set()
 
-    pipeline._leave_in_spool = spy  # type: ignore[method-assign]
+    spooler.put_back = spy  # type: ignore[method-assign]
     emit(tracer_for(pipeline), session="s")
     assert given_up.wait(10)
     # retry waits of 1 s (Retry-After) count against the 2.5 s deadline: 3 attempts, then
@@ -464,7 +466,8 @@ def test_forked_child_has_its_own_queue_and_worker(tmp_path: Any) -> None:
         emit(tracer, session="child")
         flushed = pipeline.force_flush(5.0)
         sent = len(client.trace_posts()) - before
-        worker_ok = pipeline._worker is not None and pipeline._worker.is_alive()
+        worker = pipeline._batcher.thread
+        worker_ok = worker is not None and worker.is_alive()
         pipeline.shutdown(1.0)
         return [ok_empty, flushed, sent, worker_ok]
 

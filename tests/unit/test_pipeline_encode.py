@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from galileo_otel.export import batch as pipeline
+from galileo_otel.export import batcher as pipeline
 
 
 def _sample() -> dict[str, Any]:

@@ -244,9 +244,9 @@ def test_a_checkpoint_waits_but_leaves_the_loss_for_the_next_flush(
 def test_losses_beyond_the_tracked_bound_still_make_the_flush_false(
     tmp_path: Any, cleanup: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from galileo_otel.export import pipeline as pipeline_module
+    from galileo_otel.export import ledger as ledger_module
 
-    monkeypatch.setattr(pipeline_module, "_MAX_LOST", 0)  # no loss is tracked one by one
+    monkeypatch.setattr(ledger_module, "MAX_LOST", 0)  # no loss is tracked one by one
     pipeline = make(tmp_path, FakeClient(reject_422), Clock(), reliable=False, batch_max_traces=1)
     cleanup.append(pipeline)
     tracer = tracer_for(pipeline)

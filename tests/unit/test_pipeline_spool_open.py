@@ -12,13 +12,13 @@ from typing import Any
 from conftest_pipeline import emit, tracer_for
 from test_pipeline import make
 
-import galileo_otel.export.pipeline as pipeline_module
+import galileo_otel.export.spooler as spooler_module
 
 
 def test_spool_opens_on_the_spooler_thread_and_batches_wait_for_it(
     tmp_path: Any, monkeypatch: Any
 ) -> None:
-    real_open = pipeline_module.open_spool
+    real_open = spooler_module.open_spool
     release = threading.Event()
     opened_on: list[str] = []
 
@@ -27,7 +27,7 @@ def test_spool_opens_on_the_spooler_thread_and_batches_wait_for_it(
         release.wait(10)  # another process holding the write lock, say
         return real_open(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline_module, "open_spool", slow_open)
+    monkeypatch.setattr(spooler_module, "open_spool", slow_open)
     pipeline, client, _ = make(tmp_path)  # builds and starts: returns while the open waits
     try:
         stats = pipeline.stats()

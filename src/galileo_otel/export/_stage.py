@@ -1,36 +1,24 @@
-"""What the pipeline's stages share: the items that travel between them and the state they use.
+"""What the pipeline's objects share: the items that travel between them, and how they report.
 
-The stages (``batch.py``, ``spooler.py``, ``deliver.py``) are mixins of one
-:class:`~galileo_otel.export.pipeline.ExportPipeline`; ``pipeline.py`` creates this state in
-``_init_runtime`` and says there which lock guards which field. :class:`StageState` only
-declares it, so each stage module type-checks on its own.
+A :class:`Batch` is open on the batcher; a closed one travels as an :class:`Outbound` through
+the ledger's queues to the spooler and the senders; a :class:`Flush` marker travels behind
+the batches it covers. :class:`Report` is the one way every thread counts and logs.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import random
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from galileo_otel.api.retry import RetryPolicy
-from galileo_otel.errors import APIError
-from galileo_otel.export.spool import Spool, SpoolEntry
+from galileo_otel.export.spool import SpoolEntry
 from galileo_otel.export.spool_format import BatchHeader
-from galileo_otel.settings import GalileoSettings
-
-if TYPE_CHECKING:
-    from galileo_otel.export.convert import ConvertStats
-    from galileo_otel.export.sink import Sink
+from galileo_otel.export.stats import Counters
 
 _log = logging.getLogger("galileo_otel.export.pipeline")
 
-DEFAULT_SPOOL_RETRY_MAX_S = 60.0
 _LOG_EVERY_S = 10.0
 
 
@@ -109,98 +97,25 @@ class Outbound:
         return self.record
 
 
-class StageState:
-    """Declarations of the pipeline state the stages read and write (see ``pipeline.py``)."""
+class Report:
+    """Counting and logging for every thread of one pipeline: counters and a rate-limited log."""
 
-    # settings, fixed at construction
-    _settings: GalileoSettings
-    _reliable: bool
-    _max_traces: int
-    _max_payload: int
-    _batch_delay: float
-    _first_delay: float
-    _in_flight: int
-    _max_unwritten_bytes: int
-    _export_timeout: float
-    _spool_retry: float
-    _clock: Callable[[], float]
-    _wait_fn: Callable[[float], bool] | None
-    _rng: random.Random
-    _say: RateLimitedLog
-    _policy: RetryPolicy
-    _convert: Callable[[Any], dict[str, Any]] | None
-    _destination: dict[str, Any] | None
-    _target: dict[str, Any]
-    _origin: str
-    _spool: Spool | None
-    convert_stats: ConvertStats
-    # lifecycle
-    _threads: list[threading.Thread]
-    _closing: bool
-    _shutdown: bool
-    _stop: threading.Event
-    _hurry: threading.Event
-    _adoption: threading.Event
-    # the app-thread hand-off (SpanHandoff)
-    _queue: deque[Any]
-    _max_queue: int
-    _awake: bool
-    _wake: threading.Event
-    # the worker's own (no lock: only the worker thread touches them)
-    _taken: int
-    _open: dict[str, Batch]
-    _flush_at: float | None
-    _last_flush: float
-    _next_expire: float
-    _last_seq: int
-    _final_marker: Flush | None
-    # guarded by _lock (through _cv, _cv_send, _cv_write)
-    _cv: threading.Condition
-    _cv_send: threading.Condition
-    _cv_write: threading.Condition
-    _seq: itertools.count[int]
-    _outbox: deque[Outbound]
-    _busy: int
-    _to_spool: deque[Outbound | Flush]
-    _unwritten: int
-    _pending: dict[int, int]
-    _name_seq: dict[str, int]
-    _lost: set[int]
-    _lost_overflow: int
-    _held: dict[str, SpoolEntry]
-    _parked: dict[str, int]
-    _adopted: set[int]
-    _sent: set[int]
-    _backlog: int
-    _next_scan: float
-    _scan_backoff: float
-    _spool_files: int
-    _spool_usage: dict[str, int]
-    # the spool writer's own
-    _next_housekeep: float
-    _next_compact: float
-    _said_foreign: bool
-    _sink: Sink
+    def __init__(self, counters: Counters, say: RateLimitedLog) -> None:
+        self.counters = counters
+        self.say = say
 
-    if TYPE_CHECKING:
-        # Defined by one stage or by the wiring, called by others.
-        def _count(self, key: str, n: int = 1) -> None: ...
-        def _need_senders(self) -> None: ...
-        def _note_lost(self, seq: int) -> None: ...
-        def _internal_error(self, where: str, exc: BaseException) -> None: ...
-        def _retry_spooled_now(self) -> None: ...
-        def _get_tracker(self) -> Any: ...
-        def _get_assembler(self) -> Any: ...
-        def _span_of(self, item: Any) -> Any: ...
-        def _settle(self, out: Outbound, *, ok: bool, reason: str = "") -> None: ...
-        def _confirmed(self, out: Outbound) -> None: ...
-        def _dead_letter(self, out: Outbound, exc: APIError) -> None: ...
-        def _spool_full(self, out: Outbound) -> None: ...
-        def _leave_in_spool(
-            self,
-            out: Outbound,
-            *,
-            retried: bool,
-            reason: str = "shutdown",
-            not_before_s: float | None = None,
-        ) -> None: ...
+    def count(self, key: str, n: int = 1) -> None:
+        """Add ``n`` to the counter ``key``."""
+        self.counters.add(key, n)
+
+    def internal_error(self, where: str, exc: BaseException) -> None:
+        """A bug of ours in ``where``: counted (``errors.<where>``) and logged, never raised."""
+        self.counters.add(f"errors.{where}")
+        self.say(
+            logging.ERROR,
+            f"internal-{where}",
+            "galileo-otel: internal error in %s: %r",
+            where,
+            exc,
+            exc_info=exc,
+        )

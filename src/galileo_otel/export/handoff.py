@@ -100,6 +100,36 @@ class SpanHandoff:
             return item
         return OffloadedSpan(item, self._resource_of[item[12]])
 
+    # --- the worker's side, for a worker that is another object (the in-process Batcher) ----
+    def worker_queue(self) -> deque[Any]:
+        """The queue, for the one worker thread to ``popleft`` from (no other consumer)."""
+        return self._queue
+
+    def span_of(self, item: Any) -> Any:
+        """A queued item as a span (see :meth:`_span_of`)."""
+        return self._span_of(item)
+
+    def worker_sleeps(self) -> None:
+        """The worker is about to look at the queue a last time and sleep: wake it next span."""
+        self._wake.clear()
+        self._awake = False
+
+    def worker_wait(self, timeout: float | None) -> None:
+        """The worker sleeps until a span comes (see :meth:`submit`) or ``timeout`` passes."""
+        self._wake.wait(timeout)
+
+    def wake_worker(self) -> None:
+        """Wake the worker now (shutdown)."""
+        self._wake.set()
+
+    def queued_spans(self, control: type) -> int:
+        """Spans in the queue now (items of type ``control`` are not spans)."""
+        return sum(1 for item in list(self._queue) if type(item) is not control)
+
+    def dropped(self) -> tuple[int, int]:
+        """Spans refused so far: ``(queue full, closed or disabled)``."""
+        return self._dropped_full, self._dropped_closed
+
     def _enqueue_control(self, item: Any) -> None:
         """Queue a control item (flush, shutdown...) behind the spans, and wake the worker."""
         self._queue.append(item)

@@ -1,65 +1,65 @@
-"""ExportPipeline: the wiring of the export stages, their threads, locks and lifecycle.
+"""ExportPipeline: composes the export objects and runs their lifecycle.
 
-The path of a span, one module per stage::
+The path of a span, one object per step, each owning its thread and its state::
 
-    app thread   submit()            handoff.py   one deque append and a length check
-    worker       assemble, session,  batch.py     CPU only, never waits on I/O
-                 convert, encode,
-                 batch per session
-    spooler      write, adopt,       spooler.py   the spool (spool.py) is the durable queue
-                 lease, feed senders
-    senders x N  send, retry,        deliver.py   through the sink (sink.py: GalileoSink ->
-                 confirm, dead-letter                 api/); N = max_in_flight
+    app thread   ExportPipeline.submit   handoff.py  one deque append and a length check;
+                                                     wakes the worker only when it sleeps
+    worker       Batcher                 batcher.py  assemble, session, convert, encode,
+                                                     batch per session (CPU only); closes a
+                                                     batch into the Ledger
+    spooler      Spooler                 spooler.py  takes closed batches from the Ledger,
+                                                     writes them to the spool (spool.py),
+                                                     adopts orphans, renews leases, feeds the
+                                                     senders from disk
+    senders x N  SenderPool              senders.py  Ledger.take -> Sink.send (sink.py:
+                                                     GalileoSink -> api/) -> Ledger.settle;
+                                                     retries through api/retry.py's loop
 
-Threads: one worker, one spooler, ``max_in_flight`` senders, started by :meth:`start` (the
-first configure() or processor), stopped by :meth:`shutdown`. Locks (all state below is made
-in ``_init_runtime``, again in a forked child):
+The :class:`~galileo_otel.export.ledger.Ledger` between them holds every batch's state
+(pending, held, parked, lost), the two hand-over queues and the flush scopes. Threads: the
+worker and the spooler start with :meth:`ExportPipeline.start`; the ``max_in_flight`` senders
+with the first batch to send; all end at :meth:`ExportPipeline.shutdown`. Locks:
 
-* ``_lock`` with its three conditions ``_cv`` (flush waiters, the worker's back-pressure),
-  ``_cv_send`` (senders waiting for batches) and ``_cv_write`` (the spooler): guards the
-  batches between stages and their bookkeeping (``_to_spool``, ``_outbox``, ``_pending``,
-  ``_held``, ``_parked``, ``_name_seq``, ``_adopted``, ``_sent``, the losses no flush has
-  reported yet, scan timers). Never held across I/O.
-* The counters' own lock (``stats.py``).
+* The Ledger's one lock, with three conditions (flush waiters and the worker's back-pressure;
+  senders waiting for a batch; the spooler): guards all bookkeeping between the threads.
+  Never held across I/O.
+* The counters' own lock (``stats.py``) and the rate-limited logger's (``_stage.py``).
 * The sink's own (``sink.py``: the destinations it resolved).
-* The spool's own lock (its one SQLite connection) and the rate-limited logger's.
+* The spool's own lock (its one SQLite connection).
 
 The app thread takes none of them: ``submit`` touches only the deque and an Event.
 
 Reliable mode (``reliable=True``): each closed batch is first written to the spool (when on),
-then sent and awaited; retried per the one RetryPolicy (api/retry.py) until ``export_timeout``; a batch
-still undelivered stays in the spool, for a later try or the next process. Fire-and-forget mode
-(``reliable=False``): one request (plus one reconnect), failures counted. Both: permanent
-errors (400, 401, 403, 404, 422) are never retried; in reliable mode the batch becomes a dead
-letter in the spool.
+then sent and awaited; retried per the one RetryPolicy (api/retry.py) until
+``export_timeout``; a batch still undelivered stays in the spool, for a later try or the next
+process. Fire-and-forget mode (``reliable=False``): one request (plus one reconnect),
+failures counted. Both: permanent errors (400, 401, 403, 404, 422) are never retried; in
+reliable mode the batch becomes a dead letter in the spool.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import itertools
-import logging
 import os
-import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from galileo_otel.api.retry import RetryPolicy
 from galileo_otel.api.suppress import suppressed
-from galileo_otel.export._stage import Batch, Flush, Outbound, RateLimitedLog
-from galileo_otel.export.batch import BatchStage
+from galileo_otel.export._stage import Flush, RateLimitedLog, Report
+from galileo_otel.export.batcher import Batcher
 from galileo_otel.export.convert import ConvertStats
-from galileo_otel.export.deliver import DeliveryStage
 from galileo_otel.export.handoff import SpanHandoff
 from galileo_otel.export.hooks import weak_call
+from galileo_otel.export.ledger import Ledger
+from galileo_otel.export.senders import SenderPool
 from galileo_otel.export.sink import GalileoSink, Sink, dest_dict
-from galileo_otel.export.spool import Spool, SpoolEntry, key_fingerprint, open_spool
-from galileo_otel.export.spooler import SpoolStage
+from galileo_otel.export.spool import Spool, key_fingerprint
+from galileo_otel.export.spooler import Spooler
 from galileo_otel.export.stats import Counters, merge_spans, spool_figures
 from galileo_otel.settings import GalileoSettings
 
@@ -72,8 +72,6 @@ __all__ = [
     "ExportPipeline",
 ]
 
-_log = logging.getLogger(__name__)
-
 # Reliable mode's waits between attempts: the package's one RetryPolicy's numbers.
 DEFAULT_BACKOFF_INITIAL_S = RetryPolicy.backoff_initial_s
 DEFAULT_BACKOFF_MAX_S = RetryPolicy.backoff_max_s
@@ -84,11 +82,9 @@ DEFAULT_EXIT_TIMEOUT_S = 5.0
 # Room kept in batch_max_bytes for the request envelope around the traces array.
 _ENVELOPE_RESERVE_BYTES = 1024
 _MAX_UNWRITTEN_BYTES = 32 * 1024 * 1024
-# Lost batches remembered until a flush reports them (ints: ~6 MB at the bound).
-_MAX_LOST = 100_000
 
 
-class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
+class ExportPipeline(SpanHandoff):
     """Queue, worker and senders that take finished spans to Galileo as per-session batches.
 
     Args:
@@ -145,19 +141,10 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         shutdown_at_exit: bool = True,
         sink: Sink | None = None,
     ) -> None:
-        self._settings = settings if settings is not None else GalileoSettings()
-        s = self._settings
+        self._settings = s = settings if settings is not None else GalileoSettings()
         self._reliable = bool(s.reliable)
         self._disabled = bool(s.logging_disabled)
         self._max_queue = int(s.max_queue_spans)
-        self._max_traces = int(s.batch_max_traces)
-        self._max_payload = max(256, int(s.batch_max_bytes) - _ENVELOPE_RESERVE_BYTES)
-        self._batch_delay = float(s.batch_delay)
-        self._first_delay = min(first_delay_s, self._batch_delay)
-        self._in_flight = int(s.max_in_flight)
-        # Closed batches not yet on disk, by encoded size: room for a burst while the writer,
-        # whose every syscall waits for the GIL behind a busy app thread, catches up.
-        self._max_unwritten_bytes = max(_MAX_UNWRITTEN_BYTES, 2 * int(s.batch_max_bytes))
         self._export_timeout = float(s.export_timeout)
         # Reliable mode's retries: bounded by export_timeout, not by a count.
         self._policy = RetryPolicy(
@@ -167,35 +154,46 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
             backoff_max_s=backoff_max_s,
             jitter=0.5,
         )
+        # The spool rescan's backoff: the same policy's doubling, from spool_retry_s up to the
+        # longest Retry-After it honours, without jitter (one spooler per process).
+        self._scan_policy = RetryPolicy(
+            deadline_s=None, backoff_initial_s=spool_retry_s, backoff_max_s=60.0, jitter=0.0
+        )
         self._spool_retry = spool_retry_s
         self._exit_timeout = exit_timeout_s
         self._clock = clock
         self._wait_fn = wait
-        self._rng = random.Random()
         self._say = RateLimitedLog()
-
         # A tracker the pipeline built for itself is closed at shutdown (its store: files, Redis).
         self._owns_tracker = tracker is None
         self._tracker = tracker
         self._assembler = assembler
         self._convert = convert
-        self._destination = dest_dict(destination) if destination is not None else None
-        self._target = {
+        # Which API key a batch was made for: a spool shared with apps that use another key must
+        # not send their batches with ours (a 403 would dead-letter them). Only a truncated
+        # hash is stored. The URL is left out: a batch spooled while the API was unreachable
+        # goes to wherever the next start points.
+        key = s.api_key.get_secret_value() if s.api_key is not None else ""
+        target = {
             "project": s.project,
             "project_id": s.project_id,
             "log_stream": s.log_stream,
             "log_stream_id": s.log_stream_id,
             "experiment_id": s.experiment_id,
         }
-        # Which API key a batch was made for: a spool shared with apps that use another key must
-        # not send their batches with ours (a 403 would dead-letter them). Only a truncated
-        # hash is stored. The URL is left out: a batch spooled while the API was unreachable
-        # goes to wherever the next start points.
-        key = s.api_key.get_secret_value() if s.api_key is not None else ""
-        self._origin = key_fingerprint(key)
-        # Written once, under _lock, by the spooler thread that opens it (None -> the spool)
-        # before any batch is handed to a sender; read without a lock everywhere after.
-        self._spool: Spool | None = None
+        self._header = {
+            "reliable": self._reliable,
+            "destination": dest_dict(destination) if destination is not None else None,
+            "target": target,
+            "origin": key_fingerprint(key),
+        }
+        self._batch = {
+            "max_traces": int(s.batch_max_traces),
+            "max_payload": max(256, int(s.batch_max_bytes) - _ENVELOPE_RESERVE_BYTES),
+            "batch_delay": float(s.batch_delay),
+            "first_delay": min(first_delay_s, float(s.batch_delay)),
+            "max_queue": self._max_queue,
+        }
         self._owns_sink = sink is None
         self._sink: Sink = sink or GalileoSink(
             s,
@@ -204,36 +202,31 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
             spool=self._current_spool,
             client=client,
             clock=clock,
-            target=self._target,
+            target=target,
         )
-        # The spool is opened by the spooler thread, never on the caller's: opening may wait
-        # up to SQLite's busy timeout while another process holds the write lock. Until then
-        # _spool is None and _spool_path says where it will be (set once, then cleared).
-        self._spool_path: Path | None = None
-        # Why the spool is off, for stats(): a reliable pipeline without one loses what it
-        # cannot deliver, and the user must be able to see that.
-        self._spool_reason = ""
-        if isinstance(spool, Spool):
-            self._spool = spool
-        elif spool is False:
-            self._spool_reason = "off (no spool passed)"
-        elif not self._reliable:
-            self._spool_reason = "off (fire-and-forget mode: GALILEO_RELIABLE=false)"
-        elif self._disabled:
-            self._spool_reason = "off (export disabled)"
-        elif (path := s.spool_path()) is None:
-            self._spool_reason = "off (GALILEO_SPOOL_DIR=off)"
-        else:
-            self._spool_path = path
-            self._spool_reason = "not open yet (the spooler thread opens it at start)"
+        # The spool is opened by the spooler thread, never on the caller's (opening may wait up
+        # to SQLite's busy timeout); the reason it is off is for stats(): a reliable pipeline
+        # without one loses what it cannot deliver, and the user must be able to see that.
+        path = s.spool_path()
+        self._spool_state: tuple[Spool | None, Path | None, str] = (
+            (spool, None, "")
+            if isinstance(spool, Spool)
+            else (None, None, "off (no spool passed)")
+            if spool is False
+            else (None, None, "off (fire-and-forget mode: GALILEO_RELIABLE=false)")
+            if not self._reliable
+            else (None, None, "off (export disabled)")
+            if self._disabled
+            else (None, None, "off (GALILEO_SPOOL_DIR=off)")
+            if path is None
+            else (None, path, "not open yet (the spooler thread opens it at start)")
+        )
         # What conversion cut or folded (size caps, duplicate llm spans): written by the worker
         # thread only, read whole by stats().
         self.convert_stats = ConvertStats()
-
-        self._started = False
-        self._closing = False
-        self._shutdown = False
-        self._init_runtime()
+        self._started = self._closing = self._shutdown = False
+        self._final_marker: Flush | None = None  # the shutdown caller's own
+        self._compose()
         self._atexit_hook = weak_call(self._at_exit)
         if shutdown_at_exit:
             atexit.register(self._atexit_hook)
@@ -242,73 +235,67 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         if start:
             self.start()
 
-    # --- runtime state (made again in a forked child) ------------------------------------------
-    def _init_runtime(self) -> None:
-        """All runtime state, grouped by what guards it (see the module docstring)."""
+    def _compose(self) -> None:
+        """The objects and their runtime state (at construction, again in a forked child)."""
         self._reset_handoff()  # the app's queue: a deque and an Event, no lock
-        # Lifecycle events: _stop ends the threads; _hurry (shutdown began) cuts retry waits
-        # short so failing batches park in the spool; _adoption: first backlog pass done.
-        self._stop = threading.Event()
-        self._hurry = threading.Event()
-        self._adoption = threading.Event()
-        if self._spool is None and self._spool_path is None:
-            self._adoption.set()
-        self._threads: list[threading.Thread] = []
-        self._worker: threading.Thread | None = None
-        self._writer: threading.Thread | None = None
-
-        # --- the worker's own: no lock, only the worker thread writes them. _open and _taken
-        # are also read, without a lock, by stats() and shutdown's leftover count (a dict's
-        # truth value and a copy of its values: atomic under the GIL, a count at worst stale).
-        self._taken = 0  # spans taken off the queue
-        self._open: dict[str, Batch] = {}  # open batch per session
-        self._flush_at: float | None = None
-        self._last_flush = -1e18
-        self._next_expire = 0.0
-        self._last_seq = 0
-
-        # --- the shutdown caller's own: set by its final flush, read by it afterwards ---
-        self._final_marker: Flush | None = None
-
-        # --- guarded by _lock: one lock, three conditions, so a wake-up reaches only who can
-        # act on it (each wake-up costs a GIL hand-over) ---
-        self._lock = threading.Lock()
-        self._cv = threading.Condition(self._lock)
-        self._cv_send = threading.Condition(self._lock)
-        self._cv_write = threading.Condition(self._lock)
-        self._seq = itertools.count(1)  # batch numbers, in closing order
-        self._to_spool: deque[Outbound | Flush] = deque()  # closed, for the spooler
-        self._unwritten = 0  # encoded bytes in _to_spool
-        self._outbox: deque[Outbound] = deque()  # for the senders
-        self._busy = 0  # senders sending now
-        self._pending: dict[int, int] = {}  # batch seq -> traces, until confirmed or given up
-        self._name_seq: dict[str, int] = {}  # spool row name -> seq, rows we made or adopted
-        # Batches given up on (lost) that no flush has reported yet: a flush whose scope holds
-        # one returns False and so reports it; losses from before the flush call count too.
-        self._lost: set[int] = set()
-        # Past _MAX_LOST tracked losses, the highest seq not tracked: every flush that does not
-        # cover it returns False (never a True that could be a lie).
-        self._lost_overflow = 0
-        self._held: dict[str, SpoolEntry] = {}  # rows in a sender's hands
-        self._parked: dict[str, int] = {}  # rows back on disk after failing; shutdown won't wait
-        self._adopted: set[int] = set()  # seqs adopted from ended processes; flushes wait
-        self._sent: set[int] = set()  # seqs counted in traces_sent, until settled
-        self._backlog = 0  # rows of ours on disk that idle senders should take
-        self._next_scan = 0.0
-        self._scan_backoff = self._spool_retry
-        self._spool_files = 0
-        self._spool_usage: dict[str, int] = {}  # the spool's size, as of the last look
-
-        # --- the spooler's own ---
-        self._next_housekeep = 0.0
-        self._next_compact = 0.0
-        self._said_foreign = False
-
-        # --- counters (their own lock) ---
+        spool, path, reason = self._spool_state
         self._counters = Counters()
+        report = Report(self._counters, self._say)
+        s = self._settings
+        self._ledger = ledger = Ledger(
+            in_flight=int(s.max_in_flight),
+            # Closed batches not yet on disk, by encoded size: room for a burst while the
+            # spooler, whose every syscall waits for the GIL behind a busy app, catches up.
+            max_unwritten_bytes=max(_MAX_UNWRITTEN_BYTES, 2 * int(s.batch_max_bytes)),
+            counters=self._counters,
+            clock=self._clock,
+            scan_policy=self._scan_policy,
+            spool_on=spool is not None,
+        )
+        if spool is None and path is None:
+            ledger.adoption.set()
+        self._spooler = Spooler(
+            ledger=ledger,
+            report=report,
+            spool=spool,
+            spool_path=path,
+            reason=reason,
+            open_args={
+                "origin": self._header["origin"],
+                "max_bytes": int(s.spool_max_bytes),
+                "dead_max_bytes": int(s.spool_dead_max_bytes),
+            },
+            retry_s=self._spool_retry,
+            clock=self._clock,
+        )
+        self._senders = SenderPool(
+            ledger=ledger,
+            sink=self._sink,
+            spooler=self._spooler,
+            report=report,
+            size=int(s.max_in_flight),
+            reliable=self._reliable,
+            policy=self._policy,
+            export_timeout=self._export_timeout,
+            clock=self._clock,
+            wait=self._wait_fn,
+        )
+        ledger.when_work(self._senders.start_if_idle)
+        self._batcher = Batcher(
+            handoff=self,
+            ledger=ledger,
+            report=report,
+            tracker=self._get_tracker,
+            assembler=self._get_assembler,
+            convert=self._convert,
+            convert_stats=self.convert_stats,
+            batch=self._batch,
+            header=self._header,
+            clock=self._clock,
+        )
 
     def start(self) -> None:
-        """Start the worker and sender threads (idempotent)."""
+        """Start the worker and the spooler (idempotent); the senders start with work."""
         if self._started or self._closing or self._disabled:
             return
         self._started = True
@@ -318,50 +305,10 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         self._get_tracker()
         if isinstance(self._sink, GalileoSink):
             self._sink.prepare()
-        from galileo_otel.export import convert  # noqa: F401
-
-        self._worker = threading.Thread(
-            target=suppressed(self._run), name="galileo-otel-worker", daemon=True
-        )
-        self._worker.start()
+        self._batcher.start()
         # File I/O stays off the worker: each syscall gives the GIL away, and a CPU-bound app
         # thread then keeps it for a whole switch interval (5 ms) before the worker gets it back.
-        self._writer = threading.Thread(
-            target=suppressed(self._spooler_main), name="galileo-otel-spooler", daemon=True
-        )
-        self._writer.start()
-        # The senders start with the first batch to send (_need_senders).
-
-    def _spooler_main(self) -> None:
-        """The spooler thread: open the spool (first, so every batch sees it), then write."""
-        try:
-            self._open_spool()
-        except Exception as exc:  # pragma: no cover - a bug; run without a spool, say it
-            self._internal_error("spool open", exc)
-            with self._cv:
-                self._spool_path = None
-                self._spool_reason = f"unusable: {exc!r}"
-                self._adoption.set()
-        self._write_loop()
-
-    def _open_spool(self) -> None:
-        path = self._spool_path
-        if path is None:
-            return
-        spool, reason = open_spool(
-            path,
-            origin=self._origin,
-            max_bytes=int(self._settings.spool_max_bytes),
-            dead_max_bytes=int(self._settings.spool_dead_max_bytes),
-            why_off="off (GALILEO_SPOOL_DIR=off)",
-        )
-        if spool is not None:
-            with contextlib.suppress(OSError):
-                spool.cleanup()
-        with self._cv:
-            self._spool, self._spool_reason, self._spool_path = spool, reason, None
-            if spool is None:
-                self._adoption.set()  # no backlog to adopt: flushes need not wait for one
+        self._spooler.start()
 
     # --- flushing -------------------------------------------------------------------------------
     @suppressed  # the caller's thread may touch the spool (SQLite): never traced
@@ -377,7 +324,7 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
             whose root has not ended yet are not covered: they ship when their trace completes.
         """
         if self._closing or self._disabled or not self._started:
-            return not self._closing and not self._pending_any() and not self._any_lost()
+            return not self._closing and not self._pending_any() and not self._ledger.any_lost()
         timeout = self._export_timeout if timeout_s is None else timeout_s
         return self._flush(self._clock() + timeout, final=False)
 
@@ -406,38 +353,33 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         if self._closing:
             return False
         self._closing = True
-        self._hurry.set()
+        ledger = self._ledger
+        ledger.begin_closing()
         timeout = self._export_timeout if timeout_s is None else timeout_s
         deadline = self._clock() + max(0.0, timeout)
-        ok = True
-        if self._started:
-            ok = self._flush(deadline, final=True)
+        ok = self._flush(deadline, final=True) if self._started else True
         self._shutdown = True
+        ledger.mark_shut()
         with contextlib.suppress(ValueError):
             atexit.unregister(self._atexit_hook)
-        self._stop.set()
-        self._wake.set()
-        with self._cv:
-            self._cv.notify_all()
-            self._cv_send.notify_all()
-            self._cv_write.notify_all()
-        for thread in [self._worker, self._writer, *self._threads]:
+        ledger.stop()
+        self.wake_worker()
+        senders = self._senders.threads
+        for thread in [self._batcher.thread, self._spooler.thread, *senders]:
             if thread is not None and thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - self._clock()))
-        alive = any(t.is_alive() for t in self._threads)
-        self._finish_leftovers()
-        if self._spool is not None:
-            # What is left is anyone's to send now (a process starting later, or another
-            # pipeline of this process), not after our lease runs out; a batch still in a
-            # stuck sender's hands is disowned when that sender lets go of it.
-            with self._cv:
-                held = set(self._held)
-            try:
-                self._spool.disown(keep=held)
-            except OSError as exc:
-                self._say(logging.WARNING, "spool-close", "galileo-otel: spool: %s", exc)
-            if not alive:
-                self._spool.close()
+        alive = any(t.is_alive() for t in senders)
+        self._spooler.finish_leftovers()
+        left = self.queued_spans(Flush)
+        marker = self._final_marker
+        if marker is not None and not marker.done.is_set():
+            # The worker did not get through the queue in time: what it still holds is lost
+            # too, counted as well as can be (it may still run), never silently.
+            left += self._batcher.leftover_spans()
+        if left:
+            self._counters.add("dropped.shutdown", left)
+        held = {entry.name for entry in ledger.held_entries()}
+        self._spooler.close(held=held, close_store=not alive)
         if self._owns_sink and not alive:
             with contextlib.suppress(Exception):
                 self._sink.close()
@@ -445,7 +387,7 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
             try:
                 self._tracker.close()
             except Exception as exc:
-                self._internal_error("tracker close", exc)
+                Report(self._counters, self._say).internal_error("tracker close", exc)
         return ok and not self._pending_any()
 
     def _flush(self, deadline: float, *, final: bool, report: bool = True) -> bool:
@@ -456,69 +398,15 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         if not marker.done.wait(max(0.0, deadline - self._clock())):
             return False
         # The backlog adopted at start is part of what a flush delivers.
-        if not self._adoption.wait(max(0.0, deadline - self._clock())):
+        if not self._ledger.adoption.wait(max(0.0, deadline - self._clock())):
             return False
-        with self._cv:
-            adopted = set(self._adopted)
-
-            def covered(seq: int) -> bool:
-                return seq <= marker.seq or seq in adopted
-
-            self._retry_spooled_now()
-            while True:
-                parked = set(self._parked.values()) if final else set()
-                waiting = [seq for seq in self._pending if covered(seq) and seq not in parked]
-                left = deadline - self._clock()
-                if not waiting or left <= 0:
-                    break
-                self._cv.wait(left)  # every settled batch notifies
-            # Losses in scope, whenever they happened (before the call too), make it False;
-            # saying False reports them, so a later flush is judged on its own scope.
-            if not report:
-                return not waiting
-            lost = [seq for seq in self._lost if covered(seq)]
-            self._lost.difference_update(lost)
-            failed = bool(lost) or any(covered(seq) for seq in parked)
-            if self._lost_overflow:
-                failed = True
-                if marker.seq >= self._lost_overflow:
-                    self._lost_overflow = 0
-        self._refresh_spool_usage()
-        return not (waiting or failed)
-
-    def _refresh_spool_usage(self) -> None:
-        """Read the spool's size now: stats() after a flush shows the spool as the flush left it."""
-        spool = self._spool
-        if spool is None:
-            return
-        try:
-            usage = spool.usage()
-        except OSError as exc:
-            self._say(logging.WARNING, "spool-scan", "galileo-otel: spool look failed: %s", exc)
-            return
-        with self._cv:
-            self._spool_usage = usage
+        ok = self._ledger.wait_settled(marker.seq, deadline, final=final, report=report)
+        if report:
+            self._spooler.refresh_usage()
+        return ok
 
     def _pending_any(self) -> bool:
-        with self._cv:
-            return bool(self._pending or self._queue or self._open or self._to_spool)
-
-    def _any_lost(self) -> bool:
-        with self._cv:
-            return bool(self._lost or self._lost_overflow)
-
-    def _note_lost(self, seq: int) -> None:
-        """Remember a batch given up on until a flush reports it (called with ``_cv`` held)."""
-        if len(self._lost) < _MAX_LOST:
-            self._lost.add(seq)
-        else:
-            self._lost_overflow = max(self._lost_overflow, seq)
-
-    def _retry_spooled_now(self) -> None:
-        """Make the worker try spooled batches at once (called with ``_cv`` held)."""
-        self._next_scan = 0.0
-        self._scan_backoff = self._spool_retry
-        self._cv_write.notify()
+        return bool(self._queue or self._batcher.has_open() or self._ledger.busy())
 
     # --- stats ----------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -557,22 +445,21 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
         counters) are nested dicts.
         """
         out = self._counters.snapshot()
-        with self._cv:
-            out["batches_pending"] = len(self._pending)
-            out["traces_pending"] = sum(self._pending.values())
-            out["in_flight"] = self._busy
-            usage = dict(self._spool_usage)
-        out["spool_enabled"] = self._spool is not None
-        if self._spool is None:
-            out["spool_reason"] = self._spool_reason
+        figures = self._ledger.figures()
+        usage = figures.pop("usage")
+        out.update(figures)
+        spool = self._spooler.spool
+        out["spool_enabled"] = spool is not None
+        if spool is None:
+            out["spool_reason"] = self._spooler.reason
         out.update(spool_figures(usage))
-        queued = sum(1 for item in list(self._queue) if type(item) is not Flush)
+        full, closed = self.dropped()
         merge_spans(
             out,
-            taken=self._taken,
-            queued=queued,
-            dropped_full=self._dropped_full,
-            dropped_closed=self._dropped_closed,
+            taken=self._batcher.taken,
+            queued=self.queued_spans(Flush),
+            dropped_full=full,
+            dropped_closed=closed,
         )
         if self._assembler is not None:
             with contextlib.suppress(Exception):
@@ -587,12 +474,9 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
             out[f"convert.{k}"] = v
         return out
 
-    def _count(self, key: str, n: int = 1) -> None:
-        self._counters.add(key, n)
-
     # --- lazy parts -----------------------------------------------------------------------------
     def _current_spool(self) -> Spool | None:
-        return self._spool
+        return self._spooler.spool
 
     def _get_tracker(self) -> Any:
         if self._tracker is None:
@@ -613,19 +497,6 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
             )
         return self._assembler
 
-    # --- shared by the stages ------------------------------------------------------------------
-
-    def _internal_error(self, where: str, exc: BaseException) -> None:
-        self._count(f"errors.{where}")
-        self._say(
-            logging.ERROR,
-            f"internal-{where}",
-            "galileo-otel: internal error in %s: %r",
-            where,
-            exc,
-            exc_info=exc,
-        )
-
     # --- exit and fork ---------------------------------------------------------------------------
     def _at_exit(self) -> None:
         """At interpreter exit: shut down, bounded by ``exit_timeout_s``."""
@@ -634,10 +505,12 @@ class ExportPipeline(SpanHandoff, BatchStage, SpoolStage, DeliveryStage):
 
     def _after_fork_in_child(self) -> None:
         """A forked child gets an empty queue and its own threads; the parent's work stays."""
-        held = list(self._held.values())
+        held = self._ledger.held_entries()
+        spooler = self._spooler
+        self._spool_state = (spooler.spool, spooler.pending_path, spooler.reason)
         was_started = self._started
         self._say = RateLimitedLog()  # its lock may have been held by a parent thread
-        self._init_runtime()
+        self._compose()
         for entry in held:
             entry.forget()
         self._assembler = None

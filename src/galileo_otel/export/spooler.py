@@ -1,133 +1,211 @@
-"""The spool stage: closed batches onto disk, then to the senders; the backlog back from disk.
+"""The Spooler: closed batches onto disk, then to the senders; the backlog back from disk.
 
-One thread (``galileo-otel-spooler``) writes each closed batch to the spool before its first
-send (reliable mode), hands it to an idle sender or leaves it on disk while all are busy, and
-every ``spool_retry_s`` renews this process's leases, adopts batches of ended processes and
-feeds idle senders from the spool. File I/O stays off the worker: each syscall gives the GIL
-away, and a CPU-bound app thread then keeps it for a whole switch interval.
+One thread (``galileo-otel-spooler``) opens the spool (never on the app's thread: opening may
+wait for SQLite's busy timeout), writes each closed batch to it before its first send
+(reliable mode), hands it to an idle sender or leaves it on disk while all are busy, and every
+``spool_retry_s`` renews this process's leases, adopts batches of ended processes and feeds
+idle senders from the spool. File I/O stays off the batcher: each syscall gives the GIL away,
+and a CPU-bound app thread then keeps it for a whole switch interval.
+
+The Spooler is the pipeline's one user of the spool store (``spool.py``, ``spool_format.py``):
+the senders put batches back or dead-letter them through it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from galileo_otel.export._stage import (
-    DEFAULT_SPOOL_RETRY_MAX_S,
-    Flush,
-    Outbound,
-    StageState,
-)
-from galileo_otel.export.spool import LEASE_S, SpoolEntry
+from galileo_otel.api.suppress import suppressed
+from galileo_otel.errors import APIError
+from galileo_otel.export._stage import Flush, Outbound, Report
+from galileo_otel.export.ledger import Ledger
+from galileo_otel.export.spool import LEASE_S, Spool, SpoolEntry, open_spool
 from galileo_otel.export.spool_format import BatchHeader, ForeignHeader
 
-__all__ = ["SpoolStage"]
+__all__ = ["Spooler"]
 
 _log = logging.getLogger("galileo_otel.export.pipeline")
 
 _COMPACT_EVERY_S = 60.0
 
 
-class SpoolStage(StageState):
-    """The spool writer thread and what it owns: writing, adoption, leases, feeding senders."""
+class Spooler:
+    """The spooler thread and what it owns: the spool, writing, adoption, leases, feeding senders.
+
+    Args:
+        ledger: The batches' bookkeeping and the hand-over queues.
+        report: Counters and log.
+        spool: An open spool, or ``None``: then ``spool_path`` says where the thread opens one
+            (``None`` too: no spool, ``reason`` says why, for ``stats()``).
+        open_args: ``origin``, ``max_bytes``, ``dead_max_bytes`` for :func:`open_spool`.
+        retry_s: How often the spooler looks at the spool (leases, adoption): at most
+            ``LEASE_S / 4``.
+        clock: Monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        report: Report,
+        spool: Spool | None,
+        spool_path: Path | None,
+        reason: str,
+        open_args: dict[str, Any],
+        retry_s: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._ledger = ledger
+        self._report = report
+        # Written once, by the spooler thread that opens it (None -> the spool) before any
+        # batch is handed to a sender; read without a lock everywhere after.
+        self._spool = spool
+        self._path = spool_path
+        self._reason = reason
+        self._open_args = open_args
+        self._retry_s = retry_s
+        self._clock = clock
+        self._thread: threading.Thread | None = None
+        # The spooler thread's own (no lock).
+        self._next_housekeep = 0.0
+        self._next_compact = 0.0
+        self._said_foreign = False
+
+    # --- what others ask ---------------------------------------------------------------------
+    @property
+    def spool(self) -> Spool | None:
+        """The open spool (``None`` until opened, or without one)."""
+        return self._spool
+
+    @property
+    def reason(self) -> str:
+        """Why there is no spool (for ``stats()``)."""
+        return self._reason
+
+    @property
+    def pending_path(self) -> Path | None:
+        """Where the thread will open the spool (``None`` once opened, or without one)."""
+        return self._path
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The spooler thread, once started."""
+        return self._thread
+
+    def start(self) -> None:
+        """Start the spooler thread."""
+        self._thread = threading.Thread(
+            target=suppressed(self._main), name="galileo-otel-spooler", daemon=True
+        )
+        self._thread.start()
+
+    # --- the thread -----------------------------------------------------------------------------
+    def _main(self) -> None:
+        """Open the spool (first, so every batch sees it), then write."""
+        try:
+            self._open()
+        except Exception as exc:  # pragma: no cover - a bug; run without a spool, say it
+            self._report.internal_error("spool open", exc)
+            self._path = None
+            self._reason = f"unusable: {exc!r}"
+            self._ledger.spool_opened(False)
+        self._write_loop()
+
+    def _open(self) -> None:
+        path = self._path
+        if path is None:
+            return
+        spool, reason = open_spool(path, why_off="off (GALILEO_SPOOL_DIR=off)", **self._open_args)
+        if spool is not None:
+            with contextlib.suppress(OSError):
+                spool.cleanup()
+        self._spool, self._reason, self._path = spool, reason, None
+        self._ledger.spool_opened(spool is not None)
 
     def _write_loop(self) -> None:
+        ledger = self._ledger
         while True:
-            with self._cv:
-                while not self._to_spool:
-                    if self._stop.is_set():
-                        return
-                    now = self._clock()
-                    if self._scan_due(now) or self._housekeep_due(now):
-                        break
-                    self._cv_write.wait(self._scan_wait())
-                item = self._to_spool.popleft() if self._to_spool else None
-                if isinstance(item, Outbound):
-                    self._unwritten -= len(item.payload or b"")
-                    if self._unwritten < self._max_unwritten_bytes:
-                        self._cv.notify_all()  # the worker may be waiting for room
+            running, item = ledger.next_to_write(self._housekeep_at())
+            if not running:
+                return
             try:
                 if isinstance(item, Flush):
-                    item.done.set()
+                    item.done.set()  # every batch before it is on disk (or with a sender)
                 elif item is not None:
                     self._hand_over(item)
                 if self._spool is not None:
                     self._housekeep(self._clock())
                     self._maybe_scan(self._clock())
             except Exception as exc:  # pragma: no cover - a bug; never stop writing
-                self._internal_error("spool writer", exc)
+                self._report.internal_error("spool writer", exc)
+
+    def _housekeep_at(self) -> float:
+        return self._next_housekeep if self._spool is not None else float("inf")
+
+    def _write(self, out: Outbound) -> SpoolEntry | bool | None:
+        """Write a batch; the entry, ``None`` when the spool is full, ``False`` on an error."""
+        assert self._spool is not None
+        try:
+            entry = self._spool.write(out.header.encode(), out.payload or b"[]")
+        except OSError as exc:
+            self._report.say(
+                logging.WARNING, "spool-write", "galileo-otel: spool write failed: %s", exc
+            )
+            return False
+        if entry is None:
+            self._spool_full(out)
+        return entry
 
     def _hand_over(self, out: Outbound) -> None:
         """Write a closed batch to the spool (if on), then give it to a sender or leave it."""
         if self._spool is not None:
-            try:
-                out.entry = self._spool.write(out.header.encode(), out.payload or b"[]")
-                if out.entry is None:
-                    self._spool_full(out)
-                    return
-            except OSError as exc:
-                self._say(
-                    logging.WARNING, "spool-write", "galileo-otel: spool write failed: %s", exc
-                )
-                self._count("spool_write_errors")
-        with self._cv:
-            if out.entry is not None:
-                name = out.entry.name
-                self._name_seq[name] = out.seq
-                if len(self._outbox) >= self._in_flight:
-                    # Senders are busy: the batch waits on disk, not in memory.
-                    out.entry.release()
-                    self._backlog += 1
-                    self._spool_files += 1
-                    self._count("traces_spooled", out.traces)
-                    return
-                self._held[name] = out.entry
-                self._outbox.append(out)
-                self._need_senders()
-                self._cv_send.notify()
+            entry = self._write(out)
+            if entry is None:
                 return
-            # No spool: memory is bounded by stalling here (then the worker, then the queue).
-            while len(self._outbox) >= 2 * self._in_flight and not self._stop.is_set():
-                self._cv_write.wait()  # a sender notifies when it takes one; shutdown too
-            if self._stop.is_set() and len(self._outbox) >= 2 * self._in_flight:
-                self._pending.pop(out.seq, None)
-                self._note_lost(out.seq)
-                self._count("traces_failed", out.traces)
-                self._count("failed.shutdown", out.traces)
-                return
-            self._outbox.append(out)
-            self._need_senders()
-            self._cv_send.notify()
+            if entry is False:
+                self._report.count("spool_write_errors")
+            else:
+                assert isinstance(entry, SpoolEntry)
+                out.entry = entry
+        where = self._ledger.written(out)
+        if where == "on_disk":
+            # Senders are busy: the batch waits on disk, not in memory.
+            assert out.entry is not None
+            out.entry.release()
+            self._report.count("traces_spooled", out.traces)
+        elif where == "lost":
+            self._report.count("traces_failed", out.traces)
+            self._report.count("failed.shutdown", out.traces)
 
     def _spool_full(self, out: Outbound) -> None:
         """The spool refused a batch (GALILEO_SPOOL_MAX_BYTES): drop it, count it, never wait."""
-        self._say(
+        self._report.say(
             logging.WARNING,
             "spool-full",
             "galileo-otel: spool full (GALILEO_SPOOL_MAX_BYTES=%d): batch of %d traces dropped",
-            int(self._settings.spool_max_bytes),
+            int(self._open_args.get("max_bytes", 0)),
             out.traces,
         )
-        self._count("dropped.spool_full", out.traces)
-        self._settle(out, ok=False, reason="spool_full")
-
-    def _housekeep_due(self, now: float) -> bool:
-        return self._spool is not None and now >= self._next_housekeep and not self._stop.is_set()
+        self._report.count("dropped.spool_full", out.traces)
+        self._ledger.settle(out, ok=False)
 
     def _housekeep(self, now: float) -> None:
         """Renew our leases, adopt dead processes' batches, notice ours settled elsewhere.
 
-        Runs on the spool-writer thread only (so no batch is claimed while it looks), at start
-        and then every ``spool_retry_s`` (at most ``LEASE_S / 4``).
+        Runs on the spooler thread only (so no batch is claimed while it looks), at start and
+        then every ``spool_retry_s`` (at most ``LEASE_S / 4``).
         """
         spool = self._spool
-        if spool is None or now < self._next_housekeep:
+        if spool is None or now < self._next_housekeep or self._ledger.stopped:
             return
-        self._next_housekeep = now + min(self._spool_retry, LEASE_S / 4)
-        with self._cv:
-            # Ours on disk and not in a sender's hands: only these can have been taken over.
-            idle = {n: q for n, q in self._name_seq.items() if n not in self._held}
+        self._next_housekeep = now + min(self._retry_s, LEASE_S / 4)
+        idle = self._ledger.idle_names()
         try:
             spool.renew()
             if now >= self._next_compact:
@@ -139,37 +217,22 @@ class SpoolStage(StageState):
             owned = spool.owned_names() if idle else set()
             usage = spool.usage()
         except OSError as exc:
-            self._say(logging.WARNING, "spool-scan", "galileo-otel: spool look failed: %s", exc)
-            self._adoption.set()
+            self._report.say(
+                logging.WARNING, "spool-scan", "galileo-otel: spool look failed: %s", exc
+            )
+            self._ledger.adoption.set()
             return
-        handed_over = 0
-        with self._cv:
-            for name, traces in adopted:
-                seq = next(self._seq)
-                self._name_seq[name] = seq
-                self._pending[seq] = traces
-                self._adopted.add(seq)
-                self._backlog += 1
-            for name, seq in idle.items():
-                if name in owned or name in self._held or self._name_seq.get(name) != seq:
-                    continue
-                self._name_seq.pop(name, None)
-                self._parked.pop(name, None)
-                handed_over += self._pending.pop(seq, 0)
-            self._spool_usage = usage
-            if adopted:
-                self._retry_spooled_now()
-            self._cv.notify_all()
+        handed_over = self._ledger.housekept(adopted, owned, idle, usage)
         if adopted:
             n = sum(t for _, t in adopted)
-            self._count("traces_adopted", n)
+            self._report.count("traces_adopted", n)
             _log.info(
                 "galileo-otel: took over %d spooled batches (%d traces) left by ended processes",
                 len(adopted),
                 n,
             )
         if handed_over:
-            self._count("traces_handed_over", handed_over)
+            self._report.count("traces_handed_over", handed_over)
         if usage.get("foreign_batches") and not self._said_foreign:
             self._said_foreign = True
             _log.warning(
@@ -178,87 +241,24 @@ class SpoolStage(StageState):
                 spool.path,
                 usage["foreign_batches"],
             )
-        self._adoption.set()
-
-    def _scan_due(self, now: float) -> bool:
-        """Whether idle senders should get spooled batches now (called with ``_cv`` held)."""
-        if self._spool is None or self._stop.is_set():
-            return False
-        if self._in_flight - len(self._outbox) - self._busy <= 0:
-            return False
-        failing = self._scan_backoff > self._spool_retry
-        # While closing, every batch still on disk gets its one attempt without delay.
-        return now >= self._next_scan or (self._backlog > 0 and (self._closing or not failing))
-
-    def _scan_wait(self) -> float | None:
-        """How long the spooler may sleep (called with ``_cv`` held); ``None``: until notified.
-
-        Notified when a batch closes, a sender frees up, or shutdown begins; the only timers
-        are the lease/adoption look and, while a sender is idle, the next spool retry.
-        """
-        if self._spool is None:
-            return None
-        due = self._next_housekeep
-        if self._in_flight - len(self._outbox) - self._busy > 0:
-            due = min(due, self._next_scan)
-        return max(0.01, due - self._clock())
+        self._ledger.adoption.set()
 
     def _maybe_scan(self, now: float) -> None:
         """Feed idle senders with spooled batches: ours left on disk, or another run's."""
         assert self._spool is not None
-        with self._cv:
-            if not self._scan_due(now):
-                return
-            room = self._in_flight - len(self._outbox) - self._busy
+        room = self._ledger.scan_room(now)
+        if room <= 0:
+            return
         try:
-            with self._cv:
-                skip = set(self._held)
-                if self._closing:
-                    skip |= set(self._parked)
-            claimed = self._spool.claim_oldest(room, skip=skip)
+            claimed = self._spool.claim_oldest(room, skip=self._ledger.skip_names())
         except OSError as exc:
-            self._say(logging.WARNING, "spool-scan", "galileo-otel: spool scan failed: %s", exc)
-            with self._cv:
-                self._next_scan = now + self._scan_backoff  # not again at once
-                self._backlog = 0
+            self._report.say(
+                logging.WARNING, "spool-scan", "galileo-otel: spool scan failed: %s", exc
+            )
+            self._ledger.scan_failed(now)
             return
         entries, foreign = self._readable(claimed)
-        with self._cv:
-            for entry in foreign:
-                self._parked.pop(entry.name, None)
-                seq = self._name_seq.pop(entry.name, None)
-                traces = None if seq is None else self._pending.pop(seq, None)
-                if seq is not None and traces is not None:
-                    # Tracked (ours or adopted): a dead letter like any other, for the counts.
-                    self._note_lost(seq)
-                    self._count("traces_dead_lettered", traces)
-                    self._count("dead_lettered.foreign_header", traces)
-            if foreign:
-                self._cv.notify_all()
-            if not entries and not foreign:
-                self._backlog = 0
-                self._spool_files = 0  # none of ours left on disk
-                self._next_scan = now + self._scan_backoff
-                return
-            self._spool_files = max(0, self._spool_files - len(entries))
-            for entry, header in entries:
-                seq = self._name_seq.get(entry.name)
-                if seq is None or seq not in self._pending:
-                    # Ours but not tracked (given up on after an internal error): count it
-                    # back in, so the counters still reconcile.
-                    seq = next(self._seq)
-                    self._name_seq[entry.name] = seq
-                    self._pending[seq] = traces = header.traces
-                    self._count("traces_adopted", traces)
-                elif entry.name not in self._parked:
-                    self._backlog = max(0, self._backlog - 1)
-                self._held[entry.name] = entry
-                self._parked.pop(entry.name, None)
-                self._outbox.append(
-                    Outbound(seq=seq, header=header, payload=None, record=None, entry=entry)
-                )
-            self._need_senders()
-            self._cv_send.notify(len(entries))
+        self._ledger.claimed(entries, foreign, now)
 
     def _readable(
         self, entries: list[SpoolEntry]
@@ -282,7 +282,7 @@ class SpoolStage(StageState):
             where = self._spool.dead_letter(entry, error)
         except OSError as err:
             where = f"nowhere ({err})"
-        self._say(
+        self._report.say(
             logging.WARNING,
             "spool-foreign",
             "galileo-otel: spool: a batch of %d traces has a header this version cannot read "
@@ -292,7 +292,8 @@ class SpoolStage(StageState):
             where,
         )
 
-    def _leave_in_spool(
+    # --- for the senders (their threads) --------------------------------------------------------
+    def put_back(
         self,
         out: Outbound,
         *,
@@ -300,76 +301,97 @@ class SpoolStage(StageState):
         reason: str = "shutdown",
         not_before_s: float | None = None,
     ) -> None:
+        """A batch not delivered now: back on disk for a later try (lost without a spool)."""
         if out.entry is None:
             # Reliable mode without a spool: the batch is gone, say so in the counts.
-            self._count("traces_failed", out.traces)
-            self._count(f"failed.{reason}", out.traces)
-            self._settle(out, ok=False, reason=reason)
+            self._report.count("traces_failed", out.traces)
+            self._report.count(f"failed.{reason}", out.traces)
+            self._ledger.settle(out, ok=False)
             return
         out.entry.release()
-        self._count("traces_spooled", out.traces)
-        if self._shutdown and self._spool is not None:
+        self._report.count("traces_spooled", out.traces)
+        if self._ledger.shut and self._spool is not None:
             # A sender that outlived shutdown lets go of its batch: the next process takes it.
             with contextlib.suppress(OSError):
                 self._spool.disown()
-        with self._cv:
-            self._held.pop(out.entry.name, None)
-            self._spool_files += 1
-            if retried:
-                self._parked[out.entry.name] = out.seq
-                # The next try of the spool honours the server's Retry-After, if longer.
-                wait = max(self._scan_backoff, not_before_s or 0.0)
-                self._next_scan = max(self._next_scan, self._clock() + wait)
-                self._scan_backoff = min(DEFAULT_SPOOL_RETRY_MAX_S, self._scan_backoff * 2)
-            self._cv.notify_all()
-            self._cv_write.notify()
+        self._ledger.back_on_disk(out, retried=retried, not_before_s=not_before_s)
 
-    def _finish_leftovers(self) -> None:
-        """After shutdown: spool what the writer missed, release idle claims, count the rest."""
-        while True:
-            with self._cv:
-                item = self._to_spool.popleft() if self._to_spool else None
-            if item is None:
-                break
+    def dead_letter(self, out: Outbound, exc: APIError, *, reliable: bool) -> str:
+        """Set a refused batch aside in the spool's dead letters; says where (or why not)."""
+        if self._spool is None:
+            return "dropped (no spool)"
+        error = {
+            "status_code": exc.status_code,
+            "message": exc.message,
+            "detail": exc.detail,
+            "time": time.time(),
+        }
+        try:
+            if out.entry is not None:
+                return str(self._spool.dead_letter(out.entry, error))
+            if reliable:
+                payload = out.payload if out.payload is not None else b"[]"
+                return str(self._spool.dead_letter_new(out.header.encode(), payload, error))
+        except OSError as exc2:
+            return f"lost (could not write dead letter: {exc2})"
+        return "dropped (no spool)"
+
+    def close_after_shutdown(self) -> None:
+        """The last sender that outlived shutdown closes the spool."""
+        if self._spool is not None:
+            self._spool.close()
+
+    # --- shutdown (the caller's thread, after the threads were joined) ---------------------------
+    def finish_leftovers(self) -> None:
+        """Spool what the thread missed, release what no sender took, count the rest."""
+        to_spool, outbox = self._ledger.leftovers()
+        for item in to_spool:
             if isinstance(item, Flush):
                 item.done.set()
                 continue
-            out = item
             if self._spool is not None:
-                try:
-                    entry = self._spool.write(out.header.encode(), out.payload or b"[]")
-                    if entry is None:
-                        self._spool_full(out)
-                        continue
-                    entry.release()
-                    self._count("traces_spooled", out.traces)
+                entry = self._write(item)
+                if entry is None:
                     continue
-                except OSError as exc:
-                    self._say(
-                        logging.WARNING, "spool-write", "galileo-otel: spool write failed: %s", exc
-                    )
-            self._count("traces_failed", out.traces)
-            self._count("failed.shutdown", out.traces)
-            self._settle(out, ok=False, reason="shutdown")
-        with self._cv:
-            waiting = list(self._outbox)
-            self._outbox.clear()
-        for out in waiting:
+                if isinstance(entry, SpoolEntry):
+                    entry.release()
+                    self._report.count("traces_spooled", item.traces)
+                    continue
+            self._report.count("traces_failed", item.traces)
+            self._report.count("failed.shutdown", item.traces)
+            self._ledger.settle(item, ok=False)
+        for out in outbox:
             if out.entry is not None:
-                self._leave_in_spool(out, retried=False)
+                self.put_back(out, retried=False)
             else:
-                self._count("traces_failed", out.traces)
-                self._count("failed.shutdown", out.traces)
-                self._settle(out, ok=False, reason="shutdown")
-        left = sum(1 for item in list(self._queue) if not isinstance(item, Flush))
-        marker = self._final_marker
-        if marker is not None and not marker.done.is_set():
-            # The worker did not get through the queue in time: what it still holds (open
-            # traces, open batches) is lost too. Read from here while it may still run: counted
-            # as well as can be, never silently.
-            with contextlib.suppress(Exception):
-                left += int(self._get_assembler().stats().get("open_spans", 0))
-            with contextlib.suppress(RuntimeError):  # changed size while we looked
-                left += sum(batch.spans for batch in list(self._open.values()))
-        if left:
-            self._count("dropped.shutdown", left)
+                self._report.count("traces_failed", out.traces)
+                self._report.count("failed.shutdown", out.traces)
+                self._ledger.settle(out, ok=False)
+
+    def refresh_usage(self) -> None:
+        """Read the spool's size now: stats() after a flush shows the spool as it left it."""
+        spool = self._spool
+        if spool is None:
+            return
+        try:
+            usage = spool.usage()
+        except OSError as exc:
+            self._report.say(
+                logging.WARNING, "spool-scan", "galileo-otel: spool look failed: %s", exc
+            )
+            return
+        self._ledger.set_usage(usage)
+
+    def close(self, *, held: set[str], close_store: bool) -> None:
+        """At shutdown: give up our leases (but those of ``held`` rows), close when idle."""
+        if self._spool is None:
+            return
+        # What is left is anyone's to send now (a process starting later, or another pipeline
+        # of this process), not after our lease runs out; a batch still in a stuck sender's
+        # hands is disowned when that sender lets go of it.
+        try:
+            self._spool.disown(keep=held)
+        except OSError as exc:
+            self._report.say(logging.WARNING, "spool-close", "galileo-otel: spool: %s", exc)
+        if close_store:
+            self._spool.close()
