@@ -63,3 +63,51 @@ def test_the_scan_sees_a_reach_when_there_is_one(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert _private_reaches(sample) == ["sample.py:5: other._theirs"]
+
+
+# The in-process core: each object owns its thread(s) and state; the Ledger owns the one lock
+# between them. Each module here is scanned by the rule above (a rename must keep it scanned).
+COMPOSED = {
+    "ledger.py": "Ledger",
+    "batcher.py": "Batcher",
+    "spooler.py": "Spooler",
+    "senders.py": "SenderPool",
+    "pipeline.py": "ExportPipeline",
+}
+# Which module of the core starts which threads.
+THREAD_OWNERS = {"batcher.py", "spooler.py", "senders.py"}
+
+
+def _calls(path: Path, name: str) -> list[int]:
+    """Lines where ``threading.<name>(...)`` is called in ``path``."""
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == f"threading.{name}"
+    ]
+
+
+def test_the_composed_objects_are_scanned_and_define_their_class() -> None:
+    for module, cls in COMPOSED.items():
+        path = EXPORT / module
+        assert path.exists(), module
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        assert cls in {n.name for n in tree.body if isinstance(n, ast.ClassDef)}, module
+        assert _private_reaches(path) == []
+
+
+def test_only_the_ledger_makes_conditions_and_only_owners_start_threads() -> None:
+    core = [EXPORT / m for m in COMPOSED] + [EXPORT / "_stage.py", EXPORT / "handoff.py"]
+    conditions = {p.name for p in core if _calls(p, "Condition")}
+    assert conditions == {"ledger.py"}
+    threads = {p.name for p in core if _calls(p, "Thread")}
+    assert threads == THREAD_OWNERS
+
+
+def test_every_lock_of_the_core_says_what_it_guards() -> None:
+    # The comment line above (or on) a lock's definition names what it guards.
+    for path in [EXPORT / m for m in COMPOSED] + [EXPORT / "_stage.py", EXPORT / "stats.py"]:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for lineno in _calls(path, "Lock"):
+            context = " ".join(lines[max(0, lineno - 3) : lineno]).lower()
+            assert "guards" in context, f"{path.name}:{lineno}"
