@@ -205,16 +205,17 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     # The worker loop over the same spans: everything from the queue to closed batches.
     pipeline = ExportPipeline(settings, start=False, spool=False, shutdown_at_exit=False)
     pipeline._queue.extend(spans)
-    pipeline._stop.set()  # _work drains the queue, then returns
+    ledger, batcher = pipeline._ledger, pipeline._batcher
+    ledger.stop_event.set()  # the batcher drains the queue, then returns
     pipeline._get_assembler()
     pipeline._get_tracker()
-    timed("worker", pipeline._work)
-    pipeline._close_all()
-    batches = [b for b in pipeline._to_spool if hasattr(b, "payload")]
+    timed("worker", batcher._work)
+    batcher._close_all()
+    batches = [b for b in ledger.leftovers()[0] if hasattr(b, "payload")]
     out["worker_overhead"] = out["worker"] - sum(
         out[s] for s in ("assemble", "sessions", "convert", "encode", "fit")
     )
-    pipeline._stop.clear()
+    ledger.stop_event.clear()
     pipeline.shutdown(0)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -229,21 +230,20 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     with tempfile.TemporaryDirectory() as tmp:
         spool = Spool(tmp)
         sender = ExportPipeline(settings, start=False, spool=spool, shutdown_at_exit=False)
-        sender._get_client()
         sender._get_tracker()
-        sender._policy = None
+        sender._sink.prepare()  # type: ignore[attr-defined]
+        pool = sender._senders
         for b in batches:  # the sessions exist already: a first send creates them, not timed
             b.record.galileo_id = b.record.galileo_id or b.record.local_id
         outs = []
         for i, b in enumerate(batches):
             o = type(b)(seq=i, header=b.header, payload=b.payload, record=b.record)
             o.entry = spool.write(b.header.encode(), b.payload)
-            sender._pending[i] = o.traces
             outs.append(o)
 
         def deliver() -> None:
             for o in outs:
-                sender._deliver_reliable(o)
+                pool._deliver_reliable(o)
 
         timed("deliver", deliver)
         sender.shutdown(0)

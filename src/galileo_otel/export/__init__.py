@@ -7,12 +7,14 @@ The path of a span through this package, one module per stage::
     record.py    a span as a tuple of builtins, and the light span rebuilt from one
     assemble.py  spans -> complete traces (worker thread)
     convert.py   a trace -> a Galileo trace dict; fit.py cuts one that would not fit a request
-    batch.py     per-session batches, encoded once (worker thread, CPU only)
-    spooler.py   writes batches to the spool, adopts orphans, renews leases (spooler thread)
+    batcher.py   Batcher: the worker thread; per-session batches, encoded once (CPU only)
+    ledger.py    Ledger: every closed batch's state, the hand-over queues, flush scopes (the lock)
+    spooler.py   Spooler: the spooler thread; writes batches to the spool, adopts orphans,
+                 renews leases, feeds the senders from disk
     spool.py     the durable queue (one SQLite database shared by processes)
-    deliver.py   send, retry, back off, dead-letter (sender threads)
+    senders.py   SenderPool: N sender threads; send, retry (api/retry.py's loop), dead-letter
     sink.py      where a batch goes: the Sink protocol; GalileoSink sends through api/
-    pipeline.py  the wiring: threads, locks, lifecycle, fork, flush, stats (_stage.py: shared state)
+    pipeline.py  ExportPipeline: composes the above; start, flush, shutdown, fork, stats
     offload.py   the same pipeline in a child process (_worker.py), behind the same interface
 
 :func:`make_pipeline` is the one place a pipeline is built from settings: ``configure()``,

@@ -1,8 +1,8 @@
 """Where closed batches go: the :class:`Sink` protocol and :class:`GalileoSink` (api/).
 
 A sink sends one batch, once, and says what happened in an :class:`Outcome`; it never retries,
-waits between attempts or counts: the senders (``deliver.py``) do that, with the one retry
-decision of the package (:meth:`~galileo_otel.api.client.RetryPolicy.delay_for`). Tests and
+waits between attempts or counts: the senders (``senders.py``) do that, with the one retry
+loop of the package (:func:`~galileo_otel.api.retry.retry_loop`). Tests and
 other destinations plug in through ``make_pipeline(sink=...)``.
 
 :class:`GalileoSink` owns what only delivery to Galileo needs: the client, the destinations it
