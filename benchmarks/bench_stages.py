@@ -207,7 +207,7 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     pipeline._queue.extend(spans)
     ledger, batcher = pipeline._ledger, pipeline._batcher
     ledger.stop_event.set()  # the batcher drains the queue, then returns
-    pipeline._get_assembler()
+    batcher.assembler()
     pipeline._get_tracker()
     timed("worker", batcher._work)
     batcher._close_all()

@@ -77,7 +77,8 @@ class Batcher:
         ledger: Where closed batches (and traces lost before batching) go.
         report: Counters and log.
         tracker: Returns the session tracker (built lazily, shared with the sink).
-        assembler: Returns the trace assembler.
+        assembler: The trace assembler; a ``TraceAssembler`` with ``limits`` when ``None``.
+        limits: ``max_spans_per_trace``, ``max_open_traces``, ``trace_timeout_ns``.
         convert: Turns an assembled trace into a Galileo trace dict (``convert_trace`` when
             ``None``, imported on the worker thread).
         convert_stats: What conversion cut (handed to ``fit.encode_within``).
@@ -95,7 +96,8 @@ class Batcher:
         ledger: Ledger,
         report: Report,
         tracker: Callable[[], Any],
-        assembler: Callable[[], Any],
+        assembler: Any,
+        limits: dict[str, int],
         convert: Callable[[Any], dict[str, Any]] | None,
         convert_stats: Any,
         batch: dict[str, Any],
@@ -106,7 +108,8 @@ class Batcher:
         self._ledger = ledger
         self._report = report
         self._get_tracker = tracker
-        self._get_assembler = assembler
+        self._assembler = assembler
+        self._limits = limits
         self._convert: Callable[[Any], dict[str, Any]] = convert or _no_convert
         self._convert_given = convert is not None
         self._convert_stats = convert_stats
@@ -139,6 +142,22 @@ class Batcher:
         """Spans taken off the queue so far."""
         return self._taken
 
+    def assembler(self) -> Any:
+        """The trace assembler (built on first use: at start, on the caller's thread)."""
+        if self._assembler is None:
+            from galileo_otel.export.assemble import TraceAssembler
+
+            self._assembler = TraceAssembler(**self._limits)
+        return self._assembler
+
+    def assembler_stats(self) -> dict[str, int]:
+        """The assembler's counters (none before it is built, or when it has none)."""
+        if self._assembler is None:
+            return {}
+        with contextlib.suppress(Exception):
+            return {k: int(v) for k, v in self._assembler.stats().items()}
+        return {}
+
     def has_open(self) -> bool:
         """Traces in open batches (not yet closed)."""
         return bool(self._open)
@@ -147,7 +166,7 @@ class Batcher:
         """Spans the worker still holds (open traces, open batches): read while it may run."""
         left = 0
         with contextlib.suppress(Exception):
-            left += int(self._get_assembler().stats().get("open_spans", 0))
+            left += int(self.assembler().stats().get("open_spans", 0))
         with contextlib.suppress(RuntimeError):  # changed size while we looked
             left += sum(batch.spans for batch in list(self._open.values()))
         return left
@@ -168,7 +187,7 @@ class Batcher:
             raise
 
     def _work(self) -> None:
-        assembler = self._get_assembler()
+        assembler = self.assembler()
         if not self._convert_given:
             from galileo_otel.export.convert import convert_trace
 

@@ -45,7 +45,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from galileo_otel.api.retry import RetryPolicy
@@ -59,8 +58,8 @@ from galileo_otel.export.ledger import Ledger
 from galileo_otel.export.senders import SenderPool
 from galileo_otel.export.sink import GalileoSink, Sink, dest_dict
 from galileo_otel.export.spool import Spool, key_fingerprint
-from galileo_otel.export.spooler import Spooler
-from galileo_otel.export.stats import Counters, merge_spans, spool_figures
+from galileo_otel.export.spooler import Spooler, spool_plan
+from galileo_otel.export.stats import Counters, merge_parts, merge_spans, spool_figures, stats_of
 from galileo_otel.settings import GalileoSettings
 
 __all__ = [
@@ -204,22 +203,8 @@ class ExportPipeline(SpanHandoff):
             clock=clock,
             target=target,
         )
-        # The spool is opened by the spooler thread, never on the caller's (opening may wait up
-        # to SQLite's busy timeout); the reason it is off is for stats(): a reliable pipeline
-        # without one loses what it cannot deliver, and the user must be able to see that.
-        path = s.spool_path()
-        self._spool_state: tuple[Spool | None, Path | None, str] = (
-            (spool, None, "")
-            if isinstance(spool, Spool)
-            else (None, None, "off (no spool passed)")
-            if spool is False
-            else (None, None, "off (fire-and-forget mode: GALILEO_RELIABLE=false)")
-            if not self._reliable
-            else (None, None, "off (export disabled)")
-            if self._disabled
-            else (None, None, "off (GALILEO_SPOOL_DIR=off)")
-            if path is None
-            else (None, path, "not open yet (the spooler thread opens it at start)")
+        self._spool_state = spool_plan(
+            spool, s.spool_path(), reliable=self._reliable, disabled=self._disabled
         )
         # What conversion cut or folded (size caps, duplicate llm spans): written by the worker
         # thread only, read whole by stats().
@@ -286,7 +271,12 @@ class ExportPipeline(SpanHandoff):
             ledger=ledger,
             report=report,
             tracker=self._get_tracker,
-            assembler=self._get_assembler,
+            assembler=self._assembler,
+            limits={
+                "max_spans_per_trace": int(s.max_spans_per_trace),
+                "max_open_traces": int(s.max_open_traces),
+                "trace_timeout_ns": int(s.trace_timeout * 1e9),
+            },
             convert=self._convert,
             convert_stats=self.convert_stats,
             batch=self._batch,
@@ -301,7 +291,7 @@ class ExportPipeline(SpanHandoff):
         self._started = True
         # Build everything now, on the caller's thread: imports and client set-up (pydantic
         # schemas, TLS context) are a one-time cost that must not land in the first burst.
-        self._get_assembler()
+        self._batcher.assembler()
         self._get_tracker()
         if isinstance(self._sink, GalileoSink):
             self._sink.prepare()
@@ -461,17 +451,12 @@ class ExportPipeline(SpanHandoff):
             dropped_full=full,
             dropped_closed=closed,
         )
-        if self._assembler is not None:
-            with contextlib.suppress(Exception):
-                for k, v in self._assembler.stats().items():
-                    out[f"assembler.{k}"] = int(v)
-        tracker_stats = getattr(self._tracker, "stats", None)
-        if callable(tracker_stats):
-            with contextlib.suppress(Exception):
-                for k, v in dict(tracker_stats()).items():
-                    out[f"sessions.{k}"] = v
-        for k, v in self.convert_stats.as_dict().items():
-            out[f"convert.{k}"] = v
+        merge_parts(
+            out,
+            assembler=self._batcher.assembler_stats(),
+            sessions=stats_of(self._tracker),
+            convert=self.convert_stats.as_dict(),
+        )
         return out
 
     # --- lazy parts -----------------------------------------------------------------------------
@@ -484,18 +469,6 @@ class ExportPipeline(SpanHandoff):
 
             self._tracker = SessionTracker.from_settings(self._settings)
         return self._tracker
-
-    def _get_assembler(self) -> Any:
-        if self._assembler is None:
-            from galileo_otel.export.assemble import TraceAssembler
-
-            s = self._settings
-            self._assembler = TraceAssembler(
-                max_spans_per_trace=s.max_spans_per_trace,
-                max_open_traces=s.max_open_traces,
-                trace_timeout_ns=int(s.trace_timeout * 1e9),
-            )
-        return self._assembler
 
     # --- exit and fork ---------------------------------------------------------------------------
     def _at_exit(self) -> None:
@@ -510,10 +483,10 @@ class ExportPipeline(SpanHandoff):
         self._spool_state = (spooler.spool, spooler.pending_path, spooler.reason)
         was_started = self._started
         self._say = RateLimitedLog()  # its lock may have been held by a parent thread
+        self._assembler = None  # the child assembles its own spans only
         self._compose()
         for entry in held:
             entry.forget()
-        self._assembler = None
         if isinstance(self._sink, GalileoSink):
             self._sink.after_fork()
         self._started = False

@@ -28,11 +28,33 @@ from galileo_otel.export.ledger import Ledger
 from galileo_otel.export.spool import LEASE_S, Spool, SpoolEntry, open_spool
 from galileo_otel.export.spool_format import BatchHeader, ForeignHeader
 
-__all__ = ["Spooler"]
+__all__ = ["Spooler", "spool_plan"]
 
 _log = logging.getLogger("galileo_otel.export.pipeline")
 
 _COMPACT_EVERY_S = 60.0
+
+
+def spool_plan(
+    spool: Spool | bool | None, path: Path | None, *, reliable: bool, disabled: bool
+) -> tuple[Spool | None, Path | None, str]:
+    """``(spool, path to open, reason)`` for the pipeline's ``spool`` argument and settings.
+
+    The spool is opened by the spooler thread, never on the caller's (opening may wait up to
+    SQLite's busy timeout). The reason it is off is for ``stats()``: a reliable pipeline
+    without one loses what it cannot deliver, and the user must be able to see that.
+    """
+    if isinstance(spool, Spool):
+        return spool, None, ""
+    if spool is False:
+        return None, None, "off (no spool passed)"
+    if not reliable:
+        return None, None, "off (fire-and-forget mode: GALILEO_RELIABLE=false)"
+    if disabled:
+        return None, None, "off (export disabled)"
+    if path is None:
+        return None, None, "off (GALILEO_SPOOL_DIR=off)"
+    return None, path, "not open yet (the spooler thread opens it at start)"
 
 
 class Spooler:

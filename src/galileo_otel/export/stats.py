@@ -7,11 +7,12 @@ the same from either.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ALWAYS", "Counters", "merge_spans", "spool_figures"]
+__all__ = ["ALWAYS", "Counters", "merge_parts", "merge_spans", "spool_figures", "stats_of"]
 
 # Keys every snapshot has, 0 until counted.
 ALWAYS = (
@@ -88,3 +89,19 @@ def spool_figures(usage: Mapping[str, int]) -> dict[str, int]:
         "spool_dead_dropped": usage.get("dead_dropped", 0),
         "spool_dead_evicted": usage.get("dead_evicted", 0),
     }
+
+
+def stats_of(part: Any) -> Mapping[str, Any]:
+    """A part's own ``stats()`` (the tracker's, say); empty when it has none or it fails."""
+    fn = getattr(part, "stats", None)
+    if callable(fn):
+        with contextlib.suppress(Exception):
+            return dict(fn())
+    return {}
+
+
+def merge_parts(out: dict[str, Any], **parts: Mapping[str, Any]) -> None:
+    """Put each part's counters into ``out`` as ``<part>.<key>`` (``sessions.``, ``convert.``)."""
+    for name, values in parts.items():
+        for k, v in values.items():
+            out[f"{name}.{k}"] = v
