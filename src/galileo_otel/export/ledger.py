@@ -470,6 +470,14 @@ class Ledger:
         with self._lock:
             return list(self._held.values())
 
+    def held_at_fork(self) -> list[SpoolEntry]:
+        """In a forked child: the rows the parent's senders held (their claims are not ours).
+
+        Read without the lock: a parent thread may have held it at the fork, and nothing else
+        runs in the child yet.
+        """
+        return list(self._held.values())
+
     def figures(self) -> dict[str, Any]:
         """``batches_pending``, ``traces_pending``, ``in_flight`` and the last spool usage."""
         with self._lock:

@@ -478,7 +478,7 @@ class ExportPipeline(SpanHandoff):
 
     def _after_fork_in_child(self) -> None:
         """A forked child gets an empty queue and its own threads; the parent's work stays."""
-        held = self._ledger.held_entries()
+        held = self._ledger.held_at_fork()
         spooler = self._spooler
         self._spool_state = (spooler.spool, spooler.pending_path, spooler.reason)
         was_started = self._started
