@@ -89,6 +89,9 @@ class Batcher:
         clock: Monotonic seconds.
     """
 
+    # Set by the worker thread when it starts (the default imports convert.py there).
+    _convert: Callable[[Any], dict[str, Any]]
+
     def __init__(
         self,
         *,
@@ -110,8 +113,7 @@ class Batcher:
         self._get_tracker = tracker
         self._assembler = assembler
         self._limits = limits
-        self._convert: Callable[[Any], dict[str, Any]] = convert or _no_convert
-        self._convert_given = convert is not None
+        self._given_convert = convert
         self._convert_stats = convert_stats
         self._max_traces = int(batch["max_traces"])
         self._max_payload = int(batch["max_payload"])
@@ -188,7 +190,9 @@ class Batcher:
 
     def _work(self) -> None:
         assembler = self.assembler()
-        if not self._convert_given:
+        if self._given_convert is not None:
+            self._convert = self._given_convert
+        else:
             from galileo_otel.export.convert import convert_trace
 
             self._convert = functools.partial(convert_trace, stats=self._convert_stats)
@@ -350,7 +354,3 @@ class Batcher:
         self._report.count("batches", 1)
         # Memory stays bounded: the ledger makes us wait while the spooler is far behind.
         self._ledger.closed(out)
-
-
-def _no_convert(trace: Any) -> dict[str, Any]:  # pragma: no cover - replaced at thread start
-    raise RuntimeError("the worker thread sets the converter when it starts")

@@ -138,11 +138,7 @@ class SenderPool:
         def stop(failure: Failure) -> bool:
             # While shutting down, a failing batch goes back to the spool at once: the next
             # process sends it, and shutdown need not wait out the retries.
-            return (
-                RetryPolicy.is_permanent(failure.error)
-                or (ledger.closing and out.entry is not None)
-                or ledger.stopped
-            )
+            return (ledger.closing and out.entry is not None) or ledger.stopped
 
         def wait(seconds: float) -> bool:
             return bool(self._wait(seconds)) or ledger.stopped
