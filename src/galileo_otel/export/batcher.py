@@ -25,6 +25,7 @@ from galileo_otel.export.handoff import SpanHandoff
 from galileo_otel.export.ledger import Ledger
 from galileo_otel.export.sdk_span import span_attributes
 from galileo_otel.export.spool_format import BatchHeader
+from galileo_otel.settings import GalileoSettings
 
 __all__ = ["Batcher", "encode_trace"]
 
@@ -38,6 +39,7 @@ _DRAIN_CHUNK = 1024
 # at full speed, as before: pacing applies only while the queue has room.
 _PACED_CHUNK = 64
 _EXPIRE_EVERY_S = 1.0
+_ENVELOPE_RESERVE_BYTES = 1024
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
@@ -77,13 +79,13 @@ class Batcher:
         ledger: Where closed batches (and traces lost before batching) go.
         report: Counters and log.
         tracker: Returns the session tracker (built lazily, shared with the sink).
-        assembler: The trace assembler; a ``TraceAssembler`` with ``limits`` when ``None``.
-        limits: ``max_spans_per_trace``, ``max_open_traces``, ``trace_timeout_ns``.
+        assembler: The trace assembler; a ``TraceAssembler`` per ``settings`` when ``None``.
         convert: Turns an assembled trace into a Galileo trace dict (``convert_trace`` when
             ``None``, imported on the worker thread).
         convert_stats: What conversion cut (handed to ``fit.encode_within``).
-        batch: ``max_traces``, ``max_payload``, ``batch_delay``, ``first_delay`` and
-            ``max_queue``, the numbers that close a batch and pace the drain.
+        settings: The numbers that close a batch (``batch_max_traces``, ``batch_max_bytes``,
+            ``batch_delay``), pace the drain (``max_queue_spans``) and bound the assembler.
+        first_delay_s: How long a batch waits for more traces after a quiet period.
         header: What every batch header carries: ``reliable``, ``destination``, ``target``,
             ``origin``.
         clock: Monotonic seconds.
@@ -100,10 +102,10 @@ class Batcher:
         report: Report,
         tracker: Callable[[], Any],
         assembler: Any,
-        limits: dict[str, int],
         convert: Callable[[Any], dict[str, Any]] | None,
         convert_stats: Any,
-        batch: dict[str, Any],
+        settings: GalileoSettings,
+        first_delay_s: float,
         header: dict[str, Any],
         clock: Callable[[], float],
     ) -> None:
@@ -112,14 +114,19 @@ class Batcher:
         self._report = report
         self._get_tracker = tracker
         self._assembler = assembler
-        self._limits = limits
+        self._limits = {
+            "max_spans_per_trace": int(settings.max_spans_per_trace),
+            "max_open_traces": int(settings.max_open_traces),
+            "trace_timeout_ns": int(settings.trace_timeout * 1e9),
+        }
         self._given_convert = convert
         self._convert_stats = convert_stats
-        self._max_traces = int(batch["max_traces"])
-        self._max_payload = int(batch["max_payload"])
-        self._batch_delay = float(batch["batch_delay"])
-        self._first_delay = float(batch["first_delay"])
-        self._max_queue = int(batch["max_queue"])
+        self._max_traces = int(settings.batch_max_traces)
+        # Room is kept in batch_max_bytes for the request envelope around the traces array.
+        self._max_payload = max(256, int(settings.batch_max_bytes) - _ENVELOPE_RESERVE_BYTES)
+        self._batch_delay = float(settings.batch_delay)
+        self._first_delay = min(first_delay_s, self._batch_delay)
+        self._max_queue = int(settings.max_queue_spans)
         self._header = header
         self._clock = clock
         self._thread: threading.Thread | None = None

@@ -78,8 +78,6 @@ DEFAULT_SPOOL_RETRY_S = 5.0
 DEFAULT_FIRST_DELAY_S = 0.05
 DEFAULT_EXIT_TIMEOUT_S = 5.0
 
-# Room kept in batch_max_bytes for the request envelope around the traces array.
-_ENVELOPE_RESERVE_BYTES = 1024
 _MAX_UNWRITTEN_BYTES = 32 * 1024 * 1024
 
 
@@ -159,6 +157,7 @@ class ExportPipeline(SpanHandoff):
             deadline_s=None, backoff_initial_s=spool_retry_s, backoff_max_s=60.0, jitter=0.0
         )
         self._spool_retry = spool_retry_s
+        self._first_delay_s = first_delay_s
         self._exit_timeout = exit_timeout_s
         self._clock = clock
         self._wait_fn = wait
@@ -185,13 +184,6 @@ class ExportPipeline(SpanHandoff):
             "destination": dest_dict(destination) if destination is not None else None,
             "target": target,
             "origin": key_fingerprint(key),
-        }
-        self._batch = {
-            "max_traces": int(s.batch_max_traces),
-            "max_payload": max(256, int(s.batch_max_bytes) - _ENVELOPE_RESERVE_BYTES),
-            "batch_delay": float(s.batch_delay),
-            "first_delay": min(first_delay_s, float(s.batch_delay)),
-            "max_queue": self._max_queue,
         }
         self._owns_sink = sink is None
         self._sink: Sink = sink or GalileoSink(
@@ -225,7 +217,7 @@ class ExportPipeline(SpanHandoff):
         self._reset_handoff()  # the app's queue: a deque and an Event, no lock
         spool, path, reason = self._spool_state
         self._counters = Counters()
-        report = Report(self._counters, self._say)
+        self._report = report = Report(self._counters, self._say)
         s = self._settings
         self._ledger = ledger = Ledger(
             in_flight=int(s.max_in_flight),
@@ -272,14 +264,10 @@ class ExportPipeline(SpanHandoff):
             report=report,
             tracker=self._get_tracker,
             assembler=self._assembler,
-            limits={
-                "max_spans_per_trace": int(s.max_spans_per_trace),
-                "max_open_traces": int(s.max_open_traces),
-                "trace_timeout_ns": int(s.trace_timeout * 1e9),
-            },
             convert=self._convert,
             convert_stats=self.convert_stats,
-            batch=self._batch,
+            settings=s,
+            first_delay_s=self._first_delay_s,
             header=self._header,
             clock=self._clock,
         )
@@ -377,7 +365,7 @@ class ExportPipeline(SpanHandoff):
             try:
                 self._tracker.close()
             except Exception as exc:
-                Report(self._counters, self._say).internal_error("tracker close", exc)
+                self._report.internal_error("tracker close", exc)
         return ok and not self._pending_any()
 
     def _flush(self, deadline: float, *, final: bool, report: bool = True) -> bool:
