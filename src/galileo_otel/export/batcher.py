@@ -91,8 +91,9 @@ class Batcher:
         clock: Monotonic seconds.
     """
 
-    # Set by the worker thread when it starts (the default imports convert.py there).
+    # Set by the worker thread when it starts (the default converter imports convert.py there).
     _convert: Callable[[Any], dict[str, Any]]
+    _tracker: Any
 
     def __init__(
         self,
@@ -197,6 +198,7 @@ class Batcher:
 
     def _work(self) -> None:
         assembler = self.assembler()
+        self._tracker = self._get_tracker()
         if self._given_convert is not None:
             self._convert = self._given_convert
         else:
@@ -287,9 +289,7 @@ class Batcher:
             attrs = span_attributes(root)
             start_ns = root.start_time or 0
             end_ns = root.end_time or start_ns
-            record = self._get_tracker().session_for_trace(
-                attrs, start_ns, end_ns, root_name=root.name
-            )
+            record = self._tracker.session_for_trace(attrs, start_ns, end_ns, root_name=root.name)
             if not getattr(record, "sampled", True):
                 # The session was sampled out: none of its traces are sent.
                 self._report.count("dropped.sampled")
