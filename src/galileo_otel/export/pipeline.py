@@ -27,7 +27,10 @@ with the first batch to send; all end at :meth:`ExportPipeline.shutdown`. Locks:
 * The sink's own (``sink.py``: the destinations it resolved).
 * The spool's own lock (its one SQLite connection).
 
-The app thread takes none of them: ``submit`` touches only the deque and an Event.
+The app thread takes none of them: ``submit`` touches only the deque and an Event. State
+without a lock has one writer: the Batcher's open batches and timers (its thread; ``stats()``
+reads a count), the Spooler's timers and its spool (written once, before any batch moves), the
+SenderPool's thread list (started under the Ledger's lock).
 
 Reliable mode (``reliable=True``): each closed batch is first written to the spool (when on),
 then sent and awaited; retried per the one RetryPolicy (api/retry.py) until
