@@ -229,8 +229,8 @@ def test_database_and_key_are_private_and_the_key_survives_a_restart(tmp_path: P
     assert names == ["kept"]
 
 
-def test_default_body_limit_is_64_mib_as_the_readme_says(tmp_path: Path) -> None:
-    # README: "a request body over --max-body-bytes (default 64 MiB ...)" answers 413.
+def test_default_body_limit_is_64_mib_as_documented(tmp_path: Path) -> None:
+    # docs/reference/server.md: a request body over --max-body-bytes (default 64 MiB) answers 413.
     limit = 64 * 1024 * 1024
     with serve_in_thread(db_path=tmp_path / "g.db", api_key=KEY) as server:
         with httpx.Client(

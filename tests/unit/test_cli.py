@@ -119,7 +119,7 @@ def test_missing_key_is_one_clear_error(capsys: pytest.CaptureFixture[str]) -> N
 
 def test_bad_filter_fails_before_any_request(capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(["sessions", "count", "--filter", "num_traces>lots"])
-    assert code == 2  # a usage error, as the README says
+    assert code == 2  # a usage error, as docs/reference/cli.md says
     assert "is not a number" in capsys.readouterr().err
 
 
