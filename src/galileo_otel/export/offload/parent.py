@@ -1,188 +1,86 @@
-"""Opt-in export worker process (``GALILEO_EXPORT_PROCESS``).
+"""OffloadPipeline: the app's face of the export worker process (``GALILEO_EXPORT_PROCESS``).
 
-Assembly, conversion and HTTP leave the app's interpreter; the app only pipes span tuples.
+Transport and replay only: the app thread hands spans off as records (``handoff.py``), a
+pipe-writer thread writes them as frames (``protocol.py``) to a child running the same
+``ExportPipeline`` as in-process (``child.py``), keeps what the child has not confirmed
+(``replay.py``) and restarts a child that died. Batching, sessions, conversion, delivery, the
+spool and their counters all live in the child.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import itertools
-import json
 import logging
-import marshal
 import os
-import struct
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
-from typing import IO, Any
+from typing import Any
 
 from galileo_otel.api.suppress import suppressed
 from galileo_otel.export.handoff import SpanHandoff
-from galileo_otel.export.hooks import weak_call
-from galileo_otel.export.record import OffloadedSpan, make_resource, rebuild_span
+from galileo_otel.export.hooks import ProcessHooks
+from galileo_otel.export.offload.protocol import (
+    MSG_FLUSH,
+    MSG_RESOURCE,
+    MSG_SHUTDOWN,
+    MSG_STATS,
+    READY_SEQ,
+    decode,
+    encode,
+    encode_spans,
+    read_frame,
+    settings_env,
+    worker_command,
+    write_raw,
+)
+from galileo_otel.export.offload.replay import CHECKPOINT_MIN_INTERVAL_S, ReplayBuffer
+from galileo_otel.export.record import make_resource, rebuild_span
 from galileo_otel.export.sdk_span import span_record, span_resource
-from galileo_otel.export.stats import merge_spans
+from galileo_otel.export.stats import Counters, merge_spans
 from galileo_otel.settings import GalileoSettings
 
-__all__ = [
-    "NICE_ENV",
-    "OffloadPipeline",
-    "OffloadedSpan",
-    "extract_span",
-    "make_resource",
-    "rebuild_span",
-    "settings_env",
-    "worker_command",
-]
+__all__ = ["MAX_RESTARTS", "OffloadPipeline"]
 
 _log = logging.getLogger("galileo_otel.export")
 
-# Message tags (parent -> child). Child -> parent messages are (seq, result).
-MSG_RESOURCE = 0
-MSG_SPANS = 1
-MSG_FLUSH = 2
-MSG_SHUTDOWN = 3
-MSG_STATS = 4
-
-SETTINGS_ENV = "GALILEO_OTEL_WORKER_SETTINGS"
-NICE_ENV = "GALILEO_OTEL_WORKER_NICE"
-# The worker's niceness (Unix): it yields the CPU to the app's process on a busy machine.
-_CHILD_NICE = "10"
-_HEADER = struct.Struct("<I")
 _FRAME_SPANS = 1024  # spans per frame: one write syscall and one GIL hand-over per frame
-# How long the worker thread, woken by the first span after a quiet spell, waits for a frame's
+# How long the writer thread, woken by the first span after a quiet spell, waits for a frame's
 # worth before it sends what it has: a lone span is piped within this, a burst costs the app
 # one wake-up (a GIL hand-over) per frame instead of one per few hundred spans.
 _LINGER_S = 0.02
-_MAX_RESTARTS = 3
-# A checkpoint asks the child to flush and confirm, so the replay buffer can shrink. A flush
-# closes the child's open batches early (measured: +57% requests at 1,000 traces/s with the
-# default 1 s batch_delay when it came every second), so one is sent only when the buffer is
-# half full or its oldest frame is _CHECKPOINT_MAX_AGE_S old (which bounds what a crashed child
-# would get twice), and never more often than every max(_CHECKPOINT_S, batch_delay).
-_CHECKPOINT_S = 1.0
-_CHECKPOINT_MAX_AGE_S = 30.0
-_EXIT_TIMEOUT_S = 5.0
+MAX_RESTARTS = 3
 # How long start(wait=True) waits for the child to be set up (imports, client). configure() and
 # the processor never wait: until the child is ready, spans are kept as encoded frames here.
 _READY_TIMEOUT_S = 10.0
+# A checkpoint's own bound in the child (it settles; it reports no loss).
+_CHECKPOINT_TIMEOUT_S = 30.0
+# This process's own counters; every other figure of stats() is the child's.
+_OWN_COUNTERS = ("offload.child_exits", "offload.restarts", "offload.fallback")
 
 # Worker processes inherited through a fork: kept referenced so their pipes are never closed
 # through objects whose locks a vanished thread may hold.
 _FORK_ORPHANS: list[Any] = []
 
 
-# --- wire format ------------------------------------------------------------------------------
-def write_frame(out: IO[bytes], obj: Any) -> None:
-    """Write one length-prefixed ``marshal`` frame and flush it."""
-    write_raw(out, marshal.dumps(obj))
-
-
-def write_raw(out: IO[bytes], data: bytes) -> None:
-    """Write one frame already encoded with ``marshal``."""
-    out.write(_HEADER.pack(len(data)) + data)
-    out.flush()
-
-
-def read_frame(inp: IO[bytes]) -> Any:
-    """Read one frame; raises ``EOFError`` when the other side is gone."""
-    head = _read_exact(inp, _HEADER.size)
-    (size,) = _HEADER.unpack(head)
-    return marshal.loads(_read_exact(inp, size))
-
-
-def _read_exact(inp: IO[bytes], n: int) -> bytes:
-    buf = inp.read(n)
-    if buf is None or len(buf) < n:
-        parts = [buf or b""]
-        got = len(parts[0])
-        while got < n:
-            chunk = inp.read(n - got)
-            if not chunk:
-                raise EOFError("pipe closed")
-            parts.append(chunk)
-            got += len(chunk)
-        buf = b"".join(parts)
-    return buf
-
-
-# --- spans as plain tuples --------------------------------------------------------------------
-def extract_span(span: Any, resource_id: int) -> tuple[Any, ...]:
-    """An ended span as a tuple of builtins (what ``marshal`` can write)."""
-    return span_record(span, resource_id)
-
-
-def _sanitize(item: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Make a tuple marshal-able: values of unexpected types become strings."""
-
-    def fix(v: Any) -> Any:
-        if v is None or type(v) in (str, int, float, bool, bytes):
-            return v
-        if isinstance(v, (list, tuple)):
-            return tuple(fix(x) for x in v)
-        return str(v)
-
-    attrs = {str(k): fix(v) for k, v in item[10].items()}
-    events = item[11]
-    if events:
-        events = tuple((str(n), ts, {str(k): fix(v) for k, v in a.items()}) for n, ts, a in events)
-    return (*item[:9], fix(item[9]), attrs, events, item[12])
-
-
-def settings_env(settings: GalileoSettings, destination: Any = None) -> dict[str, str]:
-    """Environment of the worker process: the settings as JSON, the API key in its own var."""
-    data = settings.model_dump(mode="json", exclude={"api_key"})
-    data["export_process"] = False
-    if destination is not None and getattr(destination, "project_id", None):
-        for name in ("project_id", "log_stream_id", "experiment_id"):
-            value = getattr(destination, name, None)
-            if value:
-                data[name] = str(value)
-    env = dict(os.environ)
-    # Under `opentelemetry-instrument` PYTHONPATH starts with the auto-instrumentation
-    # sitecustomize: the worker would run the zero-code set-up again, configure its own export
-    # (another worker, without end) and trace itself. The worker is plain: drop that entry.
-    if env.get("PYTHONPATH"):
-        kept = [
-            p
-            for p in env["PYTHONPATH"].split(os.pathsep)
-            if p and os.path.basename(os.path.normpath(p)) != "auto_instrumentation"
-        ]
-        if kept:
-            env["PYTHONPATH"] = os.pathsep.join(kept)
-        else:
-            del env["PYTHONPATH"]
-    env[SETTINGS_ENV] = json.dumps(data)
-    env.setdefault(NICE_ENV, _CHILD_NICE)
-    env.pop("GALILEO_API_KEY", None)
-    if settings.api_key is not None:
-        env["GALILEO_API_KEY"] = settings.api_key.get_secret_value()
-    return env
-
-
-def worker_command() -> list[str]:
-    """The export worker process's command line: this interpreter running ``_worker``."""
-    return [sys.executable, "-m", "galileo_otel.export._worker"]
-
-
-# --- the app's side ---------------------------------------------------------------------------
 class _Waiter:
+    """One request to the child (flush, stats, shutdown) and its answer."""
+
     __slots__ = ("done", "msg", "replay_mark", "result", "sent")
 
-    def __init__(self, msg: tuple[Any, ...], replay_mark: int) -> None:
+    def __init__(self, msg: tuple[Any, ...]) -> None:
         self.msg = msg
         self.sent = False  # written once: only then is it re-sent after a restart
-        self.replay_mark = replay_mark
+        self.replay_mark = 0  # the last span frame before it: a True flush confirms up to it
         self.done = threading.Event()
         self.result: Any = None
 
 
 class _Control:
+    """A request queued behind the spans (the queue's items are records, spans or these)."""
+
     __slots__ = ("waiter",)
 
     def __init__(self, waiter: _Waiter) -> None:
@@ -192,26 +90,29 @@ class _Control:
 class OffloadPipeline(SpanHandoff):
     """Same face as :class:`~galileo_otel.export.pipeline.ExportPipeline`; the work runs in a child.
 
-    ``submit`` is the same O(1) append. A worker thread turns queued spans into tuples and
-    writes them to a ``python -m galileo_otel.export._worker`` child, which runs an in-process
-    ``ExportPipeline`` with the same settings (so delivery modes, spool and stats are the same).
-    Frames not yet covered by a successful flush of the child are kept (bounded by
-    ``max_queue_spans``) and replayed to a restarted child; after ``_MAX_RESTARTS`` deaths the
-    export falls back to an in-process pipeline. Until a child has said it is set up, frames
-    are kept here instead of written (``max_queue_spans`` of them; then the app's queue fills
-    and drops, counted), so a slow start never holds up the app or ``start()``.
+    ``submit`` is the same O(1) append. A pipe-writer thread turns queued spans into frames and
+    writes them to a ``python -m galileo_otel.export.offload.child`` process, which runs an
+    in-process ``ExportPipeline`` with the same settings (so delivery modes, spool and stats
+    are the same). Frames not yet covered by a successful flush of the child are kept (bounded
+    by ``max_queue_spans``, see :class:`~.replay.ReplayBuffer`) and replayed to a restarted
+    child; after ``MAX_RESTARTS`` deaths the export falls back to an in-process pipeline. Until
+    a child has said it is set up, frames are kept here instead of written (``max_queue_spans``
+    of them; then the app's queue fills and drops, counted), so a slow start never holds up the
+    app or ``start()``.
+
+    Threads: the pipe writer (``galileo-otel-offload``), one reader per child
+    (``galileo-otel-offload-reader``), and a short-lived one per request while on the fallback.
 
     Args:
         settings: The configuration; from ``GALILEO_*`` env vars when ``None``.
-        start: Start the worker thread and the child now.
-        shutdown_at_exit: Shut down (bounded) at interpreter exit.
-        command: The child's command line (tests); ``python -m galileo_otel.export._worker``.
+        start: Start the writer thread and the child now.
+        shutdown_at_exit: Shut down (bounded by ``exit_timeout``) at interpreter exit.
+        command: The child's command line (tests); :func:`~.protocol.worker_command` by default.
         destination: The project / log stream resolved by configure(), handed to the child as
             ids so it does not resolve them again.
     """
 
-    # The app thread queues records (see SpanHandoff): this process's worker thread then only
-    # marshals and writes them.
+    # The app thread queues records (see SpanHandoff): the writer thread then only encodes them.
     _queue_records = True
 
     def __init__(
@@ -229,54 +130,51 @@ class OffloadPipeline(SpanHandoff):
         self._disabled = bool(s.logging_disabled)
         self._max_queue = int(s.max_queue_spans)
         self._export_timeout = float(s.export_timeout)
-        self._batch_delay = float(s.batch_delay)
+        self._exit_timeout = float(s.exit_timeout)
+        self._checkpoint_interval = max(CHECKPOINT_MIN_INTERVAL_S, float(s.batch_delay))
         self._command = command or worker_command()
-        self._reset_handoff()
+        # A lingering writer is woken when the queue holds more than this: a frame's worth, or
+        # half the queue when that is smaller (a full queue drops).
+        self._frame_wake = max(0, min(_FRAME_SPANS, self._max_queue // 2) - 1)
         self._closing = False
+        self._fresh_state()
+        self._hooks = ProcessHooks(
+            self._at_exit, self._after_fork_in_child, exit_hook=shutdown_at_exit
+        )
+        if start:
+            self.start()
+
+    def _fresh_state(self) -> None:
+        """Every run-time field, empty (at construction, and in a forked child)."""
+        self._reset_handoff()
         self._started = False
-        self._taken = 0
-        # Guards _waiters, _stats_waiter, _counts and the replay buffer (_replay,
-        # _replay_spans, _mark), shared by the app's calls, the worker and the reader threads.
+        self._taken = 0  # the writer's own: spans taken off the queue
+        # Guards _waiters and _stats_waiter: the app's calls add, the reader answers, the
+        # writer resends them after a restart.
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
         self._waiters: dict[int, _Waiter] = {}
+        self._stats_waiter: _Waiter | None = None  # a stats request on its way
+        self._counters = Counters()
+        self._replay = ReplayBuffer(self._max_queue, min_interval_s=self._checkpoint_interval)
+        self._last_child_stats: dict[str, Any] = {}  # replaced whole, never changed in place
+        # The child. _proc, _gen, _sent_res and _unsent are the writer's (and start()'s, before
+        # the writer runs); _ready and _dead are set by the reader too.
         self._proc: subprocess.Popen[bytes] | None = None
         self._gen = 0  # child generation; a reader of an older child ignores its EOF
         self._dead = False
         self._stopping = False  # shutdown sent: the child's exit is expected
         self._ready = threading.Event()
         self._sent_res: set[int] = set()
-        self._replay: deque[tuple[int, int, bytes]] = deque()  # (mark, spans, encoded frame)
-        self._replay_spans = 0
-        self._mark = 0
-        # The worker thread's own: frames held until the child is ready ((mark or 0, frame)),
-        # and the highest span frame written to the current child (only those may be trimmed).
-        self._unsent: deque[tuple[int, bytes]] = deque()
-        self._written_mark = 0
-        self._control_pending = False  # a control item is queued: the worker must not linger
-        # A lingering worker is woken when the queue holds more than this: a frame's worth, or
-        # half the queue when that is smaller (a full queue drops).
-        self._frame_wake = max(0, min(_FRAME_SPANS, self._max_queue // 2) - 1)
-        self._counts: dict[str, int] = {}
-        self._last_child_stats: dict[str, Any] = {}
-        self._stats_waiter: _Waiter | None = None  # a stats request on its way (guarded: _lock)
+        self._unsent: deque[tuple[int, bytes]] = deque()  # (mark or 0, frame) until ready
+        self._control_pending = False  # a control item is queued: the writer must not linger
         self._fallback: Any = None
-        self._worker: threading.Thread | None = None
-        self._next_checkpoint = 0.0
-        self._replay_since = 0.0  # when the oldest unconfirmed frame was sent (about)
-        self._said_death = False
-        self._checkpoints: dict[int, int] = {}  # seq of an unanswered checkpoint -> replay mark
         self._fb_resources: dict[int, Any] = {}
-        self._exit_hook = weak_call(self._at_exit)
-        if shutdown_at_exit:
-            atexit.register(self._exit_hook)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=weak_call(self._after_fork_in_child))
-        if start:
-            self.start()
+        self._worker: threading.Thread | None = None
+        self._said_death = False
 
     def start(self, *, wait: bool = False) -> None:
-        """Start the child and the worker thread (idempotent); returns at once by default.
+        """Start the child and the writer thread (idempotent); returns at once by default.
 
         Spans submitted while the child is still starting are kept and sent when it is ready.
 
@@ -326,8 +224,7 @@ class OffloadPipeline(SpanHandoff):
                 answer = answer.get("ok")
             ok = bool(answer)
         self._closing = True
-        with contextlib.suppress(ValueError):
-            atexit.unregister(self._exit_hook)
+        self._hooks.cancel_exit()
         self._wake.set()
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(max(0.0, deadline - time.monotonic()))
@@ -337,18 +234,23 @@ class OffloadPipeline(SpanHandoff):
         return ok
 
     def stats(self) -> dict[str, Any]:
-        """The child's counters, with this process's queue and drop counters merged in.
+        """The child's counters, with this process's queue, drop and ``offload.*`` counters.
 
         Never waits for the child: the child's part is as of its last answer (every flush
-        brings a fresh one); each call asks for a newer one in the background.
+        brings a fresh one); each call asks for a newer one in the background. After a
+        fallback, the in-process pipeline's counters are on top of the last child's.
         """
         self._refresh_stats(None)
         out: dict[str, Any] = dict(self._last_child_stats)
         if self._fallback is not None:
             with contextlib.suppress(Exception):
                 out.update(self._fallback.stats())
-        with self._lock:
-            out.update(self._counts)
+        for key in _OWN_COUNTERS:
+            out[key] = self._counters.get(key)
+        out["offload.replay_overflow"] = self._replay.overflowed()
+        errors = self._counters.get("errors.offload_extract")
+        if errors:
+            out["errors.offload_extract"] = errors
         queued = sum(1 for item in list(self._queue) if type(item) is not _Control)
         merge_spans(
             out,
@@ -357,9 +259,11 @@ class OffloadPipeline(SpanHandoff):
             dropped_full=self._dropped_full,
             dropped_closed=self._dropped_closed,
         )
-        for key in ("offload.child_exits", "offload.restarts", "offload.fallback"):
-            out.setdefault(key, 0)
         return out
+
+    def replay_spans(self) -> int:
+        """Spans the child has not confirmed yet (kept for a restarted child)."""
+        return self._replay.spans()
 
     def _refresh_stats(self, wait_s: float | None) -> None:
         """Ask the child for its counters; wait up to ``wait_s`` (``None``: do not wait)."""
@@ -374,16 +278,15 @@ class OffloadPipeline(SpanHandoff):
                 if not self._started or self._closing or self._fallback is not None:
                     return
                 seq = next(self._seq)
-                waiter = self._stats_waiter = _Waiter((MSG_STATS, seq, 1.0), 0)
+                waiter = self._stats_waiter = _Waiter((MSG_STATS, seq, 1.0))
                 self._waiters[seq] = waiter
                 self._enqueue_control(_Control(waiter))
         if wait_s and waiter.done.wait(wait_s):
             self._refresh_stats(None)
 
-    # --- control messages -----------------------------------------------------------------------
     def _control(self, tag: int, timeout: float, deadline: float) -> Any:
         seq = next(self._seq)
-        waiter = _Waiter((tag, seq, timeout), 0)
+        waiter = _Waiter((tag, seq, timeout))
         with self._lock:
             self._waiters[seq] = waiter
         self._enqueue_control(_Control(waiter))
@@ -392,20 +295,19 @@ class OffloadPipeline(SpanHandoff):
             self._waiters.pop(seq, None)
         return waiter.result if waiter.done.is_set() else None
 
-    def _count(self, key: str, n: int = 1) -> None:
-        with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + n
+    def _enqueue_control(self, item: Any) -> None:
+        self._control_pending = True
+        super()._enqueue_control(item)
 
-    # --- exit and fork ---------------------------------------------------------------------------
+    # --- exit and fork (installed through hooks.ProcessHooks) ------------------------------------
     def _at_exit(self) -> None:
-        """At interpreter exit: shut down, bounded."""
+        """At interpreter exit: shut down, bounded by ``exit_timeout``."""
         if not self._closing:
-            self.shutdown(_EXIT_TIMEOUT_S)
+            self.shutdown(self._exit_timeout)
 
     def _after_fork_in_child(self) -> None:
         """A forked app process gets its own worker process; the parent's pipe stays the parent's."""
         proc = self._proc
-        self._proc = None
         if proc is not None:
             # Our copies of the pipe ends point to /dev/null now (the parent keeps its worker
             # process, which still sees EOF when the parent goes). The file objects are kept, not
@@ -419,22 +321,7 @@ class OffloadPipeline(SpanHandoff):
                             os.dup2(null, pipe.fileno())
                 os.close(null)
         was_started = self._started and not self._closing
-        self._reset_handoff()
-        self._lock = threading.Lock()
-        self._waiters = {}
-        self._replay = deque()
-        self._replay_spans = 0
-        self._checkpoints = {}
-        self._taken = 0
-        self._counts = {}
-        self._last_child_stats = {}
-        self._dead = False
-        self._stopping = False
-        self._control_pending = False
-        self._fallback = None
-        self._fb_resources = {}
-        self._worker = None
-        self._started = False
+        self._fresh_state()  # new locks: a parent thread may have held one at the fork
         if was_started:
             self.start(wait=False)
 
@@ -444,11 +331,10 @@ class OffloadPipeline(SpanHandoff):
         self._dead = False
         self._ready = threading.Event()
         self._sent_res = set()
-        self._checkpoints.clear()
+        self._replay.new_child()
         # What was kept for the previous child is in the replay buffer and the waiters, which
         # _resend() writes (or keeps again) for this one.
         self._unsent = deque()
-        self._written_mark = 0
         self._proc = subprocess.Popen(
             self._command,
             stdin=subprocess.PIPE,
@@ -470,19 +356,19 @@ class OffloadPipeline(SpanHandoff):
         try:
             while True:
                 seq, result = read_frame(out)
-                if seq == 0:
+                if seq == READY_SEQ:
                     self._ready.set()
                     self._awake = True
-                    self._wake.set()  # the worker sends what it kept while the child started
+                    self._wake.set()  # the writer sends what it kept while the child started
                     continue
                 with self._lock:
                     waiter = self._waiters.get(seq)
                 if waiter is None:
-                    self._on_checkpoint(seq, result)
+                    self._replay.checkpoint_answered(seq, result is True)
                     continue
                 waiter.result = result
                 if waiter.msg[0] == MSG_FLUSH and result is True:
-                    self._trim(waiter.replay_mark)
+                    self._replay.confirm(waiter.replay_mark)
                 waiter.done.set()
         except Exception:  # EOF or a broken frame: the child is gone or unusable
             if gen == self._gen:
@@ -492,23 +378,6 @@ class OffloadPipeline(SpanHandoff):
                     return
                 self._dead = True
                 self._wake.set()
-
-    def _on_checkpoint(self, seq: int, result: Any) -> None:
-        mark = self._checkpoints.pop(seq, None)
-        if mark is not None and result is True:
-            self._trim(mark)
-
-    def _trim(self, mark: int) -> None:
-        with self._lock:
-            replay = self._replay
-            while replay and replay[0][0] <= mark:
-                self._replay_spans -= replay.popleft()[1]
-            # What is left was sent after the confirmed flush began: about now.
-            self._replay_since = time.monotonic()
-
-    def _enqueue_control(self, item: Any) -> None:
-        self._control_pending = True
-        super()._enqueue_control(item)
 
     def _stop_child(self, deadline: float) -> None:
         proc = self._proc
@@ -528,7 +397,7 @@ class OffloadPipeline(SpanHandoff):
             if proc.stdout is not None:
                 proc.stdout.close()
 
-    # --- the worker thread ----------------------------------------------------------------------
+    # --- the writer thread ----------------------------------------------------------------------
     def _run(self) -> None:
         try:
             self._work()
@@ -546,44 +415,22 @@ class OffloadPipeline(SpanHandoff):
             if self._unsent and self._ready.is_set():
                 self._write_unsent()
             self._drain(queue)
-            now = time.monotonic()
-            if self._checkpoint_due(now):
-                self._next_checkpoint = now + max(_CHECKPOINT_S, self._batch_delay)
+            if self._fallback is None and self._ready.is_set() and self._replay.checkpoint_due():
                 seq = next(self._seq)
-                self._checkpoints[seq] = self._mark
-                self._write((MSG_FLUSH, seq, 30.0, False))  # a checkpoint reports no loss
+                self._replay.checkpoint_sent(seq)
+                # A checkpoint reports no loss: that stays for the app's own next flush.
+                self._write(encode((MSG_FLUSH, seq, _CHECKPOINT_TIMEOUT_S, False)))
             if self._closing and not queue:
                 return
             if queue and not self._held_back():
                 continue  # more came while we worked
-            # Asleep until spans come; a replay buffer waiting for its age checkpoint wakes us.
-            self._wake.wait(self._sleep_for(time.monotonic()))
+            # Asleep until spans come; a replay buffer waiting for its checkpoint wakes us.
+            self._wake.wait(None if self._fallback is not None else self._replay.sleep_for())
             self._linger(queue)
-
-    def _checkpoint_due(self, now: float) -> bool:
-        """Whether to ask the child for a checkpoint now (see ``_CHECKPOINT_S``)."""
-        if (
-            now < self._next_checkpoint
-            or not self._replay
-            or self._fallback is not None
-            or self._checkpoints
-            or not self._ready.is_set()
-        ):
-            return False
-        return (
-            self._replay_spans * 2 >= self._max_queue
-            or now - self._replay_since >= _CHECKPOINT_MAX_AGE_S
-        )
 
     def _held_back(self) -> bool:
         """Whether spans wait in the queue because the child is not ready and our store is full."""
-        return not self._ready.is_set() and self._replay_spans >= self._max_queue
-
-    def _sleep_for(self, now: float) -> float | None:
-        if not self._replay or self._checkpoints or self._fallback is not None:
-            return None
-        due = max(self._next_checkpoint, self._replay_since + _CHECKPOINT_MAX_AGE_S)
-        return max(0.05, due - now)
+        return not self._ready.is_set() and self._replay.room() == 0
 
     def _linger(self, queue: deque[Any]) -> None:
         """Woken by a first span: wait (briefly) for a frame's worth before taking any."""
@@ -607,7 +454,7 @@ class OffloadPipeline(SpanHandoff):
         sent_res = self._sent_res
         # While the child is still starting we keep at most max_queue_spans; the rest waits in
         # the app's queue (which drops, counted, when full).
-        room = -1 if self._ready.is_set() else max(0, self._max_queue - self._replay_spans)
+        room = -1 if self._ready.is_set() else self._replay.room()
         try:
             while room:
                 room -= 1
@@ -626,7 +473,7 @@ class OffloadPipeline(SpanHandoff):
                             entry = self._number_resource(span_resource(item))
                         item = span_record(item, entry[1] if entry is not None else 0)
                     except Exception:
-                        self._count("errors.offload_extract")
+                        self._counters.add("errors.offload_extract")
                         continue
                 rid = item[12]
                 if rid not in sent_res:
@@ -644,55 +491,27 @@ class OffloadPipeline(SpanHandoff):
         self._sent_res.add(rid)
         if self._fallback is not None:
             return
-        with self._lock:
-            attrs = next((e[2] for e in self._resources.values() if e[1] == rid), {})
-        self._write((MSG_RESOURCE, rid, attrs))
+        attrs = next((e[2] for e in list(self._resources.values()) if e[1] == rid), {})
+        self._write(encode((MSG_RESOURCE, rid, attrs)))
 
     def _send_spans(self, batch: list[tuple[Any, ...]]) -> None:
         if not batch:
             return
-        msg: tuple[Any, ...] = (MSG_SPANS, batch)
-        try:
-            data = marshal.dumps(msg)
-        except ValueError:
-            msg = (MSG_SPANS, [_sanitize(x) for x in batch])
-            data = marshal.dumps(msg)
         if self._fallback is not None:
-            self._to_fallback(msg)
+            self._to_fallback(batch)
             return
-        with self._lock:
-            self._mark += 1
-            mark = self._mark
-            if not self._replay:
-                self._replay_since = time.monotonic()
-            self._replay.append((mark, len(batch), data))
-            self._replay_spans += len(batch)
-            replay = self._replay
-            # Bounded: the oldest frames the child has (but has not confirmed) go first; a frame
-            # the child has not been sent yet is never given up here.
-            while (
-                self._replay_spans > self._max_queue
-                and len(replay) > 1
-                and replay[0][0] <= self._written_mark
-            ):
-                self._replay_spans -= replay.popleft()[1]
-                self._counts["offload.replay_overflow"] = (
-                    self._counts.get("offload.replay_overflow", 0) + 1
-                )
-        self._write_raw(data, mark)
+        data = encode_spans(batch)
+        self._write(data, self._replay.add(data, len(batch)))
 
     def _send_control(self, waiter: _Waiter) -> None:
         waiter.sent = True
         if self._fallback is not None:
             self._fallback_control(waiter)
             return
-        waiter.replay_mark = self._mark
-        self._write(waiter.msg)
+        waiter.replay_mark = self._replay.last_mark()
+        self._write(encode(waiter.msg))
 
-    def _write(self, msg: tuple[Any, ...]) -> None:
-        self._write_raw(marshal.dumps(msg))
-
-    def _write_raw(self, data: bytes, mark: int = 0) -> None:
+    def _write(self, data: bytes, mark: int = 0) -> None:
         """Write a frame to the child, or keep it (in order) until the child is ready."""
         if self._unsent or not self._ready.is_set():
             self._unsent.append((mark, data))
@@ -716,7 +535,7 @@ class OffloadPipeline(SpanHandoff):
             self._dead = True
             return
         if mark:
-            self._written_mark = mark
+            self._replay.written(mark)
 
     # --- recovery -------------------------------------------------------------------------------
     def _recover(self) -> None:
@@ -730,7 +549,7 @@ class OffloadPipeline(SpanHandoff):
                 with contextlib.suppress(Exception):
                     if pipe is not None:
                         pipe.close()
-        self._count("offload.child_exits")
+        self._counters.add("offload.child_exits")
         if not self._said_death:
             self._said_death = True
             _log.warning(
@@ -740,9 +559,8 @@ class OffloadPipeline(SpanHandoff):
         if self._closing:
             self._fail_waiters()
             return
-        restarts = self._counts.get("offload.restarts", 0)
-        if restarts < _MAX_RESTARTS:
-            self._count("offload.restarts")
+        if self._counters.get("offload.restarts") < MAX_RESTARTS:
+            self._counters.add("offload.restarts")
             try:
                 self._spawn()
             except OSError as exc:
@@ -754,48 +572,43 @@ class OffloadPipeline(SpanHandoff):
         self._start_fallback()
 
     def _resend(self) -> None:
+        """Everything a restarted child needs: resources, unconfirmed frames, open requests."""
         for _, rid, attrs in list(self._resources.values()):
             self._sent_res.add(rid)
-            self._write((MSG_RESOURCE, rid, attrs))
-        with self._lock:
-            frames = [(mark, msg) for mark, _, msg in self._replay]
-            waiters = sorted(self._waiters.items())
-        for mark, data in frames:
-            self._write_raw(data, mark)
-        for _, waiter in waiters:
+            self._write(encode((MSG_RESOURCE, rid, attrs)))
+        for mark, data in self._replay.frames():
+            self._write(data, mark)
+        for waiter in self._open_waiters():
             # A control still in the app queue goes out in its turn, after the spans before it.
-            if waiter.sent and not waiter.done.is_set():
-                waiter.replay_mark = self._mark
-                self._write(waiter.msg)
+            waiter.replay_mark = self._replay.last_mark()
+            self._write(encode(waiter.msg))
+
+    def _open_waiters(self) -> list[_Waiter]:
+        """Requests written to a child and not answered, oldest first."""
+        with self._lock:
+            waiters = [w for _, w in sorted(self._waiters.items())]
+        return [w for w in waiters if w.sent and not w.done.is_set()]
 
     def _start_fallback(self) -> None:
         from galileo_otel.export import make_pipeline
         from galileo_otel.settings import merge_settings
 
         _log.warning("galileo-otel: export worker process keeps failing; exporting in-process")
-        self._count("offload.fallback")
+        self._counters.add("offload.fallback")
         in_process = merge_settings(self._settings, {"export_process": False})
         self._fallback = make_pipeline(
             in_process, destination=self._destination, shutdown_at_exit=False
         )
-        with self._lock:
-            frames = [msg for _, _, msg in self._replay]
-            self._replay.clear()
-            self._replay_spans = 0
-            waiters = [w for _, w in sorted(self._waiters.items())]
+        frames = self._replay.take_all()
         self._unsent.clear()  # all of it is in the replay buffer or the waiters
         for data in frames:
-            self._to_fallback(marshal.loads(data))
-        for waiter in waiters:
-            if waiter.sent and not waiter.done.is_set():
-                self._fallback_control(waiter)
+            self._to_fallback(decode(data)[1])
+        for waiter in self._open_waiters():
+            self._fallback_control(waiter)
 
-    def _to_fallback(self, msg: tuple[Any, ...]) -> None:
+    def _to_fallback(self, records: list[tuple[Any, ...]]) -> None:
         resources = self._fb_resources
-        if not resources:
-            for _, rid, attrs in list(self._resources.values()):
-                resources[rid] = make_resource(attrs)
-        for item in msg[1]:
+        for item in records:
             if item[12] not in resources:
                 for _, rid, attrs in list(self._resources.values()):
                     resources.setdefault(rid, make_resource(attrs))
@@ -808,9 +621,7 @@ class OffloadPipeline(SpanHandoff):
         def run() -> None:
             if tag == MSG_STATS:
                 waiter.result = fb.stats()
-            elif tag == MSG_FLUSH:
-                waiter.result = fb.force_flush(timeout)
-            else:
+            else:  # a flush, or the shutdown (the fallback shuts down with ours)
                 waiter.result = fb.force_flush(timeout)
             waiter.done.set()
 
@@ -825,12 +636,3 @@ class OffloadPipeline(SpanHandoff):
             if not waiter.done.is_set():
                 waiter.result = False if waiter.msg[0] != MSG_STATS else None
                 waiter.done.set()
-
-
-def iter_frames(inp: IO[bytes]) -> Iterable[Any]:
-    """Frames from ``inp`` until EOF."""
-    while True:
-        try:
-            yield read_frame(inp)
-        except EOFError:
-            return
