@@ -185,8 +185,13 @@ class OffloadPipeline(SpanHandoff):
         if self._started or self._closing or self._disabled:
             return
         self._started = True
-        self._spawn()
-        if wait:
+        try:
+            self._spawn()
+        except OSError as exc:  # no child (no fork/exec left, no interpreter): the writer
+            # thread tries again and then falls back in-process; the caller never sees it.
+            _log.warning("galileo-otel: cannot start the export worker process: %s", exc)
+            self._dead = True
+        if wait and not self._dead:
             self._ready.wait(_READY_TIMEOUT_S)
         self._worker = threading.Thread(
             target=suppressed(self._run), name="galileo-otel-offload", daemon=True
@@ -549,8 +554,9 @@ class OffloadPipeline(SpanHandoff):
                 with contextlib.suppress(Exception):
                     if pipe is not None:
                         pipe.close()
-        self._counters.add("offload.child_exits")
-        if not self._said_death:
+        if proc is not None:
+            self._counters.add("offload.child_exits")
+        if not self._said_death and proc is not None:
             self._said_death = True
             _log.warning(
                 "galileo-otel: export worker process exited (code %s); restarting it",
