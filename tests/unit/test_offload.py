@@ -301,3 +301,25 @@ def test_a_new_child_forgets_the_old_ones_checkpoints_and_writes() -> None:
     assert replay.overflowed() == 0
     assert replay.take_all() == [b"x", b"y"]
     assert replay.spans() == 0 and replay.frames() == []
+
+
+def test_requests_answer_by_number_and_fail_together() -> None:
+    from galileo_otel.export.offload import MSG_FLUSH, MSG_STATS
+    from galileo_otel.export.offload.requests import Requests
+
+    requests = Requests()
+    flush = requests.open(MSG_FLUSH, 5.0)
+    stats, new = requests.stats_request(MSG_STATS, 1.0)
+    assert new and requests.stats_request(MSG_STATS, 1.0) == (stats, False)  # one on its way
+    assert requests.get(flush.msg[1]) is flush and requests.get(requests.next_seq()) is None
+    assert requests.unanswered() == []  # nothing written to a child yet
+    flush.sent = stats.sent = True
+    assert requests.unanswered() == [flush, stats]  # oldest first
+    assert requests.stats_answer() is None  # not answered yet
+    stats.answer({"traces_confirmed": 3})
+    assert requests.stats_answer() == {"traces_confirmed": 3}
+    assert requests.stats_request(MSG_STATS, 1.0)[1] is True  # the next one is new
+    requests.fail_all()
+    assert flush.done.is_set() and flush.result is False
+    requests.close(flush)
+    assert requests.get(flush.msg[1]) is None

@@ -172,7 +172,8 @@ def test_a_fork_while_the_parent_holds_its_lock_leaves_the_child_a_working_pipel
             done = pipeline.shutdown(10.0)
             return [ok, done, own is not None and own.pid != parent_child.pid]
 
-        with pipeline._lock:  # held by this thread at the fork, as a reader might hold it
+        # Held by this thread at the fork, as the reader or the writer thread might hold them.
+        with pipeline._requests._lock, pipeline._replay._lock:
             assert run_forked(child, timeout_s=30) == [True, True, True]
         assert pipeline._proc is parent_child  # the parent keeps its own
         assert pipeline.force_flush(10.0) is True

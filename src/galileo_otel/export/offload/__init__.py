@@ -5,8 +5,13 @@ child, through the same ``make_pipeline`` as in-process::
 
     protocol.py  the launch (command, environment) and the wire: frames, tags, one reader/writer
     replay.py    ReplayBuffer: frames the child has not confirmed, and when to ask for a checkpoint
-    parent.py    OffloadPipeline: the app's face; hand-off, a pipe-writer thread, restarts, fallback
+    requests.py  Requests: flush / stats / shutdown waiting for the child's answer
+    fallback.py  Fallback: the in-process pipeline used when no child keeps running
+    parent.py    OffloadPipeline: the app's face; hand-off, a pipe-writer thread, restarts
     child.py     the child's main (``python -m galileo_otel.export.offload.child``)
+
+Each of ReplayBuffer, Requests and the counters owns its lock; the parent's own fields belong to
+its pipe-writer thread (or, set once, to the reader thread: the child's ready and dead flags).
 """
 
 from __future__ import annotations

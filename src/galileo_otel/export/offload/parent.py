@@ -3,14 +3,14 @@
 Transport and replay only: the app thread hands spans off as records (``handoff.py``), a
 pipe-writer thread writes them as frames (``protocol.py``) to a child running the same
 ``ExportPipeline`` as in-process (``child.py``), keeps what the child has not confirmed
-(``replay.py``) and restarts a child that died. Batching, sessions, conversion, delivery, the
-spool and their counters all live in the child.
+(``replay.py``), matches answers to requests (``requests.py``) and restarts a child that died,
+or hands over to an in-process pipeline (``fallback.py``). Batching, sessions, conversion,
+delivery, the spool and their counters all live in the child.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import subprocess
@@ -22,6 +22,7 @@ from typing import Any
 from galileo_otel.api.suppress import suppressed
 from galileo_otel.export.handoff import SpanHandoff
 from galileo_otel.export.hooks import ProcessHooks
+from galileo_otel.export.offload.fallback import Fallback
 from galileo_otel.export.offload.protocol import (
     MSG_FLUSH,
     MSG_RESOURCE,
@@ -37,7 +38,7 @@ from galileo_otel.export.offload.protocol import (
     write_raw,
 )
 from galileo_otel.export.offload.replay import CHECKPOINT_MIN_INTERVAL_S, ReplayBuffer
-from galileo_otel.export.record import make_resource, rebuild_span
+from galileo_otel.export.offload.requests import Requests, Waiter
 from galileo_otel.export.sdk_span import span_record, span_resource
 from galileo_otel.export.stats import Counters, merge_spans
 from galileo_otel.settings import GalileoSettings
@@ -65,25 +66,12 @@ _OWN_COUNTERS = ("offload.child_exits", "offload.restarts", "offload.fallback")
 _FORK_ORPHANS: list[Any] = []
 
 
-class _Waiter:
-    """One request to the child (flush, stats, shutdown) and its answer."""
-
-    __slots__ = ("done", "msg", "replay_mark", "result", "sent")
-
-    def __init__(self, msg: tuple[Any, ...]) -> None:
-        self.msg = msg
-        self.sent = False  # written once: only then is it re-sent after a restart
-        self.replay_mark = 0  # the last span frame before it: a True flush confirms up to it
-        self.done = threading.Event()
-        self.result: Any = None
-
-
 class _Control:
     """A request queued behind the spans (the queue's items are records, spans or these)."""
 
     __slots__ = ("waiter",)
 
-    def __init__(self, waiter: _Waiter) -> None:
+    def __init__(self, waiter: Waiter) -> None:
         self.waiter = waiter
 
 
@@ -149,12 +137,7 @@ class OffloadPipeline(SpanHandoff):
         self._reset_handoff()
         self._started = False
         self._taken = 0  # the writer's own: spans taken off the queue
-        # Guards _waiters and _stats_waiter: the app's calls add, the reader answers, the
-        # writer resends them after a restart.
-        self._lock = threading.Lock()
-        self._seq = itertools.count(1)
-        self._waiters: dict[int, _Waiter] = {}
-        self._stats_waiter: _Waiter | None = None  # a stats request on its way
+        self._requests = Requests()  # flush / stats / shutdown waiting for the child's answer
         self._counters = Counters()
         self._replay = ReplayBuffer(self._max_queue, min_interval_s=self._checkpoint_interval)
         self._last_child_stats: dict[str, Any] = {}  # replaced whole, never changed in place
@@ -168,8 +151,7 @@ class OffloadPipeline(SpanHandoff):
         self._sent_res: set[int] = set()
         self._unsent: deque[tuple[int, bytes]] = deque()  # (mark or 0, frame) until ready
         self._control_pending = False  # a control item is queued: the writer must not linger
-        self._fallback: Any = None
-        self._fb_resources: dict[int, Any] = {}
+        self._fallback: Fallback | None = None  # set once, by the writer thread
         self._worker: threading.Thread | None = None
         self._said_death = False
 
@@ -272,32 +254,22 @@ class OffloadPipeline(SpanHandoff):
 
     def _refresh_stats(self, wait_s: float | None) -> None:
         """Ask the child for its counters; wait up to ``wait_s`` (``None``: do not wait)."""
-        with self._lock:
-            waiter = self._stats_waiter
-            if waiter is not None and waiter.done.is_set():
-                if isinstance(waiter.result, dict):
-                    self._last_child_stats = waiter.result
-                self._waiters.pop(waiter.msg[1], None)
-                waiter = self._stats_waiter = None
-            if waiter is None:
-                if not self._started or self._closing or self._fallback is not None:
-                    return
-                seq = next(self._seq)
-                waiter = self._stats_waiter = _Waiter((MSG_STATS, seq, 1.0))
-                self._waiters[seq] = waiter
-                self._enqueue_control(_Control(waiter))
+        answer = self._requests.stats_answer()
+        if isinstance(answer, dict):
+            self._last_child_stats = answer
+        if not self._started or self._closing or self._fallback is not None:
+            return
+        waiter, new = self._requests.stats_request(MSG_STATS, 1.0)
+        if new:
+            self._enqueue_control(_Control(waiter))
         if wait_s and waiter.done.wait(wait_s):
             self._refresh_stats(None)
 
     def _control(self, tag: int, timeout: float, deadline: float) -> Any:
-        seq = next(self._seq)
-        waiter = _Waiter((tag, seq, timeout))
-        with self._lock:
-            self._waiters[seq] = waiter
+        waiter = self._requests.open(tag, timeout)
         self._enqueue_control(_Control(waiter))
         waiter.done.wait(max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            self._waiters.pop(seq, None)
+        self._requests.close(waiter)
         return waiter.result if waiter.done.is_set() else None
 
     def _enqueue_control(self, item: Any) -> None:
@@ -366,20 +338,18 @@ class OffloadPipeline(SpanHandoff):
                     self._awake = True
                     self._wake.set()  # the writer sends what it kept while the child started
                     continue
-                with self._lock:
-                    waiter = self._waiters.get(seq)
+                waiter = self._requests.get(seq)
                 if waiter is None:
                     self._replay.checkpoint_answered(seq, result is True)
                     continue
-                waiter.result = result
                 if waiter.msg[0] == MSG_FLUSH and result is True:
                     self._replay.confirm(waiter.replay_mark)
-                waiter.done.set()
+                waiter.answer(result)
         except Exception:  # EOF or a broken frame: the child is gone or unusable
             if gen == self._gen:
                 self._ready.set()
                 if self._stopping:
-                    self._fail_waiters()  # an expected exit; nothing to restart
+                    self._requests.fail_all()  # an expected exit; nothing to restart
                     return
                 self._dead = True
                 self._wake.set()
@@ -421,7 +391,7 @@ class OffloadPipeline(SpanHandoff):
                 self._write_unsent()
             self._drain(queue)
             if self._fallback is None and self._ready.is_set() and self._replay.checkpoint_due():
-                seq = next(self._seq)
+                seq = self._requests.next_seq()
                 self._replay.checkpoint_sent(seq)
                 # A checkpoint reports no loss: that stays for the app's own next flush.
                 self._write(encode((MSG_FLUSH, seq, _CHECKPOINT_TIMEOUT_S, False)))
@@ -503,15 +473,15 @@ class OffloadPipeline(SpanHandoff):
         if not batch:
             return
         if self._fallback is not None:
-            self._to_fallback(batch)
+            self._fallback.submit(batch, self._resource_attributes())
             return
         data = encode_spans(batch)
         self._write(data, self._replay.add(data, len(batch)))
 
-    def _send_control(self, waiter: _Waiter) -> None:
+    def _send_control(self, waiter: Waiter) -> None:
         waiter.sent = True
         if self._fallback is not None:
-            self._fallback_control(waiter)
+            self._fallback.answer(waiter)
             return
         waiter.replay_mark = self._replay.last_mark()
         self._write(encode(waiter.msg))
@@ -563,7 +533,7 @@ class OffloadPipeline(SpanHandoff):
                 proc.returncode if proc is not None else None,
             )
         if self._closing:
-            self._fail_waiters()
+            self._requests.fail_all()
             return
         if self._counters.get("offload.restarts") < MAX_RESTARTS:
             self._counters.add("offload.restarts")
@@ -584,61 +554,23 @@ class OffloadPipeline(SpanHandoff):
             self._write(encode((MSG_RESOURCE, rid, attrs)))
         for mark, data in self._replay.frames():
             self._write(data, mark)
-        for waiter in self._open_waiters():
+        for waiter in self._requests.unanswered():
             # A control still in the app queue goes out in its turn, after the spans before it.
             waiter.replay_mark = self._replay.last_mark()
             self._write(encode(waiter.msg))
 
-    def _open_waiters(self) -> list[_Waiter]:
-        """Requests written to a child and not answered, oldest first."""
-        with self._lock:
-            waiters = [w for _, w in sorted(self._waiters.items())]
-        return [w for w in waiters if w.sent and not w.done.is_set()]
-
     def _start_fallback(self) -> None:
-        from galileo_otel.export import make_pipeline
-        from galileo_otel.settings import merge_settings
-
         _log.warning("galileo-otel: export worker process keeps failing; exporting in-process")
         self._counters.add("offload.fallback")
-        in_process = merge_settings(self._settings, {"export_process": False})
-        self._fallback = make_pipeline(
-            in_process, destination=self._destination, shutdown_at_exit=False
-        )
+        fallback = self._fallback = Fallback(self._settings, self._destination)
         frames = self._replay.take_all()
-        self._unsent.clear()  # all of it is in the replay buffer or the waiters
+        self._unsent.clear()  # all of it is in the replay buffer or the requests
+        resources = self._resource_attributes()
         for data in frames:
-            self._to_fallback(decode(data)[1])
-        for waiter in self._open_waiters():
-            self._fallback_control(waiter)
+            fallback.submit(decode(data)[1], resources)
+        for waiter in self._requests.unanswered():
+            fallback.answer(waiter)
 
-    def _to_fallback(self, records: list[tuple[Any, ...]]) -> None:
-        resources = self._fb_resources
-        for item in records:
-            if item[12] not in resources:
-                for _, rid, attrs in list(self._resources.values()):
-                    resources.setdefault(rid, make_resource(attrs))
-            self._fallback.submit(rebuild_span(item, resources))
-
-    def _fallback_control(self, waiter: _Waiter) -> None:
-        tag, _, timeout = waiter.msg
-        fb = self._fallback
-
-        def run() -> None:
-            if tag == MSG_STATS:
-                waiter.result = fb.stats()
-            else:  # a flush, or the shutdown (the fallback shuts down with ours)
-                waiter.result = fb.force_flush(timeout)
-            waiter.done.set()
-
-        threading.Thread(
-            target=suppressed(run), name="galileo-otel-offload-fallback", daemon=True
-        ).start()
-
-    def _fail_waiters(self) -> None:
-        with self._lock:
-            waiters = list(self._waiters.values())
-        for waiter in waiters:
-            if not waiter.done.is_set():
-                waiter.result = False if waiter.msg[0] != MSG_STATS else None
-                waiter.done.set()
+    def _resource_attributes(self) -> list[tuple[int, dict[str, Any]]]:
+        """Every numbered resource as ``(number, attributes)`` (see SpanHandoff)."""
+        return [(rid, attrs) for _, rid, attrs in list(self._resources.values())]
