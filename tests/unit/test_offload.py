@@ -323,3 +323,16 @@ def test_requests_answer_by_number_and_fail_together() -> None:
     assert flush.done.is_set() and flush.result is False
     requests.close(flush)
     assert requests.get(flush.msg[1]) is None
+
+
+def test_the_child_has_a_checkpoint_that_keeps_losses_for_the_apps_flush() -> None:
+    """The child answers the replay buffer's checkpoints with ExportPipeline.checkpoint, which
+    settles without consuming loss reports; without it a checkpoint would be a force_flush and
+    the app's next flush could say True after a loss."""
+    import inspect
+
+    from galileo_otel.export.offload import child
+    from galileo_otel.export.pipeline import ExportPipeline
+
+    assert callable(getattr(ExportPipeline, "checkpoint", None))
+    assert '"checkpoint"' in inspect.getsource(child.main)
