@@ -13,7 +13,8 @@ The path of a span through this package, one module per stage::
     deliver.py   send, retry, back off, dead-letter (sender threads)
     sink.py      where a batch goes: the Sink protocol; GalileoSink sends through api/
     pipeline.py  the wiring: threads, locks, lifecycle, fork, flush, stats (_stage.py: shared state)
-    offload.py   the same pipeline in a child process (_worker.py), behind the same interface
+    offload/     the same pipeline in a child process, behind the same interface: the parent
+                 is transport + replay (protocol.py, replay.py, parent.py; child.py the child)
 
 :func:`make_pipeline` is the one place a pipeline is built from settings: ``configure()``,
 ``GalileoSessionProcessor``, ``GalileoSpanExporter`` and the zero-code entry points all call it,
