@@ -15,7 +15,9 @@ bursts of traces as fast as its thread can and flushes after each burst. Each bu
 - ``cpu_us``: CPU time (user + system) per span of the app process, all its threads, and its
   child processes (the export worker), from the first span of a burst to its flush returning.
   Wall times swing with whatever else the machine runs; CPU time hardly does, so on a busy
-  machine ``cpu_vs_stock`` is the steadiest comparison (the sink's CPU is not counted).
+  machine ``cpu_vs_stock`` is the steadiest comparison (the sink's CPU is not counted);
+  ``own_cpu_us`` is that minus the ``none`` row's (the same app with no span processor): what the
+  processor and its export cost, whatever the machine's bare span costs.
 
 The best burst of a process (the fastest: a burst on a shared machine is only ever slowed down
 by other work, which is why ``timeit`` reports a minimum), then the median over repeats
@@ -302,6 +304,7 @@ def main() -> int:
     )
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--workloads", default="3,5", help="spans per trace")
+    parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     parser.add_argument(
         "--child", nargs=6, metavar=("ENTRY", "SYSTEM", "URL", "SPT", "TRACES", "BURSTS")
     )
@@ -331,21 +334,27 @@ def main() -> int:
                             flush=True,
                         )
     rows = [_median_row(r) for r in runs.values()]
+    by_key = {(r["entry"], r["spans_per_trace"], r["system"]): r for r in rows}
+    for row in rows:
+        none = by_key.get((row["entry"], row["spans_per_trace"], "none"))
+        if none is not None:
+            # Own CPU: the process's CPU per span minus the same app's with no processor at all.
+            row["own_cpu_us"] = row["cpu_us"] - none["cpu_us"]
     for row in rows:
         if row["system"] == "none":
             row.pop("spans_per_s")  # the bare emission rate: nothing is exported
+            row.pop("own_cpu_us", None)
             continue
-        stock = next(
-            r
-            for r in rows
-            if (r["entry"], r["spans_per_trace"], r["system"])
-            == (row["entry"], row["spans_per_trace"], "stock")
-        )
+        stock = by_key.get((row["entry"], row["spans_per_trace"], "stock"))
+        if stock is None:
+            continue
         row["tput_vs_stock"] = row["spans_per_s"] / stock["spans_per_s"]
         row["cpu_vs_stock"] = row["cpu_us"] / stock["cpu_us"]
         row["app_vs_stock"] = (
             row["overhead_us"] / stock["overhead_us"] if stock["overhead_us"] > 0 else float("nan")
         )
+        if "own_cpu_us" in row and stock.get("own_cpu_us", 0) > 0:
+            row["own_cpu_vs_stock"] = row["own_cpu_us"] / stock["own_cpu_us"]
     columns = [
         "entry",
         "spans_per_trace",
@@ -359,6 +368,8 @@ def main() -> int:
         "app_vs_stock",
         "cpu_us",
         "cpu_vs_stock",
+        "own_cpu_us",
+        "own_cpu_vs_stock",
         "lost",
         "flush_ok",
     ]
@@ -381,7 +392,37 @@ def main() -> int:
         },
     )
     print(f"\nwrote {path}")
+    if args.markdown:
+        print()
+        print(markdown_table(rows))
     return 0
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The rows as the Markdown table of benchmarks/README.md and README.md."""
+
+    def num(v: Any, fmt: str) -> str:
+        return "" if v is None else format(v, fmt)
+
+    lines = [
+        "| way in | spans/trace | system | spans/s | vs stock | overhead µs/span | vs stock "
+        "| CPU µs/span | own CPU µs/span | vs stock | lost | flush |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        system = "none (check)" if r["system"] == "none" else r["system"]
+        lines.append(
+            f"| {r['entry']} | {r['spans_per_trace']} | {system} "
+            f"| {num(r.get('spans_per_s'), ',.0f')} | {num(r.get('tput_vs_stock'), '.2f')}"
+            f"{'x' if r.get('tput_vs_stock') is not None else ''} "
+            f"| {r['overhead_us']:.1f} | {num(r.get('app_vs_stock'), '.2f')}"
+            f"{'x' if r.get('app_vs_stock') is not None else ''} "
+            f"| {r['cpu_us']:.1f} | {num(r.get('own_cpu_us'), '.1f')} "
+            f"| {num(r.get('own_cpu_vs_stock'), '.2f')}"
+            f"{'x' if r.get('own_cpu_vs_stock') is not None else ''} "
+            f"| {r.get('lost', '')} | {'ok' if r.get('flush_ok') else 'FALSE'} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -735,9 +735,14 @@ def _print_where_to_look(report: dict[str, Any], w: Callable[[str], Any]) -> Non
         w(f"  {env} galileo-otel sessions show {first}\n")
         w(f"  {env} galileo-otel tail\n")
     elif report.get("api_url") == "embedded":
+        import os
+
         db = report["db"]
         db_arg = "" if report.get("default_db", True) else f" --db {shlex.quote(db)}"
-        env = f"GALILEO_API_URL={SERVE_URL} GALILEO_API_KEY={key} {where}"
+        # A later `serve` in this shell accepts GALILEO_API_KEY when it is set, not the key file:
+        # then the commands keep the shell's key.
+        key_env = "" if os.environ.get("GALILEO_API_KEY") else f"GALILEO_API_KEY={key} "
+        env = f"GALILEO_API_URL={SERVE_URL} {key_env}{where}"
         w(f"\nthe sessions are stored in {db}; to look at them, start the local server:\n")
         w(f"  galileo-otel serve{db_arg}\n")
         w(f"then open the web UI: {report['ui_url']}\n")

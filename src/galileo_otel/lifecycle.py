@@ -84,30 +84,32 @@ class _ExitFlush:
         self.thread: threading.Thread | None = None
         self.timeout_s = 0.0
         self.ok = False
+        # The main thread is between deciding to flush and the flush thread running (or runs it
+        # inline): a SIGTERM handler interrupting it there cannot wait for a thread that does
+        # not exist yet, so it leaves its signal here and the flush re-raises it when done.
+        self.starting = False
+        self.deferred_signal: int | None = None
 
     def run(self, reason: str) -> bool:
         """Start the flush (once per process) and wait for it, bounded; ``True`` when done."""
         with _lock:
-            handles = [h for h in _handles if _is_live(h)]
             thread = self.thread
             if thread is None:
+                if self.starting:  # a signal handler, nested in this very start: see defer()
+                    return False
+                handles = [h for h in _handles if _is_live(h)]
                 if not handles:
                     return True
-                self.timeout_s = max(float(h.settings.exit_timeout) for h in handles)
-                thread = threading.Thread(
-                    target=self._shutdown_all,
-                    args=(handles, self.timeout_s, reason),
-                    name="galileo-otel-exit",
-                    daemon=True,
-                )
-                self.thread = thread
+                self.starting = True
                 try:
-                    thread.start()
-                except RuntimeError:  # no new thread this late in finalization: inline
-                    self.thread = None
-                    self._shutdown_all(handles, self.timeout_s, reason)
+                    thread = self._start(handles, reason)
+                finally:
+                    self.starting = False
+                if thread is None:  # ran inline
+                    self._raise_deferred()
                     return self.ok
         thread.join(self.timeout_s + _JOIN_MARGIN_S)
+        self._raise_deferred()
         if thread.is_alive():
             _log.warning(
                 "galileo-otel: %s: delivery still running after %.1f s; leaving the rest to "
@@ -117,6 +119,35 @@ class _ExitFlush:
             )
             return False
         return self.ok
+
+    def _start(self, handles: list[GalileoHandle], reason: str) -> threading.Thread | None:
+        """Start the flush thread; ``None`` when it ran inline (no threads this late)."""
+        self.timeout_s = max(float(h.settings.exit_timeout) for h in handles)
+        thread = threading.Thread(
+            target=self._shutdown_all,
+            args=(handles, self.timeout_s, reason),
+            name="galileo-otel-exit",
+            daemon=True,
+        )
+        try:
+            thread.start()
+        except RuntimeError:  # no new thread this late in finalization: inline
+            self._shutdown_all(handles, self.timeout_s, reason)
+            return None
+        self.thread = thread
+        return thread
+
+    def defer(self, signum: int) -> bool:
+        """Keep ``signum`` for the flush being started under us; ``True`` when there is one."""
+        if not self.starting or self.pid != os.getpid():
+            return False
+        self.deferred_signal = signum
+        return True
+
+    def _raise_deferred(self) -> None:
+        signum, self.deferred_signal = self.deferred_signal, None
+        if signum is not None:
+            _die_by(signum)
 
     def _shutdown_all(self, handles: list[GalileoHandle], timeout_s: float, reason: str) -> None:
         deadline = time.monotonic() + timeout_s
@@ -280,8 +311,17 @@ def install_sigterm_handler() -> bool:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    current = _exit
+    if current is not None and current.defer(signum):
+        # We interrupted the main thread while it starts the exit flush: that flush delivers,
+        # then ends the process by this signal.
+        return
     exit_flush("SIGTERM")
-    # The default action, as if we had never been there: the process ends by the signal.
+    _die_by(signum)
+
+
+def _die_by(signum: int) -> None:
+    """The default action, as if we had never been there: the process ends by the signal."""
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)

@@ -47,9 +47,7 @@ N_TASKS = {"fork": 9, "spawn": 4, "default": 4}
     ("kind", "method"),
     [
         ("pool", "fork"),
-        # Not ("pool", "spawn"): a spawned Pool child lost the last of its 4 traces in 2 of 5
-        # runs on a loaded machine, cause not yet found (docs/how-to/deployment.md says so).
-        # ProcessPoolExecutor(max_tasks_per_child=...) below spawns its children too.
+        ("pool", "spawn"),
         pytest.param(
             "executor",
             "default",

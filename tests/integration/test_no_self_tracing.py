@@ -282,7 +282,7 @@ SQLITE_APP = textwrap.dedent(
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 cmd = f.read()
-            if b"galileo_otel.export._worker" in cmd and descends(int(entry), os.getpid()):
+            if b"galileo_otel.export.offload.child" in cmd and descends(int(entry), os.getpid()):
                 workers += 1
         except OSError:
             pass

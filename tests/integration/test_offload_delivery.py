@@ -123,7 +123,7 @@ def test_after_repeated_worker_deaths_export_falls_back_in_process(
     app.turns(5)
     assert app.pipeline.force_flush(20.0) is True
     seen: list[int] = []
-    for round_ in range(4):  # _MAX_RESTARTS (3) restarts, then the fourth death
+    for round_ in range(4):  # MAX_RESTARTS (3) restarts, then the fourth death
         proc = app.pipeline._proc
         assert proc is not None
         seen.append(proc.pid)
@@ -190,7 +190,7 @@ def _gated_worker(gate: Path) -> list[str]:
     code = (
         "import sys\n"
         f"open({str(gate)!r}, 'rb').close()  # blocks until the test opens the FIFO\n"
-        "from galileo_otel.export._worker import main\n"
+        "from galileo_otel.export.offload.child import main\n"
         "sys.exit(main())\n"
     )
     return [sys.executable, "-c", code]
@@ -208,11 +208,11 @@ def test_configure_never_waits_for_a_worker_process_still_starting(
     local_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """configure() returns while the child cannot be ready; spans wait for it, none is lost."""
-    from galileo_otel.export import offload
+    from galileo_otel.export.offload import parent
 
     gate = tmp_path / "gate"
     os.mkfifo(gate)
-    monkeypatch.setattr(offload, "worker_command", lambda: _gated_worker(gate))
+    monkeypatch.setattr(parent, "worker_command", lambda: _gated_worker(gate))
     provider = TracerProvider(shutdown_on_exit=False)
     handle = configure_offload(provider, local_server, tmp_path)
     pipeline = handle._pipeline

@@ -119,7 +119,7 @@ def test_missing_key_is_one_clear_error(capsys: pytest.CaptureFixture[str]) -> N
 
 def test_bad_filter_fails_before_any_request(capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(["sessions", "count", "--filter", "num_traces>lots"])
-    assert code == 2  # a usage error, as the README says
+    assert code == 2  # a usage error, as docs/reference/cli.md says
     assert "is not a number" in capsys.readouterr().err
 
 
@@ -241,25 +241,48 @@ def test_demo_ends_with_the_ui_url_while_its_server_runs() -> None:
     ) in text
 
 
-def test_demo_without_serve_points_at_a_later_serve_on_the_same_database() -> None:
+_LATER_SERVE_REPORT = {
+    "api_url": "embedded",
+    "project": "my demo",
+    "ui_url": "http://127.0.0.1:8088/?token=abc",
+    "db": "/data/x y.db",
+    "default_db": False,
+    "log_stream": "demo-2",
+    "users": {},
+}
+
+
+def test_demo_without_serve_points_at_a_later_serve_on_the_same_database(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from galileo_otel import demo
 
+    monkeypatch.delenv("GALILEO_API_KEY", raising=False)
     out = io.StringIO()
-    report = {
-        "api_url": "embedded",
-        "project": "my demo",
-        "ui_url": "http://127.0.0.1:8088/?token=abc",
-        "db": "/data/x y.db",
-        "default_db": False,
-        "log_stream": "demo-2",
-        "users": {},
-    }
-    demo._print_where_to_look(report, out.write)
+    demo._print_where_to_look(dict(_LATER_SERVE_REPORT), out.write)
     lines = out.getvalue().splitlines()
     assert "  galileo-otel serve --db '/data/x y.db'" in lines
     assert "then open the web UI: http://127.0.0.1:8088/?token=abc" in lines
     assert lines[-1].endswith(
         "GALILEO_API_KEY=$(cat '/data/x y.db.api-key') GALILEO_PROJECT='my demo' "
+        "GALILEO_LOG_STREAM=demo-2 galileo-otel sessions show alice-conv-1"
+    )
+
+
+def test_demo_leaves_the_shells_key_to_a_later_serve_that_will_accept_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`serve` accepts GALILEO_API_KEY when it is set, so the printed commands must not swap it
+    for the key file's (which that server would refuse)."""
+    from galileo_otel import demo
+
+    monkeypatch.setenv("GALILEO_API_KEY", "the-shells-key")
+    out = io.StringIO()
+    demo._print_where_to_look(dict(_LATER_SERVE_REPORT), out.write)
+    last = out.getvalue().splitlines()[-1]
+    assert "GALILEO_API_KEY" not in last and ".api-key" not in last
+    assert last.endswith(
+        "GALILEO_API_URL=http://127.0.0.1:8088 GALILEO_PROJECT='my demo' "
         "GALILEO_LOG_STREAM=demo-2 galileo-otel sessions show alice-conv-1"
     )
 

@@ -182,7 +182,7 @@ def test_configure_warns_in_one_line_about_a_web_page(caplog: pytest.LogCaptureF
 
 
 def test_configure_check_is_one_request_bounded_by_three_seconds() -> None:
-    """The README: configure()'s one wait is a single request with a 3 s timeout."""
+    """docs/get-started.md: configure()'s one wait is a single request with a 3 s timeout."""
     from galileo_otel.configure import resolve_destination
     from galileo_otel.settings import GalileoSettings
 

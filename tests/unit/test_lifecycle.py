@@ -156,6 +156,46 @@ def test_exit_flush_runs_once_and_a_second_caller_waits_for_it(
     assert pipeline.shutdowns[0] is not None and 0 < pipeline.shutdowns[0] <= 9.0
 
 
+def test_sigterm_while_the_exit_flush_starts_is_raised_after_it_delivers(
+    handles: weakref.WeakSet[GalileoHandle], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handler interrupts the main thread between 'flush now' and the flush thread running.
+
+    It must neither start a second flush (which would find the pipeline closing and let the
+    process die mid-delivery) nor die at once: the first flush delivers, then the process ends
+    by the signal.
+    """
+    pipeline = FakePipeline()
+    handle = make_handle(pipeline, exit_timeout=9.0)
+    handles.add(handle)
+    events: list[str] = []
+    monkeypatch.setattr(lifecycle, "_die_by", lambda signum: events.append(f"die {signum}"))
+    start = lifecycle._ExitFlush._start
+
+    def interrupted_start(self: Any, *args: Any) -> Any:
+        lifecycle._on_sigterm(signal.SIGTERM, None)  # the signal lands here
+        events.append("sigterm handled")
+        thread = start(self, *args)
+        events.append("flush started")
+        return thread
+
+    original_shutdown = pipeline.shutdown
+
+    def shutdown(timeout_s: float | None = None) -> bool:
+        ok = original_shutdown(timeout_s)
+        events.append("delivered")
+        return ok
+
+    monkeypatch.setattr(pipeline, "shutdown", shutdown)
+    monkeypatch.setattr(lifecycle._ExitFlush, "_start", interrupted_start)
+    assert lifecycle.exit_flush("interpreter exit") is True
+    assert len(pipeline.shutdowns) == 1
+    # "flush started" and "delivered" race (the flush thread may finish first); the signal is
+    # kept until both happened, then raised once.
+    assert events[0] == "sigterm handled" and events[-1] == f"die {signal.SIGTERM}"
+    assert sorted(events[1:-1]) == ["delivered", "flush started"]
+
+
 def test_exit_flush_is_bounded_by_exit_timeout(
     handles: weakref.WeakSet[GalileoHandle], caplog: pytest.LogCaptureFixture
 ) -> None:

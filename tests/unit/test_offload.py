@@ -1,5 +1,6 @@
-"""The export-process wire format: real SDK spans -> tuples -> marshal -> rebuilt spans convert
-exactly like the originals; the worker's settings travel without the API key in them."""
+"""The export worker process's parent: the wire format (real SDK spans -> tuples -> marshal ->
+rebuilt spans convert exactly like the originals), the launch (settings travel without the API
+key in them), the hand-off, and the replay buffer with its checkpoint policy."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from galileo_otel.export.assemble import AssembledTrace, TraceAssembler
 from galileo_otel.export.convert import convert_trace
 from galileo_otel.export.offload import (
     SETTINGS_ENV,
+    ReplayBuffer,
     extract_span,
     make_resource,
     read_frame,
@@ -189,7 +191,7 @@ def test_a_span_submit_cannot_read_is_counted_by_the_worker_and_only_it_is_lost(
     pipeline._drain(pipeline._queue)
     stats = pipeline.stats()
     assert stats["errors.offload_extract"] == 1
-    assert stats["queue_size"] == 0 and pipeline._replay_spans == 1
+    assert stats["queue_size"] == 0 and pipeline.replay_spans() == 1
 
 
 class _Pipe:
@@ -213,7 +215,7 @@ def test_frames_wait_for_a_starting_worker_process_then_go_in_order() -> None:
         assert pipeline.submit(span)
     pipeline._drain(pipeline._queue)  # our store is full (6): the rest waits in the app queue
     assert pipe.stdin.getvalue() == b""
-    assert pipeline._replay_spans == 6 and len(pipeline._queue) == 3
+    assert pipeline.replay_spans() == 6 and len(pipeline._queue) == 3
     assert pipeline._held_back()
     pipeline._ready.set()  # the child said it is set up
     pipeline._write_unsent()
@@ -228,25 +230,109 @@ def test_frames_wait_for_a_starting_worker_process_then_go_in_order() -> None:
     assert pipeline.stats()["spans_dropped"] == 0
 
 
+class Clock:
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_checkpoints_are_asked_for_only_when_the_replay_buffer_needs_one() -> None:
     """A checkpoint flushes the child's open batches early: not on a timer, only on need."""
-    from galileo_otel.export import offload
+    clock = Clock()
+    replay = ReplayBuffer(100, min_interval_s=2.0, max_age_s=30.0, clock=clock)
+    assert not replay.checkpoint_due()  # nothing to confirm
+    assert replay.sleep_for() is None  # and nothing to wake up for
+    replay.add(b"frame", 10)
+    clock.now += 5
+    assert not replay.checkpoint_due()  # small and young: no flush forced
+    assert replay.sleep_for() == 25.0  # woken when it is old enough
+    clock.now += 25
+    assert replay.checkpoint_due()  # old enough
+    clock.now -= 25
+    replay.add(b"frame", 40)
+    assert replay.checkpoint_due()  # half the bound
+    replay.checkpoint_sent(7)
+    assert not replay.checkpoint_due()  # one is unanswered
+    assert replay.sleep_for() is None
+    assert replay.checkpoint_answered(7, False) is True  # answered, but nothing confirmed
+    assert replay.spans() == 50
+    assert not replay.checkpoint_due()  # one was sent less than min_interval_s ago
+    clock.now += 2
+    assert replay.checkpoint_due()
+    assert replay.checkpoint_answered(8, True) is False  # not one of ours (a flush's answer)
 
-    settings = GalileoSettings(api_key="k", max_queue_spans=100, batch_delay=2.0)
-    pipeline = offload.OffloadPipeline(settings, start=False, shutdown_at_exit=False)
-    pipeline._ready.set()
-    now = 1_000.0
-    assert not pipeline._checkpoint_due(now)  # nothing to confirm
-    pipeline._replay.append((1, 10, b""))
-    pipeline._replay_spans = 10
-    pipeline._replay_since = now
-    assert not pipeline._checkpoint_due(now + 5)  # small and young: no flush forced
-    assert pipeline._sleep_for(now + 5) == offload._CHECKPOINT_MAX_AGE_S - 5
-    assert pipeline._checkpoint_due(now + offload._CHECKPOINT_MAX_AGE_S)  # old enough
-    pipeline._replay_spans = 50
-    assert pipeline._checkpoint_due(now + 5)  # half the bound
-    pipeline._next_checkpoint = now + 6  # one was sent less than batch_delay ago
-    assert not pipeline._checkpoint_due(now + 5)
-    pipeline._next_checkpoint = 0.0
-    pipeline._checkpoints[7] = 1  # one is unanswered
-    assert not pipeline._checkpoint_due(now + 5)
+
+def test_a_confirmed_checkpoint_drops_what_it_covers_only() -> None:
+    clock = Clock()
+    replay = ReplayBuffer(100, clock=clock)
+    first = replay.add(b"a", 3)
+    replay.add(b"b", 4)
+    replay.checkpoint_sent(1)  # covers a and b
+    third = replay.add(b"c", 5)  # written after the checkpoint began: not covered
+    assert replay.checkpoint_answered(1, True) is True
+    assert replay.frames() == [(third, b"c")] and replay.spans() == 5
+    assert first < third == replay.last_mark()
+    replay.confirm(third)  # an app flush that returned True after c was written
+    assert replay.frames() == [] and replay.spans() == 0
+
+
+def test_the_bound_gives_up_the_oldest_written_frames_never_an_unwritten_one() -> None:
+    replay = ReplayBuffer(10)
+    marks = [replay.add(b"x", 4) for _ in range(3)]  # 12 spans, none written to the child yet
+    assert replay.spans() == 12 and replay.overflowed() == 0
+    assert replay.room() == 0
+    replay.written(marks[0])  # the child has the first one (not confirmed)
+    replay.add(b"y", 4)  # 16 spans: the written one goes, the unwritten ones stay
+    assert [m for m, _ in replay.frames()] == [*marks[1:], marks[-1] + 1]
+    assert replay.overflowed() == 1 and replay.spans() == 12
+
+
+def test_a_new_child_forgets_the_old_ones_checkpoints_and_writes() -> None:
+    replay = ReplayBuffer(10)
+    mark = replay.add(b"x", 6)
+    replay.written(mark)
+    replay.checkpoint_sent(3)
+    replay.new_child()
+    assert replay.checkpoint_answered(3, True) is False  # an answer of the dead child
+    assert replay.frames() == [(mark, b"x")]  # still to be replayed
+    replay.add(b"y", 6)  # over the bound, but the new child has not been written the first
+    assert replay.overflowed() == 0
+    assert replay.take_all() == [b"x", b"y"]
+    assert replay.spans() == 0 and replay.frames() == []
+
+
+def test_requests_answer_by_number_and_fail_together() -> None:
+    from galileo_otel.export.offload import MSG_FLUSH, MSG_STATS
+    from galileo_otel.export.offload.requests import Requests
+
+    requests = Requests()
+    flush = requests.open(MSG_FLUSH, 5.0)
+    stats, new = requests.stats_request(MSG_STATS, 1.0)
+    assert new and requests.stats_request(MSG_STATS, 1.0) == (stats, False)  # one on its way
+    assert requests.get(flush.msg[1]) is flush and requests.get(requests.next_seq()) is None
+    assert requests.unanswered() == []  # nothing written to a child yet
+    flush.sent = stats.sent = True
+    assert requests.unanswered() == [flush, stats]  # oldest first
+    assert requests.stats_answer() is None  # not answered yet
+    stats.answer({"traces_confirmed": 3})
+    assert requests.stats_answer() == {"traces_confirmed": 3}
+    assert requests.stats_request(MSG_STATS, 1.0)[1] is True  # the next one is new
+    requests.fail_all()
+    assert flush.done.is_set() and flush.result is False
+    requests.close(flush)
+    assert requests.get(flush.msg[1]) is None
+
+
+def test_the_child_has_a_checkpoint_that_keeps_losses_for_the_apps_flush() -> None:
+    """The child answers the replay buffer's checkpoints with ExportPipeline.checkpoint, which
+    settles without consuming loss reports; without it a checkpoint would be a force_flush and
+    the app's next flush could say True after a loss."""
+    import inspect
+
+    from galileo_otel.export.offload import child
+    from galileo_otel.export.pipeline import ExportPipeline
+
+    assert callable(getattr(ExportPipeline, "checkpoint", None))
+    assert '"checkpoint"' in inspect.getsource(child.main)

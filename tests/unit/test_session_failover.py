@@ -114,7 +114,7 @@ def test_outage_falls_back_retries_with_backoff_and_recovers(
 
 
 def test_default_retry_is_one_second_doubling_to_thirty_as_the_readme_says() -> None:
-    # README: "Redis is tried again after 1 s (doubling up to 30 s)": the defaults, as built.
+    # docs/how-to/redis.md: "Redis is tried again after 1 s (doubling up to 30 s)": the defaults.
     now = [0.0]
     shared = Flaky()
     shared.down = True

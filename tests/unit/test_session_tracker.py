@@ -195,7 +195,7 @@ def test_name_and_metadata(store: SessionStore) -> None:
     }
     assert trace(tracker, 1, session__id="conv2").name == "conv2"  # derived: the key
     assert trace(tracker, 2, user__id="zed").name is None
-    # The README's promise: session(name=...), else the key; the root span's name is metadata.
+    # docs/concepts/sessions.md: session(name=...), else the key; the root span's name is metadata.
     named = tracker.session_for_trace({"session.id": "c3"}, 0, 1, root_name="chat gpt-4o-mini")
     assert named.name == "c3"
     assert named.user_metadata["root_span.name"] == "chat gpt-4o-mini"

@@ -1,4 +1,4 @@
-"""The spool's lease is 60 s, as the README says: a live owner's batch is not taken before."""
+"""The spool's lease is 60 s (docs/concepts/delivery.md): a live owner's batch is not taken before."""
 
 from __future__ import annotations
 

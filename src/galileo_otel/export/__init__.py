@@ -15,7 +15,8 @@ The path of a span through this package, one module per stage::
     senders.py   SenderPool: N sender threads; send, retry (api/retry.py's loop), dead-letter
     sink.py      where a batch goes: the Sink protocol; GalileoSink sends through api/
     pipeline.py  ExportPipeline: composes the above; start, flush, shutdown, fork, stats
-    offload.py   the same pipeline in a child process (_worker.py), behind the same interface
+    offload/     the same pipeline in a child process, behind the same interface: the parent
+                 is transport + replay (protocol.py, replay.py, parent.py; child.py the child)
 
 :func:`make_pipeline` is the one place a pipeline is built from settings: ``configure()``,
 ``GalileoSessionProcessor``, ``GalileoSpanExporter`` and the zero-code entry points all call it,

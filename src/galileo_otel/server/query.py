@@ -176,7 +176,13 @@ def _norm_id(value: str) -> str:
         return value.lower()
 
 
-class _Compiler:
+class FilterCompiler:
+    """Compiles the wire JSON of filters and filter trees into SQL over one table's rows."""
+
+    # The rows a filter selects, for the CTEs that hold a too deeply nested part of it.
+    rows_from = "sessions AS s"
+    row_alias = "s"
+
     def __init__(self, prefix: str) -> None:
         self._prefix = prefix
         self.params: dict[str, Any] = {}
@@ -242,8 +248,11 @@ class _Compiler:
         if frag.depth <= _MAX_INLINE_DEPTH:
             return frag
         name = f"{self._prefix}cte{len(self.ctes)}"
-        self.ctes.append(f"{name}(rid) AS (SELECT s.rowid FROM sessions AS s WHERE {frag.sql})")
-        return _Frag(f"s.rowid IN {name}", 1)
+        alias = self.row_alias
+        self.ctes.append(
+            f"{name}(rid) AS (SELECT {alias}.rowid FROM {self.rows_from} WHERE {frag.sql})"
+        )
+        return _Frag(f"{alias}.rowid IN {name}", 1)
 
     # --- leaves -----------------------------------------------------------------------------
 
@@ -419,7 +428,7 @@ def compile_session_filter(
         FilterError: An unknown column, a filter type that does not fit the column, or a value
             that does not fit the operator; ``loc`` points into the request body.
     """
-    compiler = _Compiler(param_prefix)
+    compiler = FilterCompiler(param_prefix)
     frags = [compiler.leaf(flt, ("body", "filters", i)) for i, flt in enumerate(filters or ())]
     if filter_tree is not None:
         frags.append(compiler.node(filter_tree, ("body", "filter_tree")))
@@ -439,7 +448,7 @@ def compile_session_sort(
     """
     if sort is None:
         return "s.created_at_us DESC, s.rowid DESC", {}
-    compiler = _Compiler(param_prefix)
+    compiler = FilterCompiler(param_prefix)
     _, col = compiler.column(sort.get("column_id"), ("body", "sort", "column_id"), for_sort=True)
     direction = "ASC" if sort.get("ascending", True) else "DESC"
     return f"{col} {direction}, s.rowid {direction}", compiler.params

@@ -26,10 +26,9 @@ from galileo_otel.server.query import (
     Column,
     ColumnKind,
     CompiledFilter,
+    FilterCompiler,
     FilterError,
     Loc,
-    _Compiler,
-    _Frag,
     datetime_to_us,
 )
 
@@ -180,7 +179,7 @@ SPAN_COLUMNS: Mapping[str, Column] = {
 """Columns a span search may filter or sort on (alias ``p``, its trace ``t``)."""
 
 
-class _RecordCompiler(_Compiler):
+class _RecordCompiler(FilterCompiler):
     """The session filter compiler over trace or span columns."""
 
     def __init__(self, prefix: str, kind: RecordKind) -> None:
@@ -188,6 +187,10 @@ class _RecordCompiler(_Compiler):
         self._kind = kind
         self._columns = TRACE_COLUMNS if kind == "trace" else SPAN_COLUMNS
         self._alias = "t" if kind == "trace" else "p"
+        self.row_alias = self._alias
+        self.rows_from = (
+            "traces AS t" if kind == "trace" else "spans AS p JOIN traces AS t ON t.id = p.trace_id"
+        )
 
     def column(self, column_id: Any, loc: Loc, *, for_sort: bool = False) -> tuple[ColumnKind, str]:
         if not isinstance(column_id, str):
@@ -212,11 +215,6 @@ class _RecordCompiler(_Compiler):
             column_id,
         )
 
-    def shallow(self, frag: _Frag) -> _Frag:
-        # Deep trees stay inline: trace and span searches are local and small; SQLite's own
-        # limit answers a pathological tree with an error rather than a wrong result.
-        return frag
-
 
 def compile_record_filter(
     kind: RecordKind,
@@ -233,7 +231,7 @@ def compile_record_filter(
     if filter_tree is not None:
         frags.append(compiler.node(filter_tree, ("body", "filter_tree")))
     where = compiler.join("AND", frags).sql if frags else "1"
-    return CompiledFilter(ctes=[], where=where, params=compiler.params)
+    return CompiledFilter(ctes=compiler.ctes, where=where, params=compiler.params)
 
 
 def compile_record_sort(
@@ -509,7 +507,7 @@ class Reads:
                 f"WHERE {where} ORDER BY {order} LIMIT :limit OFFSET :offset"
             )
         with self._conn() as conn:
-            rows = conn.execute(sql, params).fetchall()
+            rows = conn.execute(compiled.with_clause() + sql, params).fetchall()
         records = []
         for row in rows[:limit]:
             record: dict[str, Any] = json.loads(row["body"])

@@ -1,6 +1,8 @@
-"""The export worker process of ``GALILEO_EXPORT_PROCESS``.
+"""The export worker process of ``GALILEO_EXPORT_PROCESS``: ``python -m`` this module.
 
-Rebuilds piped spans and runs the usual in-process ExportPipeline on them; exits on EOF.
+Rebuilds piped spans and runs the usual in-process ExportPipeline on them, built by the same
+``make_pipeline`` as in the app's process; answers flushes, stats and the shutdown; exits on
+EOF (the parent is gone or closed the pipe).
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import threading
 from typing import IO, Any
 
 from galileo_otel.api.suppress import suppressed
-from galileo_otel.export.offload import (
+from galileo_otel.export.offload.protocol import (
     MSG_FLUSH,
     MSG_RESOURCE,
     MSG_SHUTDOWN,
     MSG_SPANS,
     MSG_STATS,
     NICE_ENV,
+    READY_SEQ,
     SETTINGS_ENV,
     iter_frames,
     write_frame,
@@ -55,6 +58,7 @@ def main() -> int:
     pipeline = built
     # Checkpoints of the replay buffer: settled, without reporting losses (ExportPipeline).
     checkpoint = getattr(pipeline, "checkpoint", pipeline.force_flush)
+    # Guards ``out``: the main loop and the flush threads answer on the one pipe.
     out_lock = threading.Lock()
 
     def reply(seq: int, result: Any) -> None:
@@ -70,7 +74,7 @@ def main() -> int:
         done = pipeline.force_flush(timeout) if report else checkpoint(timeout)
         reply(seq, bool(done))
 
-    reply(0, True)  # set up: the parent's start() stops waiting
+    reply(READY_SEQ, True)  # set up: the parent's start() stops waiting
     resources: dict[int, Any] = {}
     submit = pipeline.submit
     for msg in iter_frames(inp):

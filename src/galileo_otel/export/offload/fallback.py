@@ -1,0 +1,70 @@
+"""The in-process export the worker-process parent falls back to when no child keeps running."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from galileo_otel.api.suppress import suppressed
+from galileo_otel.export.offload.protocol import MSG_STATS
+from galileo_otel.export.offload.requests import Waiter
+from galileo_otel.export.record import make_resource, rebuild_span
+from galileo_otel.settings import GalileoSettings, merge_settings
+
+__all__ = ["Fallback"]
+
+
+class Fallback:
+    """An in-process pipeline (``make_pipeline`` with ``export_process`` off) fed with records.
+
+    Records and requests come from the parent's pipe-writer thread only; a request is answered
+    on a short-lived thread of its own, so the writer never waits for a flush.
+
+    Args:
+        settings: The parent's settings (``export_process`` is turned off here).
+        destination: The project / log stream configure() resolved, if any.
+    """
+
+    def __init__(self, settings: GalileoSettings, destination: Any = None) -> None:
+        from galileo_otel.export import make_pipeline
+
+        in_process = merge_settings(settings, {"export_process": False})
+        pipeline = make_pipeline(in_process, destination=destination, shutdown_at_exit=False)
+        assert pipeline is not None  # the parent never runs with export disabled
+        self._pipeline = pipeline
+        self._resources: dict[int, Any] = {}  # resource number -> rebuilt resource (writer's)
+
+    def submit(
+        self, records: Iterable[tuple[Any, ...]], resources: list[tuple[int, dict[str, Any]]]
+    ) -> None:
+        """Hand records to the pipeline; ``resources`` names every numbered resource's attributes."""
+        known = self._resources
+        for item in records:
+            if item[12] not in known:
+                for rid, attrs in resources:
+                    known.setdefault(rid, make_resource(attrs))
+            self._pipeline.submit(rebuild_span(item, known))
+
+    def answer(self, waiter: Waiter) -> None:
+        """Answer a request (flush, stats; a shutdown is a flush: ours shuts this down after)."""
+        tag, _, timeout = waiter.msg
+        pipeline = self._pipeline
+
+        def run() -> None:
+            if tag == MSG_STATS:
+                waiter.answer(pipeline.stats())
+            else:
+                waiter.answer(pipeline.force_flush(timeout))
+
+        threading.Thread(
+            target=suppressed(run), name="galileo-otel-offload-fallback", daemon=True
+        ).start()
+
+    def stats(self) -> dict[str, Any]:
+        """The pipeline's counters."""
+        return self._pipeline.stats()
+
+    def shutdown(self, timeout_s: float) -> bool:
+        """Flush and stop the pipeline within ``timeout_s``."""
+        return self._pipeline.shutdown(timeout_s)
