@@ -42,9 +42,7 @@ reliable mode the batch becomes a dead letter in the spool.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -56,7 +54,7 @@ from galileo_otel.export._stage import Flush, RateLimitedLog, Report
 from galileo_otel.export.batcher import Batcher
 from galileo_otel.export.convert import ConvertStats
 from galileo_otel.export.handoff import SpanHandoff
-from galileo_otel.export.hooks import weak_call
+from galileo_otel.export.hooks import ProcessHooks
 from galileo_otel.export.ledger import Ledger
 from galileo_otel.export.senders import SenderPool
 from galileo_otel.export.sink import GalileoSink, Sink, dest_dict
@@ -207,11 +205,9 @@ class ExportPipeline(SpanHandoff):
         self._started = self._closing = self._shutdown = False
         self._final_marker: Flush | None = None  # the shutdown caller's own
         self._compose()
-        self._atexit_hook = weak_call(self._at_exit)
-        if shutdown_at_exit:
-            atexit.register(self._atexit_hook)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=weak_call(self._after_fork_in_child))
+        self._hooks = ProcessHooks(
+            self._at_exit, self._after_fork_in_child, exit_hook=shutdown_at_exit
+        )
         if start:
             self.start()
 
@@ -341,8 +337,7 @@ class ExportPipeline(SpanHandoff):
         ok = self._flush(deadline, final=True) if self._started else True
         self._shutdown = True
         ledger.mark_shut()
-        with contextlib.suppress(ValueError):
-            atexit.unregister(self._atexit_hook)
+        self._hooks.cancel_exit()
         ledger.stop()
         self.wake_worker()
         senders = self._senders.threads
@@ -393,37 +388,8 @@ class ExportPipeline(SpanHandoff):
     def stats(self) -> dict[str, Any]:
         """Counters since start (cheap, never waits on I/O; safe to call from any thread).
 
-        Spans: ``spans_queued`` (accepted by :meth:`submit`), ``spans_dropped`` (refused), split
-        into ``dropped.queue_full`` and ``dropped.shutdown``; ``queue_size`` now.
-        Traces (one Galileo trace per OTel trace): ``traces_batched`` (converted into a batch),
-        ``traces_sent`` (first send of their batch in this process), ``traces_confirmed`` (2xx
-        answer), ``traces_spooled`` (their batch was left in the spool to be sent later: senders
-        busy, retries exhausted or shutdown; counted each time), ``traces_dead_lettered``
-        (permanent error; also ``dead_lettered.<status>``), ``traces_failed`` (given up without
-        a spool, e.g. fire-and-forget; also ``failed.<reason>`` such as ``failed.http_503``,
-        ``failed.connection``, ``failed.timeout``), ``traces_pending`` (in batches not yet
-        confirmed or given up, now). Requests: ``requests_sent``, ``requests_confirmed``,
-        ``requests_retried``. Also ``batches``, ``batches_pending``, ``in_flight``,
-        ``errors.<where>`` and the assembler's ``assembler.*``.
-
-        The spool: ``spool_enabled`` and, when off, ``spool_reason``; ``traces_adopted``
-        (batches of dead processes taken over), ``traces_handed_over`` (ours, taken over by
-        another process after our lease ran out), ``dropped.spool_full`` (traces of batches
-        refused by a full spool), ``spool_files`` / ``spool_bytes`` / ``spool_dead_files`` /
-        ``spool_dead_bytes`` (whole spool, as of the last look), ``spool_foreign_batches`` and
-        ``spool_foreign_traces`` (batches made under another API key, which we skip),
-        ``spool_disk_bytes`` (the directory on disk: what ``spool_max_bytes`` bounds),
-        ``spool_dead_dropped`` / ``spool_dead_evicted`` (dead letters that did not fit the cap /
-        were removed to make room, in this process).
-
-        Every batched trace is exactly one of confirmed, pending, failed, dead-lettered,
-        dropped or handed over: ``traces_batched + traces_adopted == traces_confirmed +
-        traces_pending + traces_failed + traces_dead_lettered + dropped.spool_full +
-        traces_handed_over``. Traces dropped before batching: ``dropped.convert_error``,
-        ``dropped.sampled`` (their session record says ``sampled=False``).
-
-        ``sessions`` (the tracker's ``stats()``, when it has one) and ``convert`` (conversion
-        counters) are nested dicts.
+        Each key and the identity the trace counters keep are in ``docs/reference/stats.md``;
+        ``tests/unit/test_pipeline.py`` checks the reconciliation.
         """
         out = self._counters.snapshot()
         figures = self._ledger.figures()
