@@ -229,7 +229,7 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     with tempfile.TemporaryDirectory() as tmp:
         spool = Spool(tmp)
         sender = ExportPipeline(settings, start=False, spool=spool, shutdown_at_exit=False)
-        sender._get_client()
+        sender._sink.prepare()  # type: ignore[attr-defined]
         sender._get_tracker()
         sender._policy = None
         for b in batches:  # the sessions exist already: a first send creates them, not timed
