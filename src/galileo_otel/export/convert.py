@@ -379,6 +379,8 @@ def _json(value: Any) -> Any:
 
 
 def _int(value: Any) -> int | None:
+    if type(value) is int:  # the common case, first (a bool is not exactly an int)
+        return value
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -2189,14 +2191,14 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         galileo_id = _part_uuid(tid, trace.part)
     root = trace.root
     root_sid = root.context.span_id if root is not None and root.context is not None else None
-    spans = list(trace.spans)
+    spans = trace.spans  # not changed here: sorted() below makes the list this reads
     # The assembler lists the root last; only a hand-built trace needs the scan.
     if (
         root is not None
         and (not spans or spans[-1] is not root)
         and not any(s is root for s in spans)
     ):
-        spans.append(root)  # a hand-built AssembledTrace may name a root it does not list
+        spans = [*spans, root]  # a hand-built AssembledTrace may name a root it does not list
     try:
         spans = sorted(spans, key=_START_TIME)
     except TypeError:  # a span without a start time (never an ended SDK span); spans untouched
