@@ -110,8 +110,10 @@ class GalileoSessionProcessor(SpanProcessor):
                 stamp_attributes(span, current.span_attributes)
                 return
             parent = span.parent
-            if parent is None or parent.is_remote:
-                capture_keys(span, parent_context)  # before other tools can scrub session.* keys
+            # Before other tools can scrub session.* keys; a root that names its own key
+            # needs no baggage (a key attribute wins over it).
+            if (parent is None or parent.is_remote) and capture_keys(span, parent_context):
+                return
             key = baggage_value(SESSION_ID, parent_context)
             if not key or not isinstance(key, str):
                 return

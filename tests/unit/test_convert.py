@@ -1184,3 +1184,24 @@ def test_the_trace_ids_made_from_one_formatting_match_trace_uuid(trace_id: int) 
     assert galileo_id == trace_uuid(trace_id)
     assert span_uuid(trace_id, 0xABC).endswith("-" + tail)
     assert uuid.UUID(galileo_id).version == 4
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "field"),
+    [
+        ("gen_ai.response.finish_reasons", ["stop"], ("finish_reason", "stop")),
+        ("llm.finish_reason", "length", ("finish_reason", "length")),
+        ("gen_ai.request.temperature", 0.5, ("temperature", 0.5)),
+        ("llm.invocation_parameters", '{"temperature": 0.25}', ("temperature", 0.25)),
+        ("gen_ai.response.time_to_first_chunk", 0.5, ("time_to_first_token_ns", 500_000_000)),
+    ],
+)
+def test_llm_extras_are_read_from_a_span_that_has_only_that_one(
+    attribute: str, value: Any, field: tuple[str, Any]
+) -> None:
+    """The llm fields read only when the span has one of their attributes: each alone counts."""
+    attrs = {"gen_ai.operation.name": "chat", attribute: value}
+    step = convert_span(make_span("chat", 2, 1, attributes=attrs), TID)
+    name, expected = field
+    got = step["metrics"].get(name) if name.endswith("_ns") else step.get(name)
+    assert got == expected

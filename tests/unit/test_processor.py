@@ -134,6 +134,18 @@ def test_inbound_baggage_is_stamped_unless_the_span_names_a_session() -> None:
     }
 
 
+def test_inbound_baggage_wins_over_a_falsy_key_attribute() -> None:
+    _, tracer, pipeline = make()
+    ctx = baggage.set_baggage("session.id", "from-upstream")
+    tracer.start_span("e", context=ctx, attributes={"session.id": 0}).end()
+    (e,) = (attrs(s) for s in pipeline.spans)
+    assert e == {
+        "session.id": "from-upstream",
+        "galileo.session.from_baggage": True,
+        "galileo.otel.conversation_key": "a" + b"0".hex(),
+    }
+
+
 def test_baggage_propagation_to_a_downstream_service() -> None:
     propagator = W3CBaggagePropagator()
     _, tracer, downstream = make()

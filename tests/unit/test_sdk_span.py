@@ -89,3 +89,51 @@ def test_baggage_value_matches_the_public_api():
         assert baggage_value("session.id") == "abc"
     finally:
         detach(token)
+
+
+class _PublicOnly:
+    """An SDK span seen through its public properties only (span_record's fallback path)."""
+
+    def __init__(self, span):
+        self._span = span
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._span, name)
+
+
+def test_span_record_reads_the_internals_as_the_public_api_does():
+    from opentelemetry import trace
+    from opentelemetry.trace import (
+        NonRecordingSpan,
+        SpanContext,
+        SpanKind,
+        Status,
+        StatusCode,
+        TraceFlags,
+    )
+
+    from galileo_otel.export.sdk_span import span_record
+
+    tracer = TracerProvider().get_tracer("t")
+    root = tracer.start_span("root", kind=SpanKind.SERVER, attributes={"a": 1})
+    child = tracer.start_span("child", context=trace.set_span_in_context(root))
+    child.add_event("e", {"k": "v"})
+    child.set_status(Status(StatusCode.ERROR, "boom"))
+    remote = SpanContext(7, 8, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    entry = tracer.start_span("entry", context=trace.set_span_in_context(NonRecordingSpan(remote)))
+    spans = [child, root, entry]
+    for span in spans:
+        span.end()
+    for span in spans:
+        # The SDK keeps the span contexts the fast path reads as tuples.
+        assert type(span._context) is SpanContext, "update galileo_otel/export/sdk_span.py"
+        fast, public = span_record(span, 3), span_record(_PublicOnly(span), 3)
+        assert fast == public
+        assert [type(v) for v in fast] == [type(v) for v in public]
+    assert span_record(child, 3)[3] == root.context.span_id
+    assert span_record(child, 3)[8:10] == (StatusCode.ERROR.value, "boom")
+    assert span_record(entry, 3)[3:5] == (8, True)
+    assert span_record(root, 3)[3:5] == (None, False)
+    assert span_record(root, 3)[7] == SpanKind.SERVER.value

@@ -116,23 +116,27 @@ def test_capture_keys_at_span_start() -> None:
     tracer = TracerProvider().get_tracer("t")
     gid = str(uuid.uuid4())
     span = tracer.start_span("s", attributes={LANGFUSE_SESSION_ID: "l", "galileo.session.id": gid})
-    capture_keys(span)
+    assert capture_keys(span) is True  # the span names its own key
     assert span.attributes[CAPTURED_KEY] == encode_captured("l")  # type: ignore[index]
     assert span.attributes[CAPTURED_GALILEO_ID] == gid  # type: ignore[index]
     span.end()
     upstream = tracer.start_span("b")
-    capture_keys(upstream, baggage.set_baggage(SESSION_ID, "from-up"))
+    assert capture_keys(upstream, baggage.set_baggage(SESSION_ID, "from-up")) is False
     assert upstream.attributes[CAPTURED_KEY] == encode_captured("from-up", "b")  # type: ignore[index]
     upstream.end()
     plain = tracer.start_span("p", attributes={"other": 1})
-    capture_keys(plain)
+    assert capture_keys(plain) is False
     assert dict(plain.attributes or {}) == {"other": 1}  # nothing to keep, nothing written
     # a child span never decides its trace's session: nothing is captured (and nothing paid)
     child = tracer.start_span(
         "c", context=trace.set_span_in_context(plain), attributes={SESSION_ID: "k"}
     )
-    capture_keys(child)
+    assert capture_keys(child) is False
     assert CAPTURED_KEY not in (child.attributes or {})
+    # a falsy key (int 0) is captured, but does not count as naming one: baggage may still win
+    zero = tracer.start_span("z", attributes={SESSION_ID: 0})
+    assert capture_keys(zero) is False
+    assert zero.attributes[CAPTURED_KEY] == encode_captured("0")  # type: ignore[index]
     child.end()
     plain.end()
 

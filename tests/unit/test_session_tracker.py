@@ -534,3 +534,45 @@ def test_the_memory_stores_fast_join_decides_as_the_general_path() -> None:
     _fast_and_general(1.0, keyed_only=False)
     # Sampling by key (automatic sessions are sampled by their random id: not comparable).
     _fast_and_general(0.5, keyed_only=True)
+
+
+class _GeneralPathStore(MemorySessionStore):
+    """The memory store under another type: the tracker takes its general path for it."""
+
+
+def test_fast_path_resolves_like_the_general_path() -> None:
+    """The memory store's fast path (a plain session.id joining a live session) decides exactly
+    as the general path does, including values it must decline: padded, scrubbed (the key
+    captured at span start stands in), from baggage, and traces naming a previous session."""
+    from galileo_otel.sessions.resolve import encode_captured
+
+    scrubbed = "[Scrubbed due to 'session']"
+    turns: list[tuple[float, dict[str, Any]]] = [
+        (0, {"session.id": "conv-1"}),
+        (1, {"session.id": " conv-1 "}),
+        (2, {"session.id": "conv-1", "user.id": "u"}),
+        (3, {"session.id": scrubbed, "galileo.otel.conversation_key": encode_captured("conv-2")}),
+        (4, {"session.id": "conv-2"}),
+        (5, {"session.id": "conv-3", "galileo.session.from_baggage": True, "user.id": "v"}),
+        (6, {"session.id": "conv-3", "gen_ai.conversation.id": "other"}),
+        (7, {"session.id": "conv-1", "session.previous_id": "conv-2"}),
+        (8, {"session.id": "", "user.id": "u"}),
+        (30, {"session.id": "conv-1"}),  # idle: rotates, chained
+        (31, {"session.id": "conv-1"}),
+    ]
+    fast = SessionTracker(MemorySessionStore(), idle_timeout_s=10, namespace="p/l")
+    general = SessionTracker(_GeneralPathStore(), idle_timeout_s=10, namespace="p/l")
+    assert fast._join_live is not None and general._join_live is None
+    ids: dict[str, str] = {}  # fast local id -> general local id: the same partition of traces
+    for at_s, attrs in turns:
+        a = fast.session_for_trace(dict(attrs), int(at_s * S), int(at_s * S) + S)
+        b = general.session_for_trace(dict(attrs), int(at_s * S), int(at_s * S) + S)
+        assert ids.setdefault(a.local_id, b.local_id) == b.local_id, attrs
+        assert (a.key, a.external_id, a.user_id) == (b.key, b.external_id, b.user_id), attrs
+        assert (a.previous_local_id is None) == (b.previous_local_id is None), attrs
+        if a.previous_local_id is not None:
+            assert ids[a.previous_local_id] == b.previous_local_id
+    assert len(set(ids.values())) == len(ids)
+    assert fast.stats() == {**general.stats(), "traces": len(turns)}
+    assert general.stats()["traces"] == len(turns)
+    assert repr(fast._fast_traces) == "count(5)"  # the joins at 1, 2, 4, 6 and 31

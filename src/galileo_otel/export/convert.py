@@ -379,6 +379,8 @@ def _json(value: Any) -> Any:
 
 
 def _int(value: Any) -> int | None:
+    if type(value) is int:  # the common case, first (a bool is not exactly an int)
+        return value
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -912,6 +914,7 @@ _K_TOKEN_DETAILS = 512  # cache and reasoning token counts
 _K_USER = 1024  # user.id / enduser.id: the trace's user
 _K_OLD_TOOL = 2048  # Pydantic AI's tool_arguments / tool_response
 _K_EVENTS_ATTR = 4096  # Pydantic AI's first format: message events as one JSON attribute
+_K_LLM_EXTRA = 8192  # an llm step's finish reason, temperature or time to first token
 _K_ALL = -1
 _FLAGGED = {
     GEN_AI_USAGE_INPUT_TOKENS: _K_TOKENS,
@@ -947,6 +950,11 @@ _FLAGGED = {
     GEN_AI_INPUT_MESSAGES: _K_MESSAGES,
     GEN_AI_OUTPUT_MESSAGES: _K_MESSAGES,
     GEN_AI_SYSTEM_INSTRUCTIONS: _K_MESSAGES,
+    GEN_AI_RESPONSE_FINISH_REASONS: _K_LLM_EXTRA,
+    LLM_FINISH_REASON: _K_LLM_EXTRA,
+    GEN_AI_REQUEST_TEMPERATURE: _K_LLM_EXTRA,
+    LLM_INVOCATION_PARAMETERS: _K_LLM_EXTRA,
+    GEN_AI_RESPONSE_TTFC: _K_LLM_EXTRA,
     OI_SPAN_KIND: _K_MESSAGES,
     "gen_ai.prompt.0.content": _K_MESSAGES,
     "gen_ai.completion.0.content": _K_MESSAGES,
@@ -1160,8 +1168,10 @@ def _llm_fields(
         system = _system_message(attrs[GEN_AI_SYSTEM_INSTRUCTIONS])
         inputs = [system] if system else []
 
+    # The attributes read below only when the span has one of them (most spans have none).
+    extra = flags & _K_LLM_EXTRA
     finish = None
-    reasons = attrs.get(GEN_AI_RESPONSE_FINISH_REASONS)
+    reasons = attrs.get(GEN_AI_RESPONSE_FINISH_REASONS) if extra else None
     if isinstance(reasons, str):
         finish = reasons
     elif reasons is not None and isinstance(reasons, Sequence) and reasons:
@@ -1179,7 +1189,7 @@ def _llm_fields(
             step.setdefault("events", []).extend(
                 {"type": "reasoning", "content": text} for text in thoughts
             )
-    if finish is None and attrs.get(LLM_FINISH_REASON) is not None:
+    if finish is None and extra and attrs.get(LLM_FINISH_REASON) is not None:
         finish = str(attrs[LLM_FINISH_REASON])
 
     if inputs or outputs:
@@ -1195,15 +1205,16 @@ def _llm_fields(
     )
     if model is not None:
         step["model"] = str(model)
-    temperature = attrs.get(GEN_AI_REQUEST_TEMPERATURE)
-    if temperature is None and LLM_INVOCATION_PARAMETERS in attrs:
-        params = _json(attrs[LLM_INVOCATION_PARAMETERS])
-        if isinstance(params, dict):
-            temperature = params.get("temperature")
-    if temperature is not None:
-        temperature = _finite(temperature)
+    if extra:
+        temperature = attrs.get(GEN_AI_REQUEST_TEMPERATURE)
+        if temperature is None and LLM_INVOCATION_PARAMETERS in attrs:
+            params = _json(attrs[LLM_INVOCATION_PARAMETERS])
+            if isinstance(params, dict):
+                temperature = params.get("temperature")
         if temperature is not None:
-            step["temperature"] = temperature
+            temperature = _finite(temperature)
+            if temperature is not None:
+                step["temperature"] = temperature
     if finish is not None:
         step["finish_reason"] = finish
     if flags & _K_TOOLS:
@@ -1212,7 +1223,7 @@ def _llm_fields(
             step["tools"] = tools
 
     metrics = step["metrics"]
-    ttfc = attrs.get(GEN_AI_RESPONSE_TTFC)
+    ttfc = attrs.get(GEN_AI_RESPONSE_TTFC) if extra else None
     if ttfc is not None:
         ttfc = _finite(ttfc)
     if ttfc is not None:
@@ -2189,14 +2200,14 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         galileo_id = _part_uuid(tid, trace.part)
     root = trace.root
     root_sid = root.context.span_id if root is not None and root.context is not None else None
-    spans = list(trace.spans)
+    spans = trace.spans  # not changed here: sorted() below makes the list this reads
     # The assembler lists the root last; only a hand-built trace needs the scan.
     if (
         root is not None
         and (not spans or spans[-1] is not root)
         and not any(s is root for s in spans)
     ):
-        spans.append(root)  # a hand-built AssembledTrace may name a root it does not list
+        spans = [*spans, root]  # a hand-built AssembledTrace may name a root it does not list
     try:
         spans = sorted(spans, key=_START_TIME)
     except TypeError:  # a span without a start time (never an ended SDK span); spans untouched

@@ -52,6 +52,12 @@ class _Resource:
         self.attributes = attributes
 
 
+# The status of a span without a description, one object per code (most spans): shared, never
+# mutated, so a rebuild makes one object fewer.
+_PLAIN_STATUS = {c.value: _Status(c, None) for c in StatusCode}
+_UNSET = _PLAIN_STATUS[StatusCode.UNSET.value]
+
+
 class OffloadedSpan:
     """A span rebuilt in the worker process: just what assembly, conversion and sessions read."""
 
@@ -69,6 +75,10 @@ class OffloadedSpan:
         "status",
     )
 
+    # Not an SDK span: sdk_span.py's readers find no frozen SDK containers here (a class
+    # attribute, so they do not pay for a failed lookup) and read ``events`` as is.
+    _events = None
+
     def __init__(self, item: tuple[Any, ...], resource: Any) -> None:
         (name, tid, sid, psid, premote, start, end, kind, code, desc, attrs, events, _) = item
         self.name = name
@@ -77,7 +87,10 @@ class OffloadedSpan:
         self.start_time = start
         self.end_time = end
         self.kind = _KINDS.get(kind, SpanKind.INTERNAL)
-        self.status = _Status(_CODES.get(code, StatusCode.UNSET), desc)
+        if desc is None:
+            self.status = _PLAIN_STATUS.get(code, _UNSET)
+        else:
+            self.status = _Status(_CODES.get(code, StatusCode.UNSET), desc)
         self._attributes = attrs
         self.attributes = attrs
         self.events = tuple(_Event(*e) for e in events) if events else ()

@@ -19,6 +19,7 @@ from typing import Any
 
 from opentelemetry import baggage as _baggage
 from opentelemetry.context import Context, get_current
+from opentelemetry.trace import SpanContext
 
 # The context key the API keeps baggage under; get_baggage() wraps the lookup in three calls and
 # a MappingProxyType (~0.3 us), paid by every span's on_start. None: take the public path.
@@ -28,19 +29,21 @@ _BAGGAGE_KEY: str | None = getattr(_baggage, "_BAGGAGE_KEY", None)
 def span_attributes(span: Any) -> Mapping[str, Any]:
     """The span's attributes as a read-only mapping, without copying when the span has ended."""
     raw = getattr(span, "_attributes", None)
+    if type(raw) is dict:  # a rebuilt span (record.py): checked first, getattr(dict) would miss
+        return raw
     inner = getattr(raw, "_dict", None)
     if type(inner) is dict:
         return inner
-    if type(raw) is dict:
-        return raw
     return dict(span.attributes or {})
 
 
 def span_events(span: Any) -> Sequence[Any]:
     """The span's events; an ended SDK span's frozen deque is read without the locked copy."""
-    inner = getattr(getattr(span, "_events", None), "_dq", None)
-    if type(inner) is deque:
-        return tuple(inner) if inner else ()
+    raw = getattr(span, "_events", None)
+    if raw is not None:
+        inner = getattr(raw, "_dq", None)
+        if type(inner) is deque:
+            return tuple(inner) if inner else ()
     events: Sequence[Any] = span.events
     return events
 
@@ -68,17 +71,16 @@ def stamp_attributes(span: Any, attributes: Mapping[str, str]) -> None:
     Straight into the span's dict when the SDK's limits cannot change them (no value length
     limit, room under the count limit, the span not ended); through ``set_attributes`` else.
     """
-    raw = getattr(span, "_attributes", None)
-    inner = getattr(raw, "_dict", None)
-    if (
-        type(inner) is dict
-        and getattr(raw, "_immutable", True) is False
-        and getattr(raw, "max_value_len", 0) is None
-    ):
-        maxlen = getattr(raw, "maxlen", 0)
-        if maxlen is None or len(inner) + len(attributes) <= maxlen:
-            inner.update(attributes)
-            return
+    try:  # plain attribute reads: cheaper than getattr() with a default, on every stamped span
+        raw = span._attributes
+        inner = raw._dict
+        direct = type(inner) is dict and raw._immutable is False and raw.max_value_len is None
+        maxlen = raw.maxlen
+    except AttributeError:
+        direct = False
+    if direct and (maxlen is None or len(inner) + len(attributes) <= maxlen):
+        inner.update(attributes)
+        return
     span.set_attributes(attributes)
 
 
@@ -103,14 +105,36 @@ def span_record(span: Any, resource_id: int) -> tuple[Any, ...]:
         ctx = span._context
         parent = span._parent
         start, end = span._start_time, span._end_time
-        kind = span._kind.value
+        # An enum member's value is its ``_value_`` (the ``value`` property is a Python-level
+        # descriptor call); a SpanContext is a tuple (trace_id, span_id, is_remote, ...) whose
+        # properties are Python-level calls too. Both read directly: ~0.4 us less per span.
+        kind = span._kind._value_
         status = span._status
-        code = status._status_code.value
+        code = status._status_code._value_
         description = status._description
         attrs = span._attributes._dict
         evs = span._events._dq
         if type(attrs) is not dict or type(evs) is not deque:
             raise AttributeError("not a frozen SDK span")
+        if type(ctx) is SpanContext and (parent is None or type(parent) is SpanContext):
+            events = None
+            if evs:
+                events = tuple((e.name, e.timestamp, plain_mapping(e.attributes)) for e in evs)
+            return (
+                name,
+                ctx[0],
+                ctx[1],
+                None if parent is None else parent[1],
+                False if parent is None else bool(parent[2]),
+                start,
+                end,
+                kind,
+                code,
+                description,
+                attrs,
+                events,
+                resource_id,
+            )
     except AttributeError:
         name, ctx, parent = span.name, span.context, span.parent
         start, end, kind = span.start_time, span.end_time, span.kind.value

@@ -20,7 +20,7 @@ from typing import Any, TypeVar, cast
 from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
 
-from galileo_otel.export.sdk_span import stamp_attributes, start_attributes
+from galileo_otel.export.sdk_span import baggage_value, stamp_attributes, start_attributes
 from galileo_otel.sessions.resolve import (
     CAPTURED_GALILEO_ID,
     CAPTURED_KEY,
@@ -137,7 +137,7 @@ class SessionContext:
         )
 
 
-def capture_keys(span: Any, parent_context: otel_context.Context | None = None) -> None:
+def capture_keys(span: Any, parent_context: otel_context.Context | None = None) -> bool:
     """Copy, at span start, the session key and Galileo session id where scrubbing cannot reach.
 
     Tools such as logfire rewrite ``session.*`` attributes (and values that contain e.g.
@@ -149,10 +149,14 @@ def capture_keys(span: Any, parent_context: otel_context.Context | None = None) 
     Args:
         span: The span being started (an SDK ``Span``).
         parent_context: Its parent context (for inbound baggage).
+
+    Returns:
+        True when the span names its own session key in an attribute (baggage cannot apply to
+        it then), else False.
     """
     parent = span.parent
     if parent is not None and not parent.is_remote:
-        return  # only the root span of a trace (in this process) decides its session
+        return False  # only the root span of a trace (in this process) decides its session
     # The SDK span's own dict: its public proxy costs ~1 us per lookup, set_attribute ~1.5 us
     # (see export/sdk_span.py).
     attributes = start_attributes(span)
@@ -164,14 +168,18 @@ def capture_keys(span: Any, parent_context: otel_context.Context | None = None) 
             value = attributes.get(name)
             if value is None:
                 continue
+            named = bool(value)  # what the processor's baggage check calls naming a key
             if isinstance(value, int) and not isinstance(value, bool):
                 value = str(value)
-            if isinstance(value, str) and value.strip() and not is_scrubbed(value):
-                stamp_attributes(span, {CAPTURED_KEY: encode_captured(value.strip())})
-                return
-    key = otel_baggage.get_baggage(SESSION_ID, parent_context)
+            if isinstance(value, str):
+                text = value.strip()
+                if text and not is_scrubbed(value):
+                    stamp_attributes(span, {CAPTURED_KEY: encode_captured(text)})
+                    return named
+    key = baggage_value(SESSION_ID, parent_context)
     if isinstance(key, str) and key.strip():
         stamp_attributes(span, {CAPTURED_KEY: encode_captured(key.strip(), "b")})
+    return False
 
 
 def _as_str(value: Any) -> str:

@@ -32,6 +32,7 @@ the previous session does not exist makes it create the session without that lin
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import threading
@@ -42,8 +43,12 @@ from typing import TYPE_CHECKING, Any
 
 from galileo_otel.sessions.heal import describe_store, previous_missing
 from galileo_otel.sessions.resolve import (
+    CAPTURED_GALILEO_ID,
+    GALILEO_SESSION_FROM_BAGGAGE,
+    GALILEO_SESSION_ID,
     GALILEO_SESSION_METADATA,
     SERVICE_NAME,
+    SESSION_ID,
     SESSION_PREVIOUS_ID,
     USER_ID,
     as_uuid4,
@@ -86,6 +91,13 @@ _NS = 1_000_000_000
 _MAX_CHAIN = 1_000
 # Sessions forgotten by heal() and not yet created again, remembered to count their re-creation.
 _MAX_HEALING = 10_000
+# Root attributes that change how a trace's ``session.id`` is read (an existing Galileo session,
+# a key from baggage, the app's previous session): their presence sends a trace down the general
+# path of session_for_trace. Other key attributes rank below session.id, so they cannot matter.
+_NOT_PLAIN = frozenset(
+    (GALILEO_SESSION_ID, CAPTURED_GALILEO_ID, GALILEO_SESSION_FROM_BAGGAGE, SESSION_PREVIOUS_ID)
+)
+_SCOPE_CACHE_MAX = 4096
 
 
 def scope_of(key: str | None, user: str | None, service_name: str | None) -> str:
@@ -206,6 +218,11 @@ class SessionTracker:
         # Guarded by _counts_lock: local ids heal() forgot, until they are created again.
         self._healing: OrderedDict[str, None] = OrderedDict()
         self._said_healed = False
+        # The fast path of session_for_trace: session.id value -> store scope ("" for a value
+        # that is not a usable key), bounded; and the traces it served, counted without a lock.
+        # Written by the thread(s) resolving sessions; a lost race only recomputes an entry.
+        self._scope_of_key: dict[str, str] = {}
+        self._fast_traces = itertools.count()
 
     def _after_fork_in_child(self) -> None:
         # A lock held by another thread at fork time would stay held forever in the child.
@@ -265,6 +282,23 @@ class SessionTracker:
             root_name: Name of the root span; kept in ``user_metadata`` of a new session.
         """
         attrs: Mapping[str, Any] = root_attributes or {}
+        join_live = self._join_live
+        if join_live is not None:
+            # The common case, first: a root span that names its key in ``session.id`` and
+            # nothing that changes how it is read, joining its live session. One store lock, a
+            # scope looked up by the key's value, a lock-free count.
+            raw_key = attrs.get(SESSION_ID)
+            if type(raw_key) is str and _NOT_PLAIN.isdisjoint(attrs):
+                scope = self._scope_of_key.get(raw_key)
+                if scope is None:
+                    scope = self._plain_scope(raw_key)
+                if scope:
+                    joined = join_live(scope, start_ns, end_ns, self._idle_ns, self._max_age_ns)
+                    if joined is not None:
+                        next(self._fast_traces)
+                        if not joined.sampled:
+                            self._count("traces_sampled_out")
+                        return joined
         existing = galileo_session_id(attrs)
         if existing is not None:
             return self._existing(existing)
@@ -356,6 +390,16 @@ class SessionTracker:
         if raw_previous is not None and app_previous is None and app_previous_uuid is None:
             self._count("previous_id_ignored")
         return record
+
+    def _plain_scope(self, raw_key: str) -> str:
+        """The store scope of a plain ``session.id`` value ("" when it is not a usable key)."""
+        key = session_key({SESSION_ID: raw_key})
+        scope = "" if key is None else self._ns + scope_of(key, None, self._service_name)
+        cache = self._scope_of_key
+        if len(cache) >= _SCOPE_CACHE_MAX:
+            cache.clear()
+        cache[raw_key] = scope
+        return scope
 
     def _existing(self, galileo_id: str) -> SessionRecord:
         """The record of a trace sent to an existing Galileo session: nothing to open or create."""
@@ -544,12 +588,19 @@ class SessionTracker:
         """Counters (traces, sessions opened/rotated/created, failures) and the store's counts."""
         with self._counts_lock:
             counts = dict(self._counts)
+        # Traces that took session_for_trace's fast path (an itertools.count: next() is atomic).
+        counts["traces"] += _count_value(self._fast_traces)
         counts.update({f"store_{k}": v for k, v in self._store.stats().items()})
         return counts
 
     def close(self) -> None:
         """Close the store."""
         self._store.close()
+
+
+def _count_value(counter: itertools.count[int]) -> int:
+    """The next value of an ``itertools.count`` without taking it (its repr: ``count(N)``)."""
+    return int(repr(counter)[6:-1])
 
 
 def _bind(
