@@ -1,4 +1,4 @@
-"""Session resolution throughput per store: memory vs SQLite vs Redis, side by side (issue #12).
+"""Session resolution throughput per store: memory vs SQLite vs Redis, side by side.
 
 What the export worker does for each finished trace: ``session_for_trace`` (join or open, rotate,
 chain) and, once per session, ``ensure_created`` (Create Session is a stand-in returning a uuid,
