@@ -95,8 +95,6 @@ class _ExitFlush:
         with _lock:
             thread = self.thread
             if thread is None:
-                if self.starting:  # a signal handler, nested in this very start: see defer()
-                    return False
                 handles = [h for h in _handles if _is_live(h)]
                 if not handles:
                     return True

@@ -488,11 +488,6 @@ class Ledger:
                 "usage": dict(self._spool_usage),
             }
 
-    def retry_spooled_now(self) -> None:
-        """Try spooled batches at once (a flush, adoption, the server answering again)."""
-        with self._lock:
-            self._retry_spooled_now()
-
     # --- under the lock -----------------------------------------------------------------------------
     def _note_lost(self, seq: int) -> None:
         if len(self._lost) < self._max_lost:
