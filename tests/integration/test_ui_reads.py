@@ -213,6 +213,33 @@ def test_sessions_list_sorts_by_totals_and_searches_their_traces(seeded: Any) ->
         assert "No sessions match these filters" in none.text
 
 
+def test_session_page_sorts_its_traces_and_keeps_their_arrival_number(seeded: Any) -> None:
+    server, pid, ids = seeded
+    path = f"/ui/projects/{pid}/sessions/{ids['refunds']}"
+    with httpx.Client(base_url=server.url) as client:
+        _login(server, client)
+
+        def turns(**params: str) -> list[str]:
+            page = client.get(path, params=params)
+            assert page.status_code == 200, page.text
+            return re.findall(r'class="trace-link" href="[^"]+">(\d+)</a>', page.text)
+
+        # Arrival order by default; the 2nd trace has 385 tokens, the 1st 120.
+        page = client.get(path)
+        assert "in arrival order" in page.text
+        assert turns() == ["1", "2"]
+        assert turns(sort="total_tokens", dir="desc") == ["2", "1"]
+        assert turns(sort="total_tokens", dir="asc") == ["1", "2"]
+        assert turns(sort="duration_ns", dir="desc") == ["2", "1"]
+        assert turns(sort="turn", dir="desc") == ["2", "1"]
+        assert turns(sort="nonsense") == ["1", "2"]  # an unknown column: the default
+        sorted_page = client.get(path, params={"sort": "total_tokens", "dir": "desc"})
+        assert "# is the arrival order" in sorted_page.text
+        # The header links toggle the sorted column's direction and keep the table in view.
+        assert "sort=total_tokens&amp;dir=asc#traces" in sorted_page.text
+        assert "sort=turn&amp;dir=desc#traces" in page.text
+
+
 def test_trace_page_shows_totals_and_a_waterfall_bar_per_step(seeded: Any) -> None:
     server, pid, _ = seeded
     with httpx.Client(base_url=server.url) as client:

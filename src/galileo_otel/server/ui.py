@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -667,21 +667,60 @@ def with_totals(record: Mapping[str, Any], computed: Mapping[str, Any] | None) -
     return totals
 
 
+def _total(key: str) -> Callable[[Mapping[str, Any]], Any]:
+    return lambda t: (t.get("totals") or {}).get(key)
+
+
+SESSION_TRACE_SORTS: Mapping[str, Callable[[Mapping[str, Any]], Any]] = {
+    "turn": lambda t: t["turn"],
+    "started": lambda t: t.get("created_at"),
+    "steps": count_steps,
+    "total_tokens": _total("total_tokens"),
+    "num_llm_calls": _total("num_llm_calls"),
+    "duration_ns": _total("duration_ns"),
+    "status": lambda t: t.get("status_code"),
+}
+"""A session page's sortable trace columns (the ``?sort=`` values) and the value each reads."""
+
+
+def sort_session_traces(traces: list[dict[str, Any]], sorting: Sorting) -> list[dict[str, Any]]:
+    """A session's traces, each with its ``turn`` (arrival number), as ``sorting`` says.
+
+    Traces without the value go last either way; ties keep arrival order.
+    """
+    read = SESSION_TRACE_SORTS[sorting.column]
+    ordered = sorted(traces, key=lambda t: t["turn"])
+    present = [t for t in ordered if read(t) is not None]
+    present.sort(key=read, reverse=sorting.descending)  # stable both ways
+    return present + [t for t in ordered if read(t) is None]
+
+
 @dataclass
 class Sorting:
     """A list's sort: the column (a ``?sort=`` value) and the direction."""
 
     column: str
     descending: bool
-    known: Mapping[str, str]
+    known: Mapping[str, Any]  # the sortable columns, by ``?sort=`` value
     default: str
+    default_descending: bool = True
 
     @classmethod
-    def parse(cls, sort: str, order: str, known: Mapping[str, str], default: str) -> Sorting:
-        """``?sort=&dir=``; an unknown column falls back to the default (newest first)."""
+    def parse(
+        cls,
+        sort: str,
+        order: str,
+        known: Mapping[str, Any],
+        default: str,
+        default_descending: bool = True,
+    ) -> Sorting:
+        """``?sort=&dir=``; an unknown column falls back to the default.
+
+        The default runs newest first unless ``default_descending`` is false.
+        """
         if sort not in known:
-            return cls(default, True, known, default)
-        return cls(sort, order != "asc", known, default)
+            return cls(default, default_descending, known, default, default_descending)
+        return cls(sort, order != "asc", known, default, default_descending)
 
     def link(self, column: str, keep: Mapping[str, str], path: str) -> str:
         """The URL that sorts by ``column`` (toggling the direction when it is already sorted)."""
@@ -697,7 +736,7 @@ class Sorting:
 
     def query(self) -> dict[str, str]:
         """The sort as URL parameters (empty for the default)."""
-        if self.column == self.default and self.descending:
+        if self.column == self.default and self.descending == self.default_descending:
             return {}
         return {"sort": self.column, "dir": "desc" if self.descending else "asc"}
 
@@ -966,8 +1005,17 @@ def _router(
         )
 
     @router.get("/ui/projects/{project_id}/sessions/{session_id}")
-    def session_page(request: Request, project_id: str, session_id: str) -> Response:
-        """One session: its fields, totals, its place in the chain and its traces in order."""
+    def session_page(
+        request: Request,
+        project_id: str,
+        session_id: str,
+        sort: str = Query(""),
+        dir: str = Query(""),
+    ) -> Response:
+        """One session: its fields, totals, its place in the chain and its traces.
+
+        The traces are in arrival order unless a column header sorts them.
+        """
         refused = gate(request)
         if refused is not None:
             return refused
@@ -980,8 +1028,12 @@ def _router(
         (record,) = sessions_with_totals(project_id, [record])
         traces = store.session_traces(project_id, session_id)
         trace_totals = reads.trace_totals(project_id, [str(t["id"]) for t in traces])
-        for t in traces:
+        for turn, t in enumerate(traces, 1):
             t["totals"] = with_totals(t, trace_totals.get(str(t["id"])))
+            t["turn"] = turn
+        sorting = Sorting.parse(sort, dir, SESSION_TRACE_SORTS, "turn", default_descending=False)
+        traces = sort_session_traces(traces, sorting)
+        path = f"/ui/projects/{project_id}/sessions/{session_id}"
         previous = None
         if record.get("previous_session_id"):
             previous = store.get_session(project_id, str(record["previous_session_id"]))
@@ -1001,6 +1053,8 @@ def _router(
             previous=previous,
             followers=followers,
             traces=traces,
+            sorting=sorting,
+            sort_url=lambda column: sorting.link(column, {}, path) + "#traces",
             count_steps=count_steps,
             is_error=is_error,
             chain_url="/ui/projects/{}/chain?{}".format(
