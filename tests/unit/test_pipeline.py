@@ -373,7 +373,11 @@ def test_restart_sends_spooled_batches_once(tmp_path: Any) -> None:
     def down(call: Call) -> None:
         raise refused()
 
-    first, _, _ = make(tmp_path, FakeClient(down), export_timeout=0.3)
+    # Batches close only at shutdown (no timer runs out first, however slow the machine): one
+    # per session.
+    first, _, _ = make(
+        tmp_path, FakeClient(down), export_timeout=0.3, batch_delay=60.0, first_delay_s=60.0
+    )
     tracer = tracer_for(first)
     for i in range(7):
         emit(tracer, session=f"s{i % 2}")
