@@ -373,11 +373,16 @@ def test_restart_sends_spooled_batches_once(tmp_path: Any) -> None:
     def down(call: Call) -> None:
         raise refused()
 
-    first, _, _ = make(tmp_path, FakeClient(down), export_timeout=0.3)
+    # no timer closes a batch before shutdown, whatever the machine load (with the default
+    # 10 ms delay a slow emit loop split a session's traces over two batches): one per session
+    first, _, _ = make(
+        tmp_path, FakeClient(down), export_timeout=0.3, batch_delay=60.0, first_delay_s=60.0
+    )
     tracer = tracer_for(first)
     for i in range(7):
         emit(tracer, session=f"s{i % 2}")
     assert first.shutdown(2.0) is False
+    assert first.stats()["traces_spooled"] == 7
     assert len(pending_in(tmp_path / "spool")) == 2
 
     # two new pipelines share the spool: each batch is sent by exactly one of them
