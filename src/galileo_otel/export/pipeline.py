@@ -416,6 +416,31 @@ class ExportPipeline(SpanHandoff):
         )
         return out
 
+    # --- the composed objects, read-only: for benchmarks and tests that drive one stage --------
+    @property
+    def ledger(self) -> Ledger:
+        """The batches' state between the threads (rebuilt in a forked child)."""
+        return self._ledger
+
+    @property
+    def batcher(self) -> Batcher:
+        """The worker: spans from the queue into closed batches (rebuilt in a forked child)."""
+        return self._batcher
+
+    @property
+    def senders(self) -> SenderPool:
+        """The sender threads (rebuilt in a forked child)."""
+        return self._senders
+
+    @property
+    def sink(self) -> Sink:
+        """Where the senders deliver batches."""
+        return self._sink
+
+    def session_tracker(self) -> Any:
+        """The session tracker, built from the settings on first use when none was given."""
+        return self._get_tracker()
+
     # --- lazy parts -----------------------------------------------------------------------------
     def _current_spool(self) -> Spool | None:
         return self._spooler.spool
