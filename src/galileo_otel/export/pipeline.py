@@ -1,43 +1,25 @@
 """ExportPipeline: composes the export objects and runs their lifecycle.
 
-The path of a span, one object per step, each owning its thread and its state::
+The path of a span, one object per step; who owns which thread and lock (each module
+documents its own)::
 
-    app thread   ExportPipeline.submit   handoff.py  one deque append and a length check;
-                                                     wakes the worker only when it sleeps
-    worker       Batcher                 batcher.py  assemble, session, convert, encode,
-                                                     batch per session (CPU only); closes a
-                                                     batch into the Ledger
-    spooler      Spooler                 spooler.py  takes closed batches from the Ledger,
-                                                     writes them to the spool (spool.py),
-                                                     adopts orphans, renews leases, feeds the
-                                                     senders from disk
-    senders x N  SenderPool              senders.py  Ledger.take -> Sink.send (sink.py:
-                                                     GalileoSink -> api/) -> Ledger.settle;
-                                                     retries through api/retry.py's loop
+    thread / lock     object       module       its work; what its lock guards
+    app thread        submit       handoff.py   a deque append and an Event: takes no lock
+    worker            Batcher      batcher.py   assemble, session, convert, encode, batch per
+                                                session (CPU only); its open batches and timers
+    spooler           Spooler      spooler.py   closed batches to the spool, orphans adopted,
+                                                leases renewed, the senders fed from disk
+    senders x N       SenderPool   senders.py   Ledger.take -> Sink.send -> Ledger.settle, with
+                                                retries (reliable and fire-and-forget modes)
+    the Ledger's      Ledger       ledger.py    every batch's state, the hand-over queues, the
+      one lock                                  flush scopes; never held across I/O
+    own locks         Counters, RateLimitedLog, GalileoSink, Spool (stats.py, _stage.py,
+                      sink.py, spool.py): the counters, the logger, resolved destinations,
+                      the one SQLite connection
 
-The :class:`~galileo_otel.export.ledger.Ledger` between them holds every batch's state, the
-two hand-over queues and the flush scopes. The worker and the spooler start with
-:meth:`ExportPipeline.start`, the senders with the first batch to send; all end at
-:meth:`ExportPipeline.shutdown`. Who owns which thread and lock (each module documents its own)::
-
-    thread / lock          owner                 guards
-    app thread             handoff.py            takes no lock: a deque append and an Event
-    worker thread          Batcher               its open batches and timers (no lock)
-    spooler thread         Spooler               its timers and its spool (no lock)
-    sender threads         SenderPool            its thread list (under the Ledger's lock)
-    the Ledger's lock      ledger.py             all bookkeeping between the threads; never
-                                                 held across I/O
-    the counters' lock     stats.py              the counters
-    the log's lock         _stage.py             the rate-limited logger
-    the sink's lock        sink.py               the destinations it resolved
-    the spool's lock       spool.py              its one SQLite connection
-
-Reliable mode (``reliable=True``): each closed batch is first written to the spool (when on),
-then sent and awaited; retried per the one RetryPolicy (api/retry.py) until
-``export_timeout``; a batch still undelivered stays in the spool, for a later try or the next
-process. Fire-and-forget mode (``reliable=False``): one request (plus one reconnect),
-failures counted. Both: permanent errors (400, 401, 403, 404, 422) are never retried; in
-reliable mode the batch becomes a dead letter in the spool.
+The worker and the spooler start with :meth:`ExportPipeline.start`, the senders with the
+first batch to send; all end at :meth:`ExportPipeline.shutdown`. What the pipeline derives
+from its settings is built by :class:`~galileo_otel.export.config.PipelineConfig`.
 """
 
 from __future__ import annotations
