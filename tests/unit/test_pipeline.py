@@ -471,7 +471,7 @@ def test_forked_child_has_its_own_queue_and_worker(tmp_path: Any) -> None:
         emit(tracer, session="child")
         flushed = pipeline.force_flush(5.0)
         sent = len(client.trace_posts()) - before
-        worker = pipeline._batcher.thread
+        worker = pipeline.batcher.thread
         worker_ok = worker is not None and worker.is_alive()
         pipeline.shutdown(1.0)
         return [ok_empty, flushed, sent, worker_ok]
