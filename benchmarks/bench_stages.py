@@ -14,8 +14,8 @@ through each stage of the export pipeline on one thread, and reports the CPU tim
 - ``convert``: ``convert_trace`` for every trace (-> Galileo trace dicts);
 - ``encode``: ``encode_trace`` of every converted trace (orjson when installed);
 - ``fit``: ``encode_within`` (the size check around the encoding) less ``encode``;
-- ``worker``: the pipeline's whole worker loop (``ExportPipeline._work``: drain, the stages
-  above, session stamping, batching, batch headers) over the same spans; ``worker_overhead`` is
+- ``worker``: the pipeline's whole worker loop (the ``Batcher``'s thread: drain, the stages
+  above, session stamping, batching, batch headers, closing the batches) over the same spans; ``worker_overhead`` is
   ``worker`` less the sum of the stages above;
 - ``spool_write`` / ``spool_delete``: writing every closed batch to a SQLite spool in a temp dir,
   then deleting it (what a confirmed batch costs the spool);
@@ -157,6 +157,7 @@ def _cpu(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, float]:
     """CPU seconds of each stage over ``spans`` (one run)."""
+    from galileo_otel.export._stage import Flush
     from galileo_otel.export.assemble import TraceAssembler
     from galileo_otel.export.batcher import encode_trace
     from galileo_otel.export.convert import ConvertStats, convert_trace
@@ -217,13 +218,21 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
 
     # The worker loop over the same spans: everything from the queue to closed batches.
     pipeline = ExportPipeline(settings, start=False, spool=False, shutdown_at_exit=False)
-    pipeline._queue.extend(spans)
-    ledger, batcher = pipeline._ledger, pipeline._batcher
-    ledger.stop_event.set()  # the batcher drains the queue, then returns
+    queue = pipeline.worker_queue()
+    queue.extend(spans)
+    queue.append(Flush(final=False))  # closes the open batches once every span is in one
+    ledger, batcher = pipeline.ledger, pipeline.batcher
+    ledger.stop_event.set()  # the worker drains the queue, then returns
     batcher.assembler()
-    pipeline._get_tracker()
-    timed("worker", batcher._work)
-    batcher._close_all()
+    pipeline.session_tracker()
+
+    def worker() -> None:
+        batcher.start()
+        thread = batcher.thread
+        assert thread is not None
+        thread.join()
+
+    timed("worker", worker)
     batches = [b for b in ledger.leftovers()[0] if hasattr(b, "payload")]
     out["worker_overhead"] = out["worker"] - sum(
         out[s] for s in ("assemble", "sessions", "convert", "encode", "fit")
@@ -243,9 +252,9 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     with tempfile.TemporaryDirectory() as tmp:
         spool = Spool(tmp)
         sender = ExportPipeline(settings, start=False, spool=spool, shutdown_at_exit=False)
-        sender._get_tracker()
-        sender._sink.prepare()  # type: ignore[attr-defined]
-        pool = sender._senders
+        sender.session_tracker()
+        sender.sink.prepare()  # type: ignore[attr-defined]
+        pool = sender.senders
         for b in batches:  # the sessions exist already: a first send creates them, not timed
             b.record.galileo_id = b.record.galileo_id or b.record.local_id
         outs = []

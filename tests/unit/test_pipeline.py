@@ -373,8 +373,8 @@ def test_restart_sends_spooled_batches_once(tmp_path: Any) -> None:
     def down(call: Call) -> None:
         raise refused()
 
-    # Batches close only at shutdown (no timer runs out first, however slow the machine): one
-    # per session.
+    # no timer closes a batch before shutdown, whatever the machine load (with the default
+    # 10 ms delay a slow emit loop split a session's traces over two batches): one per session
     first, _, _ = make(
         tmp_path, FakeClient(down), export_timeout=0.3, batch_delay=60.0, first_delay_s=60.0
     )
@@ -382,6 +382,7 @@ def test_restart_sends_spooled_batches_once(tmp_path: Any) -> None:
     for i in range(7):
         emit(tracer, session=f"s{i % 2}")
     assert first.shutdown(2.0) is False
+    assert first.stats()["traces_spooled"] == 7
     assert len(pending_in(tmp_path / "spool")) == 2
 
     # two new pipelines share the spool: each batch is sent by exactly one of them
@@ -470,7 +471,7 @@ def test_forked_child_has_its_own_queue_and_worker(tmp_path: Any) -> None:
         emit(tracer, session="child")
         flushed = pipeline.force_flush(5.0)
         sent = len(client.trace_posts()) - before
-        worker = pipeline._batcher.thread
+        worker = pipeline.batcher.thread
         worker_ok = worker is not None and worker.is_alive()
         pipeline.shutdown(1.0)
         return [ok_empty, flushed, sent, worker_ok]

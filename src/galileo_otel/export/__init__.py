@@ -15,6 +15,7 @@ The path of a span through this package, one module per stage::
     senders.py   SenderPool: N sender threads; send, retry (api/retry.py's loop), dead-letter
     sink.py      where a batch goes: the Sink protocol; GalileoSink sends through api/
     pipeline.py  ExportPipeline: composes the above; start, flush, shutdown, fork, stats
+    config.py    PipelineConfig: what the pipeline's objects are built with, from the settings
     offload/     the same pipeline in a child process, behind the same interface: the parent
                  is transport + replay (protocol.py, replay.py, parent.py; child.py the child)
 
@@ -70,16 +71,14 @@ def make_pipeline(
 
     Args:
         settings: Validated settings (see :func:`galileo_otel.settings.merge_settings`).
-        destination: The project / log stream already resolved (configure() does), else the
-            pipeline resolves it in the background.
-        tracker: A session tracker to share; by default the pipeline builds its own and
-            closes it at shutdown.
-        shutdown_at_exit: Shut down (bounded) at interpreter exit. A pipeline under the SDK's
-            ``BatchSpanProcessor`` leaves that to the processor, which still holds spans then.
-        start: Start now; a worker process that is still starting buffers, it never holds up
-            the caller.
-        sink: Where batches go instead of Galileo (see :class:`~galileo_otel.export.sink.Sink`);
-            in-process only (a sink cannot cross into a worker process).
+        destination: As :class:`~galileo_otel.export.pipeline.ExportPipeline`'s (configure()
+            passes the one it resolved).
+        tracker: As :class:`~galileo_otel.export.pipeline.ExportPipeline`'s.
+        shutdown_at_exit: As :class:`~galileo_otel.export.pipeline.ExportPipeline`'s.
+        start: As :class:`~galileo_otel.export.pipeline.ExportPipeline`'s; a worker process that
+            is still starting buffers, it never holds up the caller.
+        sink: As :class:`~galileo_otel.export.pipeline.ExportPipeline`'s; in-process only (a
+            sink cannot cross into a worker process).
 
     Raises:
         ConfigError: ``sink`` with ``export_process`` on.

@@ -1,43 +1,25 @@
 """ExportPipeline: composes the export objects and runs their lifecycle.
 
-The path of a span, one object per step, each owning its thread and its state::
+The path of a span, one object per step; who owns which thread and lock (each module
+documents its own)::
 
-    app thread   ExportPipeline.submit   handoff.py  one deque append and a length check;
-                                                     wakes the worker only when it sleeps
-    worker       Batcher                 batcher.py  assemble, session, convert, encode,
-                                                     batch per session (CPU only); closes a
-                                                     batch into the Ledger
-    spooler      Spooler                 spooler.py  takes closed batches from the Ledger,
-                                                     writes them to the spool (spool.py),
-                                                     adopts orphans, renews leases, feeds the
-                                                     senders from disk
-    senders x N  SenderPool              senders.py  Ledger.take -> Sink.send (sink.py:
-                                                     GalileoSink -> api/) -> Ledger.settle;
-                                                     retries through api/retry.py's loop
+    thread / lock     object       module       its work; what its lock guards
+    app thread        submit       handoff.py   a deque append and an Event: takes no lock
+    worker            Batcher      batcher.py   assemble, session, convert, encode, batch per
+                                                session (CPU only); its open batches and timers
+    spooler           Spooler      spooler.py   closed batches to the spool, orphans adopted,
+                                                leases renewed, the senders fed from disk
+    senders x N       SenderPool   senders.py   Ledger.take -> Sink.send -> Ledger.settle, with
+                                                retries (reliable and fire-and-forget modes)
+    the Ledger's      Ledger       ledger.py    every batch's state, the hand-over queues, the
+      one lock                                  flush scopes; never held across I/O
+    own locks         Counters, RateLimitedLog, GalileoSink, Spool (stats.py, _stage.py,
+                      sink.py, spool.py): the counters, the logger, resolved destinations,
+                      the one SQLite connection
 
-The :class:`~galileo_otel.export.ledger.Ledger` between them holds every batch's state
-(pending, held, parked, lost), the two hand-over queues and the flush scopes. Threads: the
-worker and the spooler start with :meth:`ExportPipeline.start`; the ``max_in_flight`` senders
-with the first batch to send; all end at :meth:`ExportPipeline.shutdown`. Locks:
-
-* The Ledger's one lock, with three conditions (flush waiters and the worker's back-pressure;
-  senders waiting for a batch; the spooler): guards all bookkeeping between the threads.
-  Never held across I/O.
-* The counters' own lock (``stats.py``) and the rate-limited logger's (``_stage.py``).
-* The sink's own (``sink.py``: the destinations it resolved).
-* The spool's own lock (its one SQLite connection).
-
-The app thread takes none of them: ``submit`` touches only the deque and an Event. State
-without a lock has one writer: the Batcher's open batches and timers (its thread; ``stats()``
-reads a count), the Spooler's timers and its spool (written once, before any batch moves), the
-SenderPool's thread list (started under the Ledger's lock).
-
-Reliable mode (``reliable=True``): each closed batch is first written to the spool (when on),
-then sent and awaited; retried per the one RetryPolicy (api/retry.py) until
-``export_timeout``; a batch still undelivered stays in the spool, for a later try or the next
-process. Fire-and-forget mode (``reliable=False``): one request (plus one reconnect),
-failures counted. Both: permanent errors (400, 401, 403, 404, 422) are never retried; in
-reliable mode the batch becomes a dead letter in the spool.
+The worker and the spooler start with :meth:`ExportPipeline.start`, the senders with the
+first batch to send; all end at :meth:`ExportPipeline.shutdown`. What the pipeline derives
+from its settings is built by :class:`~galileo_otel.export.config.PipelineConfig`.
 """
 
 from __future__ import annotations
@@ -48,17 +30,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from galileo_otel.api.retry import RetryPolicy
 from galileo_otel.api.suppress import suppressed
 from galileo_otel.export._stage import Flush, RateLimitedLog, Report
 from galileo_otel.export.batcher import Batcher
+from galileo_otel.export.config import (
+    DEFAULT_BACKOFF_INITIAL_S,
+    DEFAULT_BACKOFF_MAX_S,
+    DEFAULT_EXIT_TIMEOUT_S,
+    DEFAULT_FIRST_DELAY_S,
+    DEFAULT_SPOOL_RETRY_S,
+    PipelineConfig,
+)
 from galileo_otel.export.convert import ConvertStats
 from galileo_otel.export.handoff import SpanHandoff
 from galileo_otel.export.hooks import ProcessHooks
 from galileo_otel.export.ledger import Ledger
 from galileo_otel.export.senders import SenderPool
-from galileo_otel.export.sink import GalileoSink, Sink, dest_dict
-from galileo_otel.export.spool import Spool, key_fingerprint
+from galileo_otel.export.sink import GalileoSink, Sink
+from galileo_otel.export.spool import Spool
 from galileo_otel.export.spooler import Spooler, spool_plan
 from galileo_otel.export.stats import Counters, merge_parts, merge_spans, spool_figures, stats_of
 from galileo_otel.settings import GalileoSettings
@@ -71,15 +60,6 @@ __all__ = [
     "DEFAULT_SPOOL_RETRY_S",
     "ExportPipeline",
 ]
-
-# Reliable mode's waits between attempts: the package's one RetryPolicy's numbers.
-DEFAULT_BACKOFF_INITIAL_S = RetryPolicy.backoff_initial_s
-DEFAULT_BACKOFF_MAX_S = RetryPolicy.backoff_max_s
-DEFAULT_SPOOL_RETRY_S = 5.0
-DEFAULT_FIRST_DELAY_S = 0.05
-DEFAULT_EXIT_TIMEOUT_S = 5.0
-
-_MAX_UNWRITTEN_BYTES = 32 * 1024 * 1024
 
 
 class ExportPipeline(SpanHandoff):
@@ -139,27 +119,19 @@ class ExportPipeline(SpanHandoff):
         shutdown_at_exit: bool = True,
         sink: Sink | None = None,
     ) -> None:
-        self._settings = s = settings if settings is not None else GalileoSettings()
-        self._reliable = bool(s.reliable)
-        self._disabled = bool(s.logging_disabled)
-        self._max_queue = int(s.max_queue_spans)
-        self._export_timeout = float(s.export_timeout)
-        # Reliable mode's retries: bounded by export_timeout, not by a count.
-        self._policy = RetryPolicy(
-            max_attempts=1_000_000,
-            deadline_s=self._export_timeout if self._export_timeout > 0 else None,
+        s = settings if settings is not None else GalileoSettings()
+        self._config = c = PipelineConfig.from_settings(
+            s,
+            destination,
             backoff_initial_s=backoff_initial_s,
             backoff_max_s=backoff_max_s,
-            jitter=0.5,
+            spool_retry_s=spool_retry_s,
+            first_delay_s=first_delay_s,
+            exit_timeout_s=exit_timeout_s,
         )
-        # The spool rescan's backoff: the same policy's doubling, from spool_retry_s up to the
-        # longest Retry-After it honours, without jitter (one spooler per process).
-        self._scan_policy = RetryPolicy(
-            deadline_s=None, backoff_initial_s=spool_retry_s, backoff_max_s=60.0, jitter=0.0
-        )
-        self._spool_retry = spool_retry_s
-        self._first_delay_s = first_delay_s
-        self._exit_timeout = exit_timeout_s
+        self._settings = s
+        self._reliable, self._disabled, self._max_queue = c.reliable, c.disabled, c.max_queue
+        self._export_timeout = c.export_timeout
         self._clock = clock
         self._wait_fn = wait
         self._say = RateLimitedLog()
@@ -168,24 +140,6 @@ class ExportPipeline(SpanHandoff):
         self._tracker = tracker
         self._assembler = assembler
         self._convert = convert
-        # Which API key a batch was made for: a spool shared with apps that use another key must
-        # not send their batches with ours (a 403 would dead-letter them). Only a truncated
-        # hash is stored. The URL is left out: a batch spooled while the API was unreachable
-        # goes to wherever the next start points.
-        key = s.api_key.get_secret_value() if s.api_key is not None else ""
-        target = {
-            "project": s.project,
-            "project_id": s.project_id,
-            "log_stream": s.log_stream,
-            "log_stream_id": s.log_stream_id,
-            "experiment_id": s.experiment_id,
-        }
-        self._header = {
-            "reliable": self._reliable,
-            "destination": dest_dict(destination) if destination is not None else None,
-            "target": target,
-            "origin": key_fingerprint(key),
-        }
         self._owns_sink = sink is None
         self._sink: Sink = sink or GalileoSink(
             s,
@@ -194,7 +148,7 @@ class ExportPipeline(SpanHandoff):
             spool=self._current_spool,
             client=client,
             clock=clock,
-            target=target,
+            target=c.target,
         )
         self._spool_state = spool_plan(
             spool, s.spool_path(), reliable=self._reliable, disabled=self._disabled
@@ -217,15 +171,13 @@ class ExportPipeline(SpanHandoff):
         spool, path, reason = self._spool_state
         self._counters = Counters()
         self._report = report = Report(self._counters, self._say)
-        s = self._settings
+        c, clock = self._config, self._clock
         self._ledger = ledger = Ledger(
-            in_flight=int(s.max_in_flight),
-            # Closed batches not yet on disk, by encoded size: room for a burst while the
-            # spooler, whose every syscall waits for the GIL behind a busy app, catches up.
-            max_unwritten_bytes=max(_MAX_UNWRITTEN_BYTES, 2 * int(s.batch_max_bytes)),
+            in_flight=c.in_flight,
+            max_unwritten_bytes=c.max_unwritten_bytes,
             counters=self._counters,
-            clock=self._clock,
-            scan_policy=self._scan_policy,
+            clock=clock,
+            scan_policy=c.scan_policy,
             spool_on=spool is not None,
         )
         if spool is None and path is None:
@@ -236,24 +188,20 @@ class ExportPipeline(SpanHandoff):
             spool=spool,
             spool_path=path,
             reason=reason,
-            open_args={
-                "origin": self._header["origin"],
-                "max_bytes": int(s.spool_max_bytes),
-                "dead_max_bytes": int(s.spool_dead_max_bytes),
-            },
-            retry_s=self._spool_retry,
-            clock=self._clock,
+            open_args=c.spool_open_args,
+            retry_s=c.spool_retry_s,
+            clock=clock,
         )
         self._senders = SenderPool(
             ledger=ledger,
             sink=self._sink,
             spooler=self._spooler,
             report=report,
-            size=int(s.max_in_flight),
-            reliable=self._reliable,
-            policy=self._policy,
-            export_timeout=self._export_timeout,
-            clock=self._clock,
+            size=c.in_flight,
+            reliable=c.reliable,
+            policy=c.policy,
+            export_timeout=c.export_timeout,
+            clock=clock,
             wait=self._wait_fn,
         )
         ledger.when_work(self._senders.start_if_idle)
@@ -265,10 +213,10 @@ class ExportPipeline(SpanHandoff):
             assembler=self._assembler,
             convert=self._convert,
             convert_stats=self.convert_stats,
-            settings=s,
-            first_delay_s=self._first_delay_s,
-            header=self._header,
-            clock=self._clock,
+            settings=c.settings,
+            first_delay_s=c.first_delay_s,
+            header=c.header,
+            clock=clock,
         )
 
     def start(self) -> None:
@@ -416,6 +364,31 @@ class ExportPipeline(SpanHandoff):
         )
         return out
 
+    # --- the composed objects, read-only: for benchmarks and tests that drive one stage --------
+    @property
+    def ledger(self) -> Ledger:
+        """The batches' state between the threads (rebuilt in a forked child)."""
+        return self._ledger
+
+    @property
+    def batcher(self) -> Batcher:
+        """The worker: spans from the queue into closed batches (rebuilt in a forked child)."""
+        return self._batcher
+
+    @property
+    def senders(self) -> SenderPool:
+        """The sender threads (rebuilt in a forked child)."""
+        return self._senders
+
+    @property
+    def sink(self) -> Sink:
+        """Where the senders deliver batches."""
+        return self._sink
+
+    def session_tracker(self) -> Any:
+        """The session tracker, built from the settings on first use when none was given."""
+        return self._get_tracker()
+
     # --- lazy parts -----------------------------------------------------------------------------
     def _current_spool(self) -> Spool | None:
         return self._spooler.spool
@@ -431,7 +404,7 @@ class ExportPipeline(SpanHandoff):
     def _at_exit(self) -> None:
         """At interpreter exit: shut down, bounded by ``exit_timeout_s``."""
         if not self._closing:
-            self.shutdown(self._exit_timeout)
+            self.shutdown(self._config.exit_timeout_s)
 
     def _after_fork_in_child(self) -> None:
         """A forked child gets an empty queue and its own threads; the parent's work stays."""
