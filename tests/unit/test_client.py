@@ -93,6 +93,26 @@ def test_every_request_carries_key_user_agent_and_extra_headers() -> None:
     assert req.url == f"{BASE}/v2/projects/{PROJECT_ID}/sessions/count"
 
 
+def test_prebuilt_headers_and_urls_are_per_request_right() -> None:
+    # Headers are built once per client and URLs parsed once: a body-less request after a
+    # POST carries no Content-Type, and more distinct paths than the parsed-URL cache holds
+    # still each go to their own URL.
+    paths = [f"/v2/projects/{uuid.UUID(int=i)}/traces" for i in range(300)]
+    api = FakeAPI([ok({})] * (len(paths) + 3))
+    with make(api) as client:
+        client.request_json("POST", paths[0], json={"a": 1})
+        client.request_json("GET", "/healthcheck", require_key=False)
+        for path in paths:
+            client.request_json("POST", path, content=b"{}")
+        client.request_json("POST", paths[0], content=b"{}")
+    post, get = api.requests[0], api.requests[1]
+    assert post.headers["Content-Type"] == "application/json"
+    assert "Content-Type" not in get.headers
+    assert get.headers["Galileo-API-Key"] == API_KEY
+    assert [str(r.url) for r in api.requests[2:]] == [BASE + p for p in [*paths, paths[0]]]
+    assert all(r.headers["Galileo-API-Key"] == API_KEY for r in api.requests)
+
+
 def test_api_url_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GALILEO_API_URL", "https://api.example.test/")
     monkeypatch.setenv("GALILEO_API_KEY", API_KEY)

@@ -84,11 +84,11 @@ _API_KEY_HEADER = "Galileo-API-Key"
 _RETRYABLE_STATUS = frozenset({408, 429})
 _MAX_MESSAGE_CHARS = 500
 _MAX_PAGES = 100_000  # a server that never stops paginating must not loop us forever
-_MAX_PARSED_URLS = 256  # distinct request URLs kept parsed (see GalileoClient._parsed_url)
 
 T = TypeVar("T")
 
 # Everything httpx raises on its own; InvalidURL and StreamError are not HTTPError subclasses.
+_PARSED_URLS_MAX = 256
 _HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
 
 
@@ -318,10 +318,6 @@ class _Core:
         self._wall_clock = wall_clock
         self._rand = rand
         self._api_key = settings.api_key.get_secret_value() if settings.api_key else None
-        # Parsed request URLs by text (see _parsed_url). Any thread may add one: each step is
-        # one atomic dict operation under the GIL, and two threads parsing one URL at once
-        # store equal values.
-        self._parsed_urls: dict[str, httpx.URL] = {}
         self._base_headers = {
             "User-Agent": (
                 f"galileo-otel/{__version__} python/{platform.python_version()} "
@@ -341,6 +337,17 @@ class _Core:
                 raise ConfigError(f"GALILEO_EXTRA_HEADERS: header {name!r} is not plain ASCII")
         if self._api_key is not None and not self._api_key.isascii():
             raise ConfigError("GALILEO_API_KEY: the API key is not plain ASCII")
+        # The request headers are constant per client: built (and encoded) once, so a send
+        # copies a prebuilt header list instead of re-encoding a dict each time.
+        fixed = dict(self._base_headers)
+        if self._api_key:
+            fixed[_API_KEY_HEADER] = self._api_key
+        self._plain_headers = httpx.Headers(fixed)
+        self._body_headers = httpx.Headers({**fixed, "Content-Type": "application/json"})
+        # Parsed request URLs by absolute URL text (the Log Traces path of each project, the
+        # few lookup paths); bounded, as paths carry ids. Guarded by the GIL (a lost insert
+        # only costs a re-parse).
+        self._parsed_urls: dict[str, httpx.URL] = {}
 
     def __repr__(self) -> str:
         return (
@@ -351,18 +358,14 @@ class _Core:
 
     # --- request plumbing ------------------------------------------------------------------------
 
-    def _headers(self, *, require_key: bool, has_body: bool) -> dict[str, str]:
+    def _headers(self, *, require_key: bool, has_body: bool) -> httpx.Headers:
         if require_key and not self._has_credentials:
             raise ConfigError(
                 "no Galileo API key: set GALILEO_API_KEY or pass api_key= "
                 "(the local server `galileo-otel serve` needs one too)"
             )
-        headers = dict(self._base_headers)
-        if self._api_key:
-            headers[_API_KEY_HEADER] = self._api_key
-        if has_body:
-            headers["Content-Type"] = "application/json"
-        return headers
+        # Shared, never mutated: httpx copies them into each request.
+        return self._body_headers if has_body else self._plain_headers
 
     def _redact(self, text: str) -> str:
         # A server may echo what it was sent; the key must not reach a message or log line.
@@ -489,15 +492,11 @@ class _Core:
         return self.base_url + (path if path.startswith("/") else "/" + path)
 
     def _parsed_url(self, url: str) -> httpx.URL:
-        """``url`` parsed once.
-
-        httpx parses a string URL on every request (~10% of a small request's CPU) and takes a
-        parsed one as is. Few distinct URLs repeat (one Log Traces path per project); the cache
-        is bounded all the same.
-        """
+        # httpx parses and validates a text URL on every request; parse each one once.
+        # Called inside the attempt, so a malformed URL still fails as a transport failure.
         parsed = self._parsed_urls.get(url)
         if parsed is None:
-            if len(self._parsed_urls) >= _MAX_PARSED_URLS:
+            if len(self._parsed_urls) >= _PARSED_URLS_MAX:
                 self._parsed_urls.clear()
             parsed = self._parsed_urls[url] = httpx.URL(url)
         return parsed
