@@ -15,8 +15,9 @@ from conftest_delivery import KEY, get, project_id
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# The batch delay is far away: nothing ships on its own while the app runs, so every trace
-# that arrives was delivered by the way its process ended.
+# The batch delay is far away: after the first batch (which ships once the short first delay
+# after a quiet start runs out), nothing ships on its own while the app runs, so the later
+# traces that arrive were delivered by the way their process ended.
 TASKS_MODULE = '''
 """An app's task code: configure() at import, nothing else of ours."""
 import os

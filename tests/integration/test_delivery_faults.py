@@ -101,7 +101,7 @@ def test_shutdown_with_a_hanging_server_is_bounded_and_the_next_run_delivers(
     # the hung requests' batches stay with the first pipeline's stuck senders until their
     # connections close (clear() releases the hangs); then they are anyone's to send
     local_server.faults.clear()
-    for sender in first.pipeline._senders.threads:
+    for sender in first.pipeline.senders.threads:
         sender.join(35.0)
     second = App(pipeline_for(settings_for(local_server.url, spool)))
     assert second.pipeline.force_flush(20.0) is True
