@@ -1205,3 +1205,113 @@ def test_llm_extras_are_read_from_a_span_that_has_only_that_one(
     name, expected = field
     got = step["metrics"].get(name) if name.endswith("_ns") else step.get(name)
     assert got == expected
+
+
+# --- shortcuts: each must give what the general path gives ----------------------------------------
+def test_spans_with_the_same_attribute_names_keep_their_own_values() -> None:
+    # The names' flags and metadata names are looked up once per tuple of names; the values
+    # are always the span's own, and another order of the same names is another tuple.
+    first = only_step(make_span("x", 2, 1, attributes={"a": "1", "gen_ai.request.model": "m"}))
+    again = only_step(make_span("x", 2, 1, attributes={"a": "2", "gen_ai.request.model": "n"}))
+    swapped = only_step(make_span("x", 2, 1, attributes={"gen_ai.request.model": "o", "a": "3"}))
+    assert first["user_metadata"]["a"] == "1"
+    assert again["user_metadata"]["a"] == "2"
+    assert swapped["user_metadata"]["a"] == "3"
+
+
+def test_many_attributes_of_which_few_are_metadata_are_not_cut() -> None:
+    # Over MAX_METADATA_ENTRIES attributes, but the instrumentation's own (read, not copied):
+    # nothing is cut or counted.
+    attrs: dict[str, Any] = {
+        f"llm.input_messages.{i}.message.content": f"m{i}" for i in range(MAX_METADATA_ENTRIES)
+    }
+    attrs["openinference.span.kind"] = "LLM"
+    attrs["team"] = "blue"
+    step = only_step(make_span("x", 2, 1, attributes=attrs))
+    assert step["user_metadata"] == {"team": "blue"}
+
+
+def test_the_shape_table_is_bounded_and_past_its_bound_still_converts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(convert_module, "_SHAPES", {})
+    monkeypatch.setattr(convert_module, "_SHAPES_MAX", 2)
+    for i in range(5):
+        step = only_step(make_span("x", 2, 1, attributes={f"name{i}": i, "gen_ai.tool.name": "t"}))
+        assert step["user_metadata"] == {f"name{i}": str(i), "gen_ai.tool.name": "t"}
+    assert len(convert_module._SHAPES) == 2
+
+
+@pytest.mark.parametrize(
+    ("attrs", "metrics"),
+    [
+        # The GenAI pair as ints: the total is their sum.
+        (
+            {"gen_ai.usage.input_tokens": 7, "gen_ai.usage.output_tokens": 5},
+            {"num_input_tokens": 7, "num_output_tokens": 5, "num_total_tokens": 12},
+        ),
+        # A total of its own is kept, not recomputed.
+        (
+            {
+                "gen_ai.usage.input_tokens": 7,
+                "gen_ai.usage.output_tokens": 5,
+                "llm.token_count.total": 20,
+            },
+            {"num_input_tokens": 7, "num_output_tokens": 5, "num_total_tokens": 20},
+        ),
+        # Not both ints: read the general way (a bool is no count, a numeric string is).
+        (
+            {"gen_ai.usage.input_tokens": 7, "gen_ai.usage.output_tokens": "5"},
+            {"num_input_tokens": 7, "num_output_tokens": 5, "num_total_tokens": 12},
+        ),
+        (
+            {"gen_ai.usage.input_tokens": 7, "gen_ai.usage.output_tokens": True},
+            {"num_input_tokens": 7, "num_total_tokens": 7},
+        ),
+        (
+            {"gen_ai.usage.input_tokens": 7},
+            {"num_input_tokens": 7, "num_total_tokens": 7},
+        ),
+        # Cache and reasoning counts ride along.
+        (
+            {
+                "gen_ai.usage.input_tokens": 7,
+                "gen_ai.usage.output_tokens": 5,
+                "gen_ai.usage.cache_read.input_tokens": 3,
+            },
+            {
+                "num_input_tokens": 7,
+                "num_output_tokens": 5,
+                "num_total_tokens": 12,
+                "num_cached_input_tokens": 3,
+            },
+        ),
+    ],
+)
+def test_token_counts(attrs: dict[str, Any], metrics: dict[str, int]) -> None:
+    step = only_step(make_span("chat", 2, 1, attributes={"gen_ai.operation.name": "chat", **attrs}))
+    got = {k: v for k, v in step["metrics"].items() if k != "duration_ns"}
+    assert got == metrics
+
+
+@pytest.mark.parametrize("child_first", [False, True])
+def test_an_agent_root_without_an_answer_reads_as_what_its_last_step_yields(
+    child_first: bool,
+) -> None:
+    # The root agent's llm call only asks for a tool: the agent's output is the tool's result.
+    # A child whose clock starts before its root's must not change that.
+    agent = {"gen_ai.operation.name": "invoke_agent"}
+    chat = {"gen_ai.operation.name": "chat"}
+    tool = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "search",
+        "gen_ai.tool.call.result": "found it",
+    }
+    trace = convert(
+        make_span("invoke_agent a", 1, start=10, end=10_000, attributes=agent),
+        make_span("chat", 2, 1, start=0 if child_first else 20, end=30, attributes=chat),
+        make_span("execute_tool search", 3, 1, start=40, end=50, attributes=tool),
+    )
+    (root,) = trace["spans"]
+    assert root["type"] == "agent" and root["output"] == "found it"
+    assert trace["output"] == "found it"

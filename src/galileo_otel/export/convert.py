@@ -985,6 +985,31 @@ def _key_flags(key: str) -> int:
     return flags
 
 
+# Attribute names (in the span's order) -> (their flags, the names copied to user_metadata, or
+# None when there are more of them than MAX_METADATA_ENTRIES). Bounded like _METADATA_KEY: past
+# the bound each new shape is worked out and not kept.
+_SHAPES: dict[tuple[str, ...], tuple[int, tuple[str, ...] | None]] = {}
+_SHAPES_MAX = 4096
+
+
+def _shape(names: tuple[str, ...]) -> tuple[int, tuple[str, ...] | None]:
+    """The flags (``_K_*``) and metadata names of one tuple of attribute names."""
+    flags = 0
+    copied: list[str] = []
+    known = _METADATA_KEY
+    for key in names:
+        key_flags = known.get(key)
+        if key_flags is None:
+            key_flags = _key_flags(key)
+        flags |= key_flags
+        if key_flags & _K_META:
+            copied.append(key)
+    shape = (flags, tuple(copied) if len(copied) <= MAX_METADATA_ENTRIES else None)
+    if len(_SHAPES) < _SHAPES_MAX:
+        _SHAPES[names] = shape
+    return shape
+
+
 def _metadata(span: ReadableSpan, attrs: Mapping[str, Any]) -> tuple[dict[str, str], int]:
     """The step's ``user_metadata``, and the flags of every attribute name (``_K_*``)."""
     meta: dict[str, str] = {}
@@ -1290,6 +1315,15 @@ def _token_metrics(
     attrs: Mapping[str, Any], metrics: dict[str, Any], details: int = _K_TOKEN_DETAILS
 ) -> None:
     tokens_in = attrs.get(GEN_AI_USAGE_INPUT_TOKENS)
+    if not details and type(tokens_in) is int and LLM_TOKEN_TOTAL not in attrs:
+        # The GenAI conventions' pair, as ints (most llm spans): what the general path below
+        # makes of them, without its lookups of the other conventions' names.
+        tokens_out = attrs.get(GEN_AI_USAGE_OUTPUT_TOKENS)
+        if type(tokens_out) is int:
+            metrics["num_input_tokens"] = tokens_in
+            metrics["num_output_tokens"] = tokens_out
+            metrics["num_total_tokens"] = tokens_in + tokens_out
+            return
     if tokens_in is None:
         tokens_in = attrs.get(LLM_TOKEN_PROMPT, attrs.get(GEN_AI_USAGE_PROMPT_TOKENS))
         if tokens_in is None:  # Pydantic AI's agent run: the run's total
@@ -1419,7 +1453,8 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
 
     ``tail`` is ``_id_tail`` of the span's trace (made once a trace); ``ctx`` the span's context.
     """
-    attrs = span_attributes(span)
+    raw = getattr(span, "_attributes", None)
+    attrs = raw if type(raw) is dict else span_attributes(span)  # a rebuilt span's, as is
     op = attrs.get(GEN_AI_OPERATION_NAME)
     if op is not None and type(op) is str:
         kind = _OP_KINDS.get(op, "workflow")
@@ -1438,27 +1473,29 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
             step_id = f"{external_id[:8]}-{external_id[8:12]}-4{external_id[13:]}-{tail}"
         else:
             step_id = span_uuid(ctx.trace_id, span_id)
-    if len(attrs) > MAX_METADATA_ENTRIES:
+    # The flags and metadata names of this span's attribute names, looked up by the names
+    # (an instrumentation sets the same names span after span), else worked out (_shape).
+    names = tuple(attrs)
+    shape = _SHAPES.get(names)
+    if shape is None:
+        shape = _shape(names)
+    flags, meta_names = shape
+    if meta_names is None:  # more names than metadata holds: cut and counted
         meta, flags = _metadata(span, attrs)
-    else:  # _metadata's common case, inline: this runs for every span
+    else:
         meta = {}
-        flags = 0
-        known = _METADATA_KEY
-        for key, value in attrs.items():
-            key_flags = known.get(key)
-            if key_flags is None:
-                key_flags = _key_flags(key)
-            flags |= key_flags
-            if key_flags & _K_META:
-                if type(value) is str and len(value) <= MAX_METADATA_VALUE_CHARS:
-                    meta[key] = value
-                else:
-                    meta[key] = _meta_value(value)
+        for key in meta_names:
+            value = attrs[key]
+            if type(value) is str and len(value) <= MAX_METADATA_VALUE_CHARS:
+                meta[key] = value
+            else:
+                meta[key] = _meta_value(value)
     if flags & _K_FRAMEWORK_META:
         _framework_metadata(attrs[OI_METADATA], meta)
     # A failed step: ERROR status, an exception event, or error.type (the GenAI conventions'
     # error signal, set by instrumentations that leave the status alone).
-    events = span_events(span)
+    # A rebuilt span (record.py) has no SDK container (``_events`` None): its events as they are.
+    events = span.events if getattr(span, "_events", None) is None else span_events(span)
     if not error:
         if flags & _K_ERROR and attrs.get(ERROR_TYPE):
             error = True
@@ -2019,8 +2056,14 @@ def _walk(top: list[dict[str, Any]]) -> list[dict[str, Any]]:
         children = step.get("spans")
         if children:
             stack.extend(children)
-    found.sort(key=_step_number)
+    try:
+        found.sort(key=_STEP_NUMBER)
+    except (KeyError, TypeError):  # a step without a number (only a hand-built tree)
+        found.sort(key=_step_number)
     return found
+
+
+_STEP_NUMBER = operator.itemgetter("step_number")
 
 
 def _step_number(step: dict[str, Any]) -> int:
@@ -2084,17 +2127,26 @@ def _link_tools(ordered: list[dict[str, Any]]) -> None:
                 step["input"] = arguments
 
 
-def _fill_agents(ordered: list[dict[str, Any]], root_id: str | None) -> None:
+def _fill_agents(
+    ordered: list[dict[str, Any]], root_id: str | None, collapsed: bool = True
+) -> None:
     """Agent steps without their own input, output or tokens take them from their children.
 
     The input is the last user message of the first llm call under the agent, the output the
     last llm answer with text (else the last text another step under it yields: a handoff's
     next agent, a graph router's next node), the tokens the sum over its llm calls.
+    ``collapsed``: False when no plumbing step was collapsed from the tree, so ``ordered`` is
+    exactly the tree's steps in step order.
     """
     agents = [step for step in ordered if step["type"] == "agent"]
     if len(agents) == 1 and agents[0]["id"] == root_id:
         # The common case: the root is the agent, and every other step is under it.
-        _fill_agent(agents[0], [step for step in ordered if step["type"] == "llm"])
+        agent = agents[0]
+        llms = [step for step in ordered if step["type"] == "llm"]
+        if collapsed or not ordered or ordered[0] is not agent:
+            _fill_agent(agent, llms)
+        else:  # the steps under it, in step order, are the rest of `ordered`
+            _fill_agent(agent, llms, ordered[1:])
         return
     # Each agent's llm steps, in start order: walk up from every llm step once.
     llms_of: dict[str, list[dict[str, Any]]] = {agent["id"]: [] for agent in agents}
@@ -2125,7 +2177,12 @@ def _value_text(value: Any) -> str:
     return ""
 
 
-def _fill_agent(agent: dict[str, Any], llms: list[dict[str, Any]]) -> None:
+def _fill_agent(
+    agent: dict[str, Any],
+    llms: list[dict[str, Any]],
+    under: list[dict[str, Any]] | None = None,
+) -> None:
+    """Fill one agent step (see ``_fill_agents``); ``under``: its steps in step order, if known."""
     if not agent.get("input"):
         for step in llms:
             text = _last_text(step["input"], "user")
@@ -2143,7 +2200,7 @@ def _fill_agent(agent: dict[str, Any], llms: list[dict[str, Any]]) -> None:
                 agent["output"] = text
                 break
         else:
-            kept = _walk(agent.get("spans") or [])
+            kept = under if under is not None else _walk(agent.get("spans") or [])
             for index in range(len(kept) - 1, -1, -1):
                 step = kept[index]
                 text = "" if step["type"] == "llm" else _value_text(step.get("output"))
@@ -2327,10 +2384,12 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
     # The tree as a reader wants it: plumbing collapsed, tool steps linked to the calls they
     # answer, agent steps filled in from their children. Each pass runs only when the trace
     # has a step it applies to.
+    collapsed = False
     if kinds & _HAS_PLUMBING:
         trace_name = root.name if root is not None and not root_is_step else ""
         if _collapse(top, trace_name, galileo_id):
             _renumber(top)
+            collapsed = True
     link = kinds & (_HAS_TOOL | _HAS_CALLS) == _HAS_TOOL | _HAS_CALLS
     if link or kinds & _HAS_AGENT:
         # Steps in start order (= step_number order), without the folded duplicates.
@@ -2338,7 +2397,9 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         if link:
             _link_tools(ordered)
         if kinds & _HAS_AGENT:
-            _fill_agents(ordered, root_step["id"] if root_is_step and root_step else None)
+            _fill_agents(
+                ordered, root_step["id"] if root_is_step and root_step else None, collapsed
+            )
 
     # Trace-level fields.
     head: ReadableSpan | None
@@ -2347,6 +2408,7 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         name = root.name
         start = root.start_time or 0
         end = root.end_time or start
+        created_at = root_step["created_at"]  # the root's start, formatted once
         status = root_step["status_code"]
         metadata = dict(root_step["user_metadata"])
         tags = list(root_step["tags"])
@@ -2356,6 +2418,7 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         name = head.name if head is not None else ""
         start = min((s.start_time or 0 for s in spans), default=0)
         end = max((s.end_time or 0 for s in spans), default=start)
+        created_at = _iso(start)
         status = max((s["status_code"] for s in top), default=200)
         metadata = {}
         tags = []
@@ -2393,7 +2456,7 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         "type": "trace",
         "input": text_in or "",
         "name": name,
-        "created_at": _iso(start),
+        "created_at": created_at,
         "user_metadata": metadata,
         "tags": tags,
         "status_code": status,

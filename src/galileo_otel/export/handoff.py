@@ -32,7 +32,7 @@ class SpanHandoff:
     hundreds of spans) and meanwhile survive the garbage collector's young passes into the old
     generations, whose full passes over the whole heap then cost the app thread ~4-5 us per span
     (measured, benchmarks/README.md); records of builtins are dropped from the collector's
-    tracking. The worker turns a queued item into a span with :meth:`_span_of`.
+    tracking. The worker turns a queued item into a span with :meth:`span_of`.
     """
 
     _max_queue: int
@@ -94,7 +94,7 @@ class SpanHandoff:
         self._resource_of.setdefault(entry[1], resource)
         return entry
 
-    def _span_of(self, item: Any) -> Any:
+    def span_of(self, item: Any) -> Any:
         """A queued item as the span the worker's stages read (a record is rebuilt)."""
         if type(item) is not tuple:
             return item
@@ -104,10 +104,6 @@ class SpanHandoff:
     def worker_queue(self) -> deque[Any]:
         """The queue, for the one worker thread to ``popleft`` from (no other consumer)."""
         return self._queue
-
-    def span_of(self, item: Any) -> Any:
-        """A queued item as a span (see :meth:`_span_of`)."""
-        return self._span_of(item)
 
     def worker_sleeps(self) -> None:
         """The worker is about to look at the queue a last time and sleep: wake it next span."""
