@@ -265,7 +265,7 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
 
         def deliver() -> None:
             for o in outs:
-                pool._deliver_reliable(o)
+                pool.deliver_now(o)
 
         timed("deliver", deliver)
         sender.shutdown(0)

@@ -376,6 +376,11 @@ class ExportPipeline(SpanHandoff):
         return self._batcher
 
     @property
+    def spooler(self) -> Spooler:
+        """The spooler thread and the spool it writes (rebuilt in a forked child)."""
+        return self._spooler
+
+    @property
     def senders(self) -> SenderPool:
         """The sender threads (rebuilt in a forked child)."""
         return self._senders
