@@ -289,9 +289,7 @@ def test_deliver_now_sends_one_batch_on_the_callers_thread(
             # Permanent: dead-lettered, never retried.
             raise ValidationError("HTTP 422", status_code=422, retryable=False)
 
-    pipeline, client, _ = make(
-        tmp_path, FakeClient(answer), start=False, reliable=reliable, spool_dir=None
-    )
+    pipeline, client, _ = make(tmp_path, FakeClient(answer), start=False, reliable=reliable)
     cleanup.append(pipeline)
     pipeline.senders.deliver_now(_outbound(0, 2, reliable=reliable))
     pipeline.senders.deliver_now(_outbound(1, 3, reliable=reliable))
