@@ -163,7 +163,7 @@ def micro(system: str, rounds: int) -> dict[str, object]:
         )
         pipeline: Any = make_pipeline(settings, start=False, shutdown_at_exit=False)
         processor = GalileoSessionProcessor(pipeline, settings=settings)
-        clear = pipeline._queue.clear
+        clear = pipeline.worker_queue().clear
     tracer = TracerProvider(shutdown_on_exit=False).get_tracer("bare")
     n_traces = 400
 

@@ -36,7 +36,9 @@ Each isolated stage runs over every trace before the next starts, so ``encode`` 
 read traces that left the CPU cache long ago; inside the worker a trace is encoded right after
 its conversion, which is why ``worker_overhead`` comes out negative. ``worker`` and
 ``pipeline`` are the numbers that count.
-``--profile STAGE`` prints the top functions of one stage under cProfile instead.
+``--profile STAGE`` prints the top functions of one stage under cProfile instead (the first
+run is the profiled one). Before Python 3.12 cProfile sees only the thread that enables it, so
+there the worker stage's profiler is enabled by the worker thread itself.
 
 Run: ``python benchmarks/bench_stages.py [--traces 4000] [--workloads 3,5] [--messages]``.
 """
@@ -50,6 +52,7 @@ import json
 import pstats
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -174,8 +177,12 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     # CPU time, not wall: the sender stage waits on the sink, which is not our cost.
     prof = cProfile.Profile(time.process_time) if profile else None
 
+    # Before 3.12 the worker stage's profiler is enabled by the worker thread (_worker_pipeline);
+    # from 3.12 cProfile (sys.monitoring) sees every thread once enabled here.
+    in_worker = profile == "worker" and sys.version_info < (3, 12)
+
     def timed(stage: str, fn: Callable[[], Any]) -> Any:
-        if prof is not None and stage == profile:
+        if prof is not None and stage == profile and not in_worker:
             prof.enable()
         seconds, result = _cpu(fn)
         if prof is not None and stage == profile:
@@ -217,7 +224,7 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     out["fit"] -= out["encode"]
 
     # The worker loop over the same spans: everything from the queue to closed batches.
-    pipeline = ExportPipeline(settings, start=False, spool=False, shutdown_at_exit=False)
+    pipeline = _worker_pipeline(settings, prof if in_worker else None)
     queue = pipeline.worker_queue()
     queue.extend(spans)
     queue.append(Flush(final=False))  # closes the open batches once every span is in one
@@ -265,7 +272,7 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
 
         def deliver() -> None:
             for o in outs:
-                pool._deliver_reliable(o)
+                pool.deliver_now(o)
 
         timed("deliver", deliver)
         sender.shutdown(0)
@@ -289,6 +296,31 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     return out
 
 
+def _worker_pipeline(settings: Any, profiler: cProfile.Profile | None) -> Any:
+    """An unstarted pipeline without a spool; its worker thread runs under ``profiler``, if any.
+
+    cProfile before Python 3.12 profiles only the thread that enables it, and the worker's loop
+    runs on its own thread: there the profiler is enabled by that thread, when the Batcher asks
+    the hand-off for its queue (``worker_queue()``, once, before it takes the first span). The
+    loop's own frame (``Batcher._work``) started before that and is left out; what it calls is
+    in. The unprofiled runs use a plain ``ExportPipeline``.
+    """
+    from galileo_otel.export.pipeline import ExportPipeline
+
+    if profiler is None:
+        return ExportPipeline(settings, start=False, spool=False, shutdown_at_exit=False)
+
+    class ProfiledWorker(ExportPipeline):
+        def worker_queue(self) -> Any:
+            nonlocal profiler
+            if profiler is not None and threading.current_thread() is not threading.main_thread():
+                profiler.enable()  # on the worker thread, once
+                profiler = None
+            return super().worker_queue()
+
+    return ProfiledWorker(settings, start=False, spool=False, shutdown_at_exit=False)
+
+
 class _Stamp(SpanProcessor):
     """Adds the ``--messages`` attributes (runs before our processor)."""
 
@@ -301,7 +333,6 @@ class _Stamp(SpanProcessor):
 
 def _thread_cpu() -> dict[str, float]:
     """CPU seconds of each live thread of this process, by thread name (senders summed)."""
-    import threading
 
     out: dict[str, float] = {}
     for thread in threading.enumerate():
@@ -320,8 +351,6 @@ def _thread_cpu() -> dict[str, float]:
 
 def run_in_app(n_traces: int, spans_per_trace: int, messages: bool, url: str) -> dict[str, float]:
     """CPU seconds by thread of bursts emitted through our processor (empty off Linux)."""
-    import threading
-
     from opentelemetry.sdk.trace import TracerProvider
 
     from galileo_otel.processor import GalileoSessionProcessor

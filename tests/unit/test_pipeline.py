@@ -85,7 +85,7 @@ def test_queue_full_drops_newest_and_counts(tmp_path: Any) -> None:
     pipeline, _client, _ = make(tmp_path, start=False, max_queue_spans=3)
     results = [pipeline.submit(f"span-{i}") for i in range(5)]
     assert results == [True, True, True, False, False]
-    assert list(pipeline._queue) == ["span-0", "span-1", "span-2"]  # the oldest are kept
+    assert list(pipeline.worker_queue()) == ["span-0", "span-1", "span-2"]  # the oldest are kept
     stats = pipeline.stats()
     assert stats["dropped.queue_full"] == 2
     assert stats["spans_dropped"] == 2
@@ -231,7 +231,7 @@ def test_retry_stops_at_the_deadline_and_keeps_the_batch_spooled(
     first_give_up: list[int] = []
     given_up = threading.Event()
     # The senders put an undelivered batch back through the spooler: spy on that hand-over.
-    spooler = pipeline._spooler
+    spooler = pipeline.spooler
     leave = spooler.put_back
 
     def spy(*args: Any, **kwargs: Any) -> None:
@@ -253,6 +253,51 @@ def test_retry_stops_at_the_deadline_and_keeps_the_batch_spooled(
     assert pipeline.force_flush(5.0) is True
     assert pending_in(tmp_path / "spool") == []
     assert pipeline.stats()["traces_confirmed"] == 1
+
+
+def _outbound(seq: int, traces: int, *, reliable: bool) -> Any:
+    """A closed batch of ``traces`` fake traces for session ``s``, as the Batcher makes one."""
+    from conftest_pipeline import FakeRecord
+
+    from galileo_otel.export._stage import Outbound
+    from galileo_otel.export.spool_format import BatchHeader
+
+    record = FakeRecord(f"local-{seq}", "s", "s")
+    header = BatchHeader(
+        reliable=reliable,
+        session=record.to_dict(),
+        local_id=record.local_id,
+        external_id="s",
+        placeholder=False,
+        destination=DEST,
+        target=None,
+        origin="",
+        traces=traces,
+        spans=traces,
+    )
+    payload = json.dumps([{"type": "trace", "id": f"t{seq}-{i}"} for i in range(traces)])
+    return Outbound(seq=seq, header=header, payload=payload.encode(), record=record)
+
+
+@pytest.mark.parametrize("reliable", [True, False])
+def test_deliver_now_sends_one_batch_on_the_callers_thread(
+    tmp_path: Any, cleanup: Any, reliable: bool
+) -> None:
+    def answer(call: Call) -> None:
+        assert threading.current_thread() is threading.main_thread()
+        if call.path.endswith("/traces") and call.body["traces"][0]["id"] == "t1-0":
+            # Permanent: dead-lettered, never retried.
+            raise ValidationError("HTTP 422", status_code=422, retryable=False)
+
+    pipeline, client, _ = make(tmp_path, FakeClient(answer), start=False, reliable=reliable)
+    cleanup.append(pipeline)
+    pipeline.senders.deliver_now(_outbound(0, 2, reliable=reliable))
+    pipeline.senders.deliver_now(_outbound(1, 3, reliable=reliable))
+    assert client.trace_ids() == ["t0-0", "t0-1", "t1-0", "t1-1", "t1-2"]
+    assert pipeline.senders.threads == []  # no sender thread was started for it
+    stats = pipeline.stats()
+    assert stats["traces_confirmed"] == 2
+    assert stats["traces_dead_lettered"] == stats["dead_lettered.422"] == 3
 
 
 def test_force_flush_true_only_when_confirmed(tmp_path: Any, cleanup: Any) -> None:
@@ -462,12 +507,12 @@ def test_forked_child_has_its_own_queue_and_worker(tmp_path: Any) -> None:
     tracer = tracer_for(pipeline)
     emit(tracer, session="parent")
     assert pipeline.force_flush(5.0)
-    pipeline._queue.append("parent-only")  # the child must not inherit queued work
-    pipeline._queue.pop()
+    pipeline.worker_queue().append("parent-only")  # the child must not inherit queued work
+    pipeline.worker_queue().pop()
 
     def child() -> list[Any]:
         before = len(client.trace_posts())
-        ok_empty = len(pipeline._queue) == 0 and pipeline.stats()["spans_queued"] == 0
+        ok_empty = len(pipeline.worker_queue()) == 0 and pipeline.stats()["spans_queued"] == 0
         emit(tracer, session="child")
         flushed = pipeline.force_flush(5.0)
         sent = len(client.trace_posts()) - before
@@ -502,13 +547,13 @@ def test_a_forked_child_does_not_inherit_queued_work(tmp_path: Any) -> None:
     pipeline, client, _ = make(tmp_path, start=False)
     tracer = tracer_for(pipeline)
     emit(tracer, session="parent", children=2)
-    assert len(pipeline._queue) == 3
+    assert len(pipeline.worker_queue()) == 3
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
         code = 1
         try:
-            inherited = len(pipeline._queue) + pipeline.stats()["spans_queued"]
+            inherited = len(pipeline.worker_queue()) + pipeline.stats()["spans_queued"]
             pipeline.start()
             emit(tracer, session="child")
             flushed = pipeline.force_flush(5.0)

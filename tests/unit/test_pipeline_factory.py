@@ -149,7 +149,7 @@ def test_the_pipeline_closes_the_tracker_it_built(tmp_path: Path) -> None:
         ),
         start=True,
     )
-    tracker = pipeline._get_tracker()
+    tracker = pipeline.session_tracker()
     closed: list[bool] = []
     original = tracker.close
     tracker.close = lambda: (closed.append(True), original())[1]

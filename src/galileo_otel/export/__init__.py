@@ -12,12 +12,27 @@ The path of a span through this package, one module per stage::
     spooler.py   Spooler: the spooler thread; writes batches to the spool, adopts orphans,
                  renews leases, feeds the senders from disk
     spool.py     the durable queue (one SQLite database shared by processes)
-    senders.py   SenderPool: N sender threads; send, retry (api/retry.py's loop), dead-letter
+    senders.py   SenderPool: N sender threads; ledger.take -> sink.send -> ledger.settle, with
+                 retries (api/retry.py's loop) in reliable mode; dead letters
     sink.py      where a batch goes: the Sink protocol; GalileoSink sends through api/
     pipeline.py  ExportPipeline: composes the above; start, flush, shutdown, fork, stats
     config.py    PipelineConfig: what the pipeline's objects are built with, from the settings
     offload/     the same pipeline in a child process, behind the same interface: the parent
                  is transport + replay (protocol.py, replay.py, parent.py; child.py the child)
+
+Who runs where, and which lock guards what (each module documents its own)::
+
+    thread / lock       object       its work; what its lock guards
+    app thread          submit       a deque append and an Event: takes no lock
+    worker              Batcher      assemble, session, convert, encode, batch per session (CPU
+                                     only); its open batches and timers, no lock
+    spooler             Spooler      closed batches to the spool, orphans adopted, leases
+                                     renewed, the senders fed from disk
+    senders x N         SenderPool   send and settle each batch, retry (reliable mode)
+    the Ledger's lock   Ledger       every batch's state, the hand-over queues, the flush
+                                     scopes; never held across I/O
+    their own locks     Counters, RateLimitedLog, GalileoSink, Spool: the counters, the logger,
+                        resolved destinations, the one SQLite connection
 
 :func:`make_pipeline` is the one place a pipeline is built from settings: ``configure()``,
 ``GalileoSessionProcessor``, ``GalileoSpanExporter`` and the zero-code entry points all call it,

@@ -2,7 +2,8 @@
 
 A :class:`Batch` is open on the batcher; a closed one travels as an :class:`Outbound` through
 the ledger's queues to the spooler and the senders; a :class:`Flush` marker travels behind
-the batches it covers. :class:`Report` is the one way every thread counts and logs.
+the batches it covers. :class:`Report` is the one way every thread counts and logs;
+:class:`LazyTracker` is the session tracker the batcher and the sink share.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,3 +121,45 @@ class Report:
             exc,
             exc_info=exc,
         )
+
+
+class LazyTracker:
+    """The session tracker: the one given, or one built from the settings on first use.
+
+    The batcher and the sink call it (on their own threads); a tracker built here is closed by
+    :meth:`close` (its store: files, Redis), one given is the giver's.
+
+    Args:
+        tracker: The tracker to use; ``None`` builds one from ``settings`` on first use.
+        settings: What a built tracker is made from (``SessionTracker.from_settings``).
+    """
+
+    def __init__(self, tracker: Any, settings: Any) -> None:
+        self._tracker = tracker
+        self._owned = tracker is None
+        self._settings = settings
+
+    def __call__(self) -> Any:
+        """The tracker, built now if it was not yet.
+
+        No lock: :meth:`ExportPipeline.start` builds it on the caller's thread before the
+        worker starts (a lock held across the store's I/O could be inherited by a fork).
+        """
+        if self._tracker is None:
+            from galileo_otel.sessions.tracker import SessionTracker
+
+            self._tracker = SessionTracker.from_settings(self._settings)
+        return self._tracker
+
+    @property
+    def built(self) -> Any:
+        """The tracker if there is one yet (``None`` before the first use): never builds."""
+        return self._tracker
+
+    def close(self, on_error: Callable[[str, BaseException], None]) -> None:
+        """Close a tracker built here; ``on_error(where, exc)`` hears of a failure."""
+        if self._owned and self._tracker is not None:
+            try:
+                self._tracker.close()
+            except Exception as exc:
+                on_error("tracker close", exc)

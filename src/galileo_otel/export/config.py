@@ -69,7 +69,18 @@ class PipelineConfig:
         first_delay_s: float = DEFAULT_FIRST_DELAY_S,
         exit_timeout_s: float = DEFAULT_EXIT_TIMEOUT_S,
     ) -> PipelineConfig:
-        """Derive the config; the keyword arguments are ExportPipeline's (documented there)."""
+        """Derive the config; ``ExportPipeline`` passes its arguments of the same names.
+
+        Args:
+            settings: The validated settings.
+            destination: Where to log, when already resolved (see ``ExportPipeline``).
+            backoff_initial_s: First retry delay of reliable mode (doubled per attempt,
+                jittered).
+            backoff_max_s: Longest retry delay.
+            spool_retry_s: How often spooled batches are tried again while the server fails.
+            first_delay_s: How long a batch waits for more traces after a quiet period.
+            exit_timeout_s: Bound of the flush at interpreter exit.
+        """
         s = settings
         reliable = bool(s.reliable)
         export_timeout = float(s.export_timeout)

@@ -25,13 +25,16 @@ import itertools
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from galileo_otel.api.retry import RetryPolicy
 from galileo_otel.export._stage import Flush, Outbound
 from galileo_otel.export.spool import SpoolEntry
 from galileo_otel.export.spool_format import BatchHeader
 from galileo_otel.export.stats import Counters
+
+if TYPE_CHECKING:
+    from galileo_otel.export.config import PipelineConfig
 
 __all__ = ["Ledger"]
 
@@ -108,6 +111,25 @@ class Ledger:
         self._scan_failures = 0  # spool retries that failed in a row (the backoff's exponent)
         self._spool_files = 0  # ours on disk, as far as we know
         self._spool_usage: dict[str, int] = {}  # the spool's size, as of the last look
+
+    @classmethod
+    def for_config(
+        cls,
+        config: PipelineConfig,
+        *,
+        counters: Counters,
+        clock: Callable[[], float],
+        spool_on: bool,
+    ) -> Ledger:
+        """A ledger with a pipeline's numbers (``in_flight``, byte bound, rescan backoff)."""
+        return cls(
+            in_flight=config.in_flight,
+            max_unwritten_bytes=config.max_unwritten_bytes,
+            counters=counters,
+            clock=clock,
+            scan_policy=config.scan_policy,
+            spool_on=spool_on,
+        )
 
     # --- wiring and lifecycle --------------------------------------------------------------------
     def when_work(self, start_senders: Callable[[], None]) -> None:
@@ -418,6 +440,19 @@ class Ledger:
             self._cv.notify_all()
 
     # --- flushes and figures -------------------------------------------------------------------------
+    def wait_flush(self, marker: Flush, deadline: float, *, report: bool = True) -> bool:
+        """Wait for a flush marker queued behind its spans; the flush's answer.
+
+        First until the spooler reaches the marker (every batch before it is written or with
+        a sender), then for the backlog adopted at start (part of what a flush delivers), then
+        :meth:`wait_settled` over the marker's scope (``final`` is the marker's).
+        """
+        if not marker.done.wait(max(0.0, deadline - self._clock())):
+            return False
+        if not self.adoption.wait(max(0.0, deadline - self._clock())):
+            return False
+        return self.wait_settled(marker.seq, deadline, final=marker.final, report=report)
+
     def wait_settled(self, upto: int, deadline: float, *, final: bool, report: bool) -> bool:
         """Wait until every batch in scope is settled; the flush-truth rule (module docstring).
 
@@ -469,6 +504,11 @@ class Ledger:
         """The spool rows in senders' hands now."""
         with self._lock:
             return list(self._held.values())
+
+    def held_names(self) -> set[str]:
+        """The names of the spool rows in senders' hands now."""
+        with self._lock:
+            return {entry.name for entry in self._held.values()}
 
     def held_at_fork(self) -> list[SpoolEntry]:
         """In a forked child: the rows the parent's senders held (their claims are not ours).

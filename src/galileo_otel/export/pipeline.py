@@ -1,25 +1,10 @@
 """ExportPipeline: composes the export objects and runs their lifecycle.
 
-The path of a span, one object per step; who owns which thread and lock (each module
-documents its own)::
-
-    thread / lock     object       module       its work; what its lock guards
-    app thread        submit       handoff.py   a deque append and an Event: takes no lock
-    worker            Batcher      batcher.py   assemble, session, convert, encode, batch per
-                                                session (CPU only); its open batches and timers
-    spooler           Spooler      spooler.py   closed batches to the spool, orphans adopted,
-                                                leases renewed, the senders fed from disk
-    senders x N       SenderPool   senders.py   Ledger.take -> Sink.send -> Ledger.settle, with
-                                                retries (reliable and fire-and-forget modes)
-    the Ledger's      Ledger       ledger.py    every batch's state, the hand-over queues, the
-      one lock                                  flush scopes; never held across I/O
-    own locks         Counters, RateLimitedLog, GalileoSink, Spool (stats.py, _stage.py,
-                      sink.py, spool.py): the counters, the logger, resolved destinations,
-                      the one SQLite connection
-
-The worker and the spooler start with :meth:`ExportPipeline.start`, the senders with the
-first batch to send; all end at :meth:`ExportPipeline.shutdown`. What the pipeline derives
-from its settings is built by :class:`~galileo_otel.export.config.PipelineConfig`.
+Which object owns which thread and lock is in the package docstring (:mod:`galileo_otel.export`);
+each module documents its own. The worker and the spooler start with
+:meth:`ExportPipeline.start`, the senders with the first batch to send; all end at
+:meth:`ExportPipeline.shutdown`. The numbers the objects are built with come from
+:class:`~galileo_otel.export.config.PipelineConfig`.
 """
 
 from __future__ import annotations
@@ -31,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from galileo_otel.api.suppress import suppressed
-from galileo_otel.export._stage import Flush, RateLimitedLog, Report
+from galileo_otel.export._stage import Flush, LazyTracker, RateLimitedLog, Report
 from galileo_otel.export.batcher import Batcher
 from galileo_otel.export.config import (
     DEFAULT_BACKOFF_INITIAL_S,
@@ -49,7 +34,7 @@ from galileo_otel.export.senders import SenderPool
 from galileo_otel.export.sink import GalileoSink, Sink
 from galileo_otel.export.spool import Spool
 from galileo_otel.export.spooler import Spooler, spool_plan
-from galileo_otel.export.stats import Counters, merge_parts, merge_spans, spool_figures, stats_of
+from galileo_otel.export.stats import Counters, pipeline_snapshot
 from galileo_otel.settings import GalileoSettings
 
 __all__ = [
@@ -76,13 +61,11 @@ class ExportPipeline(SpanHandoff):
         assembler: The trace assembler; one is made from ``settings`` when ``None``.
         spool: The spool to use in reliable mode; opened at ``settings.spool_path()`` when
             ``None``. Pass ``False`` to run without one.
-        backoff_initial_s: First retry delay of reliable mode (doubled per attempt, jittered).
-        backoff_max_s: Longest retry delay.
-        spool_retry_s: How often spooled batches are tried again while the server is failing.
-        first_delay_s: How long a batch waits for more traces after a quiet period.
-        exit_timeout_s: Bound of the flush at interpreter exit.
         convert: Turns an assembled trace into a Galileo trace dict; ``convert_trace`` when
             ``None``.
+        backoff_initial_s, backoff_max_s, spool_retry_s, first_delay_s, exit_timeout_s: Retry,
+            batching and exit timings, as :meth:`PipelineConfig.from_settings
+            <galileo_otel.export.config.PipelineConfig.from_settings>` documents them.
         clock: Monotonic clock in seconds (tests).
         wait: Waits between retries: ``wait(seconds) -> stop requested`` (tests); by default
             an interruptible wait that shutdown ends early.
@@ -130,28 +113,22 @@ class ExportPipeline(SpanHandoff):
             exit_timeout_s=exit_timeout_s,
         )
         self._settings = s
-        self._reliable, self._disabled, self._max_queue = c.reliable, c.disabled, c.max_queue
-        self._export_timeout = c.export_timeout
-        self._clock = clock
-        self._wait_fn = wait
-        self._say = RateLimitedLog()
-        # A tracker the pipeline built for itself is closed at shutdown (its store: files, Redis).
-        self._owns_tracker = tracker is None
-        self._tracker = tracker
-        self._assembler = assembler
-        self._convert = convert
+        self._disabled, self._max_queue = c.disabled, c.max_queue
+        self._clock, self._wait_fn = clock, wait
+        self._tracker = LazyTracker(tracker, s)
+        self._assembler, self._convert = assembler, convert
         self._owns_sink = sink is None
         self._sink: Sink = sink or GalileoSink(
             s,
-            reliable=self._reliable,
-            tracker=self._get_tracker,
-            spool=self._current_spool,
+            reliable=c.reliable,
+            tracker=self._tracker,
+            spool=lambda: self._spooler.spool,
             client=client,
             clock=clock,
             target=c.target,
         )
         self._spool_state = spool_plan(
-            spool, s.spool_path(), reliable=self._reliable, disabled=self._disabled
+            spool, s.spool_path(), reliable=c.reliable, disabled=c.disabled
         )
         # What conversion cut or folded (size caps, duplicate llm spans): written by the worker
         # thread only, read whole by stats().
@@ -169,16 +146,12 @@ class ExportPipeline(SpanHandoff):
         """The objects and their runtime state (at construction, again in a forked child)."""
         self._reset_handoff()  # the app's queue: a deque and an Event, no lock
         spool, path, reason = self._spool_state
+        self._say = RateLimitedLog()  # in a child: a parent thread may have held its lock
         self._counters = Counters()
         self._report = report = Report(self._counters, self._say)
         c, clock = self._config, self._clock
-        self._ledger = ledger = Ledger(
-            in_flight=c.in_flight,
-            max_unwritten_bytes=c.max_unwritten_bytes,
-            counters=self._counters,
-            clock=clock,
-            scan_policy=c.scan_policy,
-            spool_on=spool is not None,
+        self._ledger = ledger = Ledger.for_config(
+            c, counters=self._counters, clock=clock, spool_on=spool is not None
         )
         if spool is None and path is None:
             ledger.adoption.set()
@@ -209,7 +182,7 @@ class ExportPipeline(SpanHandoff):
             handoff=self,
             ledger=ledger,
             report=report,
-            tracker=self._get_tracker,
+            tracker=self._tracker,
             assembler=self._assembler,
             convert=self._convert,
             convert_stats=self.convert_stats,
@@ -227,7 +200,7 @@ class ExportPipeline(SpanHandoff):
         # Build everything now, on the caller's thread: imports and client set-up (pydantic
         # schemas, TLS context) are a one-time cost that must not land in the first burst.
         self._batcher.assembler()
-        self._get_tracker()
+        self._tracker()
         if isinstance(self._sink, GalileoSink):
             self._sink.prepare()
         self._batcher.start()
@@ -250,7 +223,7 @@ class ExportPipeline(SpanHandoff):
         """
         if self._closing or self._disabled or not self._started:
             return not self._closing and not self._pending_any() and not self._ledger.any_lost()
-        timeout = self._export_timeout if timeout_s is None else timeout_s
+        timeout = self._config.export_timeout if timeout_s is None else timeout_s
         return self._flush(self._clock() + timeout, final=False)
 
     @suppressed
@@ -280,7 +253,7 @@ class ExportPipeline(SpanHandoff):
         self._closing = True
         ledger = self._ledger
         ledger.begin_closing()
-        timeout = self._export_timeout if timeout_s is None else timeout_s
+        timeout = self._config.export_timeout if timeout_s is None else timeout_s
         deadline = self._clock() + max(0.0, timeout)
         ok = self._flush(deadline, final=True) if self._started else True
         self._shutdown = True
@@ -302,16 +275,12 @@ class ExportPipeline(SpanHandoff):
             left += self._batcher.leftover_spans()
         if left:
             self._counters.add("dropped.shutdown", left)
-        held = {entry.name for entry in ledger.held_entries()}
-        self._spooler.close(held=held, close_store=not alive)
-        if self._owns_sink and not alive:
-            with contextlib.suppress(Exception):
-                self._sink.close()
-        if self._owns_tracker and self._tracker is not None and not alive:
-            try:
-                self._tracker.close()
-            except Exception as exc:
-                self._report.internal_error("tracker close", exc)
+        self._spooler.close(held=ledger.held_names(), close_store=not alive)
+        if not alive:  # a sender still running keeps what it sends with
+            if self._owns_sink:
+                with contextlib.suppress(Exception):
+                    self._sink.close()
+            self._tracker.close(self._report.internal_error)
         return ok and not self._pending_any()
 
     def _flush(self, deadline: float, *, final: bool, report: bool = True) -> bool:
@@ -319,65 +288,50 @@ class ExportPipeline(SpanHandoff):
         if final:
             self._final_marker = marker
         self._enqueue_control(marker)
-        if not marker.done.wait(max(0.0, deadline - self._clock())):
-            return False
-        # The backlog adopted at start is part of what a flush delivers.
-        if not self._ledger.adoption.wait(max(0.0, deadline - self._clock())):
-            return False
-        ok = self._ledger.wait_settled(marker.seq, deadline, final=final, report=report)
-        if report:
-            self._spooler.refresh_usage()
+        ok = self._ledger.wait_flush(marker, deadline, report=report)
+        if report and marker.done.is_set() and self._ledger.adoption.is_set():
+            self._spooler.refresh_usage()  # the flush got to its answer: stats() are current
         return ok
 
     def _pending_any(self) -> bool:
         return bool(self._queue or self._batcher.has_open() or self._ledger.busy())
 
-    # --- stats ----------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Counters since start (cheap, never waits on I/O; safe to call from any thread).
 
         Each key and the identity the trace counters keep are in ``docs/reference/stats.md``;
         ``tests/unit/test_pipeline.py`` checks the reconciliation.
         """
-        out = self._counters.snapshot()
-        figures = self._ledger.figures()
-        usage = figures.pop("usage")
-        out.update(figures)
-        spool = self._spooler.spool
-        out["spool_enabled"] = spool is not None
-        if spool is None:
-            out["spool_reason"] = self._spooler.reason
-        out.update(spool_figures(usage))
-        full, closed = self.dropped()
-        merge_spans(
-            out,
-            taken=self._batcher.taken,
+        return pipeline_snapshot(
+            self._counters,
+            ledger=self._ledger,
+            spooler=self._spooler,
+            batcher=self._batcher,
             queued=self.queued_spans(Flush),
-            dropped_full=full,
-            dropped_closed=closed,
-        )
-        merge_parts(
-            out,
-            assembler=self._batcher.assembler_stats(),
-            sessions=stats_of(self._tracker),
+            dropped=self.dropped(),
+            tracker=self._tracker.built,
             convert=self.convert_stats.as_dict(),
         )
-        return out
 
-    # --- the composed objects, read-only: for benchmarks and tests that drive one stage --------
+    # --- the composed objects, read-only (rebuilt in a forked child): for benchmarks and tests --
     @property
     def ledger(self) -> Ledger:
-        """The batches' state between the threads (rebuilt in a forked child)."""
+        """The batches' state between the threads."""
         return self._ledger
 
     @property
     def batcher(self) -> Batcher:
-        """The worker: spans from the queue into closed batches (rebuilt in a forked child)."""
+        """The worker: spans from the queue into closed batches."""
         return self._batcher
 
     @property
+    def spooler(self) -> Spooler:
+        """The spooler thread and the spool it writes."""
+        return self._spooler
+
+    @property
     def senders(self) -> SenderPool:
-        """The sender threads (rebuilt in a forked child)."""
+        """The sender threads."""
         return self._senders
 
     @property
@@ -387,18 +341,7 @@ class ExportPipeline(SpanHandoff):
 
     def session_tracker(self) -> Any:
         """The session tracker, built from the settings on first use when none was given."""
-        return self._get_tracker()
-
-    # --- lazy parts -----------------------------------------------------------------------------
-    def _current_spool(self) -> Spool | None:
-        return self._spooler.spool
-
-    def _get_tracker(self) -> Any:
-        if self._tracker is None:
-            from galileo_otel.sessions.tracker import SessionTracker
-
-            self._tracker = SessionTracker.from_settings(self._settings)
-        return self._tracker
+        return self._tracker()
 
     # --- exit and fork ---------------------------------------------------------------------------
     def _at_exit(self) -> None:
@@ -411,14 +354,12 @@ class ExportPipeline(SpanHandoff):
         held = self._ledger.held_at_fork()
         spooler = self._spooler
         self._spool_state = (spooler.spool, spooler.pending_path, spooler.reason)
-        was_started = self._started
-        self._say = RateLimitedLog()  # its lock may have been held by a parent thread
         self._assembler = None  # the child assembles its own spans only
         self._compose()
         for entry in held:
             entry.forget()
         if isinstance(self._sink, GalileoSink):
             self._sink.after_fork()
-        self._started = False
+        was_started, self._started = self._started, False
         if was_started and not self._shutdown:
             self.start()

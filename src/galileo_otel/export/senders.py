@@ -96,22 +96,35 @@ class SenderPool:
             t.start()
             self._threads.append(t)
 
+    def deliver_now(self, out: Outbound) -> None:
+        """Deliver one outbound batch on the caller's thread, as a sender thread would.
+
+        What a sender does with each batch it takes: send (with reliable mode's retries),
+        then settle the batch in the ledger, put it back in the spool or dead-letter it. It
+        never raises: an internal error is counted and the batch put back (or settled as
+        lost). Benchmarks and tests use it to drive the delivery stage without its threads;
+        the batch need not come from :meth:`Ledger.take`.
+        """
+        ledger = self._ledger
+        try:
+            if ledger.stopped and out.entry is not None:
+                self._spooler.put_back(out, retried=False)
+            elif self._reliable:
+                self._deliver_reliable(out)
+            else:
+                self._deliver_once(out)
+        except Exception as exc:
+            self._report.internal_error("deliver", exc)
+            if out.entry is not None and out.entry.claimed:
+                self._spooler.put_back(out, retried=True, reason="internal")
+            else:
+                ledger.settle(out, ok=False)
+
     def _loop(self) -> None:
         ledger = self._ledger
         while (out := ledger.take()) is not None:
             try:
-                if ledger.stopped and out.entry is not None:
-                    self._spooler.put_back(out, retried=False)
-                elif self._reliable:
-                    self._deliver_reliable(out)
-                else:
-                    self._deliver_once(out)
-            except Exception as exc:
-                self._report.internal_error("deliver", exc)
-                if out.entry is not None and out.entry.claimed:
-                    self._spooler.put_back(out, retried=True, reason="internal")
-                else:
-                    ledger.settle(out, ok=False)
+                self.deliver_now(out)
             finally:
                 if ledger.sender_free():
                     self._spooler.close_after_shutdown()  # the last sender that outlived it

@@ -2,7 +2,7 @@
 
 Both pipelines (in-process and worker process) count through :class:`Counters` and put the
 app-side hand-off's span counters into their snapshot with :func:`merge_spans`, so a key means
-the same from either.
+the same from either. :func:`pipeline_snapshot` is the in-process pipeline's whole ``stats()``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,22 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["ALWAYS", "Counters", "merge_parts", "merge_spans", "spool_figures", "stats_of"]
+if TYPE_CHECKING:
+    from galileo_otel.export.batcher import Batcher
+    from galileo_otel.export.ledger import Ledger
+    from galileo_otel.export.spooler import Spooler
+
+__all__ = [
+    "ALWAYS",
+    "Counters",
+    "merge_parts",
+    "merge_spans",
+    "pipeline_snapshot",
+    "spool_figures",
+    "stats_of",
+]
 
 # Keys every snapshot has, 0 until counted.
 ALWAYS = (
@@ -105,3 +118,46 @@ def merge_parts(out: dict[str, Any], **parts: Mapping[str, Any]) -> None:
     for name, values in parts.items():
         for k, v in values.items():
             out[f"{name}.{k}"] = v
+
+
+def pipeline_snapshot(
+    counters: Counters,
+    *,
+    ledger: Ledger,
+    spooler: Spooler,
+    batcher: Batcher,
+    queued: int,
+    dropped: tuple[int, int],
+    tracker: Any,
+    convert: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The in-process pipeline's ``stats()``, read from each of its objects (never waits on I/O).
+
+    Args:
+        counters: The pipeline's counters.
+        ledger: Pending batches and traces, senders busy, the spool's last known size.
+        spooler: Whether a spool is in use, and why not.
+        batcher: Spans taken off the queue; the assembler's counters.
+        queued: Spans in the app's queue now.
+        dropped: Spans the queue refused: ``(queue full, closed or disabled)``.
+        tracker: The session tracker if built (``sessions.*``), else ``None``.
+        convert: What conversion cut or folded (``convert.*``).
+    """
+    out = counters.snapshot()
+    figures = ledger.figures()
+    usage = figures.pop("usage")
+    out.update(figures)
+    spool = spooler.spool
+    out["spool_enabled"] = spool is not None
+    if spool is None:
+        out["spool_reason"] = spooler.reason
+    out.update(spool_figures(usage))
+    full, closed = dropped
+    merge_spans(out, taken=batcher.taken, queued=queued, dropped_full=full, dropped_closed=closed)
+    merge_parts(
+        out,
+        assembler=batcher.assembler_stats(),
+        sessions=stats_of(tracker),
+        convert=convert,
+    )
+    return out
