@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import http.cookiejar
 import json as jsonlib
 import logging
 import platform
@@ -155,6 +156,15 @@ class _Parsed:
     """A successful attempt's parsed answer (``None`` is an answer too, so it is wrapped)."""
 
     value: Any
+
+
+def _keep_no_cookies(http_client: httpx.Client | httpx.AsyncClient) -> None:
+    """Make the client's cookie jar keep nothing, so the client never sends a cookie.
+
+    The API is stateless: not even a cookie a server or a load balancer in front of it set is
+    sent back. Set on the client's own jar (httpx copies a jar handed to it, without its policy).
+    """
+    http_client.cookies.jar.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
 
 def _encode(body: Any) -> bytes:
@@ -1022,6 +1032,7 @@ class GalileoClient(_Core):
         if transport is None:
             transport = httpx.HTTPTransport()  # the transport httpx.Client would make
         self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout, transport=transport)
+        _keep_no_cookies(self._http)
         self._merge_client_headers(self._http.headers)
         # Requests go straight to the transport (see _send) unless a proxy is configured in
         # the environment: then the client routes each URL to its proxy or not, as usual.
@@ -1051,8 +1062,8 @@ class GalileoClient(_Core):
         cookie jar around the transport, none of which this client uses (no auth object, no
         redirects followed, no hooks, no proxy when ``_direct`` is set); on the export's
         requests they cost about as much CPU as the transport itself. The transport gets the
-        same request (timeouts in its extensions); httpx's log line is kept. Cookies a server
-        sets are not stored, so none is ever sent back.
+        same request (timeouts in its extensions); httpx's log line is kept. The client keeps no
+        cookies (see _keep_no_cookies), so skipping the jar changes nothing.
         """
         direct = self._direct
         if direct is None or self._http.is_closed:
@@ -1500,6 +1511,7 @@ class AsyncGalileoClient(_Core):
         self._http = httpx.AsyncClient(
             base_url=self.base_url, timeout=self.timeout, transport=transport
         )
+        _keep_no_cookies(self._http)
         self._merge_client_headers(self._http.headers)
 
     async def __aenter__(self) -> AsyncGalileoClient:
