@@ -146,11 +146,6 @@ INSERT OR IGNORE INTO meta VALUES ('dead_bytes', (SELECT COALESCE(SUM(bytes), 0)
 """
 
 
-# DELETE/UPDATE ... RETURNING (SQLite 3.35, 2021): a settled batch is deleted in two statements.
-# Tests turn it off to run the fallback.
-_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
-
-
 class SpoolError(OSError):
     """The spool could not be read or written (the pipeline counts it and carries on)."""
 
@@ -526,7 +521,8 @@ class Spool:
         """
 
         def delete(conn: sqlite3.Connection, _owner: str) -> bool:
-            return _delete_batch(conn, row_id) <= 0
+            _delete_batch(conn, row_id)
+            return _total(conn, "batch_bytes") <= 0
 
         if self._run(delete, write=True) and self._clock() >= self._next_idle_compact:
             self._next_idle_compact = self._clock() + _IDLE_COMPACT_S
@@ -850,26 +846,12 @@ def _add(conn: sqlite3.Connection, name: str, delta: int) -> None:
     conn.execute("UPDATE meta SET value = value + ? WHERE name = ?", (delta, name))
 
 
-def _delete_batch(conn: sqlite3.Connection, row_id: int) -> int:
-    """Delete a batch row, take its bytes off the running total; returns the new total.
-
-    Two statements with ``RETURNING`` (SQLite 3.35+: the deleted row's bytes, the updated
-    total), four without; inside the caller's transaction either way, so the total stays exact.
-    """
-    if _RETURNING:
-        rows = conn.execute("DELETE FROM batch WHERE id = ? RETURNING bytes", (row_id,)).fetchall()
-        if not rows:
-            return _total(conn, "batch_bytes")
-        rows = conn.execute(
-            "UPDATE meta SET value = value - ? WHERE name = 'batch_bytes' RETURNING value",
-            (int(rows[0][0]),),
-        ).fetchall()
-        return int(rows[0][0]) if rows else 0
+def _delete_batch(conn: sqlite3.Connection, row_id: int) -> None:
+    """Delete a batch row and take its bytes off the running total."""
     row = conn.execute("SELECT bytes FROM batch WHERE id = ?", (row_id,)).fetchone()
     if row is not None:
         conn.execute("DELETE FROM batch WHERE id = ?", (row_id,))
         _add(conn, "batch_bytes", -int(row[0]))
-    return _total(conn, "batch_bytes")
 
 
 def _total(conn: sqlite3.Connection, name: str) -> int:
