@@ -410,8 +410,9 @@ class _Core:
 
         What ``build_request`` adds per call is constant for this client (its default headers,
         no base URL to merge into an absolute one), except query parameters and cookies: a
-        request with parameters, or a client whose jar holds a cookie a server set, goes
-        through ``build_request`` itself, so the wire is the same either way.
+        request with parameters goes through ``build_request`` itself, and so would one from a
+        jar holding a cookie (it keeps none, see :func:`_keep_no_cookies`), so the wire is the
+        same either way.
         """
         if params or http.cookies:
             return http.build_request(
