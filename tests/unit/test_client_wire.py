@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import platform
 from typing import Any
 
 import httpx
@@ -89,3 +91,108 @@ def test_the_client_waits_what_the_policy_says() -> None:
     with make(api, clock, retry=policy) as client:
         client.log_traces_encoded(b"[]", project_id=PROJECT_ID, session_id="s")
     assert clock.sleeps == [1.0, 2.0]  # retried exactly twice, waits from delay_for
+
+
+def _log_traces(client: GalileoClient, session_id: str = "s-1") -> None:
+    client.log_traces_encoded(
+        b'[{"type":"trace","id":"a"}]',
+        project_id=PROJECT_ID,
+        session_id=session_id,
+        reliable=True,
+        log_stream_id=LOG_STREAM_ID,
+        timeout=7.0,
+    )
+
+
+def test_the_request_built_for_the_transport_is_what_httpx_post_sends() -> None:
+    # The client builds the httpx.Request itself (headers merged once) and hands it to the
+    # transport; the same request through httpx.Client.post is the reference.
+    ours = FakeAPI([ok({})])
+    with make(ours, retry=RetryPolicy.none()) as client:
+        _log_traces(client)
+    (sent,) = ours.requests
+    reference = FakeAPI([ok({})])
+    user_agent = (
+        f"galileo-otel/{__version__} python/{platform.python_version()} httpx/{httpx.__version__}"
+    )
+    with httpx.Client(base_url=BASE, transport=reference.transport()) as plain:
+        plain.post(
+            str(sent.url),
+            content=sent.content,
+            headers={
+                "User-Agent": user_agent,
+                "Accept": "application/json",
+                "Galileo-API-Key": API_KEY,
+                "Content-Type": "application/json",
+            },
+            timeout=7.0,
+        )
+    (expected,) = reference.requests
+    assert sent.method == expected.method == "POST"
+    assert sent.url == expected.url
+    assert sent.headers.multi_items() == expected.headers.multi_items()
+    assert sent.content == expected.content
+    assert sent.extensions["timeout"] == expected.extensions["timeout"]
+    assert "cookie" not in sent.headers
+
+
+@pytest.mark.parametrize("proxy", [False, True], ids=["direct", "through-httpx-client"])
+def test_cookies_a_server_sets_are_never_sent_back(
+    proxy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if proxy:  # a proxy for https only: http://galileo.test still reaches the mock transport
+        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    api = FakeAPI([ok({}, **{"Set-Cookie": "lb=sticky; Path=/"}), ok({}), ok([])])
+    with make(api, retry=RetryPolicy.none()) as client:
+        _log_traces(client)
+        _log_traces(client)
+        client.request_json("GET", "/projects", params={"project_name": "x"})
+    assert len(api.requests) == 3
+    assert all("cookie" not in r.headers for r in api.requests)
+
+
+def test_the_envelope_follows_each_batchs_session_and_the_clients_fields() -> None:
+    api = FakeAPI([ok({}), ok({}), ok({})])
+    with make(api, retry=RetryPolicy.none()) as client:
+        _log_traces(client, "s-1")
+        _log_traces(client, "s-2")
+        client.logging_method = "playground"
+        _log_traces(client, "s-1")
+    bodies = api.bodies()
+    assert [b["session_id"] for b in bodies] == ["s-1", "s-2", "s-1"]
+    assert [b["logging_method"] for b in bodies] == ["python_client"] * 2 + ["playground"]
+    assert all(b["traces"] == [{"type": "trace", "id": "a"}] for b in bodies)
+
+
+def test_the_requests_keep_httpx_log_line_and_a_closed_client_still_refuses(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = FakeAPI([ok({})])
+    client = make(api, retry=RetryPolicy.none())
+    with caplog.at_level(logging.INFO, logger="httpx"):
+        _log_traces(client)
+    assert [r.getMessage() for r in caplog.records if r.name == "httpx"] == [
+        f'HTTP Request: POST {BASE}/v2/projects/{PROJECT_ID}/traces "HTTP/1.1 200 OK"'
+    ]
+    client.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        _log_traces(client)
+    assert len(api.requests) == 1
+
+
+def test_with_a_proxy_in_the_environment_requests_go_through_httpx_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # httpx mounts the proxy per URL; the client then leaves the routing to httpx.Client.send.
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    sent: list[httpx.Request] = []
+
+    def via_client(self: httpx.Client, request: httpx.Request, **kw: Any) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={}, request=request)
+
+    monkeypatch.setattr(httpx.Client, "send", via_client)
+    with make(FakeAPI(), retry=RetryPolicy.none()) as client:
+        _log_traces(client)
+    assert len(sent) == 1 and "cookie" not in sent[0].headers

@@ -279,3 +279,22 @@ def test_a_new_spool_uses_big_pages_and_an_old_one_keeps_its_own(
     assert again.payload() == b"y" * 50_000
     again.delete()
     assert old.claim_oldest(10) == []
+
+
+def test_deletes_keep_the_running_total_exact(tmp_path: Path, opened: list[Spool]) -> None:
+    # The byte total that bounds the spool moves with each delete, once per row.
+    spool = make(tmp_path, opened, max_bytes=1000)
+    first = spool.write(header(), b"x" * 400)
+    second = spool.write(header(), b"y" * 400)
+    assert first is not None and second is not None
+    assert spool.write(header(), b"z" * 400) is None  # full
+    first.delete()
+    first.delete()  # a row already gone frees nothing twice
+    third = spool.write(header(), b"z" * 400)
+    assert third is not None  # the room of exactly one batch came back
+    assert spool.write(header(), b"w" * 400) is None
+    spool.dead_letter(second, {"status": 422})
+    third.delete()
+    assert spool.usage()["bytes"] == 0 and spool.pending_names() == []
+    assert len(spool.dead_names()) == 1
+    assert spool.write(header(), b"v" * 400) is not None

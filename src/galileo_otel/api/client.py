@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import http.cookiejar
 import json as jsonlib
 import logging
 import platform
 import random
 import re
 import time
+import urllib.request
 import uuid
 from collections.abc import (
     AsyncIterator,
@@ -76,6 +78,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("galileo_otel.api")
+# httpx's own logger: the requests sent straight to the transport log what httpx.Client would.
+_httpx_log = logging.getLogger("httpx")
 
 DEFAULT_LOG_STREAM = "default"
 """The log stream used when neither a log stream nor an experiment is configured (as the SDK does)."""
@@ -89,6 +93,7 @@ T = TypeVar("T")
 
 # Everything httpx raises on its own; InvalidURL and StreamError are not HTTPError subclasses.
 _PARSED_URLS_MAX = 256
+_ENVELOPES_MAX = 1024
 _HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
 
 
@@ -151,6 +156,15 @@ class _Parsed:
     """A successful attempt's parsed answer (``None`` is an answer too, so it is wrapped)."""
 
     value: Any
+
+
+def _keep_no_cookies(http_client: httpx.Client | httpx.AsyncClient) -> None:
+    """Make the client's cookie jar keep nothing, so the client never sends a cookie.
+
+    The API is stateless: not even a cookie a server or a load balancer in front of it set is
+    sent back. Set on the client's own jar (httpx copies a jar handed to it, without its policy).
+    """
+    http_client.cookies.jar.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
 
 def _encode(body: Any) -> bytes:
@@ -348,6 +362,10 @@ class _Core:
         # few lookup paths); bounded, as paths carry ids. Guarded by the GIL (a lost insert
         # only costs a re-parse).
         self._parsed_urls: dict[str, httpx.URL] = {}
+        # The encoded Log Traces envelope (all but the traces) by session and destination: a
+        # batch's is the same as the last one of its session. Bounded; guarded by the GIL
+        # like _parsed_urls.
+        self._envelopes: dict[tuple[Any, ...], bytes] = {}
 
     def __repr__(self) -> str:
         return (
@@ -358,14 +376,60 @@ class _Core:
 
     # --- request plumbing ------------------------------------------------------------------------
 
-    def _headers(self, *, require_key: bool, has_body: bool) -> httpx.Headers:
+    def _check_key(self, require_key: bool) -> None:
         if require_key and not self._has_credentials:
             raise ConfigError(
                 "no Galileo API key: set GALILEO_API_KEY or pass api_key= "
                 "(the local server `galileo-otel serve` needs one too)"
             )
-        # Shared, never mutated: httpx copies them into each request.
-        return self._body_headers if has_body else self._plain_headers
+
+    def _merge_client_headers(self, client_headers: httpx.Headers) -> None:
+        """The request headers as httpx merges them (its defaults, then ours), merged once.
+
+        ``Client.build_request`` merges the client's default headers (``Accept-Encoding``,
+        ``Connection``...) with a request's on every call; the result is the same for every
+        request of this client, so :meth:`_build` starts from these.
+        """
+        merged = []
+        for ours in (self._plain_headers, self._body_headers):
+            headers = httpx.Headers(client_headers)
+            headers.update(ours)
+            merged.append(headers)
+        self._wire_plain, self._wire_body = merged
+
+    def _build(
+        self,
+        http: httpx.Client | httpx.AsyncClient,
+        method: str,
+        url: str,
+        body: bytes | None,
+        params: Mapping[str, str] | None,
+        timeout: httpx.Timeout,
+    ) -> httpx.Request:
+        """The request ``http.build_request`` would build, from the prebuilt URL and headers.
+
+        What ``build_request`` adds per call is constant for this client (its default headers,
+        no base URL to merge into an absolute one), except query parameters and cookies: a
+        request with parameters goes through ``build_request`` itself, and so would one from a
+        jar holding a cookie (it keeps none, see :func:`_keep_no_cookies`), so the wire is the
+        same either way.
+        """
+        if params or http.cookies:
+            return http.build_request(
+                method,
+                self._parsed_url(url),
+                content=body,
+                params=params,
+                headers=self._body_headers if body is not None else self._plain_headers,
+                timeout=timeout,
+            )
+        return httpx.Request(
+            method,
+            self._parsed_url(url),
+            content=body,
+            headers=self._wire_body if body is not None else self._wire_plain,
+            extensions={"timeout": timeout.as_dict()},
+        )
 
     def _redact(self, text: str) -> str:
         # A server may echo what it was sent; the key must not reach a message or log line.
@@ -966,7 +1030,16 @@ class GalileoClient(_Core):
             client_version=client_version,
         )
         self._sleep = sleep
+        if transport is None:
+            transport = httpx.HTTPTransport()  # the transport httpx.Client would make
         self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout, transport=transport)
+        _keep_no_cookies(self._http)
+        self._merge_client_headers(self._http.headers)
+        # Requests go straight to the transport (see _send) unless a proxy is configured in
+        # the environment: then the client routes each URL to its proxy or not, as usual.
+        self._direct: httpx.BaseTransport | None = (
+            None if urllib.request.getproxies() else transport
+        )
 
     def __enter__(self) -> GalileoClient:
         return self
@@ -982,6 +1055,37 @@ class GalileoClient(_Core):
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        """Send a built request and read its answer: ``httpx.Client.send``, minus its layers.
+
+        ``Client.send`` runs an auth flow, a redirect loop, event hooks, a proxy lookup and a
+        cookie jar around the transport, none of which this client uses (no auth object, no
+        redirects followed, no hooks, no proxy when ``_direct`` is set); on the export's
+        requests they cost about as much CPU as the transport itself. The transport gets the
+        same request (timeouts in its extensions); httpx's log line is kept. The client keeps no
+        cookies (see _keep_no_cookies), so skipping the jar changes nothing.
+        """
+        direct = self._direct
+        if direct is None or self._http.is_closed:
+            return self._http.send(request)  # a closed client raises as httpx does
+        response = direct.handle_request(request)
+        try:
+            response.read()
+        except BaseException:
+            response.close()
+            raise
+        response.request = request
+        if _httpx_log.isEnabledFor(logging.INFO):
+            _httpx_log.info(
+                'HTTP Request: %s %s "%s %d %s"',
+                request.method,
+                request.url,
+                response.http_version,
+                response.status_code,
+                response.reason_phrase,
+            )
+        return response
 
     # --- low level -------------------------------------------------------------------------------
 
@@ -1015,7 +1119,7 @@ class GalileoClient(_Core):
         """
         policy = retry or self.retry
         body = content if content is not None else (None if json is None else _encode(json))
-        headers = self._headers(require_key=require_key, has_body=body is not None)
+        self._check_key(require_key)
         url = self._url(path)
         start = self._clock()
 
@@ -1023,13 +1127,15 @@ class GalileoClient(_Core):
             try:
                 # Our own request must never be traced: a traced export is exported, and so on.
                 with suppress_instrumentation():
-                    response = self._http.request(
-                        method,
-                        self._parsed_url(url),
-                        content=body,
-                        params=params,
-                        headers=headers,
-                        timeout=self._attempt_timeout(timeout, policy, start),
+                    response = self._send(
+                        self._build(
+                            self._http,
+                            method,
+                            url,
+                            body,
+                            params,
+                            self._attempt_timeout(timeout, policy, start),
+                        )
                     )
             except _HTTPX_ERRORS as exc:
                 return self._transport_failure(exc, method, url)
@@ -1096,16 +1202,36 @@ class GalileoClient(_Core):
             APIError: The server answered an error, or no answer came (TransportError,
                 APITimeoutError), chained from the httpx exception.
         """
-        envelope = self.build_log_traces_body(
-            [],
-            session_id=session_id,
-            session_external_id=session_external_id,
-            reliable=reliable,
-            log_stream_id=log_stream_id,
-            experiment_id=experiment_id,
+        # The client's own fields count too: they are plain attributes a caller may change.
+        key = (
+            session_id,
+            session_external_id,
+            reliable,
+            log_stream_id,
+            experiment_id,
+            self.reliable,
+            self.log_stream_id,
+            self.experiment_id,
+            self.logging_method,
+            self.client_version,
         )
-        del envelope["traces"]
-        body = b'{"traces":' + traces_json + b"," + _encode(envelope)[1:]
+        tail = self._envelopes.get(key)
+        if tail is None:
+            envelope = self.build_log_traces_body(
+                [],
+                session_id=session_id,
+                session_external_id=session_external_id,
+                reliable=reliable,
+                log_stream_id=log_stream_id,
+                experiment_id=experiment_id,
+            )
+            del envelope["traces"]
+            tail = b"," + _encode(envelope)[1:]
+            if len(self._envelopes) >= _ENVELOPES_MAX:
+                self._envelopes.clear()
+            self._envelopes[key] = tail
+        # One copy of the (large) traces array, not one per concatenation.
+        body = b"".join((b'{"traces":', traces_json, tail))
         answer = self.request_json(
             "POST", f"/v2/projects/{project_id}/traces", content=body, retry=retry, timeout=timeout
         )
@@ -1386,6 +1512,8 @@ class AsyncGalileoClient(_Core):
         self._http = httpx.AsyncClient(
             base_url=self.base_url, timeout=self.timeout, transport=transport
         )
+        _keep_no_cookies(self._http)
+        self._merge_client_headers(self._http.headers)
 
     async def __aenter__(self) -> AsyncGalileoClient:
         return self
@@ -1424,7 +1552,7 @@ class AsyncGalileoClient(_Core):
         """
         policy = retry or self.retry
         body = content if content is not None else (None if json is None else _encode(json))
-        headers = self._headers(require_key=require_key, has_body=body is not None)
+        self._check_key(require_key)
         url = self._url(path)
         start = self._clock()
 
@@ -1432,13 +1560,15 @@ class AsyncGalileoClient(_Core):
             try:
                 # Our own request must never be traced: a traced export is exported, and so on.
                 with suppress_instrumentation():
-                    response = await self._http.request(
-                        method,
-                        self._parsed_url(url),
-                        content=body,
-                        params=params,
-                        headers=headers,
-                        timeout=self._attempt_timeout(timeout, policy, start),
+                    response = await self._http.send(
+                        self._build(
+                            self._http,
+                            method,
+                            url,
+                            body,
+                            params,
+                            self._attempt_timeout(timeout, policy, start),
+                        )
                     )
             except _HTTPX_ERRORS as exc:
                 return self._transport_failure(exc, method, url)

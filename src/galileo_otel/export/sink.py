@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from galileo_otel.api.retry import RetryPolicy
 from galileo_otel.errors import APIError, ConfigError
 from galileo_otel.sessions.heal import session_missing
 
@@ -100,6 +101,9 @@ class GalileoSink:
         self._target = dict(target)
         self._owns_client = client is None
         self._client = client
+        # The senders do their own, interruptible retries; each request is tried once (a
+        # fire-and-forget one reconnects once). Built once: frozen, shared by every send.
+        self._policy = RetryPolicy.none() if reliable else RetryPolicy.reconnect_once()
         self._after_fork()
 
     def _after_fork(self) -> None:
@@ -124,12 +128,10 @@ class GalileoSink:
     def client(self) -> Any:
         """The client (made from the settings on first use)."""
         if self._client is None:
-            from galileo_otel.api.client import GalileoClient, RetryPolicy
+            from galileo_otel.api.client import GalileoClient
 
-            # The senders do their own, interruptible retries; the client tries once.
-            policy = RetryPolicy.none() if self._reliable else RetryPolicy.reconnect_once()
             self._client = GalileoClient(
-                settings=self._settings, reliable=self._reliable, retry=policy
+                settings=self._settings, reliable=self._reliable, retry=self._policy
             )
         return self._client
 
@@ -145,8 +147,6 @@ class GalileoSink:
         return self._send_once(batch, deadline, heal=True)
 
     def _send_once(self, batch: Outbound, deadline: float | None, *, heal: bool) -> Outcome:
-        from galileo_otel.api.client import RetryPolicy
-
         left = self._export_timeout() if deadline is None else deadline - self._clock()
         try:
             dest = self._destination_for(batch.header)
@@ -156,10 +156,9 @@ class GalileoSink:
             return Outcome(sent=False, config=exc)
         except (APIError, TimeoutError) as exc:
             return Outcome(sent=False, error=_as_api_error(exc))
-        retry = RetryPolicy.none() if self._reliable else RetryPolicy.reconnect_once()
         timeout = None if deadline is None else max(0.05, deadline - self._clock())
         try:
-            self._post(dest, batch, session_id, traces_json, retry, timeout)
+            self._post(dest, batch, session_id, traces_json, self._policy, timeout)
         except ConfigError as exc:
             return Outcome(sent=True, config=exc)
         except (APIError, TimeoutError) as exc:
