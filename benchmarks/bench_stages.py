@@ -177,7 +177,7 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     # CPU time, not wall: the sender stage waits on the sink, which is not our cost.
     prof = cProfile.Profile(time.process_time) if profile else None
 
-    # Before 3.12 the worker stage's profiler is enabled by the worker thread (_worker_pipeline);
+    # Before 3.12 the worker stage's profiler is enabled by the worker thread (worker_loop);
     # from 3.12 cProfile (sys.monitoring) sees every thread once enabled here.
     in_worker = profile == "worker" and sys.version_info < (3, 12)
 
@@ -224,7 +224,7 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     out["fit"] -= out["encode"]
 
     # The worker loop over the same spans: everything from the queue to closed batches.
-    pipeline = _worker_pipeline(settings, prof if in_worker else None)
+    pipeline = ExportPipeline(settings, start=False, spool=False, shutdown_at_exit=False)
     queue = pipeline.worker_queue()
     queue.extend(spans)
     queue.append(Flush(final=False))  # closes the open batches once every span is in one
@@ -233,10 +233,15 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     batcher.assembler()
     pipeline.session_tracker()
 
+    def worker_loop() -> None:
+        if in_worker:
+            assert prof is not None
+            prof.enable()  # cProfile before 3.12: only the thread that enables it is seen
+        batcher.run()
+
     def worker() -> None:
-        batcher.start()
-        thread = batcher.thread
-        assert thread is not None
+        thread = threading.Thread(target=worker_loop, name="galileo-otel-worker")
+        thread.start()
         thread.join()
 
     timed("worker", worker)
@@ -294,31 +299,6 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     if prof is not None:
         pstats.Stats(prof).sort_stats("tottime").print_stats(30)
     return out
-
-
-def _worker_pipeline(settings: Any, profiler: cProfile.Profile | None) -> Any:
-    """An unstarted pipeline without a spool; its worker thread runs under ``profiler``, if any.
-
-    cProfile before Python 3.12 profiles only the thread that enables it, and the worker's loop
-    runs on its own thread: there the profiler is enabled by that thread, when the Batcher asks
-    the hand-off for its queue (``worker_queue()``, once, before it takes the first span). The
-    loop's own frame (``Batcher._work``) started before that and is left out; what it calls is
-    in. The unprofiled runs use a plain ``ExportPipeline``.
-    """
-    from galileo_otel.export.pipeline import ExportPipeline
-
-    if profiler is None:
-        return ExportPipeline(settings, start=False, spool=False, shutdown_at_exit=False)
-
-    class ProfiledWorker(ExportPipeline):
-        def worker_queue(self) -> Any:
-            nonlocal profiler
-            if profiler is not None and threading.current_thread() is not threading.main_thread():
-                profiler.enable()  # on the worker thread, once
-                profiler = None
-            return super().worker_queue()
-
-    return ProfiledWorker(settings, start=False, spool=False, shutdown_at_exit=False)
 
 
 class _Stamp(SpanProcessor):

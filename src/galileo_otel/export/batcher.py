@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from galileo_otel.api.suppress import suppressed
 from galileo_otel.export._stage import Batch, Flush, Outbound, Report
@@ -26,6 +26,9 @@ from galileo_otel.export.ledger import Ledger
 from galileo_otel.export.sdk_span import span_attributes
 from galileo_otel.export.spool_format import BatchHeader
 from galileo_otel.settings import GalileoSettings
+
+if TYPE_CHECKING:
+    from galileo_otel.export.config import PipelineConfig
 
 __all__ = ["Batcher", "encode_trace"]
 
@@ -141,6 +144,35 @@ class Batcher:
         self._next_expire = 0.0
         self._last_seq = 0
 
+    @classmethod
+    def for_config(
+        cls,
+        config: PipelineConfig,
+        *,
+        handoff: SpanHandoff,
+        ledger: Ledger,
+        report: Report,
+        tracker: Callable[[], Any],
+        assembler: Any,
+        convert: Callable[[Any], dict[str, Any]] | None,
+        convert_stats: Any,
+        clock: Callable[[], float],
+    ) -> Batcher:
+        """A batcher with a pipeline's settings, first-batch delay and batch header."""
+        return cls(
+            handoff=handoff,
+            ledger=ledger,
+            report=report,
+            tracker=tracker,
+            assembler=assembler,
+            convert=convert,
+            convert_stats=convert_stats,
+            settings=config.settings,
+            first_delay_s=config.first_delay_s,
+            header=config.header,
+            clock=clock,
+        )
+
     # --- what others ask ----------------------------------------------------------------------
     @property
     def thread(self) -> threading.Thread | None:
@@ -182,14 +214,18 @@ class Batcher:
         return left
 
     def start(self) -> None:
-        """Start the worker thread."""
-        self._thread = threading.Thread(
-            target=suppressed(self._run), name="galileo-otel-worker", daemon=True
-        )
+        """Start the worker thread: :meth:`run` on a thread of its own."""
+        self._thread = threading.Thread(target=self.run, name="galileo-otel-worker", daemon=True)
         self._thread.start()
 
     # --- the thread -----------------------------------------------------------------------------
-    def _run(self) -> None:
+    @suppressed
+    def run(self) -> None:
+        """The worker loop, on the calling thread, until the ledger stops and the queue is empty.
+
+        :meth:`start` runs it on the worker thread; a benchmark may run it on a thread of its
+        own (under a profiler, say). Only one thread may run it, once.
+        """
         try:
             self._work()
         except BaseException as exc:  # pragma: no cover - a bug; say it, never kill the app
