@@ -60,6 +60,10 @@ else:
     _ORJSON_ERRORS = (orjson.JSONEncodeError, TypeError, ValueError, OverflowError)
 
 
+# Whether encode_trace uses orjson (benchmarks compare it with encode_trace_stdlib).
+HAVE_ORJSON = _orjson_dumps is not None
+
+
 def encode_trace(data: Any) -> bytes:
     """One converted trace as compact UTF-8 JSON (orjson when installed, else the stdlib)."""
     if _orjson_dumps is not None:
@@ -67,6 +71,11 @@ def encode_trace(data: Any) -> bytes:
             return _orjson_dumps(data, default=str)
         except _ORJSON_ERRORS:
             pass
+    return encode_trace_stdlib(data)
+
+
+def encode_trace_stdlib(data: Any) -> bytes:
+    """:func:`encode_trace` without orjson: its path when orjson is missing or refuses."""
     text = _dumps(data)
     try:
         return text.encode()

@@ -308,6 +308,11 @@ class ExportPipeline(SpanHandoff):
             convert=self.convert_stats.as_dict(),
         )
 
+    @property
+    def settings(self) -> GalileoSettings:
+        """The settings the pipeline was built with (read-only)."""
+        return self._settings
+
     # --- the composed objects, read-only (rebuilt in a forked child): for benchmarks and tests --
     @property
     def ledger(self) -> Ledger:
