@@ -97,7 +97,9 @@ class Batcher:
         convert_stats: What conversion cut (handed to ``fit.encode_within``).
         settings: The numbers that close a batch (``batch_max_traces``, ``batch_max_bytes``,
             ``batch_delay``), pace the drain (``max_queue_spans``) and bound the assembler.
-        first_delay_s: How long a batch waits for more traces after a quiet period.
+        first_delay_s: How long a batch waits for more traces after a quiet period (capped by
+            ``batch_delay``): a batch opened at ``t`` closes at the later of ``t + first_delay``
+            and the last close-all + ``batch_delay``.
         header: What every batch header carries: ``reliable``, ``destination``, ``target``,
             ``origin``.
         clock: Monotonic seconds.
@@ -233,7 +235,7 @@ class Batcher:
         """The worker loop, on the calling thread, until the ledger stops and the queue is empty.
 
         :meth:`start` runs it on the worker thread; a benchmark may run it on a thread of its
-        own (under a profiler, say). Only one thread may run it, once.
+        own (under a profiler, say), or a test pass by pass. One thread at a time only.
         """
         try:
             self._work()
