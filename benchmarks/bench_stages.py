@@ -7,16 +7,20 @@ through each stage of the export pipeline on one thread, and reports the CPU tim
 
 - ``record``: ``span_record`` of every span (what ``on_end`` does on the app thread: the span read
   into a tuple of builtins; app-thread work, not the worker's, so not in ``stages_sum``);
-- ``rebuild``: the span the worker's stages read, rebuilt from each record (``OffloadedSpan``;
-  ``worker`` below is fed the SDK spans themselves, so it leaves this out);
-- ``assemble``: ``TraceAssembler.add`` for every span (spans -> traces);
-- ``sessions``: ``SessionTracker.session_for_trace`` for every trace (memory store);
-- ``convert``: ``convert_trace`` for every trace (-> Galileo trace dicts);
+- ``rebuild``: the span the worker's stages read, rebuilt from each record (``OffloadedSpan``,
+  what ``SpanHandoff.span_of`` makes of a queued record);
+- ``assemble``: ``TraceAssembler.add`` for every rebuilt span (spans -> traces);
+- ``sessions``: ``SessionTracker.session_for_trace`` for every trace of rebuilt spans (memory
+  store);
+- ``convert``: ``convert_trace`` for every trace of rebuilt spans (-> Galileo trace dicts);
+- ``convert_sdk``: the same over traces of the SDK spans themselves (not what the worker reads:
+  SDK spans read slower; not in ``stages_sum``);
 - ``encode``: ``encode_trace`` of every converted trace (orjson when installed);
 - ``fit``: ``encode_within`` (the size check around the encoding) less ``encode``;
-- ``worker``: the pipeline's whole worker loop (the ``Batcher``'s thread: drain, the stages
-  above, session stamping, batching, batch headers, closing the batches) over the same spans; ``worker_overhead`` is
-  ``worker`` less the sum of the stages above;
+- ``worker``: the pipeline's whole worker loop (the ``Batcher``'s thread: drain, rebuild, the
+  stages above, session stamping, batching, batch headers, closing the batches) over the same
+  spans, queued as records by ``submit`` (untimed); ``worker_overhead`` is ``worker`` less the
+  sum of ``rebuild`` and the stages above;
 - ``spool_write`` / ``spool_delete``: writing every closed batch to a SQLite spool in a temp dir,
   then deleting it (what a confirmed batch costs the spool);
 - ``deliver``: the sender's work for every batch (session id, body splice, the client's POST over
@@ -34,7 +38,7 @@ through each stage of the export pipeline on one thread, and reports the CPU tim
 Numbers are the minimum over ``--repeat`` runs (a run is only ever slowed down by other work).
 Each isolated stage runs over every trace before the next starts, so ``encode`` (and ``fit``)
 read traces that left the CPU cache long ago; inside the worker a trace is encoded right after
-its conversion, which is why ``worker_overhead`` comes out negative. ``worker`` and
+its conversion, which is why ``worker_overhead`` can come out negative. ``worker`` and
 ``pipeline`` are the numbers that count.
 ``--profile STAGE`` prints the top functions of one stage under cProfile instead (the first
 run is the profiled one). Before Python 3.12 cProfile sees only the thread that enables it, so
@@ -69,6 +73,7 @@ STAGES = [
     "assemble",
     "sessions",
     "convert",
+    "convert_sdk",
     "encode",
     "fit",
     "worker",
@@ -177,7 +182,7 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     # CPU time, not wall: the sender stage waits on the sink, which is not our cost.
     prof = cProfile.Profile(time.process_time) if profile else None
 
-    # Before 3.12 the worker stage's profiler is enabled by the worker thread (_worker_pipeline);
+    # Before 3.12 the worker stage's profiler is enabled by the worker thread (worker_loop);
     # from 3.12 cProfile (sys.monitoring) sees every thread once enabled here.
     in_worker = profile == "worker" and sys.version_info < (3, 12)
 
@@ -194,18 +199,19 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     # what the worker pays to rebuild the span its stages read from that record (record.py).
     records = timed("record", lambda: [span_record(s, 1) for s in spans])
     resource = make_resource(dict(getattr(spans[0].resource, "attributes", {}) or {}))
-    timed("rebuild", lambda: [OffloadedSpan(r, resource) for r in records])
+    rebuilt = timed("rebuild", lambda: [OffloadedSpan(r, resource) for r in records])
 
-    def assemble() -> list[Any]:
+    def assemble(these: list[Any]) -> list[Any]:
         assembler = TraceAssembler(
             max_spans_per_trace=1000, max_open_traces=10_000, trace_timeout_ns=10**12
         )
         done: list[Any] = []
-        for span in spans:
+        for span in these:
             done.extend(assembler.add(span))
         return done
 
-    traces = timed("assemble", assemble)
+    # The stages below read what the worker reads: the spans rebuilt from records.
+    traces = timed("assemble", lambda: assemble(rebuilt))
 
     tracker = SessionTracker()
 
@@ -219,30 +225,45 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     timed("sessions", sessions)
     stats = ConvertStats()
     converted = timed("convert", lambda: [convert_trace(t, stats) for t in traces])
+    # The same conversion of the SDK spans themselves (what a caller of convert_trace with
+    # SDK spans pays; the worker never does): apart from the rest, not in stages_sum.
+    sdk_traces = assemble(spans)
+    timed("convert_sdk", lambda: [convert_trace(t, ConvertStats()) for t in sdk_traces])
     timed("encode", lambda: [encode_trace(d) for d in converted])
     timed("fit", lambda: [encode_within(d, max_payload, encode_trace, stats) for d in converted])
     out["fit"] -= out["encode"]
 
-    # The worker loop over the same spans: everything from the queue to closed batches.
-    pipeline = _worker_pipeline(settings, prof if in_worker else None)
+    # The worker loop over the same spans, queued as the app's submit() queues them (records):
+    # everything from the queue to closed batches, the rebuild included.
+    roomy = settings.model_copy(update={"max_queue_spans": len(spans) + 10})
+    pipeline = ExportPipeline(roomy, start=False, spool=False, shutdown_at_exit=False)
+    for span in spans:
+        if not pipeline.submit(span):
+            raise RuntimeError("the worker stage's queue refused a span")
     queue = pipeline.worker_queue()
-    queue.extend(spans)
+    if not all(type(item) is tuple for item in queue):
+        raise RuntimeError("the worker stage's queue holds spans, not records")
     queue.append(Flush(final=False))  # closes the open batches once every span is in one
     ledger, batcher = pipeline.ledger, pipeline.batcher
     ledger.stop_event.set()  # the worker drains the queue, then returns
     batcher.assembler()
     pipeline.session_tracker()
 
+    def worker_loop() -> None:
+        if in_worker:
+            assert prof is not None
+            prof.enable()  # cProfile before 3.12: only the thread that enables it is seen
+        batcher.run()
+
     def worker() -> None:
-        batcher.start()
-        thread = batcher.thread
-        assert thread is not None
+        thread = threading.Thread(target=worker_loop, name="galileo-otel-worker")
+        thread.start()
         thread.join()
 
     timed("worker", worker)
     batches = [b for b in ledger.leftovers()[0] if hasattr(b, "payload")]
     out["worker_overhead"] = out["worker"] - sum(
-        out[s] for s in ("assemble", "sessions", "convert", "encode", "fit")
+        out[s] for s in ("rebuild", "assemble", "sessions", "convert", "encode", "fit")
     )
     ledger.stop_event.clear()
     pipeline.shutdown(0)
@@ -294,31 +315,6 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     if prof is not None:
         pstats.Stats(prof).sort_stats("tottime").print_stats(30)
     return out
-
-
-def _worker_pipeline(settings: Any, profiler: cProfile.Profile | None) -> Any:
-    """An unstarted pipeline without a spool; its worker thread runs under ``profiler``, if any.
-
-    cProfile before Python 3.12 profiles only the thread that enables it, and the worker's loop
-    runs on its own thread: there the profiler is enabled by that thread, when the Batcher asks
-    the hand-off for its queue (``worker_queue()``, once, before it takes the first span). The
-    loop's own frame (``Batcher._work``) started before that and is left out; what it calls is
-    in. The unprofiled runs use a plain ``ExportPipeline``.
-    """
-    from galileo_otel.export.pipeline import ExportPipeline
-
-    if profiler is None:
-        return ExportPipeline(settings, start=False, spool=False, shutdown_at_exit=False)
-
-    class ProfiledWorker(ExportPipeline):
-        def worker_queue(self) -> Any:
-            nonlocal profiler
-            if profiler is not None and threading.current_thread() is not threading.main_thread():
-                profiler.enable()  # on the worker thread, once
-                profiler = None
-            return super().worker_queue()
-
-    return ProfiledWorker(settings, start=False, spool=False, shutdown_at_exit=False)
 
 
 class _Stamp(SpanProcessor):
@@ -438,7 +434,11 @@ def main() -> int:
             row.update({f"{s}_us": round(best[s] / n_spans * 1e6, 2) for s in STAGES})
             row.update({f"{s}_us": round(best[s] / n_spans * 1e6, 2) for s in IN_APP if s in best})
             row["stages_sum_us"] = round(
-                sum(best[s] for s in STAGES if s not in ("record", "worker", "pipeline"))
+                sum(
+                    best[s]
+                    for s in STAGES
+                    if s not in ("record", "convert_sdk", "worker", "pipeline")
+                )
                 / n_spans
                 * 1e6,
                 2,

@@ -239,7 +239,11 @@ class GalileoSettings(BaseSettings):
     )
     batch_delay: Duration = Field(
         DEFAULT_BATCH_DELAY_S,
-        description="GALILEO_BATCH_DELAY (or OTEL_BSP_SCHEDULE_DELAY, ms): seconds between sends.",
+        description=(
+            "GALILEO_BATCH_DELAY (or OTEL_BSP_SCHEDULE_DELAY, ms): the shortest time between two "
+            "timed sends, in seconds; the first batch after a quiet period leaves after 50 ms "
+            "(or this delay, if shorter), a full batch at once."
+        ),
     )
     max_queue_spans: int = Field(
         DEFAULT_MAX_QUEUE_SPANS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import platform
@@ -12,7 +13,7 @@ import pytest
 from conftest_api import API_KEY, BASE, LOG_STREAM_ID, PROJECT_ID, FakeAPI, FakeClock, ok
 
 from galileo_otel._version import __version__
-from galileo_otel.api.client import GalileoClient, RetryPolicy
+from galileo_otel.api.client import AsyncGalileoClient, GalileoClient, RetryPolicy
 from galileo_otel.errors import APIError, APITimeoutError, RateLimitError, TransportError
 
 
@@ -134,6 +135,53 @@ def test_the_request_built_for_the_transport_is_what_httpx_post_sends() -> None:
     assert sent.content == expected.content
     assert sent.extensions["timeout"] == expected.extensions["timeout"]
     assert "cookie" not in sent.headers
+
+
+def test_the_async_client_sends_and_retries_exactly_as_the_sync_client() -> None:
+    # One request loop's rules for both clients: the same attempts (URL, parameters, headers,
+    # body, per-attempt timeout capped by the deadline), the same waits, the same answer.
+    def script() -> list[Any]:
+        return [
+            ok({}, status=503),
+            httpx.ConnectError("refused"),
+            ok({"traces_count": 1}),
+        ]
+
+    policy = RetryPolicy(backoff_initial_s=1.0, backoff_max_s=4.0, jitter=0.0, deadline_s=9.5)
+    call: dict[str, Any] = {
+        "json": {"a": 1},
+        "params": {"page": "2"},
+        "retry": policy,
+        "timeout": 8.0,
+    }
+    sync_api, sync_clock = FakeAPI(script()), FakeClock()
+    with make(sync_api, sync_clock) as client:
+        sync_answer = client.request_json("POST", "/v2/things", **call)
+
+    async_api, async_clock = FakeAPI(script()), FakeClock()
+
+    async def main() -> Any:
+        async with AsyncGalileoClient(
+            api_key=API_KEY,
+            api_url=BASE,
+            transport=async_api.transport(),
+            sleep=async_clock.async_sleep,
+            clock=async_clock,
+        ) as aclient:
+            return await aclient.request_json("POST", "/v2/things", **call)
+
+    async_answer = asyncio.run(main())
+    assert sync_answer == async_answer == {"traces_count": 1}
+    assert sync_clock.sleeps == async_clock.sleeps == [1.0, 2.0]
+    assert len(sync_api.requests) == len(async_api.requests) == 3
+    for ours, theirs in zip(sync_api.requests, async_api.requests, strict=True):
+        assert (ours.method, ours.url, ours.content) == (theirs.method, theirs.url, theirs.content)
+        assert ours.url.params["page"] == "2"
+        assert ours.headers.multi_items() == theirs.headers.multi_items()
+        assert ours.extensions["timeout"] == theirs.extensions["timeout"]
+    # The third attempt starts 3 s into a 9.5 s deadline: its 8 s timeouts are capped to 6.5 s.
+    assert sync_api.requests[0].extensions["timeout"]["read"] == pytest.approx(8.0)
+    assert sync_api.requests[2].extensions["timeout"]["read"] == pytest.approx(6.5)
 
 
 @pytest.mark.parametrize("proxy", [False, True], ids=["direct", "through-httpx-client"])

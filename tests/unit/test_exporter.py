@@ -28,7 +28,7 @@ def test_works_with_no_arguments_from_env(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setenv("GALILEO_BATCH_DELAY", "250ms")
     exporter = GalileoSpanExporter()
     try:
-        settings = exporter.pipeline._settings
+        settings = exporter.pipeline.settings
         assert settings.reliable is False
         assert settings.batch_delay == 0.25
         assert settings.project_id == PROJECT_ID
@@ -41,7 +41,7 @@ def test_overrides_win_over_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("GALILEO_RELIABLE", "false")
     exporter = GalileoSpanExporter(reliable=True, spool_dir=str(tmp_path / "s"), api_key="k")
     try:
-        assert exporter.pipeline._settings.reliable is True
+        assert exporter.pipeline.settings.reliable is True
         stats = exporter.pipeline.stats()  # reliable: a spool, open or being opened
         assert stats["spool_enabled"] or stats["spool_reason"].startswith("not open yet")
     finally:

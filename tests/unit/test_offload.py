@@ -174,7 +174,7 @@ def test_submit_queues_plain_tuples_and_numbers_each_resource_once() -> None:
         pass
     pipeline = OffloadPipeline(GalileoSettings(api_key="k"), start=False, shutdown_at_exit=False)
     assert all(pipeline.submit(span) for span in [*spans, foreign])
-    queued = list(pipeline._queue)
+    queued = list(pipeline.worker_queue())
     # The span objects are not kept: the queue holds what extract_span makes of them.
     assert queued[:-1] == [extract_span(span, queued[0][12]) for span in spans]
     assert {item[12] for item in queued[:-1]} == {queued[0][12]}
@@ -188,7 +188,7 @@ def test_a_span_submit_cannot_read_is_counted_by_the_worker_and_only_it_is_lost(
     pipeline = OffloadPipeline(GalileoSettings(api_key="k"), start=False, shutdown_at_exit=False)
     assert pipeline.submit(object()) is True  # queued as it is; the worker tries the slow way
     assert pipeline.submit(make_spans()[0]) is True
-    pipeline._drain(pipeline._queue)
+    pipeline.pump()
     stats = pipeline.stats()
     assert stats["errors.offload_extract"] == 1
     assert stats["queue_size"] == 0 and pipeline.replay_spans() == 1
@@ -207,19 +207,17 @@ def test_frames_wait_for_a_starting_worker_process_then_go_in_order() -> None:
     pipeline = OffloadPipeline(settings, start=False, shutdown_at_exit=False)
     spans = make_spans()  # 9 spans
     pipe = _Pipe()
-    pipeline._proc = pipe  # type: ignore[assignment]
+    pipeline.use_child(pipe)
     for span in spans[:6]:
         assert pipeline.submit(span)
-    pipeline._drain(pipeline._queue)  # the child is not ready: kept, not written
+    pipeline.pump()  # the child is not ready: kept, not written
     for span in spans[6:]:
         assert pipeline.submit(span)
-    pipeline._drain(pipeline._queue)  # our store is full (6): the rest waits in the app queue
+    assert pipeline.pump()  # our store is full (6): the rest waits in the app queue (held back)
     assert pipe.stdin.getvalue() == b""
-    assert pipeline.replay_spans() == 6 and len(pipeline._queue) == 3
-    assert pipeline._held_back()
-    pipeline._ready.set()  # the child said it is set up
-    pipeline._write_unsent()
-    pipeline._drain(pipeline._queue)
+    assert pipeline.replay_spans() == 6 and len(pipeline.worker_queue()) == 3
+    pipeline.child_ready()  # the child said it is set up
+    pipeline.pump()  # what was kept is written, then the rest
     pipe.stdin.seek(0)
     frames = []
     while pipe.stdin.tell() < len(pipe.stdin.getvalue()):

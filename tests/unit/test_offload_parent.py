@@ -94,12 +94,12 @@ def test_a_crashed_child_is_restarted_and_gets_what_it_had_not_confirmed(log: Pa
         assert pipeline.replay_spans() == 0
         for span in second:
             assert pipeline.submit(span)
-        proc = pipeline._proc
+        proc = pipeline.child
         assert proc is not None
         os.kill(proc.pid, signal.SIGKILL)  # whether or not it got the second spans
         proc.wait(10)
         assert pipeline.force_flush(20.0) is True
-        new = pipeline._proc
+        new = pipeline.child
         assert new is not None and new.pid != proc.pid
         by_new = [span_id for pid, span_id in received(log) if pid == new.pid]
         assert by_new == [span.context.span_id for span in second]
@@ -160,7 +160,7 @@ def test_a_fork_while_the_parent_holds_its_lock_leaves_the_child_a_working_pipel
     )
     pipeline.start(wait=True)
     try:
-        parent_child = pipeline._proc
+        parent_child = pipeline.child
         assert parent_child is not None
 
         def child() -> Any:  # a forked app process: its own worker process, fresh locks
@@ -168,14 +168,14 @@ def test_a_fork_while_the_parent_holds_its_lock_leaves_the_child_a_working_pipel
             for span in spans:
                 pipeline.submit(span)
             ok = pipeline.force_flush(10.0)
-            own = pipeline._proc
+            own = pipeline.child
             done = pipeline.shutdown(10.0)
             return [ok, done, own is not None and own.pid != parent_child.pid]
 
         # Held by this thread at the fork, as the reader or the writer thread might hold them.
         with pipeline._requests._lock, pipeline._replay._lock:
             assert run_forked(child, timeout_s=30) == [True, True, True]
-        assert pipeline._proc is parent_child  # the parent keeps its own
+        assert pipeline.child is parent_child  # the parent keeps its own
         assert pipeline.force_flush(10.0) is True
     finally:
         assert pipeline.shutdown(10.0) is True
@@ -192,7 +192,7 @@ def test_the_worker_process_runs_at_nice_10(monkeypatch: pytest.MonkeyPatch) -> 
     )
     pipeline.start(wait=True)  # the real child: nice is applied before it says it is ready
     try:
-        proc = pipeline._proc
+        proc = pipeline.child
         assert proc is not None and proc.poll() is None
         ours = os.getpriority(os.PRIO_PROCESS, 0)
         assert os.getpriority(os.PRIO_PROCESS, proc.pid) == min(19, ours + 10)

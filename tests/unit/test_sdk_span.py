@@ -137,3 +137,25 @@ def test_span_record_reads_the_internals_as_the_public_api_does():
     assert span_record(entry, 3)[3:5] == (8, True)
     assert span_record(root, 3)[3:5] == (None, False)
     assert span_record(root, 3)[7] == SpanKind.SERVER.value
+
+
+def test_span_record_reads_other_contexts_through_their_properties():
+    from types import SimpleNamespace
+
+    from galileo_otel.export.sdk_span import span_record
+
+    status = SimpleNamespace(status_code=SimpleNamespace(value=2), description="boom")
+    span = SimpleNamespace(
+        name="s",
+        context=SimpleNamespace(trace_id=5, span_id=6),
+        parent=SimpleNamespace(span_id=4, is_remote=1),
+        start_time=1,
+        end_time=2,
+        kind=SimpleNamespace(value=0),
+        status=status,
+        attributes={"a": 1},
+        events=(),
+    )
+    assert span_record(span, 9) == ("s", 5, 6, 4, True, 1, 2, 0, 2, "boom", {"a": 1}, None, 9)
+    span.context, span.parent = None, None
+    assert span_record(span, 9)[1:5] == (0, 0, None, False)

@@ -158,6 +158,19 @@ class _Parsed:
     value: Any
 
 
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One ``request_json`` call: what each of its attempts sends, and how it is retried."""
+
+    method: str
+    url: str
+    body: bytes | None
+    params: Mapping[str, str] | None
+    timeout: float | None
+    policy: RetryPolicy
+    start: float
+
+
 def _keep_no_cookies(http_client: httpx.Client | httpx.AsyncClient) -> None:
     """Make the client's cookie jar keep nothing, so the client never sends a cookie.
 
@@ -430,6 +443,52 @@ class _Core:
             headers=self._wire_body if body is not None else self._wire_plain,
             extensions={"timeout": timeout.as_dict()},
         )
+
+    # The one request loop of both clients: request_json opens a call, then each attempt sends
+    # _next_request(...) its own way (sent or awaited) and classifies the answer with
+    # _outcome(...); the retry loop (slept or awaited) runs the attempts and _result(...) ends it.
+
+    def _open_call(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        content: bytes | None,
+        params: Mapping[str, str] | None,
+        retry: RetryPolicy | None,
+        timeout: float | None,
+        require_key: bool,
+    ) -> _Call:
+        """A call's body, URL and policy, its key checked and its deadline's clock started."""
+        body = content if content is not None else (None if json is None else _encode(json))
+        self._check_key(require_key)
+        return _Call(
+            method, self._url(path), body, params, timeout, retry or self.retry, self._clock()
+        )
+
+    def _next_request(self, http: httpx.Client | httpx.AsyncClient, call: _Call) -> httpx.Request:
+        """The request of the call's next attempt, its timeout capped by the call's deadline."""
+        return self._build(
+            http,
+            call.method,
+            call.url,
+            call.body,
+            call.params,
+            self._attempt_timeout(call.timeout, call.policy, call.start),
+        )
+
+    def _outcome(self, call: _Call, response: httpx.Response) -> _Parsed | Failure:
+        """An attempt's answer: parsed on success, else the failure its status says."""
+        if response.is_success:
+            return _Parsed(self._parse_success(response, call.method, call.url))
+        return self._status_failure(response, call.method, call.url)
+
+    @staticmethod
+    def _result(result: _Parsed | Failure) -> Any:
+        """The call's parsed answer, or its last failure raised."""
+        if isinstance(result, Failure):
+            raise result.error from result.cause
+        return result.value
 
     def _redact(self, text: str) -> str:
         # A server may echo what it was sent; the key must not reach a message or log line.
@@ -1117,43 +1176,26 @@ class GalileoClient(_Core):
             ConfigError: No API key, or a body that is not JSON-able.
             APIError: The server answered an error, or no answer came (TransportError).
         """
-        policy = retry or self.retry
-        body = content if content is not None else (None if json is None else _encode(json))
-        self._check_key(require_key)
-        url = self._url(path)
-        start = self._clock()
+        call = self._open_call(method, path, json, content, params, retry, timeout, require_key)
 
-        def attempt() -> Any:
+        def attempt() -> _Parsed | Failure:
             try:
                 # Our own request must never be traced: a traced export is exported, and so on.
                 with suppress_instrumentation():
-                    response = self._send(
-                        self._build(
-                            self._http,
-                            method,
-                            url,
-                            body,
-                            params,
-                            self._attempt_timeout(timeout, policy, start),
-                        )
-                    )
+                    response = self._send(self._next_request(self._http, call))
             except _HTTPX_ERRORS as exc:
-                return self._transport_failure(exc, method, url)
-            if response.is_success:
-                return _Parsed(self._parse_success(response, method, url))
-            return self._status_failure(response, method, url)
+                return self._transport_failure(exc, call.method, call.url)
+            return self._outcome(call, response)
 
         result = retry_loop(
             attempt,
-            policy,
+            call.policy,
             wait=self._sleep,
             clock=self._clock,
             rand=self._rand,
-            on_retry=self._log_retry(policy),
+            on_retry=self._log_retry(call.policy),
         )
-        if isinstance(result, Failure):
-            raise result.error from result.cause
-        return result.value
+        return self._result(result)
 
     def log_traces_raw(
         self, body: bytes, *, project_id: str, retry: RetryPolicy | None = None
@@ -1550,43 +1592,26 @@ class AsyncGalileoClient(_Core):
             ConfigError: No API key, or a body that is not JSON-able.
             APIError: The server answered an error, or no answer came (TransportError).
         """
-        policy = retry or self.retry
-        body = content if content is not None else (None if json is None else _encode(json))
-        self._check_key(require_key)
-        url = self._url(path)
-        start = self._clock()
+        call = self._open_call(method, path, json, content, params, retry, timeout, require_key)
 
-        async def attempt() -> Any:
+        async def attempt() -> _Parsed | Failure:
             try:
                 # Our own request must never be traced: a traced export is exported, and so on.
                 with suppress_instrumentation():
-                    response = await self._http.send(
-                        self._build(
-                            self._http,
-                            method,
-                            url,
-                            body,
-                            params,
-                            self._attempt_timeout(timeout, policy, start),
-                        )
-                    )
+                    response = await self._http.send(self._next_request(self._http, call))
             except _HTTPX_ERRORS as exc:
-                return self._transport_failure(exc, method, url)
-            if response.is_success:
-                return _Parsed(self._parse_success(response, method, url))
-            return self._status_failure(response, method, url)
+                return self._transport_failure(exc, call.method, call.url)
+            return self._outcome(call, response)
 
         result = await aretry_loop(
             attempt,
-            policy,
+            call.policy,
             wait=self._sleep,
             clock=self._clock,
             rand=self._rand,
-            on_retry=self._log_retry(policy),
+            on_retry=self._log_retry(call.policy),
         )
-        if isinstance(result, Failure):
-            raise result.error from result.cause
-        return result.value
+        return self._result(result)
 
     async def log_traces_raw(
         self, body: bytes, *, project_id: str, retry: RetryPolicy | None = None

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from galileo_otel.api.suppress import suppressed
 from galileo_otel.export._stage import Batch, Flush, Outbound, Report
@@ -26,6 +26,9 @@ from galileo_otel.export.ledger import Ledger
 from galileo_otel.export.sdk_span import span_attributes
 from galileo_otel.export.spool_format import BatchHeader
 from galileo_otel.settings import GalileoSettings
+
+if TYPE_CHECKING:
+    from galileo_otel.export.config import PipelineConfig
 
 __all__ = ["Batcher", "encode_trace"]
 
@@ -57,6 +60,10 @@ else:
     _ORJSON_ERRORS = (orjson.JSONEncodeError, TypeError, ValueError, OverflowError)
 
 
+# Whether encode_trace uses orjson (benchmarks compare it with encode_trace_stdlib).
+HAVE_ORJSON = _orjson_dumps is not None
+
+
 def encode_trace(data: Any) -> bytes:
     """One converted trace as compact UTF-8 JSON (orjson when installed, else the stdlib)."""
     if _orjson_dumps is not None:
@@ -64,6 +71,11 @@ def encode_trace(data: Any) -> bytes:
             return _orjson_dumps(data, default=str)
         except _ORJSON_ERRORS:
             pass
+    return encode_trace_stdlib(data)
+
+
+def encode_trace_stdlib(data: Any) -> bytes:
+    """:func:`encode_trace` without orjson: its path when orjson is missing or refuses."""
     text = _dumps(data)
     try:
         return text.encode()
@@ -85,7 +97,9 @@ class Batcher:
         convert_stats: What conversion cut (handed to ``fit.encode_within``).
         settings: The numbers that close a batch (``batch_max_traces``, ``batch_max_bytes``,
             ``batch_delay``), pace the drain (``max_queue_spans``) and bound the assembler.
-        first_delay_s: How long a batch waits for more traces after a quiet period.
+        first_delay_s: How long a batch waits for more traces after a quiet period (capped by
+            ``batch_delay``): a batch opened at ``t`` closes at the later of ``t + first_delay``
+            and the last close-all + ``batch_delay``.
         header: What every batch header carries: ``reliable``, ``destination``, ``target``,
             ``origin``.
         clock: Monotonic seconds.
@@ -141,6 +155,35 @@ class Batcher:
         self._next_expire = 0.0
         self._last_seq = 0
 
+    @classmethod
+    def for_config(
+        cls,
+        config: PipelineConfig,
+        *,
+        handoff: SpanHandoff,
+        ledger: Ledger,
+        report: Report,
+        tracker: Callable[[], Any],
+        assembler: Any,
+        convert: Callable[[Any], dict[str, Any]] | None,
+        convert_stats: Any,
+        clock: Callable[[], float],
+    ) -> Batcher:
+        """A batcher with a pipeline's settings, first-batch delay and batch header."""
+        return cls(
+            handoff=handoff,
+            ledger=ledger,
+            report=report,
+            tracker=tracker,
+            assembler=assembler,
+            convert=convert,
+            convert_stats=convert_stats,
+            settings=config.settings,
+            first_delay_s=config.first_delay_s,
+            header=config.header,
+            clock=clock,
+        )
+
     # --- what others ask ----------------------------------------------------------------------
     @property
     def thread(self) -> threading.Thread | None:
@@ -182,14 +225,18 @@ class Batcher:
         return left
 
     def start(self) -> None:
-        """Start the worker thread."""
-        self._thread = threading.Thread(
-            target=suppressed(self._run), name="galileo-otel-worker", daemon=True
-        )
+        """Start the worker thread: :meth:`run` on a thread of its own."""
+        self._thread = threading.Thread(target=self.run, name="galileo-otel-worker", daemon=True)
         self._thread.start()
 
     # --- the thread -----------------------------------------------------------------------------
-    def _run(self) -> None:
+    @suppressed
+    def run(self) -> None:
+        """The worker loop, on the calling thread, until the ledger stops and the queue is empty.
+
+        :meth:`start` runs it on the worker thread; a benchmark may run it on a thread of its
+        own (under a profiler, say), or a test pass by pass. One thread at a time only.
+        """
         try:
             self._work()
         except BaseException as exc:  # pragma: no cover - a bug; say it, never kill the app

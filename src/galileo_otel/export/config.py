@@ -78,7 +78,8 @@ class PipelineConfig:
                 jittered).
             backoff_max_s: Longest retry delay.
             spool_retry_s: How often spooled batches are tried again while the server fails.
-            first_delay_s: How long a batch waits for more traces after a quiet period.
+            first_delay_s: How long a batch waits for more traces after a quiet period (at
+                most ``batch_delay``; see the delivery docs, "When a batch leaves").
             exit_timeout_s: Bound of the flush at interpreter exit.
         """
         s = settings

@@ -4,7 +4,8 @@ Which object owns which thread and lock is in the package docstring (:mod:`galil
 each module documents its own. The worker and the spooler start with
 :meth:`ExportPipeline.start`, the senders with the first batch to send; all end at
 :meth:`ExportPipeline.shutdown`. The numbers the objects are built with come from
-:class:`~galileo_otel.export.config.PipelineConfig`.
+:class:`~galileo_otel.export.config.PipelineConfig`, read by each object's own ``for_config``
+(``Ledger``, ``Spooler``, ``SenderPool``, ``Batcher``): this module only wires them together.
 """
 
 from __future__ import annotations
@@ -155,30 +156,27 @@ class ExportPipeline(SpanHandoff):
         )
         if spool is None and path is None:
             ledger.adoption.set()
-        self._spooler = Spooler(
+        self._spooler = Spooler.for_config(
+            c,
             ledger=ledger,
             report=report,
             spool=spool,
             spool_path=path,
             reason=reason,
-            open_args=c.spool_open_args,
-            retry_s=c.spool_retry_s,
             clock=clock,
         )
-        self._senders = SenderPool(
+        self._senders = SenderPool.for_config(
+            c,
             ledger=ledger,
             sink=self._sink,
             spooler=self._spooler,
             report=report,
-            size=c.in_flight,
-            reliable=c.reliable,
-            policy=c.policy,
-            export_timeout=c.export_timeout,
             clock=clock,
             wait=self._wait_fn,
         )
         ledger.when_work(self._senders.start_if_idle)
-        self._batcher = Batcher(
+        self._batcher = Batcher.for_config(
+            c,
             handoff=self,
             ledger=ledger,
             report=report,
@@ -186,9 +184,6 @@ class ExportPipeline(SpanHandoff):
             assembler=self._assembler,
             convert=self._convert,
             convert_stats=self.convert_stats,
-            settings=c.settings,
-            first_delay_s=c.first_delay_s,
-            header=c.header,
             clock=clock,
         )
 
@@ -312,6 +307,11 @@ class ExportPipeline(SpanHandoff):
             tracker=self._tracker.built,
             convert=self.convert_stats.as_dict(),
         )
+
+    @property
+    def settings(self) -> GalileoSettings:
+        """The settings the pipeline was built with (read-only)."""
+        return self._settings
 
     # --- the composed objects, read-only (rebuilt in a forked child): for benchmarks and tests --
     @property

@@ -28,6 +28,7 @@ from galileo_otel.export._stage import Outbound, Report
 from galileo_otel.export.ledger import Ledger
 
 if TYPE_CHECKING:
+    from galileo_otel.export.config import PipelineConfig
     from galileo_otel.export.sink import Outcome, Sink
     from galileo_otel.export.spooler import Spooler
 
@@ -79,6 +80,32 @@ class SenderPool:
         # Written once, under the ledger's lock (start_if_idle is called with it held); read by
         # shutdown after the ledger stopped.
         self._threads: list[threading.Thread] = []
+
+    @classmethod
+    def for_config(
+        cls,
+        config: PipelineConfig,
+        *,
+        ledger: Ledger,
+        sink: Sink,
+        spooler: Spooler,
+        report: Report,
+        clock: Callable[[], float],
+        wait: Callable[[float], bool] | None,
+    ) -> SenderPool:
+        """A pool with a pipeline's size (``in_flight``), mode, retry policy and timeout."""
+        return cls(
+            ledger=ledger,
+            sink=sink,
+            spooler=spooler,
+            report=report,
+            size=config.in_flight,
+            reliable=config.reliable,
+            policy=config.policy,
+            export_timeout=config.export_timeout,
+            clock=clock,
+            wait=wait,
+        )
 
     @property
     def threads(self) -> list[threading.Thread]:

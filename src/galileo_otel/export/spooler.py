@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from galileo_otel.api.suppress import suppressed
 from galileo_otel.errors import APIError
@@ -27,6 +27,9 @@ from galileo_otel.export._stage import Flush, Outbound, Report
 from galileo_otel.export.ledger import Ledger
 from galileo_otel.export.spool import LEASE_S, Spool, SpoolEntry, open_spool
 from galileo_otel.export.spool_format import BatchHeader, ForeignHeader
+
+if TYPE_CHECKING:
+    from galileo_otel.export.config import PipelineConfig
 
 __all__ = ["Spooler", "spool_plan"]
 
@@ -98,6 +101,33 @@ class Spooler:
         self._next_housekeep = 0.0
         self._next_compact = 0.0
         self._said_foreign = False
+
+    @classmethod
+    def for_config(
+        cls,
+        config: PipelineConfig,
+        *,
+        ledger: Ledger,
+        report: Report,
+        spool: Spool | None,
+        spool_path: Path | None,
+        reason: str,
+        clock: Callable[[], float],
+    ) -> Spooler:
+        """A spooler with a pipeline's spool limits and rescan interval.
+
+        ``spool``, ``spool_path`` and ``reason`` are :func:`spool_plan`'s answer.
+        """
+        return cls(
+            ledger=ledger,
+            report=report,
+            spool=spool,
+            spool_path=spool_path,
+            reason=reason,
+            open_args=config.spool_open_args,
+            retry_s=config.spool_retry_s,
+            clock=clock,
+        )
 
     # --- what others ask ---------------------------------------------------------------------
     @property

@@ -252,6 +252,32 @@ class OffloadPipeline(SpanHandoff):
         """Spans the child has not confirmed yet (kept for a restarted child)."""
         return self._replay.spans()
 
+    @property
+    def child(self) -> Any:
+        """The worker process last started (a ``subprocess.Popen``); ``None`` before any."""
+        return self._proc
+
+    # --- the writer driven by hand (tests): before start(), never beside the writer thread -----
+    def use_child(self, proc: Any) -> None:
+        """Write to ``proc`` (anything with a ``stdin``) as the worker process, spawning none."""
+        self._proc = proc
+
+    def child_ready(self) -> None:
+        """What the reader does when the child says it is set up: kept frames may go."""
+        self._ready.set()
+
+    def pump(self) -> bool:
+        """One pass of the writer without its waits; whether spans are then held back.
+
+        Frames kept for a child that is now ready are written, then the queue is drained
+        (while the child is not ready, only as far as the replay buffer has room). Held back:
+        spans wait in the app's queue because the child is not ready and the buffer is full.
+        """
+        if self._unsent and self._ready.is_set():
+            self._write_unsent()
+        self._drain(self._queue)
+        return self._held_back()
+
     def _refresh_stats(self, wait_s: float | None) -> None:
         """Ask the child for its counters; wait up to ``wait_s`` (``None``: do not wait)."""
         answer = self._requests.stats_answer()
@@ -387,9 +413,7 @@ class OffloadPipeline(SpanHandoff):
             self._wake_after = 0
             if self._dead and self._fallback is None:
                 self._recover()
-            if self._unsent and self._ready.is_set():
-                self._write_unsent()
-            self._drain(queue)
+            self.pump()
             if self._fallback is None and self._ready.is_set() and self._replay.checkpoint_due():
                 seq = self._requests.next_seq()
                 self._replay.checkpoint_sent(seq)
