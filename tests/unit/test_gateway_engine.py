@@ -537,3 +537,11 @@ def test_grpc_answers_map_the_http_ones(tmp_path: Path) -> None:
             service.Export(_request(_span(2, 1)), context)
         assert context.code == code
     rig.gateway.close(1.0)
+
+
+def test_the_log_commits_in_full_unless_told_otherwise(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        WriteAheadLog(tmp_path / "a", max_bytes=0, synchronous="EXTRA; DROP TABLE x")  # type: ignore[arg-type]
+    wal = WriteAheadLog(tmp_path / "b", max_bytes=0, synchronous="OFF")
+    assert wal.append({}, b"x", 1) == 1
+    wal.close()
