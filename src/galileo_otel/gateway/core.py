@@ -356,9 +356,12 @@ class Gateway:
             # Exactly the in-process pipeline: its own tracker, the client's python_client.
             built = self._factory(settings, shutdown_at_exit=False)
         else:
+            from galileo_otel.api.suppress import suppress_instrumentation
             from galileo_otel.sessions.tracker import SessionTracker
 
-            tracker = SessionTracker.from_settings(settings, logging_method=method)
+            # Opens the session store (SQLite, Redis): our own I/O is never traced.
+            with suppress_instrumentation():
+                tracker = SessionTracker.from_settings(settings, logging_method=method)
             try:
                 built = self._factory(settings, shutdown_at_exit=False, tracker=tracker)
             except BaseException:
