@@ -545,3 +545,24 @@ def test_the_log_commits_in_full_unless_told_otherwise(tmp_path: Path) -> None:
     wal = WriteAheadLog(tmp_path / "b", max_bytes=0, synchronous="OFF")
     assert wal.append({}, b"x", 1) == 1
     wal.close()
+
+
+def test_a_worker_process_pipeline_cannot_take_a_method_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    kwargs: list[dict[str, Any]] = []
+
+    class Recording(Rig):
+        def factory(self, settings: GalileoSettings, **kw: Any) -> FakePipeline:
+            kwargs.append(kw)
+            return super().factory(settings)
+
+    rig = Recording(tmp_path)
+    rig.settings = rig.settings.model_copy(update={"export_process": True})
+    rig.gateway.close(1.0)
+    rig.gateway = rig.new_gateway()
+    node = Resource({"telemetry.sdk.language": "nodejs"})
+    rig.send(*_in(node, _span(1, 1)))
+    assert kwargs == [{"shutdown_at_exit": False}]  # no tracker it would ignore
+    assert "sessions of typescript_client spans are logged as python_client" in caplog.text
+    rig.gateway.close(1.0)
