@@ -324,3 +324,34 @@ def test_otlp_grpc_from_the_stock_exporter(
     assert session["external_id"] == "conv-g"
     streams = server.state.store.list_log_streams(session["project_id"])
     assert {s["id"]: s["name"] for s in streams}[session["log_stream_id"]] == "grpc-stream"
+
+
+def test_sessions_say_which_client_sent_the_spans(
+    server: Any, tmp_path: Path, gateways: list[GatewayProcess]
+) -> None:
+    # Galileo shows who logged a session: the app's OpenTelemetry SDK language, not the gateway's.
+    gw = GatewayProcess(gateway_env(server.url, tmp_path), tmp_path / "gw.log")
+    gateways.append(gw.start())
+    resources = {
+        "conv-py": Resource.create({"service.name": "py-chat"}),  # telemetry.sdk.language=python
+        "conv-node": Resource({"service.name": "node-chat", "telemetry.sdk.language": "nodejs"}),
+        "conv-go": Resource({"service.name": "go-chat", "telemetry.sdk.language": "go"}),
+        "conv-bare": Resource({"service.name": "bare"}),  # no language at all
+    }
+    acked: list[ReadableSpan] = []
+    for conversation, resource in resources.items():
+        exporter = Acknowledged(gw.traces_url)
+        provider = TracerProvider(resource=resource)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        _turn(provider, conversation, "ana")
+        provider.shutdown()
+        assert not exporter.failed
+        acked += exporter.acked
+    wait_for(lambda: _expected(acked) <= stored_ids(server, PROJECT), 60, "every trace")
+    methods = {s["external_id"]: s["logging_method"] for s in sessions_of(server, PROJECT)}
+    assert methods == {
+        "conv-py": "python_client",
+        "conv-node": "typescript_client",
+        "conv-go": "api_direct",
+        "conv-bare": "api_direct",
+    }

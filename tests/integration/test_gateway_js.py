@@ -96,5 +96,7 @@ def test_js_sdk_conversations_survive_a_kill_9_while_galileo_fails(
     assert {k: s["num_traces"] for k, s in sessions.items()} == {"js-a1": 2, "js-b1": 1, "js-a2": 1}
     assert sessions["js-a2"]["previous_session_id"] == sessions["js-a1"]["id"]
     assert sessions["js-b1"]["previous_session_id"] is None
+    # Galileo shows the app's client (the resource's telemetry.sdk.language), not the gateway's.
+    assert {s["logging_method"] for s in sessions.values()} == {"typescript_client"}
     streams = server.state.store.list_log_streams(sessions["js-a1"]["project_id"])
     assert {s["id"]: s["name"] for s in streams}[sessions["js-a1"]["log_stream_id"]] == "js-stream"

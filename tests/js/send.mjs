@@ -4,7 +4,7 @@
 import { context, trace } from "@opentelemetry/api";
 import { ExportResultCode } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
-import { resourceFromAttributes } from "@opentelemetry/resources";
+import { defaultResource, resourceFromAttributes } from "@opentelemetry/resources";
 import { BasicTracerProvider, BatchSpanProcessor } from "@opentelemetry/sdk-trace-base";
 
 const [url, scenarioText] = process.argv.slice(2);
@@ -28,7 +28,10 @@ const exporter = {
   forceFlush: () => otlp.forceFlush(),
 };
 const provider = new BasicTracerProvider({
-  resource: resourceFromAttributes({ "service.name": scenario.service || "js-chat" }),
+  // The SDK's defaults (telemetry.sdk.language=nodejs...) under the app's own, as NodeSDK does.
+  resource: defaultResource().merge(
+    resourceFromAttributes({ "service.name": scenario.service || "js-chat" }),
+  ),
   // Batching, as apps export: one request per turn (forceFlush below), its spans in end order.
   spanProcessors: [new BatchSpanProcessor(exporter)],
 });

@@ -278,6 +278,55 @@ def test_rows_left_are_replayed_in_order_by_the_next_start(tmp_path: Path) -> No
     wal.close()
 
 
+def _in(resource: Resource, *spans: ReadableSpan) -> list[ReadableSpan]:
+    """``spans`` as if sent by an app whose resource is ``resource``."""
+    return [
+        ReadableSpan(
+            name=s.name,
+            context=s.context,
+            parent=s.parent,
+            resource=resource,
+            attributes=s.attributes,
+            start_time=s.start_time,
+            end_time=s.end_time,
+        )
+        for s in spans
+    ]
+
+
+def test_spans_go_to_a_pipeline_per_client_language(tmp_path: Path) -> None:
+    made: list[tuple[FakePipeline, Any]] = []
+
+    class Recording(Rig):
+        def factory(self, settings: GalileoSettings, **kw: Any) -> FakePipeline:
+            pipeline = super().factory(settings)
+            made.append((pipeline, kw.get("tracker")))
+            return pipeline
+
+    rig = Recording(tmp_path, max_destinations=1)
+    node = Resource({"service.name": "js", "telemetry.sdk.language": "nodejs"})
+    # One request from a Collector batching two apps: a Python one and a Node.js one.
+    rig.send(_span(1, 2, parent=1), *_in(node, _span(2, 2, parent=1), _span(2, 1)), _span(1, 1))
+    (py, py_tracker), (js, js_tracker) = made
+    assert py_tracker is None  # exactly the in-process pipeline (its own tracker)
+    assert [(s.context.trace_id, s.context.span_id) for s in py.submitted] == [(1, 2), (1, 1)]
+    assert [(s.context.trace_id, s.context.span_id) for s in js.submitted] == [(2, 2), (2, 1)]
+    record = js_tracker.session_for_trace({"session.id": "conv-2"}, 1, 2)
+    assert record.logging_method == "typescript_client"
+    assert rig.gateway.stats()["destinations"] == 1  # two pipelines, one destination
+    assert rig.gateway.wal.usage()[0] == 1  # one row for the request
+    assert rig.gateway.checkpoint() == 1  # both pipelines flushed: the row goes
+
+    # A row left in the log is split the same way when it is replayed.
+    rig.send(*_in(node, _span(3, 1)))
+    rig.gateway.wal.close()  # as after kill -9
+    made.clear()
+    rig.gateway = rig.new_gateway()
+    ((replayed, tracker),) = made
+    assert tracker is not None and [s.context.trace_id for s in replayed.submitted] == [3]
+    assert rig.gateway.close(1.0)
+
+
 def test_close_keeps_the_rows_when_the_pipeline_could_not_deliver(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
     rig.send(_span(1, 1))
@@ -487,4 +536,33 @@ def test_grpc_answers_map_the_http_ones(tmp_path: Path) -> None:
         with pytest.raises(_Aborted):
             service.Export(_request(_span(2, 1)), context)
         assert context.code == code
+    rig.gateway.close(1.0)
+
+
+def test_the_log_commits_in_full_unless_told_otherwise(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        WriteAheadLog(tmp_path / "a", max_bytes=0, synchronous="EXTRA; DROP TABLE x")  # type: ignore[arg-type]
+    wal = WriteAheadLog(tmp_path / "b", max_bytes=0, synchronous="OFF")
+    assert wal.append({}, b"x", 1) == 1
+    wal.close()
+
+
+def test_a_worker_process_pipeline_cannot_take_a_method_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    kwargs: list[dict[str, Any]] = []
+
+    class Recording(Rig):
+        def factory(self, settings: GalileoSettings, **kw: Any) -> FakePipeline:
+            kwargs.append(kw)
+            return super().factory(settings)
+
+    rig = Recording(tmp_path)
+    rig.settings = rig.settings.model_copy(update={"export_process": True})
+    rig.gateway.close(1.0)
+    rig.gateway = rig.new_gateway()
+    node = Resource({"telemetry.sdk.language": "nodejs"})
+    rig.send(*_in(node, _span(1, 1)))
+    assert kwargs == [{"shutdown_at_exit": False}]  # no tracker it would ignore
+    assert "sessions of typescript_client spans are logged as python_client" in caplog.text
     rig.gateway.close(1.0)

@@ -874,7 +874,18 @@ class _Core:
                 raise
             return found
 
+    def _logging_method(self, per_call: str | LoggingMethod | None) -> str:
+        """The logging method of one request: ``per_call`` when given, else the client's."""
+        if per_call is None:
+            return self.logging_method
+        try:
+            return LoggingMethod(per_call).value
+        except ValueError:
+            allowed = ", ".join(m.value for m in LoggingMethod)
+            raise ConfigError(f"logging_method must be one of: {allowed}") from None
+
     def _op_create_session(self, **kw: Any) -> _Op[SessionCreateResponse]:
+        logging_method = self._logging_method(kw.pop("logging_method", None))
         pid, lsid, eid = yield from self._op_where(
             kw.pop("project_id"), kw.pop("log_stream_id"), kw.pop("experiment_id"), create=True
         )
@@ -883,7 +894,7 @@ class _Core:
             **{k: v for k, v in kw.items() if v is not None},
             "log_stream_id": lsid,
             "experiment_id": eid,
-            "logging_method": self.logging_method,
+            "logging_method": logging_method,
             "client_version": self.client_version,
             "reliable": self.reliable if reliable is None else reliable,
         }
@@ -985,16 +996,17 @@ class _Core:
         include_trace_ids: bool = False,
         log_stream_id: str | None = None,
         experiment_id: str | None = None,
+        logging_method: str | LoggingMethod | None = None,
     ) -> dict[str, Any]:
         """The Log Traces body for already-converted trace dicts, without pydantic (hot path).
 
-        Stamps ``logging_method``, ``client_version`` and ``reliable`` like :meth:`log_traces`;
-        encode it and hand it to ``log_traces_raw``.
+        Stamps ``logging_method`` (``logging_method``, else the client's), ``client_version``
+        and ``reliable`` like :meth:`log_traces`; encode it and hand it to ``log_traces_raw``.
         """
         lsid, eid = self._target(log_stream_id, experiment_id)
         body: dict[str, Any] = {
             "traces": traces,
-            "logging_method": self.logging_method,
+            "logging_method": self._logging_method(logging_method),
             "reliable": self.reliable if reliable is None else reliable,
             "is_complete": is_complete,
             "include_trace_ids": include_trace_ids,
@@ -1222,6 +1234,7 @@ class GalileoClient(_Core):
         experiment_id: str | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        logging_method: str | LoggingMethod | None = None,
     ) -> dict[str, Any]:
         """POST a Log Traces request whose ``traces`` array is already encoded JSON.
 
@@ -1239,13 +1252,17 @@ class GalileoClient(_Core):
             experiment_id: The experiment.
             retry: The retry policy of this request (default: the client's).
             timeout: Seconds per attempt (default: the client's).
+            logging_method: Who logged these traces (default: the client's); the gateway
+                stamps the sending app's client.
 
         Raises:
             APIError: The server answered an error, or no answer came (TransportError,
                 APITimeoutError), chained from the httpx exception.
+            ConfigError: ``logging_method`` is not a ``LoggingMethod``.
         """
         # The client's own fields count too: they are plain attributes a caller may change.
         key = (
+            logging_method,
             session_id,
             session_external_id,
             reliable,
@@ -1266,6 +1283,7 @@ class GalileoClient(_Core):
                 reliable=reliable,
                 log_stream_id=log_stream_id,
                 experiment_id=experiment_id,
+                logging_method=logging_method,
             )
             del envelope["traces"]
             tail = b"," + _encode(envelope)[1:]
@@ -1364,8 +1382,12 @@ class GalileoClient(_Core):
         experiment_id: str | None = None,
         metrics_testing_id: str | None = None,
         reliable: bool | None = None,
+        logging_method: str | LoggingMethod | None = None,
     ) -> SessionCreateResponse:
-        """Create a session; stamps ``logging_method``, ``client_version`` and ``reliable``."""
+        """Create a session; stamps ``logging_method``, ``client_version`` and ``reliable``.
+
+        ``logging_method`` overrides the client's for this session (who logged it).
+        """
         return self._run(
             self._op_create_session(
                 project_id=project_id,
@@ -1377,6 +1399,7 @@ class GalileoClient(_Core):
                 experiment_id=experiment_id,
                 metrics_testing_id=metrics_testing_id,
                 reliable=reliable,
+                logging_method=logging_method,
             )
         )
 
@@ -1694,8 +1717,12 @@ class AsyncGalileoClient(_Core):
         experiment_id: str | None = None,
         metrics_testing_id: str | None = None,
         reliable: bool | None = None,
+        logging_method: str | LoggingMethod | None = None,
     ) -> SessionCreateResponse:
-        """Create a session; stamps ``logging_method``, ``client_version`` and ``reliable``."""
+        """Create a session; stamps ``logging_method``, ``client_version`` and ``reliable``.
+
+        ``logging_method`` overrides the client's for this session (who logged it).
+        """
         return await self._run(
             self._op_create_session(
                 project_id=project_id,
@@ -1707,6 +1734,7 @@ class AsyncGalileoClient(_Core):
                 experiment_id=experiment_id,
                 metrics_testing_id=metrics_testing_id,
                 reliable=reliable,
+                logging_method=logging_method,
             )
         )
 

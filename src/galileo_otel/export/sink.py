@@ -210,6 +210,10 @@ class GalileoSink:
         """Hand the encoded traces to the client: api/ owns the path and the envelope."""
         timeout = None if timeout is None else min(timeout, float(self._settings.read_timeout))
         experiment_id = dest.get("experiment_id") or None
+        # Only a batch that says who logged it (the gateway's) passes a method: the client's
+        # own (python_client) otherwise, and a client without the parameter still works.
+        method = batch.header.logging_method
+        extra: dict[str, Any] = {} if method is None else {"logging_method": method}
         self.client().log_traces_encoded(
             traces_json,
             project_id=str(dest["project_id"]),
@@ -220,6 +224,7 @@ class GalileoSink:
             experiment_id=experiment_id,
             retry=retry,
             timeout=timeout,
+            **extra,
         )
 
     def _destination_for(self, header: BatchHeader) -> dict[str, Any]:

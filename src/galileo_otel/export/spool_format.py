@@ -7,6 +7,12 @@ spool (``spool.py``) stores the header as a JSON object and reads nothing from i
 older galileo-otel sharing the spool) or one that does not parse raises
 :class:`ForeignHeader`: the batch is set aside with the dead letters, never sent half-understood
 and never crashed on.
+
+Who logged a batch's traces (its ``logging_method``: the gateway forwards spans from apps in
+other languages) travels in the session record (``session.logging_method``), an optional key:
+a header without it (every in-process batch, and every batch written before it existed) is sent
+as the client's own, ``python_client``, and an older galileo-otel reading a header with it
+ignores the key, as it ignores any key of the session it does not know. So the version stays 1.
 """
 
 from __future__ import annotations
@@ -15,9 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["VERSION", "BatchHeader", "ForeignHeader"]
+__all__ = ["LOGGING_METHODS", "VERSION", "BatchHeader", "ForeignHeader"]
 
 VERSION = 1
+
+LOGGING_METHODS = frozenset(("playground", "python_client", "typescript_client", "api_direct"))
+"""The values of Galileo's ``LoggingMethod`` a header may name (anything else is ignored)."""
 
 
 class ForeignHeader(ValueError):
@@ -68,6 +77,15 @@ class BatchHeader:
             "traces": self.traces,
             "spans": self.spans,
         }
+
+    @property
+    def logging_method(self) -> str | None:
+        """Who logged the batch's traces, from its session record; ``None``: the client's own.
+
+        A value that is not a ``LoggingMethod`` (a newer version's) reads as ``None``.
+        """
+        method = self.session.get("logging_method")
+        return method if method in LOGGING_METHODS else None
 
     @classmethod
     def decode(cls, data: Any) -> BatchHeader:

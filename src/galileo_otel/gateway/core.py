@@ -7,6 +7,13 @@ A request's spans go through three steps, under one lock, before it is answered 
 3. they are handed to the destination's pipeline (``make_pipeline``: the same assembly,
    sessions, conversion, batching, spool and delivery as the in-process path).
 
+**Who sent them.** Galileo shows which client logged a session and its traces
+(``logging_method``). Spans are told apart by their resource's ``telemetry.sdk.language``
+(:mod:`~galileo_otel.gateway.origin`): Python spans go to the destination's pipeline as the
+in-process path builds it (``python_client``); spans of any other language go to a pipeline of
+their own for that destination, whose session tracker stamps its logging method on every session
+it opens (a store namespace of its own), and so on its Create Session and each batch's Log Traces.
+
 **When a log row is deleted.** A checkpointer thread deletes a row once (a) none of the row's
 traces may still be held open by the pipeline's assembler (:mod:`~galileo_otel.gateway.tracking`:
 their local root was submitted, or they have been idle past ``trace_timeout`` plus a margin), and
@@ -31,8 +38,10 @@ from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from galileo_otel.api.models import LoggingMethod
 from galileo_otel.export import Pipeline, make_pipeline
 from galileo_otel.gateway.config import GatewaySettings
+from galileo_otel.gateway.origin import logging_method_of
 from galileo_otel.gateway.tracking import OpenTraces
 from galileo_otel.gateway.wal import WalFullError, WriteAheadLog
 from galileo_otel.otlp import spans_from_request
@@ -49,6 +58,8 @@ _REPLAY_POLL_S = 0.05
 # Pipeline counters that mean spans it was handed will not reach Galileo. traces_failed counts
 # only in reliable mode: fire-and-forget gives up on failures by choice.
 _LOSS_KEYS = ("dropped.spool_full", "traces_failed", "dropped.queue_full")
+_PYTHON = LoggingMethod.python_client.value
+_PipelineKey = tuple[str, str, str, str]  # (project, logstream, experimentid, logging method)
 # Past this share of GALILEO_SPOOL_MAX_BYTES the gateway answers 503 rather than let the spool
 # fill (a full spool drops batches).
 _SPOOL_TIGHT = 0.9
@@ -150,8 +161,10 @@ class Gateway:
         # _lock guards everything below it; it is held across the log's commit (so rows and
         # submissions happen in one order) but never across a pipeline flush.
         self._lock = threading.Lock()
-        self._pipelines: dict[tuple[str, str, str], Pipeline] = {}
-        self._room: dict[tuple[str, str, str], int] = {}  # queue room per pipeline, a lower bound
+        # Per destination and logging method (see "Who sent them" above).
+        self._pipelines: dict[_PipelineKey, Pipeline] = {}
+        self._trackers: list[Any] = []  # the trackers we built for pipelines (closed after them)
+        self._room: dict[_PipelineKey, int] = {}  # queue room per pipeline, a lower bound
         self._open = OpenTraces(int(settings.trace_timeout * 1e9))
         self._entries: dict[int, set[int]] = {}  # row id -> trace ids, rows submitted
         self._counts: dict[str, int] = {}  # guarded by _counts_lock (taken with or without _lock)
@@ -207,6 +220,7 @@ class Gateway:
                 return False
             self._closing = True
             pipelines = list(self._pipelines.values())
+            trackers = list(self._trackers)
             submitted = list(self._entries)
         self._stop.set()
         for thread in self._threads:
@@ -219,6 +233,9 @@ class Gateway:
             except Exception as exc:  # one pipeline's failure must not stop the others
                 _log.warning("galileo-otel gateway: pipeline shutdown failed: %r", exc)
                 ok = False
+        for tracker in trackers:  # after their pipelines: a pipeline leaves a given one open
+            with contextlib.suppress(Exception):
+                tracker.close()
         if ok and not any(t.is_alive() for t in self._threads):
             # Everything handed over was delivered (shutdown ships incomplete traces too).
             with contextlib.suppress(Exception):
@@ -261,6 +278,7 @@ class Gateway:
             )
         retry = self.config.retry_after
         body = request.SerializeToString()
+        groups = _by_logging_method(spans)
         with self._lock:
             if self._closing:
                 raise Refused(503, "the gateway is stopping", retry)
@@ -271,34 +289,46 @@ class Gateway:
                 raise Refused(
                     503, "the delivery spool is nearly full (GALILEO_SPOOL_MAX_BYTES)", retry
                 )
-            pipeline = self._pipeline_for(key)
-            # Room in the pipeline's queue, known without asking for each request: stats() is
+            parts = [
+                (self._pipeline_for(key, method), (*key, method), group)
+                for method, group in groups.items()
+            ]
+            # Room in each pipeline's queue, known without asking for each request: stats() is
             # not free (it reads the session store's counts). Only we add to the queue, so the
             # last reading minus what we added since is a lower bound; read again when short.
-            room = self._room.get(key, 0)
-            if room < len(spans):
-                room = int(self.settings.max_queue_spans) - int(
-                    pipeline.stats().get("queue_size", 0)
-                )
-            if room < len(spans):
-                self._room[key] = room
-                self._count("refused.queue_full")
-                raise Refused(429, "the export queue is full", retry)
-            self._room[key] = room - len(spans)
+            rooms = []
+            for pipeline, pkey, group in parts:
+                room = self._room.get(pkey, 0)
+                if room < len(group):
+                    room = int(self.settings.max_queue_spans) - int(
+                        pipeline.stats().get("queue_size", 0)
+                    )
+                if room < len(group):
+                    self._room[pkey] = room
+                    self._count("refused.queue_full")
+                    raise Refused(429, "the export queue is full", retry)
+                rooms.append(room)
+            for (_, pkey, group), room in zip(parts, rooms, strict=True):
+                self._room[pkey] = room - len(group)
             now = self._clock_ns()
             try:
                 wal_id = self.wal.append(_routing(headers), body, now)
             except WalFullError as exc:
                 self._count("refused.wal_full")
                 raise Refused(503, str(exc), retry) from None
-            self._submit(wal_id, pipeline, spans, now)
+            self._submit(wal_id, [(pipeline, group) for pipeline, _, group in parts], now)
         self._count("spans_accepted", len(spans))
         return Accepted(wal_id, len(spans))
 
-    def _submit(self, wal_id: int, pipeline: Pipeline, spans: Sequence[Any], now_ns: int) -> None:
-        """Hand spans to the pipeline (with ``_lock`` held) and remember the row."""
-        refused = sum(1 for span in spans if not pipeline.submit(span))
-        trace_ids = self._open.note(spans, now_ns)
+    def _submit(
+        self, wal_id: int, parts: Sequence[tuple[Pipeline, Sequence[Any]]], now_ns: int
+    ) -> None:
+        """Hand a row's spans to their pipelines (with ``_lock`` held) and remember the row."""
+        refused = 0
+        trace_ids: set[int] = set()
+        for pipeline, spans in parts:
+            refused += sum(1 for span in spans if not pipeline.submit(span))
+            trace_ids |= self._open.note(spans, now_ns)
         if refused:
             # Only when the pipeline is stopping: the row stays in the log (never registered,
             # so never deleted by this process) and the next start replays it.
@@ -306,20 +336,52 @@ class Gateway:
             return
         self._entries[wal_id] = trace_ids
 
-    def _pipeline_for(self, key: tuple[str, str, str]) -> Pipeline:
-        pipeline = self._pipelines.get(key)
+    def _pipeline_for(self, key: tuple[str, str, str], method: str) -> Pipeline:
+        """The pipeline of a destination and a logging method (built on first use)."""
+        pkey = (*key, method)
+        pipeline = self._pipelines.get(pkey)
         if pipeline is not None:
             return pipeline
-        if len(self._pipelines) >= self.config.max_destinations:
+        destinations = {known[:3] for known in self._pipelines}
+        if key not in destinations and len(destinations) >= self.config.max_destinations:
             raise Refused(
                 400,
                 f"too many destinations (GALILEO_GATEWAY_MAX_DESTINATIONS="
                 f"{self.config.max_destinations})",
             )
-        built = self._factory(destination_settings(self.settings, key), shutdown_at_exit=False)
+        settings = destination_settings(self.settings, key)
+        if settings.logging_disabled:
+            raise Refused(503, "export is disabled (GALILEO_LOGGING_DISABLED)", None)
+        if method == _PYTHON or settings.export_process:
+            # Exactly the in-process pipeline: its own tracker, the client's python_client. A
+            # worker process (GALILEO_EXPORT_PROCESS) builds its tracker itself: it cannot be
+            # handed one that stamps another client.
+            if method != _PYTHON:
+                _log.warning(
+                    "galileo-otel gateway: with GALILEO_EXPORT_PROCESS on, sessions of %s spans "
+                    "are logged as python_client",
+                    method,
+                )
+            built = self._factory(settings, shutdown_at_exit=False)
+        else:
+            from galileo_otel.api.suppress import suppress_instrumentation
+            from galileo_otel.sessions.tracker import SessionTracker
+
+            # Opens the session store (SQLite, Redis): our own I/O is never traced.
+            with suppress_instrumentation():
+                tracker = SessionTracker.from_settings(settings, logging_method=method)
+            try:
+                built = self._factory(settings, shutdown_at_exit=False, tracker=tracker)
+            except BaseException:
+                tracker.close()
+                raise
+            if built is None:
+                tracker.close()
+            else:
+                self._trackers.append(tracker)
         if built is None:
             raise Refused(503, "export is disabled (GALILEO_LOGGING_DISABLED)", None)
-        self._pipelines[key] = built
+        self._pipelines[pkey] = built
         return built
 
     # --- replay ---------------------------------------------------------------------------------
@@ -351,10 +413,14 @@ class Gateway:
             if only is not None and entry.id not in only:
                 continue
             spans, _, _ = spans_from_request(ExportTraceServiceRequest.FromString(entry.body))
+            groups = _by_logging_method(spans)
             try:
                 key = destination_key(entry.headers, self.settings)
                 with self._lock:
-                    pipeline = self._pipeline_for(key)
+                    parts = [
+                        (self._pipeline_for(key, method), (*key, method), group)
+                        for method, group in groups.items()
+                    ]
             except Refused as exc:
                 # Kept in the log (never deleted by this process): a later start with other
                 # settings may be able to send it.
@@ -362,14 +428,18 @@ class Gateway:
                 self._count("replay_skipped")
                 continue
             # Wait for room: nobody is waiting on a replay but readiness.
-            while int(self.settings.max_queue_spans) - int(
-                pipeline.stats().get("queue_size", 0)
-            ) < len(spans):
-                if self._stop.wait(_REPLAY_POLL_S):
-                    return replayed
+            for pipeline, _, group in parts:
+                while int(self.settings.max_queue_spans) - int(
+                    pipeline.stats().get("queue_size", 0)
+                ) < len(group):
+                    if self._stop.wait(_REPLAY_POLL_S):
+                        return replayed
             with self._lock:
-                self._room.pop(key, None)  # the queue grew behind the running bound's back
-                self._submit(entry.id, pipeline, spans, self._clock_ns())
+                for _, pkey, _ in parts:
+                    self._room.pop(pkey, None)  # the queue grew behind the running bound's back
+                self._submit(
+                    entry.id, [(pipeline, group) for pipeline, _, group in parts], self._clock_ns()
+                )
             replayed += 1
             self._count("replayed_spans", len(spans))
         return replayed
@@ -458,7 +528,7 @@ class Gateway:
         with self._lock:
             pipelines = list(self._pipelines.values())
             out["open_traces_tracked"] = len(self._open)
-            out["destinations"] = len(pipelines)
+            out["destinations"] = len({key[:3] for key in self._pipelines})
         totals: dict[str, Any] = {}
         for pipeline in pipelines:
             with contextlib.suppress(Exception):
@@ -473,6 +543,20 @@ class Gateway:
         out["pipeline"] = totals
         out["ready"] = self.ready
         return out
+
+
+def _by_logging_method(spans: Sequence[Any]) -> dict[str, list[Any]]:
+    """``spans`` by the logging method of their resource, each group in the order sent."""
+    groups: dict[str, list[Any]] = {}
+    resource: Any = groups  # no span's resource
+    group: list[Any] = []
+    for span in spans:
+        # A request's spans come in runs of one resource object: one lookup per run.
+        if span.resource is not resource:
+            resource = span.resource
+            group = groups.setdefault(logging_method_of(span), [])
+        group.append(span)
+    return groups
 
 
 def _routing(headers: Mapping[str, str]) -> dict[str, str]:

@@ -99,7 +99,11 @@ class _Snapshot(Collector):
             ("traces_pending", "Traces in batches not yet confirmed.", p.get("traces_pending", 0)),
             ("spool_bytes", "Bytes of pending batches in the spool.", p.get("spool_bytes", 0)),
             ("spool_dead_bytes", "Bytes of dead-lettered batches.", p.get("spool_dead_bytes", 0)),
-            ("destinations", "Destinations (pipelines) served.", s.get("destinations", 0)),
+            (
+                "destinations",
+                "Destinations (project, log stream or experiment) served.",
+                s.get("destinations", 0),
+            ),
             ("ready", "1 when ready for traffic.", 1 if s.get("ready") else 0),
         )
         for name, text, value in gauges:

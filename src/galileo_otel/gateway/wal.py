@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 __all__ = ["WalEntry", "WalFullError", "WalLockedError", "WriteAheadLog"]
 
@@ -78,9 +78,20 @@ class WriteAheadLog:
     Args:
         directory: Where ``wal.db`` and ``wal.lock`` live; created 0700.
         max_bytes: Largest total of stored bodies; 0 means no bound.
+        synchronous: SQLite's ``synchronous`` mode. ``FULL`` (the gateway's): a commit is on
+            disk when :meth:`append` returns. Anything else gives that up; only the
+            benchmarks use it, to measure what the fsync costs.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, max_bytes: int) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        max_bytes: int,
+        synchronous: Literal["FULL", "NORMAL", "OFF"] = "FULL",
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL", "OFF"):
+            raise ValueError(f"synchronous must be FULL, NORMAL or OFF, not {synchronous!r}")
         self.directory = Path(directory).expanduser()
         _private_dir(self.directory)
         self.max_bytes = max_bytes
@@ -92,7 +103,7 @@ class WriteAheadLog:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on disk (fsync) when it returns; that is what the 200 promises.
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute(_SCHEMA)
             row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM entries")
             count, size = row.fetchone()

@@ -74,6 +74,9 @@ class SessionRecord:
         galileo_id: The Galileo session id once Create Session answered, else ``None``.
         sampled: Whether the session's traces are sent (``GALILEO_SESSION_SAMPLE_RATE``);
             decided once, when the session opens, from a hash of its key.
+        logging_method: Who logged the session's traces, stamped on its Create Session and Log
+            Traces (the gateway's sessions of spans from other languages); ``None``: the
+            client's own (``python_client``). Left out of :meth:`to_dict` when ``None``.
     """
 
     local_id: str
@@ -87,10 +90,11 @@ class SessionRecord:
     started_ns: int = 0
     galileo_id: str | None = None
     sampled: bool = True
+    logging_method: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain JSON-able dict of every field."""
-        return {
+        """A plain JSON-able dict of every field (``logging_method`` only when set)."""
+        out: dict[str, Any] = {
             "local_id": self.local_id,
             "key": self.key,
             "external_id": self.external_id,
@@ -103,6 +107,9 @@ class SessionRecord:
             "galileo_id": self.galileo_id,
             "sampled": self.sampled,
         }
+        if self.logging_method is not None:
+            out["logging_method"] = self.logging_method
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SessionRecord:
@@ -123,6 +130,7 @@ class SessionRecord:
             started_ns=int(data.get("started_ns") or 0),
             galileo_id=data.get("galileo_id"),
             sampled=data.get("sampled") is not False,
+            logging_method=data.get("logging_method") or None,
         )
 
 

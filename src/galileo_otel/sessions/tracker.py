@@ -167,6 +167,9 @@ class SessionTracker:
         namespace: Prefix of every key in the store, so that apps logging to different
             projects or log streams can share one SQLite file without sharing sessions.
         sample_rate: Share of sessions kept (0..1); see :func:`sampled`.
+        logging_method: Stamped on every session this tracker opens, and so on its Create
+            Session and Log Traces (see :attr:`SessionRecord.logging_method`); ``None`` (the
+            in-process default): the client's own, ``python_client``.
     """
 
     def __init__(
@@ -180,12 +183,14 @@ class SessionTracker:
         max_tracked: int = 10_000,
         namespace: str = "",
         sample_rate: float = 1.0,
+        logging_method: str | None = None,
     ) -> None:
         if idle_timeout_s < 0 or (max_age_s is not None and max_age_s < 0):
             raise ValueError("session timeouts cannot be negative")
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError("sample_rate must be between 0 and 1")
         self._sample_rate = sample_rate
+        self._logging_method = logging_method
         self._store: SessionStore = (
             store if store is not None else MemorySessionStore(max_tracked=max_tracked)
         )
@@ -235,12 +240,19 @@ class SessionTracker:
         self.close()
 
     @classmethod
-    def from_settings(cls, settings: GalileoSettings) -> SessionTracker:
+    def from_settings(
+        cls, settings: GalileoSettings, *, logging_method: str | None = None
+    ) -> SessionTracker:
         """A tracker configured by ``GALILEO_SESSION_*`` settings and ``GALILEO_SERVICE_NAME``.
 
         Args:
             settings: The settings (store, idle timeout, max age, metadata attributes, ...).
+            logging_method: As the constructor's. When set, the store namespace names it too,
+                so sessions logged by different clients never join each other's sessions.
         """
+        namespace = namespace_of(settings)
+        if logging_method is not None:
+            namespace = f"{namespace}#{logging_method}"
         return cls(
             store_from_settings(settings),
             idle_timeout_s=settings.session_idle_timeout,
@@ -248,8 +260,9 @@ class SessionTracker:
             metadata_attributes=settings.session_metadata_attributes,
             service_name=settings.service_name,
             max_tracked=settings.max_tracked_sessions,
-            namespace=namespace_of(settings),
+            namespace=namespace,
             sample_rate=settings.session_sample_rate,
+            logging_method=logging_method,
         )
 
     @property
@@ -370,6 +383,7 @@ class SessionTracker:
                 user_metadata=self._metadata(attrs, user, root_name),
                 started_ns=start_ns,
                 sampled=sampled(key if key is not None else local_id, self._sample_rate),
+                logging_method=self._logging_method,
             )
 
         record = self._store.open_or_join(
@@ -410,6 +424,7 @@ class SessionTracker:
             key=self._ns + "galileo:" + galileo_id,
             galileo_id=galileo_id,
             sampled=sampled(galileo_id, self._sample_rate),
+            logging_method=self._logging_method,
         )
         if not record.sampled:
             self._count("traces_sampled_out")
@@ -444,7 +459,8 @@ class SessionTracker:
     def payload(self, record: SessionRecord) -> dict[str, Any]:
         """The Create Session arguments of ``record``, given what is known of its previous session.
 
-        Keys: ``name``, ``external_id``, ``previous_session_id``, ``user_metadata``.
+        Keys: ``name``, ``external_id``, ``previous_session_id``, ``user_metadata``, and
+        ``logging_method`` when the record has one.
         """
         previous_galileo_id = record.previous_galileo_id
         local_id = record.previous_local_id
@@ -459,12 +475,15 @@ class SessionTracker:
             # Sampled out, so never created: its predecessor takes its place in the chain.
             previous_galileo_id = previous.previous_galileo_id
             local_id = previous.previous_local_id
-        return {
+        out: dict[str, Any] = {
             "name": record.name,
             "external_id": record.external_id,
             "previous_session_id": previous_galileo_id,
             "user_metadata": dict(record.user_metadata),
         }
+        if record.logging_method is not None:
+            out["logging_method"] = record.logging_method
+        return out
 
     def ensure_created(
         self,
