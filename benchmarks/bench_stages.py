@@ -83,6 +83,9 @@ STAGES = [
     "deliver",
     "pipeline",
 ]
+# Set by bench_instructions.py in its child: called with None right before a stage and with
+# the stage's name right after it, so an instruction counter can cut the run at the marks.
+MARK: Callable[[str | None], None] | None = None
 # Beside a running app (per-thread CPU clocks: POSIX only).
 IN_APP = ["app_bare", "app_thread", "app_worker", "app_spooler", "app_senders", "app_export"]
 
@@ -187,6 +190,13 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     in_worker = profile == "worker" and sys.version_info < (3, 12)
 
     def timed(stage: str, fn: Callable[[], Any]) -> Any:
+        if MARK is not None:  # bench_instructions.py counts instructions between the marks
+            gc.collect()
+            MARK(None)
+            result = fn()
+            MARK(stage)
+            out[stage] = 0.0
+            return result
         if prof is not None and stage == profile and not in_worker:
             prof.enable()
         seconds, result = _cpu(fn)

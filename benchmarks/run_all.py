@@ -19,7 +19,10 @@ BENCHMARKS = [
     "bench_throughput.py",
     "bench_memory.py",
     "bench_outages.py",
+    "bench_gateway.py",
 ]
+# Not run here: bench_instructions.py (needs valgrind, minutes even with --quick),
+# bench_sessions_store.py (needs redis-server) and bench_kill9_duplicates.py (kills processes).
 
 
 def main() -> int:
