@@ -20,8 +20,15 @@ The stages are ``bench_stages.py``'s (see its docstring) that work per span: ``r
 app thread's part), then the worker's ``rebuild``, ``assemble``, ``sessions``, ``convert``,
 ``encode``, ``fit`` and the whole ``worker`` loop (on a thread of its own; its count also holds
 a little waiting, so it moves more between runs than the single-threaded rows). The spool and
-sender stages work per batch, and runs small enough for valgrind close as many batches at
-either size, so their per-batch cost would cancel out: ``bench_stages.py`` measures those.
+sender stages work per batch, and at the default sizes every session's one batch closes at
+either size, so their per-batch cost cancels out. ``--batches`` runs 2,000 less 1,000 traces
+instead (about 6 minutes per workload): each of the 10 sessions then closes ten more full
+batches in the larger run, and the table adds ``spool_write``, ``spool_delete``, ``deliver``
+(the senders' work: the POST to a sink on 127.0.0.1, the confirmation, the spool delete),
+``pipeline`` (the whole in-process reliable export on its threads, end to end) and
+``stock_export`` (``OTLPSpanExporter.export`` of the SDK spans in batches of 512: the encoding
+and its POST through ``requests`` to the same sink). ``pipeline`` closes some batches on its
+timers, which under valgrind fire early, so it moves more between runs than the other rows.
 Instructions are not time: a cache miss costs no instruction, and nothing here sees the GIL
 hand-offs between an app and the export (``bench_stages.py``'s ``app_*`` rows do). Use this to
 compare two versions of the code; use ``bench_compare.py`` for what a user pays.
@@ -29,6 +36,7 @@ compare two versions of the code; use ``bench_compare.py`` for what a user pays.
     python benchmarks/bench_instructions.py --quick              # 3 spans/trace, ~6 minutes
     python benchmarks/bench_instructions.py                      # 3 and 5 spans/trace, ~15 minutes
     python benchmarks/bench_instructions.py --workloads 5 --messages
+    python benchmarks/bench_instructions.py --batches --workloads 3   # + per-batch rows, ~6 min
 
 Needs ``valgrind`` on PATH (``apt-get install valgrind``); exits with a message without it.
 """
@@ -68,9 +76,15 @@ _ROWS = (
     "worker_overhead",
 )
 _WORKER_PARTS = ("rebuild", "assemble", "sessions", "convert", "encode", "fit")
+# With --batches: the stages that work per batch, and the stock exporter's whole export. At
+# 2,000 less 1,000 traces every one of the 10 sessions closes ten more full 100-trace batches
+# in the larger run, so the difference holds their per-batch cost.
+_BATCH_ROWS = ("spool_write", "spool_delete", "deliver", "pipeline", "stock_export")
 
 
-def child(traces: int, spans_per_trace: int, messages: bool, labels_path: str) -> int:
+def child(
+    traces: int, spans_per_trace: int, messages: bool, labels_path: str, batches: bool
+) -> int:
     """Run the stages once with marks between them (under callgrind, by :func:`measure`)."""
     import bench_stages
     from _common import emit_trace
@@ -108,6 +122,19 @@ def child(traces: int, spans_per_trace: int, messages: bool, labels_path: str) -
     for i in range(0, len(spans), 512):
         encode_spans(spans[i : i + 512]).SerializePartialToString()
     mark("stock_encode")
+    if batches:
+        # The stock path's whole export: OTLPSpanExporter.export (the encoding and its POST
+        # through requests) of the same batches of 512, to the same sink.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        with Sink() as sink:
+            exporter = OTLPSpanExporter(endpoint=sink.url + "/v1/traces")
+            exporter.export(spans[:20])  # first call: the connection, the first encoding
+            mark(None)
+            for i in range(0, len(spans), 512):
+                exporter.export(spans[i : i + 512])
+            mark("stock_export")
+            exporter.shutdown()
     mark(None)
     Path(labels_path).write_text(json.dumps(labels))
     return 0
@@ -132,7 +159,7 @@ def _counts(out_dir: Path, labels: list[str]) -> dict[str, int]:
     return counts
 
 
-def measure(traces: int, spans_per_trace: int, messages: bool) -> dict[str, int]:
+def measure(traces: int, spans_per_trace: int, messages: bool, batches: bool) -> dict[str, int]:
     """Instructions per stage of one child run of ``traces`` traces under callgrind."""
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = Path(tmp)
@@ -154,6 +181,8 @@ def measure(traces: int, spans_per_trace: int, messages: bool) -> dict[str, int]
         ]
         if messages:
             cmd.append("--messages")
+        if batches:
+            cmd.append("--batches")
         # The same hash seed in every child: dict and set layouts, and so the counts, repeat.
         env = {**os.environ, "PYTHONHASHSEED": "0"}
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -170,13 +199,20 @@ def main() -> int:
     parser.add_argument("--workloads", default="3,5", help="spans per trace: 3, 5 or both")
     parser.add_argument("--messages", action="store_true", help="llm/agent spans carry messages")
     parser.add_argument("--quick", action="store_true", help="3 spans/trace, 50 and 200 traces")
+    parser.add_argument(
+        "--batches",
+        action="store_true",
+        help="also the per-batch stages and the stock export with its POST (1000 and 2000 traces)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--labels", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.traces, int(args.workloads), args.messages, args.labels)
+        return child(args.traces, int(args.workloads), args.messages, args.labels, args.batches)
     if args.quick:
         args.workloads, args.small, args.traces = "3", 50, 200
+    if args.batches:
+        args.small, args.traces = max(args.small, 1000), max(args.traces, 2000)
     if args.traces <= args.small:
         parser.error("--traces must be larger than --small")
     if shutil.which("valgrind") is None:
@@ -185,20 +221,20 @@ def main() -> int:
 
     rows: list[dict[str, Any]] = []
     for spans_per_trace in [int(w) for w in args.workloads.split(",")]:
-        small = measure(args.small, spans_per_trace, args.messages)
-        large = measure(args.traces, spans_per_trace, args.messages)
+        small = measure(args.small, spans_per_trace, args.messages, args.batches)
+        large = measure(args.traces, spans_per_trace, args.messages, args.batches)
         n_spans = (args.traces - args.small) * spans_per_trace
         per_span = {s: (large[s] - small[s]) / n_spans for s in large}
         per_span["fit"] -= per_span["encode"]
         per_span["worker_overhead"] = per_span["worker"] - sum(per_span[s] for s in _WORKER_PARTS)
-        per_span = {s: per_span[s] for s in _ROWS}
+        per_span = {s: per_span[s] for s in _ROWS + (_BATCH_ROWS if args.batches else ())}
         rows.append({"spans/trace": spans_per_trace, "spans": n_spans, "per_span": per_span})
 
     columns = ["stage"]
     for r in rows:
         columns += [f"{r['spans/trace']} spans/trace", f"{r['spans/trace']}: vs bare span"]
     table = []
-    for stage in _ROWS:
+    for stage in _ROWS + (_BATCH_ROWS if args.batches else ()):
         line: dict[str, Any] = {"stage": stage}
         for r in rows:
             n = r["per_span"][stage]
