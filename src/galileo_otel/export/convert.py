@@ -603,6 +603,11 @@ def _content_text(content: Any) -> str:
     return str(content or "")
 
 
+# Part types that are not a message's content (see _genai_messages).
+# A tuple, not a set: a part's type may be any JSON value (a list is not hashable).
+_NOT_CONTENT_PARTS = ("tool_call", "reasoning", "tool_call_response")
+
+
 def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, Any]]:
     """GenAI structured messages (``[{role, parts: [...]}]``) -> Galileo messages."""
     items = _json(value)
@@ -629,11 +634,26 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
                 )
             )
             continue
-        content_parts: list[Any] = []
+        if type(parts) is list and len(parts) == 1:
+            # One text part (nearly every message): its text is the content.
+            part = parts[0]
+            if type(part) is dict:
+                kind = part.get("type")
+                if kind == "text" or kind is None:
+                    value = part.get("content", part.get("text"))
+                    if value is None:
+                        content = ""
+                    else:
+                        content = value if type(value) is str else _text(value)
+                    out.append({"role": role, "content": content})  # _message(), no call
+                    finish = item.get("finish_reason")
+                    if finish:
+                        out[-1]["_finish_reason"] = str(finish)
+                    continue
         texts: list[str] = []
         media = False
-        calls: list[dict[str, Any]] = []
-        reasoning: list[str] = []
+        calls: list[dict[str, Any]] | None = None  # made when the first part needs one
+        reasoning: list[str] | None = None
         responses = 0
         for part in parts if isinstance(parts, list) else ():
             if not isinstance(part, dict):
@@ -643,12 +663,17 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
                 value = part.get("content", part.get("text"))
                 if value is not None:
                     texts.append(value if type(value) is str else _text(value))
-                content_parts.append(part)
             elif kind == "tool_call":
-                calls.append(_tool_call(part.get("id"), part.get("name"), part.get("arguments")))
+                call = _tool_call(part.get("id"), part.get("name"), part.get("arguments"))
+                if calls is None:
+                    calls = [call]
+                else:
+                    calls.append(call)
             elif kind == "reasoning":  # the model's thinking: an llm step's event, not content
                 value = part.get("content", part.get("text"))
                 if value:
+                    if reasoning is None:
+                        reasoning = []
                     reasoning.append(_text(value))
             elif kind == "tool_call_response":
                 # One Galileo message per response: a message carries one tool_call_id.
@@ -656,10 +681,19 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
                 # "response" in the conventions; Pydantic AI writes "result".
                 response = part.get("response", part.get("result"))
                 out.append(_message("tool", _text(response), tool_call_id=_text(part.get("id"))))
-            else:
-                media = media or kind in _MEDIA_KINDS
-                content_parts.append(part)
-        content = _content_blocks(content_parts) if media else "\n".join(texts)
+            elif not media and kind in _MEDIA_KINDS:
+                media = True
+        if media:
+            # The content parts in order: every part but calls, thoughts and tool responses.
+            content = _content_blocks(
+                [
+                    part
+                    for part in parts
+                    if isinstance(part, dict) and part.get("type") not in _NOT_CONTENT_PARTS
+                ]
+            )
+        else:
+            content = "\n".join(texts)
         # A message with nothing readable is kept (its turn happened: openai-v2 records an
         # image-only message with no parts), unless its tool responses already stand for it.
         if content or calls or not responses:
@@ -1528,7 +1562,19 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
     if flags & _K_DATASET:
         _dataset_fields(attrs, step)
     if kind == "llm":
-        _llm_fields(span, attrs, step, flags, events)
+        if flags & (_K_MESSAGES | _K_LLM_EXTRA | _K_TOOLS) or events:
+            _llm_fields(span, attrs, step, flags, events)
+        else:  # no messages, tools or extras to read: what _llm_fields makes of such a span
+            step["input"] = []
+            step["output"] = {"role": "assistant", "content": ""}
+            model = (
+                attrs.get(GEN_AI_RESPONSE_MODEL)
+                or attrs.get(GEN_AI_REQUEST_MODEL)
+                or attrs.get(LLM_MODEL_NAME)
+                or attrs.get(EMBEDDING_MODEL_NAME)
+            )
+            if model is not None:
+                step["model"] = str(model)
         return step
     input_value = attrs.get(INPUT_VALUE)
     output_value = attrs.get(OUTPUT_VALUE)
