@@ -93,6 +93,7 @@ def _warn_once(key: str, msg: str, *args: Any) -> None:
 
 # --- ids ------------------------------------------------------------------------------------------
 _MASK64 = (1 << 64) - 1
+_MASK128 = (1 << 128) - 1
 # RFC 4122 version 4 and variant bits: the API validates ids as uuid4.
 _V4_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
 _V4_SET = (0x4 << 76) | (0x2 << 62)
@@ -445,7 +446,9 @@ def _fill_call_ids(messages: list[dict[str, Any]], span_hex: str | None, n: int 
     inputs then outputs (pass the returned count on), so two calls never share an id.
     """
     for msg in messages:
-        calls = msg.get("tool_calls")
+        if "tool_calls" not in msg:  # (most messages: no call to look up)
+            continue
+        calls = msg["tool_calls"]
         if not calls:
             continue
         for call in calls:
@@ -557,7 +560,7 @@ def _content(parts: Sequence[Any]) -> str | list[dict[str, Any]]:
         if isinstance(part, dict):
             kind = part.get("type")
             if kind == "text" or kind is None:
-                value = part.get("content", part.get("text"))
+                value = part["content"] if "content" in part else part.get("text")
                 if value is not None:
                     texts.append(value if type(value) is str else _text(value))
             elif kind in _MEDIA_KINDS:
@@ -578,7 +581,7 @@ def _content_blocks(parts: Sequence[Any]) -> str | list[dict[str, Any]]:
             continue
         kind = part.get("type")
         if kind == "text" or kind is None:
-            value = part.get("content", part.get("text"))
+            value = part["content"] if "content" in part else part.get("text")
             if value is None:
                 continue
             text = _text(value)
@@ -643,7 +646,7 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
             if type(part) is dict:
                 kind = part.get("type")
                 if kind == "text" or kind is None:
-                    value = part.get("content", part.get("text"))
+                    value = part["content"] if "content" in part else part.get("text")
                     if value is None:
                         content = ""
                     else:
@@ -663,7 +666,7 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
                 continue
             kind = part.get("type")
             if kind == "text" or kind is None:  # nearly every part: no detour via _content
-                value = part.get("content", part.get("text"))
+                value = part["content"] if "content" in part else part.get("text")
                 if value is not None:
                     texts.append(value if type(value) is str else _text(value))
             elif kind == "tool_call":
@@ -673,7 +676,7 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
                 else:
                     calls.append(call)
             elif kind == "reasoning":  # the model's thinking: an llm step's event, not content
-                value = part.get("content", part.get("text"))
+                value = part["content"] if "content" in part else part.get("text")
                 if value:
                     if reasoning is None:
                         reasoning = []
@@ -1466,9 +1469,9 @@ def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
 
 def _trace_ids(trace_id: int) -> tuple[str, str, str]:
     """``(external_id, trace_uuid, _id_tail)`` of a trace, from one formatting of its id."""
-    h = f"{trace_id:032x}"
-    if len(h) != 32 or trace_id < 0:
-        return h, trace_uuid(trace_id), _id_tail(trace_id)
+    if type(trace_id) is not int or not 0 <= trace_id <= _MASK128:
+        return f"{trace_id:032x}", trace_uuid(trace_id), _id_tail(trace_id)
+    h = trace_id.to_bytes(16, "big").hex()  # f"{trace_id:032x}", without a format spec
     # The uuid4 bits: version 4 in hex digit 12, variant 0b10 in the top of digit 16.
     low = f"{'89ab'[int(h[16], 16) & 0x3]}{h[17:20]}-{h[20:]}"
     return h, f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{low}", low
