@@ -616,7 +616,16 @@ _NOT_CONTENT_PARTS = ("tool_call", "reasoning", "tool_call_response")
 
 def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, Any]]:
     """GenAI structured messages (``[{role, parts: [...]}]``) -> Galileo messages."""
-    items = _json(value)
+    items: Any = None
+    if type(value) is str:  # _json's first try, inline (a JSON attribute, nearly always)
+        try:
+            items, end = _scan_once(value, 0)
+            if end != len(value):
+                items = _json(value)
+        except (StopIteration, ValueError):
+            items = _json(value)
+    else:
+        items = _json(value)
     out: list[dict[str, Any]] = []
     if not isinstance(items, list):
         return out
@@ -1571,7 +1580,19 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
         "trace_id": trace_id,
     }
     if flags & _K_TOKENS:
-        _token_metrics(attrs, metrics, flags & _K_TOKEN_DETAILS)
+        tokens_in = attrs.get(GEN_AI_USAGE_INPUT_TOKENS)
+        tokens_out = attrs.get(GEN_AI_USAGE_OUTPUT_TOKENS)
+        if (
+            type(tokens_in) is int
+            and type(tokens_out) is int
+            and not flags & _K_TOKEN_DETAILS
+            and LLM_TOKEN_TOTAL not in attrs
+        ):  # the GenAI pair as ints (most llm spans): _token_metrics' first case, inline
+            metrics["num_input_tokens"] = tokens_in
+            metrics["num_output_tokens"] = tokens_out
+            metrics["num_total_tokens"] = tokens_in + tokens_out
+        else:
+            _token_metrics(attrs, metrics, flags & _K_TOKEN_DETAILS)
     if flags & _K_USER:
         # Handed to convert_trace, which puts it on the trace (and pops it from the step).
         step["_user"] = attrs.get(USER_ID) or attrs.get(ENDUSER_ID)
