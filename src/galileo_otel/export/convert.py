@@ -2473,16 +2473,17 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         step["step_number"] = number
         # Walk up to the nearest ancestor step that can hold children (bounded: no cycles).
         container = root_container
-        for _ in range(len(nodes)):
-            if pid is None or pid == sid or pid == root_sid:
-                break
-            candidate = steps.get(pid)
-            if candidate is None:
-                break  # the parent is not in this trace: the step goes under the root
-            if "spans" in candidate:
-                container = candidate
-                break
-            pid = parent_of[pid]
+        if pid is not None and pid != sid and pid != root_sid:  # (a root's child: no walk)
+            for _ in range(len(nodes)):
+                if pid is None or pid == sid or pid == root_sid:
+                    break
+                candidate = steps.get(pid)
+                if candidate is None:
+                    break  # the parent is not in this trace: the step goes under the root
+                if "spans" in candidate:
+                    container = candidate
+                    break
+                pid = parent_of[pid]
         if container is None:
             step["parent_id"] = galileo_id
             top.append(step)
