@@ -93,6 +93,7 @@ def _warn_once(key: str, msg: str, *args: Any) -> None:
 
 # --- ids ------------------------------------------------------------------------------------------
 _MASK64 = (1 << 64) - 1
+_MASK128 = (1 << 128) - 1
 # RFC 4122 version 4 and variant bits: the API validates ids as uuid4.
 _V4_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
 _V4_SET = (0x4 << 76) | (0x2 << 62)
@@ -124,6 +125,8 @@ def _part_uuid(trace_id: int, part: int) -> str:
 
 # --- timestamps -----------------------------------------------------------------------------------
 _iso_seconds_cache: dict[int, str] = {}
+# "000".."999": the microseconds as two table lookups (a ``:06d`` format costs twice as much).
+_D3 = tuple(f"{i:03d}" for i in range(1000))
 
 
 def _iso(ns: int) -> str:
@@ -135,7 +138,8 @@ def _iso(ns: int) -> str:
             _iso_seconds_cache.clear()
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
         _iso_seconds_cache[seconds] = prefix
-    return f"{prefix}.{rest // 1000:06d}Z"
+    micros = rest // 1000
+    return f"{prefix}.{_D3[micros // 1000]}{_D3[micros % 1000]}Z"
 
 
 # --- attribute names (local constants: several GenAI names are moving between packages) ---------
@@ -442,7 +446,9 @@ def _fill_call_ids(messages: list[dict[str, Any]], span_hex: str | None, n: int 
     inputs then outputs (pass the returned count on), so two calls never share an id.
     """
     for msg in messages:
-        calls = msg.get("tool_calls")
+        if "tool_calls" not in msg:  # (most messages: no call to look up)
+            continue
+        calls = msg["tool_calls"]
         if not calls:
             continue
         for call in calls:
@@ -554,7 +560,7 @@ def _content(parts: Sequence[Any]) -> str | list[dict[str, Any]]:
         if isinstance(part, dict):
             kind = part.get("type")
             if kind == "text" or kind is None:
-                value = part.get("content", part.get("text"))
+                value = part["content"] if "content" in part else part.get("text")
                 if value is not None:
                     texts.append(value if type(value) is str else _text(value))
             elif kind in _MEDIA_KINDS:
@@ -575,7 +581,7 @@ def _content_blocks(parts: Sequence[Any]) -> str | list[dict[str, Any]]:
             continue
         kind = part.get("type")
         if kind == "text" or kind is None:
-            value = part.get("content", part.get("text"))
+            value = part["content"] if "content" in part else part.get("text")
             if value is None:
                 continue
             text = _text(value)
@@ -603,9 +609,23 @@ def _content_text(content: Any) -> str:
     return str(content or "")
 
 
+# Part types that are not a message's content (see _genai_messages).
+# A tuple, not a set: a part's type may be any JSON value (a list is not hashable).
+_NOT_CONTENT_PARTS = ("tool_call", "reasoning", "tool_call_response")
+
+
 def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, Any]]:
     """GenAI structured messages (``[{role, parts: [...]}]``) -> Galileo messages."""
-    items = _json(value)
+    items: Any = None
+    if type(value) is str:  # _json's first try, inline (a JSON attribute, nearly always)
+        try:
+            items, end = _scan_once(value, 0)
+            if end != len(value):
+                items = _json(value)
+        except (StopIteration, ValueError):
+            items = _json(value)
+    else:
+        items = _json(value)
     out: list[dict[str, Any]] = []
     if not isinstance(items, list):
         return out
@@ -629,26 +649,46 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
                 )
             )
             continue
-        content_parts: list[Any] = []
+        if type(parts) is list and len(parts) == 1:
+            # One text part (nearly every message): its text is the content.
+            part = parts[0]
+            if type(part) is dict:
+                kind = part.get("type")
+                if kind == "text" or kind is None:
+                    value = part["content"] if "content" in part else part.get("text")
+                    if value is None:
+                        content = ""
+                    else:
+                        content = value if type(value) is str else _text(value)
+                    out.append({"role": role, "content": content})  # _message(), no call
+                    finish = item.get("finish_reason")
+                    if finish:
+                        out[-1]["_finish_reason"] = str(finish)
+                    continue
         texts: list[str] = []
         media = False
-        calls: list[dict[str, Any]] = []
-        reasoning: list[str] = []
+        calls: list[dict[str, Any]] | None = None  # made when the first part needs one
+        reasoning: list[str] | None = None
         responses = 0
         for part in parts if isinstance(parts, list) else ():
             if not isinstance(part, dict):
                 continue
             kind = part.get("type")
             if kind == "text" or kind is None:  # nearly every part: no detour via _content
-                value = part.get("content", part.get("text"))
+                value = part["content"] if "content" in part else part.get("text")
                 if value is not None:
                     texts.append(value if type(value) is str else _text(value))
-                content_parts.append(part)
             elif kind == "tool_call":
-                calls.append(_tool_call(part.get("id"), part.get("name"), part.get("arguments")))
+                call = _tool_call(part.get("id"), part.get("name"), part.get("arguments"))
+                if calls is None:
+                    calls = [call]
+                else:
+                    calls.append(call)
             elif kind == "reasoning":  # the model's thinking: an llm step's event, not content
-                value = part.get("content", part.get("text"))
+                value = part["content"] if "content" in part else part.get("text")
                 if value:
+                    if reasoning is None:
+                        reasoning = []
                     reasoning.append(_text(value))
             elif kind == "tool_call_response":
                 # One Galileo message per response: a message carries one tool_call_id.
@@ -656,10 +696,19 @@ def _genai_messages(value: Any, default_role: str = "user") -> list[dict[str, An
                 # "response" in the conventions; Pydantic AI writes "result".
                 response = part.get("response", part.get("result"))
                 out.append(_message("tool", _text(response), tool_call_id=_text(part.get("id"))))
-            else:
-                media = media or kind in _MEDIA_KINDS
-                content_parts.append(part)
-        content = _content_blocks(content_parts) if media else "\n".join(texts)
+            elif not media and kind in _MEDIA_KINDS:
+                media = True
+        if media:
+            # The content parts in order: every part but calls, thoughts and tool responses.
+            content = _content_blocks(
+                [
+                    part
+                    for part in parts
+                    if isinstance(part, dict) and part.get("type") not in _NOT_CONTENT_PARTS
+                ]
+            )
+        else:
+            content = "\n".join(texts)
         # A message with nothing readable is kept (its turn happened: openai-v2 records an
         # image-only message with no parts), unless its tool responses already stand for it.
         if content or calls or not responses:
@@ -1160,9 +1209,11 @@ def _llm_fields(
     if not flags & _K_MESSAGES:
         pass  # none of the attribute sources below: only events may carry messages
     elif GEN_AI_INPUT_MESSAGES in attrs or GEN_AI_OUTPUT_MESSAGES in attrs:
-        system = _system_message(attrs.get(GEN_AI_SYSTEM_INSTRUCTIONS))
-        if system is not None:
-            inputs.append(system)
+        instructions = attrs.get(GEN_AI_SYSTEM_INSTRUCTIONS)
+        if instructions is not None:  # (_system_message(None) is None)
+            system = _system_message(instructions)
+            if system is not None:
+                inputs.append(system)
         inputs.extend(_genai_messages(attrs.get(GEN_AI_INPUT_MESSAGES)))
         outputs = _genai_messages(attrs.get(GEN_AI_OUTPUT_MESSAGES), "assistant")
     elif OI_SPAN_KIND in attrs:
@@ -1203,8 +1254,10 @@ def _llm_fields(
         finish = str(reasons[0])
     output = outputs[0] if outputs else None
     for msg in inputs:
-        msg.pop("_finish_reason", None)
-        msg.pop("_reasoning", None)
+        if "_finish_reason" in msg:
+            del msg["_finish_reason"]
+        if "_reasoning" in msg:
+            del msg["_reasoning"]
     for msg in outputs:
         reason = msg.pop("_finish_reason", None)
         if finish is None and reason:
@@ -1425,9 +1478,9 @@ def convert_span(span: ReadableSpan, trace_id: str) -> dict[str, Any]:
 
 def _trace_ids(trace_id: int) -> tuple[str, str, str]:
     """``(external_id, trace_uuid, _id_tail)`` of a trace, from one formatting of its id."""
-    h = f"{trace_id:032x}"
-    if len(h) != 32 or trace_id < 0:
-        return h, trace_uuid(trace_id), _id_tail(trace_id)
+    if type(trace_id) is not int or not 0 <= trace_id <= _MASK128:
+        return f"{trace_id:032x}", trace_uuid(trace_id), _id_tail(trace_id)
+    h = trace_id.to_bytes(16, "big").hex()  # f"{trace_id:032x}", without a format spec
     # The uuid4 bits: version 4 in hex digit 12, variant 0b10 in the top of digit 16.
     low = f"{'89ab'[int(h[16], 16) & 0x3]}{h[17:20]}-{h[20:]}"
     return h, f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{low}", low
@@ -1467,11 +1520,13 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
     step_id: str | None = None
     if ctx is not None:
         span_id = ctx.span_id
-        external_id = f"{span_id:016x}"
-        if len(external_id) == 16 and span_id >= 0:
+        if type(span_id) is int and 0 <= span_id <= _MASK64:
+            # f"{span_id:016x}" without the format spec's cost (a third of it).
+            external_id = span_id.to_bytes(8, "big").hex()
             # span_uuid without the big-int work: the version nibble is hex digit 12.
             step_id = f"{external_id[:8]}-{external_id[8:12]}-4{external_id[13:]}-{tail}"
         else:
+            external_id = f"{span_id:016x}"
             step_id = span_uuid(ctx.trace_id, span_id)
     # The flags and metadata names of this span's attribute names, looked up by the names
     # (an instrumentation sets the same names span after span), else worked out (_shape).
@@ -1506,7 +1561,11 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
     # _iso, inline when the second is known (the spans of a trace share a few).
     seconds, rest = divmod(start, 1_000_000_000)
     prefix = _iso_seconds_cache.get(seconds)
-    created_at = f"{prefix}.{rest // 1000:06d}Z" if prefix is not None else _iso(start)
+    if prefix is None:
+        created_at = _iso(start)
+    else:
+        micros = rest // 1000
+        created_at = f"{prefix}.{_D3[micros // 1000]}{_D3[micros % 1000]}Z"
     metrics: dict[str, Any] = {"duration_ns": end - start}
     step: dict[str, Any] = {
         "type": kind,
@@ -1521,14 +1580,38 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
         "trace_id": trace_id,
     }
     if flags & _K_TOKENS:
-        _token_metrics(attrs, metrics, flags & _K_TOKEN_DETAILS)
+        tokens_in = attrs.get(GEN_AI_USAGE_INPUT_TOKENS)
+        tokens_out = attrs.get(GEN_AI_USAGE_OUTPUT_TOKENS)
+        if (
+            type(tokens_in) is int
+            and type(tokens_out) is int
+            and not flags & _K_TOKEN_DETAILS
+            and LLM_TOKEN_TOTAL not in attrs
+        ):  # the GenAI pair as ints (most llm spans): _token_metrics' first case, inline
+            metrics["num_input_tokens"] = tokens_in
+            metrics["num_output_tokens"] = tokens_out
+            metrics["num_total_tokens"] = tokens_in + tokens_out
+        else:
+            _token_metrics(attrs, metrics, flags & _K_TOKEN_DETAILS)
     if flags & _K_USER:
         # Handed to convert_trace, which puts it on the trace (and pops it from the step).
         step["_user"] = attrs.get(USER_ID) or attrs.get(ENDUSER_ID)
     if flags & _K_DATASET:
         _dataset_fields(attrs, step)
     if kind == "llm":
-        _llm_fields(span, attrs, step, flags, events)
+        if flags & (_K_MESSAGES | _K_LLM_EXTRA | _K_TOOLS) or events:
+            _llm_fields(span, attrs, step, flags, events)
+        else:  # no messages, tools or extras to read: what _llm_fields makes of such a span
+            step["input"] = []
+            step["output"] = {"role": "assistant", "content": ""}
+            model = (
+                attrs.get(GEN_AI_RESPONSE_MODEL)
+                or attrs.get(GEN_AI_REQUEST_MODEL)
+                or attrs.get(LLM_MODEL_NAME)
+                or attrs.get(EMBEDDING_MODEL_NAME)
+            )
+            if model is not None:
+                step["model"] = str(model)
         return step
     input_value = attrs.get(INPUT_VALUE)
     output_value = attrs.get(OUTPUT_VALUE)
@@ -1565,8 +1648,10 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
             inputs = _genai_messages(attrs.get(GEN_AI_INPUT_MESSAGES))
             outputs = _genai_messages(attrs.get(GEN_AI_OUTPUT_MESSAGES), "assistant")
             for msg in (*inputs, *outputs):
-                msg.pop("_finish_reason", None)
-                msg.pop("_reasoning", None)
+                if "_finish_reason" in msg:
+                    del msg["_finish_reason"]
+                if "_reasoning" in msg:
+                    del msg["_reasoning"]
             _fill_call_ids(outputs, external_id, _fill_call_ids(inputs, external_id))
             step["input"] = inputs if inputs else _text(input_value)
             if outputs:
@@ -1599,7 +1684,9 @@ def _tool_fields(
     flags: int = _K_ALL,
 ) -> None:
     """A tool step: its name, arguments, result and the id of the call it answers."""
-    name = _text(attrs.get(GEN_AI_TOOL_NAME) or attrs.get(TOOL_NAME) or step["name"])
+    name = attrs.get(GEN_AI_TOOL_NAME) or attrs.get(TOOL_NAME) or step["name"]
+    if type(name) is not str:
+        name = _text(name)
     step["name"] = name
     arguments = attrs.get(GEN_AI_TOOL_CALL_ARGUMENTS)
     if arguments is None:
@@ -1624,8 +1711,8 @@ def _tool_fields(
     if result is None and name.startswith(_HANDOFF_PREFIX):
         # The OpenAI Agents SDK's handoff: what it yields is the next agent.
         result = name[len(_HANDOFF_PREFIX) :]
-    step["input"] = _text(arguments)
-    step["output"] = None if result is None else _text(result)
+    step["input"] = arguments if type(arguments) is str else _text(arguments)
+    step["output"] = result if result is None or type(result) is str else _text(result)
     if call_id is not None:
         step["tool_call_id"] = _text(call_id)
     step["spans"] = []
@@ -2128,7 +2215,10 @@ def _link_tools(ordered: list[dict[str, Any]]) -> None:
 
 
 def _fill_agents(
-    ordered: list[dict[str, Any]], root_id: str | None, collapsed: bool = True
+    ordered: list[dict[str, Any]],
+    root_id: str | None,
+    collapsed: bool = True,
+    llms: list[dict[str, Any]] | None = None,
 ) -> None:
     """Agent steps without their own input, output or tokens take them from their children.
 
@@ -2136,13 +2226,14 @@ def _fill_agents(
     last llm answer with text (else the last text another step under it yields: a handoff's
     next agent, a graph router's next node), the tokens the sum over its llm calls.
     ``collapsed``: False when no plumbing step was collapsed from the tree, so ``ordered`` is
-    exactly the tree's steps in step order.
+    exactly the tree's steps in step order. ``llms``: the llm steps of ``ordered``, if known.
     """
     agents = [step for step in ordered if step["type"] == "agent"]
     if len(agents) == 1 and agents[0]["id"] == root_id:
         # The common case: the root is the agent, and every other step is under it.
         agent = agents[0]
-        llms = [step for step in ordered if step["type"] == "llm"]
+        if llms is None:
+            llms = [step for step in ordered if step["type"] == "llm"]
         if collapsed or not ordered or ordered[0] is not agent:
             _fill_agent(agent, llms)
         else:  # the steps under it, in step order, are the rest of `ordered`
@@ -2185,11 +2276,15 @@ def _fill_agent(
     """Fill one agent step (see ``_fill_agents``); ``under``: its steps in step order, if known."""
     if not agent.get("input"):
         for step in llms:
-            text = _last_text(step["input"], "user")
+            messages = step["input"]
+            if not messages:  # _last_text finds nothing in no messages
+                continue
+            text = _last_text(messages, "user")
             if text is not None:
                 agent["input"] = text
                 break
-    if not _value_text(agent.get("output")):
+    output = agent.get("output")
+    if output is None or output == "" or not _value_text(output):
         # An output without text (none, or an llm message that only calls tools) reads as
         # the last answer under the agent, else as where it handed over or routed to: the
         # last text a step kept under it yields (collapsed plumbing is not read).
@@ -2203,7 +2298,10 @@ def _fill_agent(
             kept = under if under is not None else _walk(agent.get("spans") or [])
             for index in range(len(kept) - 1, -1, -1):
                 step = kept[index]
-                text = "" if step["type"] == "llm" else _value_text(step.get("output"))
+                if step["type"] == "llm":
+                    continue
+                output = step.get("output")
+                text = output if type(output) is str else _value_text(output)
                 if text:
                     agent["output"] = text
                     break
@@ -2321,8 +2419,16 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
     top: list[dict[str, Any]] = []
     number = 0
     folded: set[int] = set()
+    # The steps not folded, in start order (= step_number order), and their llm steps: what
+    # the passes below and the trace's input/output read.
+    ordered: list[dict[str, Any]] = []
+    llms: list[dict[str, Any]] = []
     for sid, pid, step in nodes:
+        stype = step["type"]
         if sid == root_sid:
+            ordered.append(step)
+            if stype == "llm":
+                llms.append(step)
             if not root_is_step:
                 continue
             number += 1
@@ -2330,7 +2436,7 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
             step["parent_id"] = galileo_id
             top.append(step)
             continue
-        outer = steps.get(pid) if pid is not None and step["type"] == "llm" else None
+        outer = steps.get(pid) if pid is not None and stype == "llm" else None
         if outer is not None and outer["type"] == "llm" and pid != sid:
             target = pid
             for _ in range(len(nodes)):  # past llm steps already folded into their own parent
@@ -2360,20 +2466,24 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
                     outer["name"],
                 )
                 continue
+        ordered.append(step)
+        if stype == "llm":
+            llms.append(step)
         number += 1
         step["step_number"] = number
         # Walk up to the nearest ancestor step that can hold children (bounded: no cycles).
         container = root_container
-        for _ in range(len(nodes)):
-            if pid is None or pid == sid or pid == root_sid:
-                break
-            candidate = steps.get(pid)
-            if candidate is None:
-                break  # the parent is not in this trace: the step goes under the root
-            if "spans" in candidate:
-                container = candidate
-                break
-            pid = parent_of[pid]
+        if pid is not None and pid != sid and pid != root_sid:  # (a root's child: no walk)
+            for _ in range(len(nodes)):
+                if pid is None or pid == sid or pid == root_sid:
+                    break
+                candidate = steps.get(pid)
+                if candidate is None:
+                    break  # the parent is not in this trace: the step goes under the root
+                if "spans" in candidate:
+                    container = candidate
+                    break
+                pid = parent_of[pid]
         if container is None:
             step["parent_id"] = galileo_id
             top.append(step)
@@ -2390,16 +2500,15 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         if _collapse(top, trace_name, galileo_id):
             _renumber(top)
             collapsed = True
-    link = kinds & (_HAS_TOOL | _HAS_CALLS) == _HAS_TOOL | _HAS_CALLS
-    if link or kinds & _HAS_AGENT:
-        # Steps in start order (= step_number order), without the folded duplicates.
+    if folded:  # (a step id seen twice may have been listed before its twin was folded)
         ordered = [step for sid, _, step in nodes if sid not in folded]
-        if link:
-            _link_tools(ordered)
-        if kinds & _HAS_AGENT:
-            _fill_agents(
-                ordered, root_step["id"] if root_is_step and root_step else None, collapsed
-            )
+        llms = [step for step in ordered if step["type"] == "llm"]
+    if kinds & (_HAS_TOOL | _HAS_CALLS) == _HAS_TOOL | _HAS_CALLS:
+        _link_tools(ordered)
+    if kinds & _HAS_AGENT:
+        _fill_agents(
+            ordered, root_step["id"] if root_is_step and root_step else None, collapsed, llms
+        )
 
     # Trace-level fields.
     head: ReadableSpan | None
@@ -2426,14 +2535,13 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
     if text_in is None or text_out is None:
         # The turn's own question: the last user message of the first llm call that has one
         # (a chat app resends the whole history every turn); its answer: the last llm answer.
-        llm_steps = [step for sid, _, step in nodes if step["type"] == "llm" and sid not in folded]
         if text_in is None:
-            for step in llm_steps:
+            for step in llms:
                 text_in = _last_text(step["input"], "user")
                 if text_in is not None:
                     break
         if text_out is None:
-            for step in reversed(llm_steps):
+            for step in reversed(llms):
                 out = step.get("output")
                 if out and out.get("content"):
                     text_out = _content_text(out["content"]) or None
