@@ -410,11 +410,7 @@ class Ledger:
         """A sender finished a batch; ``True`` when it was the last busy one after shutdown."""
         with self._lock:
             self._busy -= 1
-            # The spooler is woken only when it can feed the sender now, or when its sleep was
-            # timed while no sender was idle (it left the next spool retry out of it). A wake-up
-            # that finds nothing to do costs a thread switch per batch.
-            if self._idle_senders() == 1 or self._scan_due(self._clock()):
-                self._cv_write.notify()
+            self._cv_write.notify()  # a sender is free: the spooler may feed it
             return self._shut and self._busy == 0
 
     def first_send(self, seq: int) -> bool:
