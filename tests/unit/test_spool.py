@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from galileo_otel.export import spool as spool_module
 from galileo_otel.export.spool import (
     DB_NAME,
     LEASE_S,
@@ -282,15 +281,8 @@ def test_a_new_spool_uses_big_pages_and_an_old_one_keeps_its_own(
     assert old.claim_oldest(10) == []
 
 
-@pytest.mark.parametrize("returning", [True, False], ids=["returning", "sqlite-before-3.35"])
-def test_deletes_keep_the_running_total_exact(
-    tmp_path: Path, opened: list[Spool], monkeypatch: pytest.MonkeyPatch, returning: bool
-) -> None:
-    # The byte total that bounds the spool moves with each delete, once per row, whether the
-    # SQLite underneath has DELETE ... RETURNING or not.
-    if returning and not spool_module._RETURNING:
-        pytest.skip("this SQLite has no RETURNING")
-    monkeypatch.setattr(spool_module, "_RETURNING", returning)
+def test_deletes_keep_the_running_total_exact(tmp_path: Path, opened: list[Spool]) -> None:
+    # The byte total that bounds the spool moves with each delete, once per row.
     spool = make(tmp_path, opened, max_bytes=1000)
     first = spool.write(header(), b"x" * 400)
     second = spool.write(header(), b"y" * 400)

@@ -845,9 +845,6 @@ class Spool:
         )
 
 
-# DELETE / UPDATE ... RETURNING (SQLite 3.35): a delete reads what it changed in the statement
-# that changes it.
-_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 # The write's one look before it inserts: the pending bytes' running total, the database's
 # pages (counting what the WAL holds) and its free pages.
 _ROOM_SQL = (
@@ -865,25 +862,15 @@ def _add(conn: sqlite3.Connection, name: str, delta: int) -> None:
 def _delete_batch(conn: sqlite3.Connection, row_id: int) -> int | None:
     """Delete a batch row and take its bytes off the running total; the total left.
 
-    ``None`` when there was no such row. Two statements where ``RETURNING`` is there (SQLite
-    3.35 and later), four before.
+    ``None`` when there was no such row. Not ``DELETE ... RETURNING``: SQLite then reads the
+    whole deleted row, its payload's overflow pages included (one more copy of the batch).
     """
-    if not _RETURNING:
-        row = conn.execute("SELECT bytes FROM batch WHERE id = ?", (row_id,)).fetchone()
-        if row is None:
-            return None
-        conn.execute("DELETE FROM batch WHERE id = ?", (row_id,))
-        _add(conn, "batch_bytes", -int(row[0]))
-        return _total(conn, "batch_bytes")
-    # fetchall(): a statement is reset only once read to the end, and COMMIT needs that.
-    rows = conn.execute("DELETE FROM batch WHERE id = ? RETURNING bytes", (row_id,)).fetchall()
-    if not rows:
+    row = conn.execute("SELECT bytes FROM batch WHERE id = ?", (row_id,)).fetchone()
+    if row is None:
         return None
-    left = conn.execute(
-        "UPDATE meta SET value = value - ? WHERE name = 'batch_bytes' RETURNING value",
-        (int(rows[0][0]),),
-    ).fetchall()
-    return int(left[0][0]) if left else 0
+    conn.execute("DELETE FROM batch WHERE id = ?", (row_id,))
+    _add(conn, "batch_bytes", -int(row[0]))
+    return _total(conn, "batch_bytes")
 
 
 def _total(conn: sqlite3.Connection, name: str) -> int:
