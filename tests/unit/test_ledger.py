@@ -220,6 +220,34 @@ def test_the_scan_backs_off_while_the_server_fails_and_resumes_when_it_answers()
     assert ledger.scan_room(clock.now) == 1
 
 
+@pytest.mark.parametrize("failed", [False, True])
+def test_a_freed_sender_wakes_the_spooler_for_a_batch_waiting_on_disk(failed: bool) -> None:
+    # The spooler slept while every sender was busy; the batch on disk (left there, or back
+    # after failing and due for its retry) goes to the sender that frees up, without waiting
+    # for the next look at the spool.
+    ledger, clock, _ = make(in_flight=1)
+    first = batch(ledger, entry="a")
+    assert ledger.written(first) == "sending"
+    second = batch(ledger, entry="b")
+    assert ledger.written(second) == "on_disk"
+    sent = ledger.take()
+    assert sent is first
+    if failed:
+        ledger.server_answers()
+    woke: list[tuple[bool, Any]] = []
+    spooler = threading.Thread(
+        target=lambda: woke.append(ledger.next_to_write(housekeep_at=clock.now + 3600))
+    )
+    spooler.start()
+    spooler.join(0.2)
+    assert woke == []  # asleep: the one sender is busy
+    ledger.settle(sent, ok=True)
+    ledger.sender_free()
+    spooler.join(30)
+    assert woke == [(True, None)]
+    assert ledger.scan_room(clock.now) == 1
+
+
 def test_adopted_backlog_is_in_every_flush_scope() -> None:
     ledger, clock, _ = make()
     assert ledger.housekept([("orphan", 4)], set(), {}, {"batches": 1}) == 0

@@ -482,9 +482,9 @@ class Spool:
         now = self._clock()
 
         def insert(conn: sqlite3.Connection, owner: str) -> int | None:
-            if _total(conn, "batch_bytes") + size > self.max_bytes or not self._disk_room(
-                conn, size
-            ):
+            # One statement reads the running total and the database's pages (three did).
+            total, pages, free = conn.execute(_ROOM_SQL).fetchone()
+            if int(total or 0) + size > self.max_bytes or not self._room_for(pages, free, size):
                 return None
             cur = conn.execute(
                 "INSERT INTO batch (created, owner, lease, origin, traces, bytes, header, payload)"
@@ -504,9 +504,13 @@ class Spool:
         counts what the WAL holds too) plus what the row may add beyond the free pages, plus
         the WAL at its cap with this transaction's frames on top, plus the WAL index.
         """
-        page = self._page
         (pages,) = conn.execute("PRAGMA page_count").fetchone()
         (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+        return self._room_for(pages, free, size)
+
+    def _room_for(self, pages: int, free: int, size: int) -> bool:
+        """:meth:`_disk_room` for a database of ``pages`` pages of which ``free`` are free."""
+        page = self._page
         grow = max(0, size + page - int(free) * page)
         # The WAL at its cap (frames carry a 24-byte header), plus this transaction's frames: a
         # dead letter moves a row, so twice its pages, and a few b-tree and meta pages.
@@ -521,8 +525,8 @@ class Spool:
         """
 
         def delete(conn: sqlite3.Connection, _owner: str) -> bool:
-            _delete_batch(conn, row_id)
-            return _total(conn, "batch_bytes") <= 0
+            left = _delete_batch(conn, row_id)
+            return (_total(conn, "batch_bytes") if left is None else left) <= 0
 
         if self._run(delete, write=True) and self._clock() >= self._next_idle_compact:
             self._next_idle_compact = self._clock() + _IDLE_COMPACT_S
@@ -841,17 +845,32 @@ class Spool:
         )
 
 
+# The write's one look before it inserts: the pending bytes' running total, the database's
+# pages (counting what the WAL holds) and its free pages.
+_ROOM_SQL = (
+    "SELECT (SELECT value FROM meta WHERE name = 'batch_bytes'),"
+    " (SELECT page_count FROM pragma_page_count()),"
+    " (SELECT freelist_count FROM pragma_freelist_count())"
+)
+
+
 def _add(conn: sqlite3.Connection, name: str, delta: int) -> None:
     """Move a running total of ``meta`` by ``delta`` (inside the caller's transaction)."""
     conn.execute("UPDATE meta SET value = value + ? WHERE name = ?", (delta, name))
 
 
-def _delete_batch(conn: sqlite3.Connection, row_id: int) -> None:
-    """Delete a batch row and take its bytes off the running total."""
+def _delete_batch(conn: sqlite3.Connection, row_id: int) -> int | None:
+    """Delete a batch row and take its bytes off the running total; the total left.
+
+    ``None`` when there was no such row. Not ``DELETE ... RETURNING``: SQLite then reads the
+    whole deleted row, its payload's overflow pages included (one more copy of the batch).
+    """
     row = conn.execute("SELECT bytes FROM batch WHERE id = ?", (row_id,)).fetchone()
-    if row is not None:
-        conn.execute("DELETE FROM batch WHERE id = ?", (row_id,))
-        _add(conn, "batch_bytes", -int(row[0]))
+    if row is None:
+        return None
+    conn.execute("DELETE FROM batch WHERE id = ?", (row_id,))
+    _add(conn, "batch_bytes", -int(row[0]))
+    return _total(conn, "batch_bytes")
 
 
 def _total(conn: sqlite3.Connection, name: str) -> int:
