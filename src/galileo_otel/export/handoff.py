@@ -72,10 +72,7 @@ class SpanHandoff:
             return False
         if self._queue_records:
             try:
-                try:  # an SDK span's slot, read inline: this runs for every span
-                    resource = span._resource
-                except AttributeError:
-                    resource = span_resource(span)
+                resource = span_resource(span)
                 entry = self._resources.get(id(resource))
                 if entry is None:
                     entry = self._number_resource(resource)
