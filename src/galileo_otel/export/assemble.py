@@ -120,40 +120,46 @@ class TraceAssembler:
         trace_id = ctx.trace_id
         self._spans_added += 1
         parent = span.parent
-        is_root = parent is None or parent.is_remote
+        entry = self._open.pop(trace_id, None)
+
+        if parent is None or parent.is_remote:  # a local root: its trace (part) ships now
+            if entry is None:
+                # A root with nothing waiting (a single-span trace): ships at once, held nowhere.
+                part = self._shipped.get(trace_id, 0)
+                if part:
+                    self._late_spans += 1
+                self._traces_complete += 1
+                self._remember_shipped(trace_id, part + 1)
+                return [AssembledTrace(trace_id, span, [span], True, part)]
+            part = entry.part
+            if part:
+                self._late_spans += 1
+            spans = entry.spans
+            spans.append(span)
+            self._open_spans -= len(spans) - 1
+            self._traces_complete += 1
+            self._remember_shipped(trace_id, part + 1)
+            return [AssembledTrace(trace_id, span, spans, True, part, entry.cut)]
+
         if now_ns is None:
             now_ns = span.end_time or 0
         ready: list[AssembledTrace] = []
-
-        entry = self._open.pop(trace_id, None)
         if entry is None:
             part = self._shipped.get(trace_id, 0)
             if part:
                 self._late_spans += 1
-            if is_root:
-                # A root with nothing waiting (a single-span trace): ships at once, held nowhere.
-                self._traces_complete += 1
-                self._remember_shipped(trace_id, part + 1)
-                return [AssembledTrace(trace_id, span, [span], True, part)]
             if len(self._open) >= self._max_open:
                 ready.append(self._evict_oldest())
             entry = _OpenTrace(part, now_ns)
         elif entry.part:
             self._late_spans += 1
 
-        if is_root:
-            entry.spans.append(span)
-            self._open_spans -= len(entry.spans) - 1
-            self._traces_complete += 1
-            self._remember_shipped(trace_id, entry.part + 1)
-            ready.append(AssembledTrace(trace_id, span, entry.spans, True, entry.part, entry.cut))
-            return ready
-
-        if len(entry.spans) >= self._max_spans:
+        spans = entry.spans
+        if len(spans) >= self._max_spans:
             entry.cut += 1
             self._spans_cut += 1
         else:
-            entry.spans.append(span)
+            spans.append(span)
             self._open_spans += 1
         if now_ns > entry.last_ns:
             entry.last_ns = now_ns

@@ -72,9 +72,10 @@ class SpanHandoff:
             return False
         if self._queue_records:
             try:
-                entry = self._resources.get(id(span_resource(span)))
+                resource = span_resource(span)
+                entry = self._resources.get(id(resource))
                 if entry is None:
-                    entry = self._number_resource(span_resource(span))
+                    entry = self._number_resource(resource)
                 queue.append(span if entry is None else span_record(span, entry[1]))
             except Exception:  # not a span we can read fast: the worker reads it its own way
                 queue.append(span)
@@ -99,6 +100,15 @@ class SpanHandoff:
         if type(item) is not tuple:
             return item
         return OffloadedSpan(item, self._resource_of[item[12]])
+
+    def worker_resources(self) -> dict[int, Any]:
+        """Resource number -> resource, for a worker that rebuilds records inline.
+
+        What :meth:`span_of` does: ``OffloadedSpan(item, resources[item[12]])`` for a
+        ``tuple`` item, the item itself otherwise. Read-only for the worker; replaced after a
+        fork, like :meth:`worker_queue`.
+        """
+        return self._resource_of
 
     # --- the worker's side, for a worker that is another object (the in-process Batcher) ----
     def worker_queue(self) -> deque[Any]:

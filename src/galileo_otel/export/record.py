@@ -56,6 +56,9 @@ class _Resource:
 # mutated, so a rebuild makes one object fewer.
 _PLAIN_STATUS = {c.value: _Status(c, None) for c in StatusCode}
 _UNSET = _PLAIN_STATUS[StatusCode.UNSET.value]
+_INTERNAL = SpanKind.INTERNAL
+# The parent context the last rebuild made (see OffloadedSpan.__init__); a placeholder at first.
+_last_parent = _Ctx(0, 0, True)
 
 
 class OffloadedSpan:
@@ -80,13 +83,28 @@ class OffloadedSpan:
     _events = None
 
     def __init__(self, item: tuple[Any, ...], resource: Any) -> None:
+        global _last_parent
         (name, tid, sid, psid, premote, start, end, kind, code, desc, attrs, events, _) = item
         self.name = name
-        self.context = _Ctx(tid, sid, False)
-        self.parent = _Ctx(tid, psid, premote) if psid is not None else None
+        # Spans end children first: siblings share their parent's context object, and a
+        # parent's own context is the one its children's `parent` already holds (same ids, not
+        # remote). Reusing the last parent made saves one or two objects per span (contexts are
+        # never mutated). A race between two rebuilding threads only misses the reuse: the
+        # candidate is read once and checked in full.
+        last = _last_parent
+        if last.span_id == sid and last.trace_id == tid and last.is_remote is False:
+            self.context = last
+        else:
+            self.context = _Ctx(tid, sid, False)
+        if psid is None:
+            self.parent = None
+        elif last.span_id == psid and last.trace_id == tid and last.is_remote is premote:
+            self.parent = last
+        else:
+            self.parent = _last_parent = _Ctx(tid, psid, premote)
         self.start_time = start
         self.end_time = end
-        self.kind = _KINDS.get(kind, SpanKind.INTERNAL)
+        self.kind = _KINDS.get(kind, _INTERNAL)
         if desc is None:
             self.status = _PLAIN_STATUS.get(code, _UNSET)
         else:
