@@ -6,6 +6,9 @@ import asyncio
 import json
 import logging
 import platform
+import re
+import socket
+import threading
 from typing import Any
 
 import httpx
@@ -244,3 +247,59 @@ def test_with_a_proxy_in_the_environment_requests_go_through_httpx_client(
     with make(FakeAPI(), retry=RetryPolicy.none()) as client:
         _log_traces(client)
     assert len(sent) == 1 and "cookie" not in sent[0].headers
+
+
+def _raw_requests(n: int) -> tuple[str, list[bytes], threading.Thread]:
+    """A one-connection loopback server: the raw bytes of ``n`` requests, each answered ``{}``."""
+    server = socket.create_server(("127.0.0.1", 0))
+    got: list[bytes] = []
+
+    def serve() -> None:
+        with server:
+            for _ in range(n):
+                conn, _addr = server.accept()
+                with conn:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        data += conn.recv(65536)
+                    head, _, rest = data.partition(b"\r\n\r\n")
+                    length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+                    while len(rest) < length:
+                        rest += conn.recv(65536)
+                    got.append(data[: len(head) + 4] + rest)
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+                    )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{server.getsockname()[1]}", got, thread
+
+
+def test_the_bytes_on_the_socket_are_what_httpx_post_sends() -> None:
+    # A real transport and socket (the Log Traces body goes to it in parts): the server reads
+    # the very bytes httpx.Client.post sends for the joined body.
+    url, got, thread = _raw_requests(2)
+    traces = b'[{"type":"trace","id":"a","name":"\xc3\xa9"}' + b',{"id":"x"}' * 5000 + b"]"
+    with GalileoClient(api_key=API_KEY, api_url=url, retry=RetryPolicy.none()) as client:
+        client.log_traces_encoded(
+            traces, project_id=PROJECT_ID, session_id="s-1", log_stream_id=LOG_STREAM_ID
+        )
+    body = got[0].partition(b"\r\n\r\n")[2]
+    assert body.startswith(b'{"traces":' + traces + b",") and json.loads(body)["session_id"]
+    with httpx.Client() as plain:
+        plain.post(
+            f"{url}/v2/projects/{PROJECT_ID}/traces",
+            content=body,
+            headers={
+                "User-Agent": (
+                    f"galileo-otel/{__version__} python/{platform.python_version()} "
+                    f"httpx/{httpx.__version__}"
+                ),
+                "Accept": "application/json",
+                "Galileo-API-Key": API_KEY,
+                "Content-Type": "application/json",
+            },
+        )
+    thread.join(10)
+    assert got[0] == got[1]

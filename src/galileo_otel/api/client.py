@@ -164,11 +164,31 @@ class _Call:
 
     method: str
     url: str
-    body: bytes | None
+    body: bytes | _Spliced | None
     params: Mapping[str, str] | None
     timeout: float | None
     policy: RetryPolicy
     start: float
+
+
+class _Spliced(httpx.SyncByteStream):
+    """A request body sent as its parts, in order, without joining them into one copy.
+
+    The Log Traces body is the encoded traces (the large part, as the spool holds it) between a
+    short head and the envelope's tail. Handed to the transport as these parts, the traces go to
+    the socket as they are, instead of being copied once more into a joined body; the bytes on
+    the wire, ``Content-Length`` included, are those of the joined body. Iterable again for
+    each attempt of a call.
+    """
+
+    __slots__ = ("length", "parts")
+
+    def __init__(self, parts: tuple[bytes, ...]) -> None:
+        self.parts = parts
+        self.length = sum(len(part) for part in parts)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.parts)
 
 
 def _keep_no_cookies(http_client: httpx.Client | httpx.AsyncClient) -> None:
@@ -415,7 +435,7 @@ class _Core:
         http: httpx.Client | httpx.AsyncClient,
         method: str,
         url: str,
-        body: bytes | None,
+        body: bytes | _Spliced | None,
         params: Mapping[str, str] | None,
         timeout: httpx.Timeout,
     ) -> httpx.Request:
@@ -425,8 +445,23 @@ class _Core:
         no base URL to merge into an absolute one), except query parameters and cookies: a
         request with parameters goes through ``build_request`` itself, and so would one from a
         jar holding a cookie (it keeps none, see :func:`_keep_no_cookies`), so the wire is the
-        same either way.
+        same either way. A spliced body goes as its parts, under the headers ``content=`` would
+        have given the joined body (``Host`` first, ``Content-Length`` last).
         """
+        if isinstance(body, _Spliced):
+            if params or http.cookies:
+                body = b"".join(body.parts)
+            else:
+                parsed = self._parsed_url(url)
+                headers = [(b"Host", parsed.netloc), *self._wire_body.raw]
+                headers.append((b"Content-Length", str(body.length).encode("ascii")))
+                return httpx.Request(
+                    method,
+                    parsed,
+                    headers=headers,
+                    stream=body,
+                    extensions={"timeout": timeout.as_dict()},
+                )
         if params or http.cookies:
             return http.build_request(
                 method,
@@ -453,7 +488,7 @@ class _Core:
         method: str,
         path: str,
         json: Any,
-        content: bytes | None,
+        content: bytes | _Spliced | None,
         params: Mapping[str, str] | None,
         retry: RetryPolicy | None,
         timeout: float | None,
@@ -1189,6 +1224,10 @@ class GalileoClient(_Core):
             APIError: The server answered an error, or no answer came (TransportError).
         """
         call = self._open_call(method, path, json, content, params, retry, timeout, require_key)
+        return self._perform(call)
+
+    def _perform(self, call: _Call) -> Any:
+        """Run a call's attempts (sent, retried as its policy says); its answer, or raise."""
 
         def attempt() -> _Parsed | Failure:
             try:
@@ -1290,10 +1329,11 @@ class GalileoClient(_Core):
             if len(self._envelopes) >= _ENVELOPES_MAX:
                 self._envelopes.clear()
             self._envelopes[key] = tail
-        # One copy of the (large) traces array, not one per concatenation.
-        body = b"".join((b'{"traces":', traces_json, tail))
-        answer = self.request_json(
-            "POST", f"/v2/projects/{project_id}/traces", content=body, retry=retry, timeout=timeout
+        # The (large) traces array goes to the transport as it is, between head and tail.
+        body = _Spliced((b'{"traces":', traces_json, tail))
+        path = f"/v2/projects/{project_id}/traces"
+        answer = self._perform(
+            self._open_call("POST", path, None, body, None, retry, timeout, True)
         )
         return answer if isinstance(answer, dict) else {}
 
