@@ -17,7 +17,11 @@ bursts of traces as fast as its thread can and flushes after each burst. Each bu
   Wall times swing with whatever else the machine runs; CPU time hardly does, so on a busy
   machine ``cpu_vs_stock`` is the steadiest comparison (the sink's CPU is not counted);
   ``own_cpu_us`` is that minus the ``none`` row's (the same app with no span processor): what the
-  processor and its export cost, whatever the machine's bare span costs.
+  processor and its export cost, whatever the machine's bare span costs;
+- ``threads_us``: that CPU per span split by thread (Linux: ``/proc/self/task``): the app thread
+  (the span itself included), the export worker thread (ours, or the BatchSpanProcessor's), our
+  spooler and senders, other threads, and the export worker process. ``--markdown`` prints it
+  as a second table.
 
 The best burst of a process (the fastest: a burst on a shared machine is only ever slowed down
 by other work, which is why ``timeit`` reports a minimum), then the median over repeats
@@ -105,6 +109,37 @@ def cpu_seconds() -> float:
     return total
 
 
+# Thread name -> the column it is counted in (``threads_us``): where the CPU of a burst goes.
+_THREAD_GROUPS = (
+    ("MainThread", "app"),
+    ("galileo-otel-worker", "worker"),
+    ("OtelBatchSpanRecordProcessor", "worker"),  # the stock BatchSpanProcessor's thread
+    ("OtelBatchSpanProcessor", "worker"),
+    ("galileo-otel-spooler", "spooler"),
+    ("galileo-otel-sender", "senders"),
+)
+THREAD_COLUMNS = ("app", "worker", "spooler", "senders", "other", "child")
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process's live threads, by column, and of its
+    live child processes (``child``: the export worker process). Linux; empty elsewhere."""
+    import threading
+
+    out = dict.fromkeys(THREAD_COLUMNS, 0.0)
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        group = next((g for p, g in _THREAD_GROUPS if thread.name.startswith(p)), "other")
+        out[group] += (int(fields[11]) + int(fields[12])) * _TICK_S
+    for _, fields in _children():
+        out["child"] += (int(fields[11]) + int(fields[12])) * _TICK_S
+    return out
+
+
 def _setup(entry: str, system: str, url: str, queue: int) -> tuple[Any, Any, Any]:
     """(tracer provider, flush(timeout_s) -> bool, handle or None) for the app."""
     from opentelemetry import trace
@@ -163,6 +198,7 @@ def child(
 
     bare = TracerProvider(shutdown_on_exit=False).get_tracer("bare")
     app_us, bare_us, cpu_us, spans_per_s = [], [], [], []
+    threads_us: dict[str, list[float]] = {g: [] for g in THREAD_COLUMNS}
     flush_ok = [bool(warm_ok)]
     n = traces * spans_per_trace
     for b in range(bursts):
@@ -172,6 +208,7 @@ def child(
             emit_trace(bare, i, spans_per_trace)
         bare_us.append((time.perf_counter() - t0) / n * 1e6)
         c0 = cpu_seconds()
+        th0 = thread_cpu()
         t0 = time.perf_counter()
         for i in range(start, start + traces):
             emit_trace(tracer, i, spans_per_trace)
@@ -179,6 +216,9 @@ def child(
         flush_ok.append(bool(flush(FLUSH_TIMEOUT_S)))
         t_flush = time.perf_counter() - t0
         cpu_us.append((cpu_seconds() - c0) / n * 1e6)
+        th1 = thread_cpu()
+        for g in THREAD_COLUMNS:  # a thread that ended during the burst is not counted
+            threads_us[g].append(max(th1[g] - th0[g], 0.0) / n * 1e6)
         app_us.append(t_emit / n * 1e6)
         spans_per_s.append(n / t_flush)
     overhead = [a - b for a, b in zip(app_us, bare_us, strict=True)]
@@ -200,6 +240,8 @@ def child(
         "spans_per_s_bursts": [round(v) for v in spans_per_s],
         "cpu_us": statistics.median(cpu_us),
         "cpu_us_bursts": [round(v, 2) for v in cpu_us],
+        # Per thread (median over bursts): the app thread's includes the bare span itself.
+        "threads_us": {g: round(statistics.median(v), 2) for g, v in threads_us.items()},
         "flush_ok": all(flush_ok),
         "workers": workers,
         "dropped_counted": int(stats.get("spans_dropped", 0)),
@@ -291,6 +333,9 @@ def _median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     row["overhead_us"] = statistics.median(r["overhead_us"] for r in rows)
     row["cpu_us"] = statistics.median(r["cpu_us"] for r in rows)
     row["lost"] = max(r.get("lost", 0) for r in rows)
+    row["threads_us"] = {
+        g: statistics.median(r["threads_us"][g] for r in rows) for g in THREAD_COLUMNS
+    }
     row["flush_ok"] = all(r["flush_ok"] for r in rows)
     row["repeats"] = len(rows)
     return row
@@ -395,6 +440,8 @@ def main() -> int:
     if args.markdown:
         print()
         print(markdown_table(rows))
+        print()
+        print(markdown_threads(rows))
     return 0
 
 
@@ -421,6 +468,23 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             f"| {num(r.get('own_cpu_vs_stock'), '.2f')}"
             f"{'x' if r.get('own_cpu_vs_stock') is not None else ''} "
             f"| {r.get('lost', '')} | {'ok' if r.get('flush_ok') else 'FALSE'} |"
+        )
+    return "\n".join(lines)
+
+
+def markdown_threads(rows: list[dict[str, Any]]) -> str:
+    """Where each row's CPU went, µs per span by thread (the app thread's holds the span itself)."""
+    lines = [
+        "| way in | spans/trace | system | bare span µs | app thread | export worker "
+        "| spooler | senders | other threads | worker process |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        t = r["threads_us"]
+        lines.append(
+            f"| {r['entry']} | {r['spans_per_trace']} | {r['system']} | {r['bare_us']:.1f} "
+            + " ".join(f"| {t[g]:.1f}" for g in THREAD_COLUMNS)
+            + " |"
         )
     return "\n".join(lines)
 
