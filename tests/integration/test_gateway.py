@@ -326,11 +326,14 @@ def test_otlp_grpc_from_the_stock_exporter(
     assert {s["id"]: s["name"] for s in streams}[session["log_stream_id"]] == "grpc-stream"
 
 
+@pytest.mark.parametrize("export_process", [False, True], ids=["in-process", "worker-process"])
 def test_sessions_say_which_client_sent_the_spans(
-    server: Any, tmp_path: Path, gateways: list[GatewayProcess]
+    server: Any, tmp_path: Path, gateways: list[GatewayProcess], export_process: bool
 ) -> None:
-    # Galileo shows who logged a session: the app's OpenTelemetry SDK language, not the gateway's.
-    gw = GatewayProcess(gateway_env(server.url, tmp_path), tmp_path / "gw.log")
+    # Galileo shows who logged a session: the app's OpenTelemetry SDK language, not the gateway's,
+    # whether the pipelines run in the gateway's process or in export worker processes.
+    env = gateway_env(server.url, tmp_path, GALILEO_EXPORT_PROCESS=str(export_process).lower())
+    gw = GatewayProcess(env, tmp_path / "gw.log")
     gateways.append(gw.start())
     resources = {
         "conv-py": Resource.create({"service.name": "py-chat"}),  # telemetry.sdk.language=python

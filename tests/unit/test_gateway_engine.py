@@ -547,9 +547,7 @@ def test_the_log_commits_in_full_unless_told_otherwise(tmp_path: Path) -> None:
     wal.close()
 
 
-def test_a_worker_process_pipeline_cannot_take_a_method_and_says_so(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_worker_process_pipeline_is_told_its_logging_method(tmp_path: Path) -> None:
     kwargs: list[dict[str, Any]] = []
 
     class Recording(Rig):
@@ -562,7 +560,45 @@ def test_a_worker_process_pipeline_cannot_take_a_method_and_says_so(
     rig.gateway.close(1.0)
     rig.gateway = rig.new_gateway()
     node = Resource({"telemetry.sdk.language": "nodejs"})
-    rig.send(*_in(node, _span(1, 1)))
-    assert kwargs == [{"shutdown_at_exit": False}]  # no tracker it would ignore
-    assert "sessions of typescript_client spans are logged as python_client" in caplog.text
+    rig.send(_span(2, 1), *_in(node, _span(1, 1)))
+    # Python spans: exactly the in-process factory call; Node.js ones: the method, no tracker
+    # (the worker process builds its own, stamping the method).
+    assert kwargs == [
+        {"shutdown_at_exit": False},
+        {"shutdown_at_exit": False, "logging_method": "typescript_client"},
+    ]
     rig.gateway.close(1.0)
+
+
+def test_the_worker_process_stamps_the_logging_method_it_was_started_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from galileo_otel.errors import ConfigError
+    from galileo_otel.export import make_pipeline
+    from galileo_otel.export.offload.fallback import in_process_pipeline
+    from galileo_otel.export.offload.protocol import METHOD_ENV, settings_env
+
+    settings = GalileoSettings(
+        api_key="k" * 20, project="p", log_stream="s", spool_dir=str(tmp_path / "spool")
+    )
+    # The launch carries the method; a method in the parent's own environment is never inherited.
+    monkeypatch.setenv(METHOD_ENV, "api_direct")
+    assert settings_env(settings, None, "typescript_client")[METHOD_ENV] == "typescript_client"
+    assert METHOD_ENV not in settings_env(settings)
+    # What the child (and the parent's in-process fallback) runs: a tracker stamping the method.
+    pipeline, tracker = in_process_pipeline(settings, logging_method="typescript_client")
+    try:
+        record = pipeline.session_tracker().session_for_trace({"session.id": "conv-1"}, 1, 2)
+        assert tracker is pipeline.session_tracker()
+        assert record.logging_method == "typescript_client"
+    finally:
+        assert pipeline.shutdown(5.0)
+        tracker.close()
+    python, none = in_process_pipeline(settings)  # this client's own: as before
+    assert none is None
+    assert (
+        python.session_tracker().session_for_trace({"session.id": "c"}, 1, 2).logging_method is None
+    )
+    assert python.shutdown(5.0)
+    with pytest.raises(ConfigError, match="worker process"):
+        make_pipeline(settings, logging_method="typescript_client")  # in-process: a tracker

@@ -352,17 +352,13 @@ class Gateway:
         settings = destination_settings(self.settings, key)
         if settings.logging_disabled:
             raise Refused(503, "export is disabled (GALILEO_LOGGING_DISABLED)", None)
-        if method == _PYTHON or settings.export_process:
-            # Exactly the in-process pipeline: its own tracker, the client's python_client. A
-            # worker process (GALILEO_EXPORT_PROCESS) builds its tracker itself: it cannot be
-            # handed one that stamps another client.
-            if method != _PYTHON:
-                _log.warning(
-                    "galileo-otel gateway: with GALILEO_EXPORT_PROCESS on, sessions of %s spans "
-                    "are logged as python_client",
-                    method,
-                )
+        if method == _PYTHON:
+            # Exactly the in-process pipeline: its own tracker, the client's python_client.
             built = self._factory(settings, shutdown_at_exit=False)
+        elif settings.export_process:
+            # A worker process (GALILEO_EXPORT_PROCESS) builds its tracker itself, told which
+            # logging method to stamp.
+            built = self._factory(settings, shutdown_at_exit=False, logging_method=method)
         else:
             from galileo_otel.api.suppress import suppress_instrumentation
             from galileo_otel.sessions.tracker import SessionTracker
