@@ -326,11 +326,14 @@ def test_otlp_grpc_from_the_stock_exporter(
     assert {s["id"]: s["name"] for s in streams}[session["log_stream_id"]] == "grpc-stream"
 
 
+@pytest.mark.parametrize("export_process", [False, True], ids=["in-process", "worker-process"])
 def test_sessions_say_which_client_sent_the_spans(
-    server: Any, tmp_path: Path, gateways: list[GatewayProcess]
+    server: Any, tmp_path: Path, gateways: list[GatewayProcess], export_process: bool
 ) -> None:
-    # Galileo shows who logged a session: the app's OpenTelemetry SDK language, not the gateway's.
-    gw = GatewayProcess(gateway_env(server.url, tmp_path), tmp_path / "gw.log")
+    # Galileo shows who logged a session: the app's OpenTelemetry SDK language, not the gateway's,
+    # whether the pipelines run in the gateway's process or in export worker processes.
+    env = gateway_env(server.url, tmp_path, GALILEO_EXPORT_PROCESS=str(export_process).lower())
+    gw = GatewayProcess(env, tmp_path / "gw.log")
     gateways.append(gw.start())
     resources = {
         "conv-py": Resource.create({"service.name": "py-chat"}),  # telemetry.sdk.language=python
@@ -355,3 +358,33 @@ def test_sessions_say_which_client_sent_the_spans(
         "conv-go": "api_direct",
         "conv-bare": "api_direct",
     }
+
+
+@pytest.mark.parametrize("export_process", [False, True], ids=["in-process", "worker-process"])
+def test_one_conversation_from_two_languages_is_one_session(
+    server: Any, tmp_path: Path, gateways: list[GatewayProcess], export_process: bool
+) -> None:
+    # A Node.js front end opens the conversation, a Python back end continues it: one session,
+    # logged by the client that opened it. Worker processes share it through the SQLite store.
+    env = gateway_env(server.url, tmp_path, GALILEO_EXPORT_PROCESS=str(export_process).lower())
+    gw = GatewayProcess(env, tmp_path / "gw.log")
+    gateways.append(gw.start())
+    acked: list[ReadableSpan] = []
+    for resource in (
+        Resource({"service.name": "node-front", "telemetry.sdk.language": "nodejs"}),
+        Resource.create({"service.name": "py-back"}),
+    ):
+        exporter = Acknowledged(gw.traces_url)
+        provider = TracerProvider(resource=resource)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        _turn(provider, "conv-shared", "ana")
+        provider.shutdown()
+        assert not exporter.failed
+        acked += exporter.acked
+        # The second language's trace comes once the first one's session exists.
+        want = _expected(acked)
+        wait_for(lambda want=want: want <= stored_ids(server, PROJECT), 60, "the traces")
+    sessions = sessions_of(server, PROJECT)
+    assert [(s["external_id"], s["logging_method"]) for s in sessions] == [
+        ("conv-shared", "typescript_client")
+    ]

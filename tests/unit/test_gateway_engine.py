@@ -308,11 +308,12 @@ def test_spans_go_to_a_pipeline_per_client_language(tmp_path: Path) -> None:
     # One request from a Collector batching two apps: a Python one and a Node.js one.
     rig.send(_span(1, 2, parent=1), *_in(node, _span(2, 2, parent=1), _span(2, 1)), _span(1, 1))
     (py, py_tracker), (js, js_tracker) = made
-    assert py_tracker is None  # exactly the in-process pipeline (its own tracker)
+    assert py_tracker.store is js_tracker.store  # one store per destination
     assert [(s.context.trace_id, s.context.span_id) for s in py.submitted] == [(1, 2), (1, 1)]
     assert [(s.context.trace_id, s.context.span_id) for s in js.submitted] == [(2, 2), (2, 1)]
     record = js_tracker.session_for_trace({"session.id": "conv-2"}, 1, 2)
     assert record.logging_method == "typescript_client"
+    assert py_tracker.session_for_trace({"session.id": "conv-1"}, 1, 2).logging_method is None
     assert rig.gateway.stats()["destinations"] == 1  # two pipelines, one destination
     assert rig.gateway.wal.usage()[0] == 1  # one row for the request
     assert rig.gateway.checkpoint() == 1  # both pipelines flushed: the row goes
@@ -547,9 +548,7 @@ def test_the_log_commits_in_full_unless_told_otherwise(tmp_path: Path) -> None:
     wal.close()
 
 
-def test_a_worker_process_pipeline_cannot_take_a_method_and_says_so(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_worker_process_pipeline_is_told_its_logging_method(tmp_path: Path) -> None:
     kwargs: list[dict[str, Any]] = []
 
     class Recording(Rig):
@@ -562,7 +561,77 @@ def test_a_worker_process_pipeline_cannot_take_a_method_and_says_so(
     rig.gateway.close(1.0)
     rig.gateway = rig.new_gateway()
     node = Resource({"telemetry.sdk.language": "nodejs"})
-    rig.send(*_in(node, _span(1, 1)))
-    assert kwargs == [{"shutdown_at_exit": False}]  # no tracker it would ignore
-    assert "sessions of typescript_client spans are logged as python_client" in caplog.text
+    rig.send(_span(2, 1), *_in(node, _span(1, 1)))
+    # Python spans: exactly the in-process factory call; Node.js ones: the method, no tracker
+    # (the worker process builds its own, stamping the method).
+    assert kwargs == [
+        {"shutdown_at_exit": False},
+        {"shutdown_at_exit": False, "logging_method": "typescript_client"},
+    ]
+    rig.gateway.close(1.0)
+
+
+def test_the_worker_process_stamps_the_logging_method_it_was_started_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from galileo_otel.errors import ConfigError
+    from galileo_otel.export import make_pipeline
+    from galileo_otel.export.offload.fallback import in_process_pipeline
+    from galileo_otel.export.offload.protocol import METHOD_ENV, settings_env
+
+    settings = GalileoSettings(
+        api_key="k" * 20, project="p", log_stream="s", spool_dir=str(tmp_path / "spool")
+    )
+    # The launch carries the method; a method in the parent's own environment is never inherited.
+    monkeypatch.setenv(METHOD_ENV, "api_direct")
+    assert settings_env(settings, None, "typescript_client")[METHOD_ENV] == "typescript_client"
+    assert METHOD_ENV not in settings_env(settings)
+    # What the child (and the parent's in-process fallback) runs: a tracker stamping the method.
+    pipeline, tracker = in_process_pipeline(settings, logging_method="typescript_client")
+    try:
+        record = pipeline.session_tracker().session_for_trace({"session.id": "conv-1"}, 1, 2)
+        assert tracker is pipeline.session_tracker()
+        assert record.logging_method == "typescript_client"
+    finally:
+        assert pipeline.shutdown(5.0)
+        tracker.close()
+    python, none = in_process_pipeline(settings)  # this client's own: as before
+    assert none is None
+    assert (
+        python.session_tracker().session_for_trace({"session.id": "c"}, 1, 2).logging_method is None
+    )
+    assert python.shutdown(5.0)
+    with pytest.raises(ConfigError, match="worker process"):
+        make_pipeline(settings, logging_method="typescript_client")  # in-process: a tracker
+
+
+def test_one_session_id_from_two_languages_is_one_session(tmp_path: Path) -> None:
+    # A Node.js front end and a Python back end logging one conversation: one Galileo session,
+    # with the logging method of the language that opened it; the other one joins it.
+    trackers: list[Any] = []
+
+    class Recording(Rig):
+        def factory(self, settings: GalileoSettings, **kw: Any) -> FakePipeline:
+            trackers.append(kw["tracker"])
+            return super().factory(settings)
+
+    rig = Recording(tmp_path)
+    node = Resource({"service.name": "js", "telemetry.sdk.language": "nodejs"})
+    rig.send(*_in(node, _span(2, 1)), _span(1, 1))
+    js, py = trackers  # built in the order the request named them: Node.js first
+    opened = js.session_for_trace({"session.id": "conv-7"}, 10, 20)
+    joined = py.session_for_trace({"session.id": "conv-7"}, 30, 40)
+    assert joined.local_id == opened.local_id
+    assert joined.logging_method == "typescript_client"  # the opener's
+    # Created once, whichever pipeline's sink asks first.
+    created: list[dict[str, Any]] = []
+
+    def create(payload: dict[str, Any]) -> str:
+        created.append(payload)
+        return "00000000-0000-4000-8000-000000000007"
+
+    assert py.ensure_created(joined, create) == js.ensure_created(opened, create)
+    assert [p["logging_method"] for p in created] == ["typescript_client"]
+    # Other conversations stay apart.
+    assert py.session_for_trace({"session.id": "conv-8"}, 50, 60).local_id != opened.local_id
     rig.gateway.close(1.0)

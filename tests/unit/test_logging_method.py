@@ -91,15 +91,18 @@ def test_in_process_sessions_carry_no_method_so_the_formats_are_unchanged() -> N
     assert "logging_method" not in tracker.payload(record)
 
 
-def test_a_tracker_per_method_keeps_its_sessions_apart() -> None:
+def test_trackers_of_two_methods_on_one_store_share_a_conversation() -> None:
     settings = GalileoSettings(project="p", log_stream="s")
     python = SessionTracker.from_settings(settings)
-    node = SessionTracker.from_settings(settings, logging_method="typescript_client")
+    node = SessionTracker.from_settings(
+        settings, logging_method="typescript_client", store=python.store
+    )
     node_record = node.session_for_trace({"session.id": "conv-1"}, 1, 2)
-    assert node_record.key != python.session_for_trace({"session.id": "conv-1"}, 1, 2).key
-    assert node_record.key.startswith("p/s#typescript_client|")
+    assert node_record.key.startswith("p/s|")  # the namespace does not name the method
+    joined = python.session_for_trace({"session.id": "conv-1"}, 3, 4)
+    assert joined.local_id == node_record.local_id
+    assert joined.logging_method == "typescript_client"  # the opener's
     python.close()
-    node.close()
 
 
 # --- batch header (spool format) -------------------------------------------------------------

@@ -81,6 +81,7 @@ def make_pipeline(
     shutdown_at_exit: bool = True,
     start: bool = True,
     sink: Sink | None = None,
+    logging_method: str | None = None,
 ) -> Pipeline | None:
     """Build the export pipeline that ``settings`` ask for; ``None`` when export is disabled.
 
@@ -94,9 +95,13 @@ def make_pipeline(
             is still starting buffers, it never holds up the caller.
         sink: As :class:`~galileo_otel.export.pipeline.ExportPipeline`'s; in-process only (a
             sink cannot cross into a worker process).
+        logging_method: With ``export_process`` only: who logged the spans (Galileo's
+            ``logging_method``), stamped by the worker process's session tracker on every
+            session it opens (the gateway's pipelines of other languages' spans). In-process,
+            pass a ``tracker`` that stamps it instead. ``None``: this client, ``python_client``.
 
     Raises:
-        ConfigError: ``sink`` with ``export_process`` on.
+        ConfigError: ``sink`` with ``export_process`` on; ``logging_method`` without it.
 
     Returns:
         An :class:`~galileo_otel.export.pipeline.ExportPipeline`, or with ``export_process``
@@ -110,6 +115,11 @@ def make_pipeline(
             "make_pipeline(sink=...) runs in-process; it cannot be combined with "
             "GALILEO_EXPORT_PROCESS (the worker process sends to Galileo itself)"
         )
+    if logging_method is not None and not settings.export_process:
+        raise ConfigError(
+            "make_pipeline(logging_method=...) is for a worker process (GALILEO_EXPORT_PROCESS); "
+            "in-process, pass a tracker that stamps it"
+        )
     # Building one opens the spool and may open a session store (SQLite): none of our own I/O
     # may be traced, on this thread or the pipeline's (whose targets are wrapped alike).
     with suppress_instrumentation():
@@ -120,6 +130,7 @@ def make_pipeline(
             shutdown_at_exit=shutdown_at_exit,
             start=start,
             sink=sink,
+            logging_method=logging_method,
         )
 
 
@@ -131,12 +142,17 @@ def _build(
     shutdown_at_exit: bool,
     start: bool,
     sink: Sink | None,
+    logging_method: str | None,
 ) -> Pipeline:
     if settings.export_process:
         from galileo_otel.export.offload import OffloadPipeline
 
         offload = OffloadPipeline(
-            settings, start=False, shutdown_at_exit=shutdown_at_exit, destination=destination
+            settings,
+            start=False,
+            shutdown_at_exit=shutdown_at_exit,
+            destination=destination,
+            logging_method=logging_method,
         )
         if start:
             offload.start(wait=False)

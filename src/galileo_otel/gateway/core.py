@@ -9,10 +9,16 @@ A request's spans go through three steps, under one lock, before it is answered 
 
 **Who sent them.** Galileo shows which client logged a session and its traces
 (``logging_method``). Spans are told apart by their resource's ``telemetry.sdk.language``
-(:mod:`~galileo_otel.gateway.origin`): Python spans go to the destination's pipeline as the
-in-process path builds it (``python_client``); spans of any other language go to a pipeline of
-their own for that destination, whose session tracker stamps its logging method on every session
-it opens (a store namespace of its own), and so on its Create Session and each batch's Log Traces.
+(:mod:`~galileo_otel.gateway.origin`): each language gets a pipeline of its own per destination,
+whose session tracker stamps its logging method (Python: none, the client's ``python_client``)
+on every session it opens, and so on its Create Session and each batch's Log Traces.
+
+**One conversation, one session.** The trackers of a destination's pipelines share one session
+store and namespace, so spans of several languages with the same ``session.id`` land in one
+Galileo session; it carries the logging method of the pipeline that opened it (the first
+language whose trace of it completed), and so do the traces later logged into it. With
+``GALILEO_EXPORT_PROCESS`` each pipeline's worker process opens its own store: they share
+sessions through a SQLite (the gateway's default) or Redis store, not a memory one.
 
 **When a log row is deleted.** A checkpointer thread deletes a row once (a) none of the row's
 traces may still be held open by the pipeline's assembler (:mod:`~galileo_otel.gateway.tracking`:
@@ -163,7 +169,8 @@ class Gateway:
         self._lock = threading.Lock()
         # Per destination and logging method (see "Who sent them" above).
         self._pipelines: dict[_PipelineKey, Pipeline] = {}
-        self._trackers: list[Any] = []  # the trackers we built for pipelines (closed after them)
+        # Per destination: the session store its pipelines' trackers share (closed after them).
+        self._stores: dict[tuple[str, str, str], Any] = {}
         self._room: dict[_PipelineKey, int] = {}  # queue room per pipeline, a lower bound
         self._open = OpenTraces(int(settings.trace_timeout * 1e9))
         self._entries: dict[int, set[int]] = {}  # row id -> trace ids, rows submitted
@@ -220,7 +227,7 @@ class Gateway:
                 return False
             self._closing = True
             pipelines = list(self._pipelines.values())
-            trackers = list(self._trackers)
+            stores = list(self._stores.values())
             submitted = list(self._entries)
         self._stop.set()
         for thread in self._threads:
@@ -233,9 +240,9 @@ class Gateway:
             except Exception as exc:  # one pipeline's failure must not stop the others
                 _log.warning("galileo-otel gateway: pipeline shutdown failed: %r", exc)
                 ok = False
-        for tracker in trackers:  # after their pipelines: a pipeline leaves a given one open
+        for store in stores:  # after the pipelines: a pipeline leaves a given tracker open
             with contextlib.suppress(Exception):
-                tracker.close()
+                store.close()
         if ok and not any(t.is_alive() for t in self._threads):
             # Everything handed over was delivered (shutdown ships incomplete traces too).
             with contextlib.suppress(Exception):
@@ -352,37 +359,43 @@ class Gateway:
         settings = destination_settings(self.settings, key)
         if settings.logging_disabled:
             raise Refused(503, "export is disabled (GALILEO_LOGGING_DISABLED)", None)
-        if method == _PYTHON or settings.export_process:
-            # Exactly the in-process pipeline: its own tracker, the client's python_client. A
-            # worker process (GALILEO_EXPORT_PROCESS) builds its tracker itself: it cannot be
-            # handed one that stamps another client.
-            if method != _PYTHON:
-                _log.warning(
-                    "galileo-otel gateway: with GALILEO_EXPORT_PROCESS on, sessions of %s spans "
-                    "are logged as python_client",
-                    method,
-                )
-            built = self._factory(settings, shutdown_at_exit=False)
-        else:
-            from galileo_otel.api.suppress import suppress_instrumentation
-            from galileo_otel.sessions.tracker import SessionTracker
-
-            # Opens the session store (SQLite, Redis): our own I/O is never traced.
-            with suppress_instrumentation():
-                tracker = SessionTracker.from_settings(settings, logging_method=method)
-            try:
-                built = self._factory(settings, shutdown_at_exit=False, tracker=tracker)
-            except BaseException:
-                tracker.close()
-                raise
-            if built is None:
-                tracker.close()
+        if settings.export_process:
+            # A worker process (GALILEO_EXPORT_PROCESS) builds its tracker itself (on its own
+            # store: shared with the other languages' only through SQLite or Redis), told which
+            # logging method to stamp; Python spans take exactly the in-process path.
+            if method == _PYTHON:
+                built = self._factory(settings, shutdown_at_exit=False)
             else:
-                self._trackers.append(tracker)
+                built = self._factory(settings, shutdown_at_exit=False, logging_method=method)
+        else:
+            # Every language's pipeline of a destination gets a tracker on the destination's one
+            # store, in one namespace: a conversation's session.id is one session whoever sends
+            # it, and the session carries the logging method of the tracker that opened it.
+            built = self._factory(
+                settings, shutdown_at_exit=False, tracker=self._tracker_for(key, settings, method)
+            )
         if built is None:
             raise Refused(503, "export is disabled (GALILEO_LOGGING_DISABLED)", None)
         self._pipelines[pkey] = built
         return built
+
+    def _tracker_for(
+        self, key: tuple[str, str, str], settings: GalileoSettings, method: str
+    ) -> Any:
+        """A session tracker stamping ``method`` on the destination's shared store (with _lock)."""
+        from galileo_otel.api.suppress import suppress_instrumentation
+        from galileo_otel.sessions.store import store_from_settings
+        from galileo_otel.sessions.tracker import SessionTracker
+
+        store = self._stores.get(key)
+        if store is None:
+            # Opens the session store (SQLite, Redis): our own I/O is never traced.
+            with suppress_instrumentation():
+                store = self._stores[key] = store_from_settings(settings)
+        # Python's tracker stamps nothing, as in-process: the client's own python_client.
+        return SessionTracker.from_settings(
+            settings, logging_method=None if method == _PYTHON else method, store=store
+        )
 
     # --- replay ---------------------------------------------------------------------------------
     def _replay_main(self) -> None:

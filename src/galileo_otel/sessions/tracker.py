@@ -241,26 +241,29 @@ class SessionTracker:
 
     @classmethod
     def from_settings(
-        cls, settings: GalileoSettings, *, logging_method: str | None = None
+        cls,
+        settings: GalileoSettings,
+        *,
+        logging_method: str | None = None,
+        store: SessionStore | None = None,
     ) -> SessionTracker:
         """A tracker configured by ``GALILEO_SESSION_*`` settings and ``GALILEO_SERVICE_NAME``.
 
         Args:
             settings: The settings (store, idle timeout, max age, metadata attributes, ...).
-            logging_method: As the constructor's. When set, the store namespace names it too,
-                so sessions logged by different clients never join each other's sessions.
+            logging_method: As the constructor's. The store namespace does not name it: trackers
+                of different clients on one store share a conversation's session, which carries
+                the method of the tracker that opened it.
+            store: The store to use (trackers sharing one); ``None`` builds one from ``settings``.
         """
-        namespace = namespace_of(settings)
-        if logging_method is not None:
-            namespace = f"{namespace}#{logging_method}"
         return cls(
-            store_from_settings(settings),
+            store if store is not None else store_from_settings(settings),
             idle_timeout_s=settings.session_idle_timeout,
             max_age_s=settings.session_max_age,
             metadata_attributes=settings.session_metadata_attributes,
             service_name=settings.service_name,
             max_tracked=settings.max_tracked_sessions,
-            namespace=namespace,
+            namespace=namespace_of(settings),
             sample_rate=settings.session_sample_rate,
             logging_method=logging_method,
         )

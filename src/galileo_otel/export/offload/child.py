@@ -16,7 +16,9 @@ import threading
 from typing import IO, Any
 
 from galileo_otel.api.suppress import suppressed
+from galileo_otel.export.offload.fallback import in_process_pipeline
 from galileo_otel.export.offload.protocol import (
+    METHOD_ENV,
     MSG_FLUSH,
     MSG_RESOURCE,
     MSG_SHUTDOWN,
@@ -45,17 +47,23 @@ def main() -> int:
         with contextlib.suppress(OSError):
             os.nice(nice)
 
-    from galileo_otel.export import make_pipeline
     from galileo_otel.settings import GalileoSettings
 
     data = json.loads(os.environ.get(SETTINGS_ENV, "{}"))
     data["export_process"] = False
     settings = GalileoSettings(**data)
-    # The same pipeline as in-process, from the same factory (export_process is off here).
-    built = make_pipeline(settings, shutdown_at_exit=False)
+    # The same pipeline as in-process, from the same factory (export_process is off here); its
+    # sessions stamp the parent pipeline's logging method when it has one (the gateway's).
+    built, tracker = in_process_pipeline(settings, logging_method=os.environ.get(METHOD_ENV))
     if built is None:  # export disabled (the parent never starts us then): nothing to serve
         os._exit(0)
     pipeline = built
+
+    def close_tracker() -> None:
+        if tracker is not None:  # after the pipeline's shutdown: it uses the tracker to the end
+            with contextlib.suppress(Exception):
+                tracker.close()
+
     # Checkpoints of the replay buffer: settled, without reporting losses (ExportPipeline).
     checkpoint = getattr(pipeline, "checkpoint", pipeline.force_flush)
     # Guards ``out``: the main loop and the flush threads answer on the one pipe.
@@ -98,9 +106,11 @@ def main() -> int:
             ok = bool(pipeline.shutdown(msg[2]))
             reply(msg[1], {"ok": ok, "stats": pipeline.stats()})
             out.close()
+            close_tracker()
             os._exit(0)
     # EOF: the parent is gone (or closed the pipe); flush what is here within the usual bound.
     pipeline.shutdown(settings.export_timeout)
+    close_tracker()
     os._exit(0)
 
 

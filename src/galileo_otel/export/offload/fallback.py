@@ -4,15 +4,47 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from galileo_otel.api.suppress import suppressed
+from galileo_otel.api.suppress import suppress_instrumentation, suppressed
 from galileo_otel.export.offload.protocol import MSG_STATS
 from galileo_otel.export.offload.requests import Waiter
 from galileo_otel.export.record import make_resource, rebuild_span
 from galileo_otel.settings import GalileoSettings, merge_settings
 
-__all__ = ["Fallback"]
+if TYPE_CHECKING:
+    from galileo_otel.export import Pipeline
+
+__all__ = ["Fallback", "in_process_pipeline"]
+
+
+def in_process_pipeline(
+    settings: GalileoSettings, destination: Any = None, logging_method: str | None = None
+) -> tuple[Pipeline | None, Any]:
+    """The in-process pipeline a worker process (or the fallback) runs, and the tracker it got.
+
+    With a ``logging_method`` the pipeline gets a session tracker that stamps it (the caller
+    closes that tracker after the pipeline's shutdown); without, the pipeline builds its own
+    (``python_client``) and the tracker returned is ``None``.
+    """
+    from galileo_otel.export import make_pipeline
+
+    in_process = merge_settings(settings, {"export_process": False})
+    tracker = None
+    if logging_method is not None:
+        from galileo_otel.sessions.tracker import SessionTracker
+
+        with suppress_instrumentation():  # opens the session store: our own I/O is not traced
+            tracker = SessionTracker.from_settings(in_process, logging_method=logging_method)
+    try:
+        pipeline = make_pipeline(
+            in_process, destination=destination, tracker=tracker, shutdown_at_exit=False
+        )
+    except BaseException:
+        if tracker is not None:
+            tracker.close()
+        raise
+    return pipeline, tracker
 
 
 class Fallback:
@@ -24,13 +56,16 @@ class Fallback:
     Args:
         settings: The parent's settings (``export_process`` is turned off here).
         destination: The project / log stream configure() resolved, if any.
+        logging_method: As :func:`in_process_pipeline`'s.
     """
 
-    def __init__(self, settings: GalileoSettings, destination: Any = None) -> None:
-        from galileo_otel.export import make_pipeline
-
-        in_process = merge_settings(settings, {"export_process": False})
-        pipeline = make_pipeline(in_process, destination=destination, shutdown_at_exit=False)
+    def __init__(
+        self,
+        settings: GalileoSettings,
+        destination: Any = None,
+        logging_method: str | None = None,
+    ) -> None:
+        pipeline, self._tracker = in_process_pipeline(settings, destination, logging_method)
         assert pipeline is not None  # the parent never runs with export disabled
         self._pipeline = pipeline
         self._resources: dict[int, Any] = {}  # resource number -> rebuilt resource (writer's)
@@ -66,5 +101,9 @@ class Fallback:
         return self._pipeline.stats()
 
     def shutdown(self, timeout_s: float) -> bool:
-        """Flush and stop the pipeline within ``timeout_s``."""
-        return self._pipeline.shutdown(timeout_s)
+        """Flush and stop the pipeline within ``timeout_s`` (then close a tracker it was given)."""
+        try:
+            return bool(self._pipeline.shutdown(timeout_s))
+        finally:
+            if self._tracker is not None:
+                self._tracker.close()

@@ -98,6 +98,8 @@ class OffloadPipeline(SpanHandoff):
         command: The child's command line (tests); :func:`~.protocol.worker_command` by default.
         destination: The project / log stream resolved by configure(), handed to the child as
             ids so it does not resolve them again.
+        logging_method: Who logged the spans, stamped on every session the child opens (the
+            gateway's pipelines of other languages' spans); ``None``: this client's own.
     """
 
     # The app thread queues records (see SpanHandoff): the writer thread then only encodes them.
@@ -111,9 +113,11 @@ class OffloadPipeline(SpanHandoff):
         shutdown_at_exit: bool = True,
         command: list[str] | None = None,
         destination: Any = None,
+        logging_method: str | None = None,
     ) -> None:
         self._settings = settings if settings is not None else GalileoSettings()
         self._destination = destination
+        self._logging_method = logging_method
         s = self._settings
         self._disabled = bool(s.logging_disabled)
         self._max_queue = int(s.max_queue_spans)
@@ -342,7 +346,7 @@ class OffloadPipeline(SpanHandoff):
             self._command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=settings_env(self._settings, self._destination),
+            env=settings_env(self._settings, self._destination, self._logging_method),
             close_fds=True,
         )
         reader = threading.Thread(
@@ -586,7 +590,9 @@ class OffloadPipeline(SpanHandoff):
     def _start_fallback(self) -> None:
         _log.warning("galileo-otel: export worker process keeps failing; exporting in-process")
         self._counters.add("offload.fallback")
-        fallback = self._fallback = Fallback(self._settings, self._destination)
+        fallback = self._fallback = Fallback(
+            self._settings, self._destination, self._logging_method
+        )
         frames = self._replay.take_all()
         self._unsent.clear()  # all of it is in the replay buffer or the requests
         resources = self._resource_attributes()

@@ -32,6 +32,7 @@ from galileo_otel.settings import GalileoSettings
 
 __all__ = [
     "CHILD_MODULE",
+    "METHOD_ENV",
     "MSG_FLUSH",
     "MSG_RESOURCE",
     "MSG_SHUTDOWN",
@@ -62,6 +63,9 @@ READY_SEQ = 0  # the child's first answer: set up, frames may come
 CHILD_MODULE = "galileo_otel.export.offload.child"
 SETTINGS_ENV = "GALILEO_OTEL_WORKER_SETTINGS"
 NICE_ENV = "GALILEO_OTEL_WORKER_NICE"
+# Who logged the spans (Galileo's logging_method) when not this client: the gateway's pipelines
+# of other languages' spans. The child's session tracker stamps it on every session it opens.
+METHOD_ENV = "GALILEO_OTEL_WORKER_LOGGING_METHOD"
 # The worker's niceness (Unix): it yields the CPU to the app's process on a busy machine.
 _CHILD_NICE = "10"
 _HEADER = struct.Struct("<I")
@@ -152,8 +156,13 @@ def _sanitize(item: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 # --- the launch -------------------------------------------------------------------------------
-def settings_env(settings: GalileoSettings, destination: Any = None) -> dict[str, str]:
-    """Environment of the worker process: the settings as JSON, the API key in its own var."""
+def settings_env(
+    settings: GalileoSettings, destination: Any = None, logging_method: str | None = None
+) -> dict[str, str]:
+    """Environment of the worker process: the settings as JSON, the API key in its own var.
+
+    ``logging_method``, when given, goes in :data:`METHOD_ENV` (the child's sessions carry it).
+    """
     data = settings.model_dump(mode="json", exclude={"api_key"})
     data["export_process"] = False
     if destination is not None and getattr(destination, "project_id", None):
@@ -176,6 +185,9 @@ def settings_env(settings: GalileoSettings, destination: Any = None) -> dict[str
         else:
             del env["PYTHONPATH"]
     env[SETTINGS_ENV] = json.dumps(data)
+    env.pop(METHOD_ENV, None)  # never inherited: only the pipeline that spawns us says
+    if logging_method is not None:
+        env[METHOD_ENV] = logging_method
     env.setdefault(NICE_ENV, _CHILD_NICE)
     env.pop("GALILEO_API_KEY", None)
     if settings.api_key is not None:
