@@ -15,7 +15,12 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from galileo_otel.export import Pipeline, make_pipeline
 from galileo_otel.export.sdk_span import baggage_value, stamp_attributes, start_attributes
-from galileo_otel.sessions.context import _CURRENT, capture_keys, set_baggage_default
+from galileo_otel.sessions.context import (
+    _CURRENT,
+    NAMED,
+    capture_root_keys,
+    set_baggage_default,
+)
 from galileo_otel.sessions.resolve import GALILEO_SESSION_FROM_BAGGAGE, KEY_ATTRIBUTES, SESSION_ID
 from galileo_otel.settings import GalileoSettings, merge_settings
 
@@ -110,11 +115,15 @@ class GalileoSessionProcessor(SpanProcessor):
                 stamp_attributes(span, current.span_attributes)
                 return
             parent = span.parent
-            # Before other tools can scrub session.* keys; a root that names its own key
-            # needs no baggage (a key attribute wins over it).
-            if (parent is None or parent.is_remote) and capture_keys(span, parent_context):
-                return
-            key = baggage_value(SESSION_ID, parent_context)
+            if parent is None or parent.is_remote:
+                # Before other tools can scrub session.* keys; a root that names its own key
+                # needs no baggage (a key attribute wins over it). The capture reads the
+                # baggage for us otherwise: one lookup per root, not two.
+                key = capture_root_keys(span, parent_context)
+                if key is NAMED:
+                    return
+            else:
+                key = baggage_value(SESSION_ID, parent_context)
             if not key or not isinstance(key, str):
                 return
             attributes = start_attributes(span) or {}

@@ -146,6 +146,71 @@ def test_inbound_baggage_wins_over_a_falsy_key_attribute() -> None:
     }
 
 
+def test_child_spans_read_their_own_baggage_not_their_roots() -> None:
+    # Only a root captures keys; every child still reads the baggage of its own context, which
+    # may differ from its root's (set between the two, or no baggage at the root at all).
+    _, tracer, pipeline = make()
+    with tracer.start_as_current_span("root"):
+        token = otel_context.attach(baggage.set_baggage("session.id", "b1"))
+        try:
+            tracer.start_span("child-b1").end()
+            tracer.start_span("child-b2", context=baggage.set_baggage("session.id", "b2")).end()
+            tracer.start_span("child-own", attributes={"langfuse.session.id": "own"}).end()
+        finally:
+            otel_context.detach(token)
+        tracer.start_span("child-none").end()
+    with (
+        tracer.start_as_current_span("root-b", context=baggage.set_baggage("session.id", "r")),
+        tracer.start_as_current_span("child-of-b"),
+    ):
+        pass
+    got = {s.name: attrs(s) for s in pipeline.spans}
+    assert got["root"] == {}
+    assert got["child-b1"] == {"session.id": "b1", "galileo.session.from_baggage": True}
+    assert got["child-b2"] == {"session.id": "b2", "galileo.session.from_baggage": True}
+    assert got["child-own"] == {"langfuse.session.id": "own"}  # no capture below a root
+    assert got["child-none"] == {}
+    assert got["root-b"] == {
+        "session.id": "r",
+        "galileo.session.from_baggage": True,
+        "galileo.otel.conversation_key": "b" + b"r".hex(),
+    }
+    # start_as_current_span makes its span current in the current context, not in the one it
+    # was given: the child sees no baggage.
+    assert got["child-of-b"] == {}
+
+
+def test_a_span_with_a_remote_parent_is_handled_as_a_root() -> None:
+    _, tracer, pipeline = make()
+    remote = trace.SpanContext(
+        trace_id=0x1234, span_id=0x5678, is_remote=True, trace_flags=trace.TraceFlags(1)
+    )
+    ctx = trace.set_span_in_context(
+        trace.NonRecordingSpan(remote), baggage.set_baggage("session.id", "up")
+    )
+    tracer.start_span("server", context=ctx).end()
+    tracer.start_span("named", context=ctx, attributes={"session.id": "mine"}).end()
+    server, named = (attrs(s) for s in pipeline.spans)
+    assert server == {
+        "session.id": "up",
+        "galileo.session.from_baggage": True,
+        "galileo.otel.conversation_key": "b" + b"up".hex(),
+    }
+    assert named == {"session.id": "mine", "galileo.otel.conversation_key": "a" + b"mine".hex()}
+
+
+def test_root_capture_skips_scrubbed_keys_only() -> None:
+    _, tracer, pipeline = make()
+    scrubbed = "[Scrubbed due to 'session']"
+    tracer.start_span("s", attributes={"session.id": scrubbed, "gen_ai.conversation.id": "c"}).end()
+    tracer.start_span("b", attributes={"session.id": " [bracketed]"}).end()
+    tracer.start_span("x", attributes={"session.id": scrubbed}).end()
+    s, b, x = (attrs(span) for span in pipeline.spans)
+    assert s["galileo.otel.conversation_key"] == "a" + b"c".hex()
+    assert b["galileo.otel.conversation_key"] == "a" + b"[bracketed]".hex()
+    assert "galileo.otel.conversation_key" not in x
+
+
 def test_baggage_propagation_to_a_downstream_service() -> None:
     propagator = W3CBaggagePropagator()
     _, tracer, downstream = make()

@@ -543,7 +543,8 @@ class _GeneralPathStore(MemorySessionStore):
 def test_fast_path_resolves_like_the_general_path() -> None:
     """The memory store's fast path (a plain session.id joining a live session) decides exactly
     as the general path does, including values it must decline: padded, scrubbed (the key
-    captured at span start stands in), from baggage, and traces naming a previous session."""
+    captured at span start stands in), from baggage, traces naming a previous session or an
+    existing Galileo session."""
     from galileo_otel.sessions.resolve import encode_captured
 
     scrubbed = "[Scrubbed due to 'session']"
@@ -557,6 +558,15 @@ def test_fast_path_resolves_like_the_general_path() -> None:
         (6, {"session.id": "conv-3", "gen_ai.conversation.id": "other"}),
         (7, {"session.id": "conv-1", "session.previous_id": "conv-2"}),
         (8, {"session.id": "", "user.id": "u"}),
+        # An existing Galileo session, named or captured at span start: never a join of conv-1.
+        (9, {"session.id": "conv-1", "galileo.session.id": "6f1c2a8e-0d3b-4c5e-9a7f-1b2c3d4e5f60"}),
+        (
+            9,
+            {
+                "session.id": "conv-1",
+                "galileo.otel.galileo_id": "7f1c2a8e-0d3b-4c5e-9a7f-1b2c3d4e5f60",
+            },
+        ),
         (30, {"session.id": "conv-1"}),  # idle: rotates, chained
         (31, {"session.id": "conv-1"}),
     ]

@@ -39,6 +39,7 @@ __all__ = [
     "SessionContext",
     "baggage_default",
     "capture_keys",
+    "capture_root_keys",
     "current_session",
     "session",
     "set_baggage_default",
@@ -157,6 +158,20 @@ def capture_keys(span: Any, parent_context: otel_context.Context | None = None) 
     parent = span.parent
     if parent is not None and not parent.is_remote:
         return False  # only the root span of a trace (in this process) decides its session
+    return capture_root_keys(span, parent_context) is NAMED
+
+
+#: What :func:`capture_root_keys` returns for a span that names its own session key.
+NAMED: Any = object()
+
+
+def capture_root_keys(span: Any, parent_context: otel_context.Context | None) -> object | None:
+    """:func:`capture_keys` of a span the caller knows is a root (no parent, or a remote one).
+
+    Returns:
+        :data:`NAMED` when the span names its own session key in an attribute; else the inbound
+        baggage's ``session.id`` (``None`` when there is none), read once for the caller too.
+    """
     # The SDK span's own dict: its public proxy costs ~1 us per lookup, set_attribute ~1.5 us
     # (see export/sdk_span.py).
     attributes = start_attributes(span)
@@ -173,13 +188,17 @@ def capture_keys(span: Any, parent_context: otel_context.Context | None = None) 
                 value = str(value)
             if isinstance(value, str):
                 text = value.strip()
-                if text and not is_scrubbed(value):
-                    stamp_attributes(span, {CAPTURED_KEY: encode_captured(text)})
-                    return named
+                # Inline, on every root: is_scrubbed only for what starts like a scrubbed value
+                # (after strip: a value with leading blanks is no scrubbed value either), and
+                # encode_captured(text) spelt out.
+                if text and (text[0] != "[" or not is_scrubbed(value)):
+                    stamp_attributes(span, {CAPTURED_KEY: "a" + text.encode().hex()})
+                    # A key of 0 is captured but does not count as naming one (see above).
+                    return NAMED if named else baggage_value(SESSION_ID, parent_context)
     key = baggage_value(SESSION_ID, parent_context)
     if isinstance(key, str) and key.strip():
         stamp_attributes(span, {CAPTURED_KEY: encode_captured(key.strip(), "b")})
-    return False
+    return key
 
 
 def _as_str(value: Any) -> str:

@@ -363,20 +363,29 @@ class MemorySessionStore:
         """
         if self._forked_warning:
             return None  # open_or_join says what a fork means, once
-        with self._lock:
-            local_id = self._scopes.get(scope)
-            current = self._records.get(local_id) if local_id is not None else None
+        # acquire/release, not ``with``: a with-statement looks up and binds __enter__ and
+        # __exit__ on every call, and this runs once per trace.
+        lock = self._lock
+        lock.acquire()
+        try:
+            scopes = self._scopes
+            local_id = scopes.get(scope)
+            if local_id is None:
+                return None
+            current = self._records.get(local_id)
             if current is None:
                 return None
-            last_end = self._last_end.get(current.local_id, 0)
+            last_end = self._last_end.get(local_id, 0)
             if start_ns - last_end > idle_ns or (
                 max_age_ns is not None and start_ns - current.started_ns > max_age_ns
             ):
                 return None
-            self._scopes.move_to_end(scope)
+            scopes.move_to_end(scope)
             if end_ns > last_end:
-                self._last_end[current.local_id] = end_ns
+                self._last_end[local_id] = end_ns
             return current
+        finally:
+            lock.release()
 
     def _evict(self) -> None:
         while len(self._scopes) > self._max_tracked:

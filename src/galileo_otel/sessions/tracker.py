@@ -91,12 +91,6 @@ _NS = 1_000_000_000
 _MAX_CHAIN = 1_000
 # Sessions forgotten by heal() and not yet created again, remembered to count their re-creation.
 _MAX_HEALING = 10_000
-# Root attributes that change how a trace's ``session.id`` is read (an existing Galileo session,
-# a key from baggage, the app's previous session): their presence sends a trace down the general
-# path of session_for_trace. Other key attributes rank below session.id, so they cannot matter.
-_NOT_PLAIN = frozenset(
-    (GALILEO_SESSION_ID, CAPTURED_GALILEO_ID, GALILEO_SESSION_FROM_BAGGAGE, SESSION_PREVIOUS_ID)
-)
 _SCOPE_CACHE_MAX = 4096
 
 
@@ -303,8 +297,18 @@ class SessionTracker:
             # The common case, first: a root span that names its key in ``session.id`` and
             # nothing that changes how it is read, joining its live session. One store lock, a
             # scope looked up by the key's value, a lock-free count.
+            # Root attributes that change how ``session.id`` is read (an existing Galileo
+            # session, a key from baggage, the app's previous session) send a trace down the
+            # general path; other key attributes rank below session.id, so they cannot matter.
+            # Four lookups, not a set's isdisjoint(attrs): that walks every attribute.
             raw_key = attrs.get(SESSION_ID)
-            if type(raw_key) is str and _NOT_PLAIN.isdisjoint(attrs):
+            if (
+                type(raw_key) is str
+                and GALILEO_SESSION_ID not in attrs
+                and CAPTURED_GALILEO_ID not in attrs
+                and GALILEO_SESSION_FROM_BAGGAGE not in attrs
+                and SESSION_PREVIOUS_ID not in attrs
+            ):
                 scope = self._scope_of_key.get(raw_key)
                 if scope is None:
                     scope = self._plain_scope(raw_key)
@@ -315,6 +319,16 @@ class SessionTracker:
                         if not joined.sampled:
                             self._count("traces_sampled_out")
                         return joined
+        return self._general(attrs, start_ns, end_ns, root_name)
+
+    def _general(
+        self, attrs: Mapping[str, Any], start_ns: int, end_ns: int, root_name: str | None
+    ) -> SessionRecord:
+        """:meth:`session_for_trace` past its fast path: a new session, or a trace not plain.
+
+        Apart from the fast path because its closures make cells of the variables they read,
+        and Python makes those cells on every call of the function that holds them.
+        """
         existing = galileo_session_id(attrs)
         if existing is not None:
             return self._existing(existing)
