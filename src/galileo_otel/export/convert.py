@@ -2343,6 +2343,8 @@ def _fill_agent(
                 if step["type"] == "llm":
                     continue
                 output = step.get("output")
+                if output is None:  # (most tool steps: no result recorded) no text
+                    continue
                 text = output if type(output) is str else _value_text(output)
                 if text:
                     agent["output"] = text
