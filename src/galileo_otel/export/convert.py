@@ -1753,7 +1753,10 @@ def _tool_fields(
     if result is None and name.startswith(_HANDOFF_PREFIX):
         # The OpenAI Agents SDK's handoff: what it yields is the next agent.
         result = name[len(_HANDOFF_PREFIX) :]
-    step["input"] = arguments if type(arguments) is str else _text(arguments)
+    if type(arguments) is str:
+        step["input"] = arguments
+    else:  # (_text(None) is "": a tool without recorded arguments, no call)
+        step["input"] = "" if arguments is None else _text(arguments)
     step["output"] = result if result is None or type(result) is str else _text(result)
     if call_id is not None:
         step["tool_call_id"] = _text(call_id)
@@ -2581,7 +2584,10 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         # (a chat app resends the whole history every turn); its answer: the last llm answer.
         if text_in is None:
             for step in llms:
-                text_in = _last_text(step["input"], "user")
+                messages = step["input"]
+                if not messages:  # _last_text finds nothing in no messages
+                    continue
+                text_in = _last_text(messages, "user")
                 if text_in is not None:
                     break
         if text_out is None:
