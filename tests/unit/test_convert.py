@@ -1315,3 +1315,28 @@ def test_an_agent_root_without_an_answer_reads_as_what_its_last_step_yields(
     (root,) = trace["spans"]
     assert root["type"] == "agent" and root["output"] == "found it"
     assert trace["output"] == "found it"
+
+
+@pytest.mark.parametrize("messages", [False, True], ids=["no-messages", "messages"])
+@pytest.mark.parametrize(
+    ("models", "expected"),
+    [
+        ({"gen_ai.response.model": "r", "gen_ai.request.model": "q"}, "r"),
+        ({"gen_ai.response.model": "", "gen_ai.request.model": "q"}, "q"),
+        ({"llm.model_name": "l", "embedding.model_name": "e"}, "l"),
+        ({"gen_ai.request.model": "", "embedding.model_name": "e"}, "e"),
+        # As `a or b or c or d`: nothing truthy leaves the last name's value, else none.
+        ({"gen_ai.request.model": "", "embedding.model_name": ""}, ""),
+        ({"gen_ai.request.model": "", "llm.model_name": 0}, None),
+        ({"embedding.model_name": 7}, "7"),
+        ({}, None),
+    ],
+)
+def test_an_llm_steps_model_is_the_first_name_with_a_value(
+    models: dict[str, Any], expected: str | None, messages: bool
+) -> None:
+    attrs: dict[str, Any] = {"gen_ai.operation.name": "chat", **models}
+    if messages:  # through _llm_fields rather than the path for spans without messages
+        attrs["gen_ai.input.messages"] = json.dumps([{"role": "user", "parts": []}])
+    step = convert_span(make_span("chat", 2, attributes=attrs), TID)
+    assert step.get("model") == expected

@@ -964,6 +964,9 @@ _K_USER = 1024  # user.id / enduser.id: the trace's user
 _K_OLD_TOOL = 2048  # Pydantic AI's tool_arguments / tool_response
 _K_EVENTS_ATTR = 4096  # Pydantic AI's first format: message events as one JSON attribute
 _K_LLM_EXTRA = 8192  # an llm step's finish reason, temperature or time to first token
+_K_IO = 16384  # input.value / output.value
+_K_TOOL_CALL = 32768  # a tool call's arguments, id or result
+_K_AGENT_NAME = 65536  # an agent's name
 _K_ALL = -1
 _FLAGGED = {
     GEN_AI_USAGE_INPUT_TOKENS: _K_TOKENS,
@@ -1007,6 +1010,15 @@ _FLAGGED = {
     OI_SPAN_KIND: _K_MESSAGES,
     "gen_ai.prompt.0.content": _K_MESSAGES,
     "gen_ai.completion.0.content": _K_MESSAGES,
+    INPUT_VALUE: _K_IO,
+    OUTPUT_VALUE: _K_IO,
+    GEN_AI_TOOL_CALL_ARGUMENTS: _K_TOOL_CALL,
+    GEN_AI_TOOL_CALL_ID: _K_TOOL_CALL,
+    TOOL_CALL_ID: _K_TOOL_CALL,
+    GEN_AI_TOOL_CALL_RESULT: _K_TOOL_CALL,
+    GEN_AI_AGENT_NAME: _K_AGENT_NAME,
+    AGENT_NAME: _K_AGENT_NAME,
+    PYDANTIC_AGENT_NAME: _K_AGENT_NAME,
 }
 
 # key -> its flags; attribute names repeat span after span, so the prefix tests run once per
@@ -1034,15 +1046,19 @@ def _key_flags(key: str) -> int:
     return flags
 
 
+# The names an llm step's model is read from, first found first (see _model).
+_MODEL_KEYS = (GEN_AI_RESPONSE_MODEL, GEN_AI_REQUEST_MODEL, LLM_MODEL_NAME, EMBEDDING_MODEL_NAME)
+
 # Attribute names (in the span's order) -> (their flags, the names copied to user_metadata, or
-# None when there are more of them than MAX_METADATA_ENTRIES). Bounded like _METADATA_KEY: past
-# the bound each new shape is worked out and not kept.
-_SHAPES: dict[tuple[str, ...], tuple[int, tuple[str, ...] | None]] = {}
+# None when there are more of them than MAX_METADATA_ENTRIES, the _MODEL_KEYS among them).
+# Bounded like _METADATA_KEY: past the bound each new shape is worked out and not kept.
+_Shape = tuple[int, tuple[str, ...] | None, tuple[str, ...]]
+_SHAPES: dict[tuple[str, ...], _Shape] = {}
 _SHAPES_MAX = 4096
 
 
-def _shape(names: tuple[str, ...]) -> tuple[int, tuple[str, ...] | None]:
-    """The flags (``_K_*``) and metadata names of one tuple of attribute names."""
+def _shape(names: tuple[str, ...]) -> _Shape:
+    """The flags (``_K_*``), metadata names and model names of one tuple of attribute names."""
     flags = 0
     copied: list[str] = []
     known = _METADATA_KEY
@@ -1053,7 +1069,11 @@ def _shape(names: tuple[str, ...]) -> tuple[int, tuple[str, ...] | None]:
         flags |= key_flags
         if key_flags & _K_META:
             copied.append(key)
-    shape = (flags, tuple(copied) if len(copied) <= MAX_METADATA_ENTRIES else None)
+    shape = (
+        flags,
+        tuple(copied) if len(copied) <= MAX_METADATA_ENTRIES else None,
+        tuple(key for key in _MODEL_KEYS if key in names),
+    )
     if len(_SHAPES) < _SHAPES_MAX:
         _SHAPES[names] = shape
     return shape
@@ -1195,12 +1215,26 @@ def _oi_documents(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]
     return docs
 
 
+def _model(attrs: Mapping[str, Any], keys: tuple[str, ...] = _MODEL_KEYS) -> Any:
+    """An llm step's model: the first of ``_MODEL_KEYS`` with a value, else None.
+
+    ``keys``: those of ``_MODEL_KEYS`` the span has, in order (its shape's), so absent names
+    are not looked up. As ``a or b or c or d``: with none truthy, the last name's value.
+    """
+    for key in keys:
+        value = attrs.get(key)
+        if value:
+            return value
+    return attrs.get(EMBEDDING_MODEL_NAME) if keys else None
+
+
 def _llm_fields(
     span: ReadableSpan,
     attrs: Mapping[str, Any],
     step: dict[str, Any],
     flags: int = _K_ALL,
     events: Sequence[Any] | None = None,
+    model_keys: tuple[str, ...] = _MODEL_KEYS,
 ) -> None:
     # Input messages: structured GenAI attributes, then OpenInference, then OpenLLMetry, then
     # message events; the first source that has any wins.
@@ -1253,12 +1287,17 @@ def _llm_fields(
     elif reasons is not None and isinstance(reasons, Sequence) and reasons:
         finish = str(reasons[0])
     output = outputs[0] if outputs else None
+    calls = False  # a message with tool calls (else _fill_call_ids has nothing to do)
     for msg in inputs:
         if "_finish_reason" in msg:
             del msg["_finish_reason"]
         if "_reasoning" in msg:
             del msg["_reasoning"]
+        if "tool_calls" in msg:
+            calls = True
     for msg in outputs:
+        if "tool_calls" in msg:
+            calls = True
         reason = msg.pop("_finish_reason", None)
         if finish is None and reason:
             finish = reason
@@ -1270,17 +1309,12 @@ def _llm_fields(
     if finish is None and extra and attrs.get(LLM_FINISH_REASON) is not None:
         finish = str(attrs[LLM_FINISH_REASON])
 
-    if inputs or outputs:
+    if calls:
         _fill_call_ids(outputs, step["external_id"], _fill_call_ids(inputs, step["external_id"]))
     step["input"] = inputs
     # The schema's llm output is a message, never null: an empty answer reads as one.
     step["output"] = output if output is not None else {"role": "assistant", "content": ""}
-    model = (
-        attrs.get(GEN_AI_RESPONSE_MODEL)
-        or attrs.get(GEN_AI_REQUEST_MODEL)
-        or attrs.get(LLM_MODEL_NAME)
-        or attrs.get(EMBEDDING_MODEL_NAME)
-    )
+    model = _model(attrs, model_keys)
     if model is not None:
         step["model"] = str(model)
     if extra:
@@ -1534,7 +1568,7 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
     shape = _SHAPES.get(names)
     if shape is None:
         shape = _shape(names)
-    flags, meta_names = shape
+    flags, meta_names, model_keys = shape
     if meta_names is None:  # more names than metadata holds: cut and counted
         meta, flags = _metadata(span, attrs)
     else:
@@ -1600,21 +1634,19 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
         _dataset_fields(attrs, step)
     if kind == "llm":
         if flags & (_K_MESSAGES | _K_LLM_EXTRA | _K_TOOLS) or events:
-            _llm_fields(span, attrs, step, flags, events)
+            _llm_fields(span, attrs, step, flags, events, model_keys)
         else:  # no messages, tools or extras to read: what _llm_fields makes of such a span
             step["input"] = []
             step["output"] = {"role": "assistant", "content": ""}
-            model = (
-                attrs.get(GEN_AI_RESPONSE_MODEL)
-                or attrs.get(GEN_AI_REQUEST_MODEL)
-                or attrs.get(LLM_MODEL_NAME)
-                or attrs.get(EMBEDDING_MODEL_NAME)
-            )
+            model = _model(attrs, model_keys)
             if model is not None:
                 step["model"] = str(model)
         return step
-    input_value = attrs.get(INPUT_VALUE)
-    output_value = attrs.get(OUTPUT_VALUE)
+    if flags & _K_IO:
+        input_value = attrs.get(INPUT_VALUE)
+        output_value = attrs.get(OUTPUT_VALUE)
+    else:
+        input_value = output_value = None
     if kind == "tool":
         _tool_fields(span, attrs, step, input_value, output_value, flags)
     elif kind == "retriever":
@@ -1633,26 +1665,33 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
     else:
         if kind == "agent":
             step["agent_type"] = "default"
-            name = (
-                attrs.get(GEN_AI_AGENT_NAME)
-                or attrs.get(AGENT_NAME)
-                or attrs.get(PYDANTIC_AGENT_NAME)
-            )
-            if name:
-                step["name"] = _text(name)
+            if flags & _K_AGENT_NAME:
+                name = (
+                    attrs.get(GEN_AI_AGENT_NAME)
+                    or attrs.get(AGENT_NAME)
+                    or attrs.get(PYDANTIC_AGENT_NAME)
+                )
+                if name:
+                    step["name"] = _text(name)
         if flags & _K_AGENT_RUN:
             _agent_run_fields(attrs, step)
-        elif GEN_AI_INPUT_MESSAGES in attrs or GEN_AI_OUTPUT_MESSAGES in attrs:
+        elif flags & _K_MESSAGES and (
+            GEN_AI_INPUT_MESSAGES in attrs or GEN_AI_OUTPUT_MESSAGES in attrs
+        ):
             # Agents (invoke_agent) and workflows (invoke_workflow) carry the conversation like
             # llm spans do.
             inputs = _genai_messages(attrs.get(GEN_AI_INPUT_MESSAGES))
             outputs = _genai_messages(attrs.get(GEN_AI_OUTPUT_MESSAGES), "assistant")
+            calls = False
             for msg in (*inputs, *outputs):
                 if "_finish_reason" in msg:
                     del msg["_finish_reason"]
                 if "_reasoning" in msg:
                     del msg["_reasoning"]
-            _fill_call_ids(outputs, external_id, _fill_call_ids(inputs, external_id))
+                if "tool_calls" in msg:
+                    calls = True
+            if calls:
+                _fill_call_ids(outputs, external_id, _fill_call_ids(inputs, external_id))
             step["input"] = inputs if inputs else _text(input_value)
             if outputs:
                 step["output"] = outputs[-1]
@@ -1688,13 +1727,16 @@ def _tool_fields(
     if type(name) is not str:
         name = _text(name)
     step["name"] = name
-    arguments = attrs.get(GEN_AI_TOOL_CALL_ARGUMENTS)
+    if flags & _K_TOOL_CALL:
+        arguments = attrs.get(GEN_AI_TOOL_CALL_ARGUMENTS)
+        call_id = attrs.get(GEN_AI_TOOL_CALL_ID, attrs.get(TOOL_CALL_ID))
+        result = attrs.get(GEN_AI_TOOL_CALL_RESULT)
+    else:  # none of those names (the shape's flags say so)
+        arguments = call_id = result = None
     if arguments is None:
         arguments = (
             attrs.get(PYDANTIC_TOOL_ARGUMENTS, input_value) if flags & _K_OLD_TOOL else input_value
         )
-    call_id = attrs.get(GEN_AI_TOOL_CALL_ID, attrs.get(TOOL_CALL_ID))
-    result = attrs.get(GEN_AI_TOOL_CALL_RESULT)
     if result is None and flags & _K_OLD_TOOL:
         result = attrs.get(PYDANTIC_TOOL_RESPONSE)
     if result is None and output_value is not None:
@@ -1711,7 +1753,10 @@ def _tool_fields(
     if result is None and name.startswith(_HANDOFF_PREFIX):
         # The OpenAI Agents SDK's handoff: what it yields is the next agent.
         result = name[len(_HANDOFF_PREFIX) :]
-    step["input"] = arguments if type(arguments) is str else _text(arguments)
+    if type(arguments) is str:
+        step["input"] = arguments
+    else:  # (_text(None) is "": a tool without recorded arguments, no call)
+        step["input"] = "" if arguments is None else _text(arguments)
     step["output"] = result if result is None or type(result) is str else _text(result)
     if call_id is not None:
         step["tool_call_id"] = _text(call_id)
@@ -2301,6 +2346,8 @@ def _fill_agent(
                 if step["type"] == "llm":
                     continue
                 output = step.get("output")
+                if output is None:  # (most tool steps: no result recorded) no text
+                    continue
                 text = output if type(output) is str else _value_text(output)
                 if text:
                     agent["output"] = text
@@ -2537,7 +2584,10 @@ def convert_trace(trace: AssembledTrace, stats: ConvertStats | None = None) -> d
         # (a chat app resends the whole history every turn); its answer: the last llm answer.
         if text_in is None:
             for step in llms:
-                text_in = _last_text(step["input"], "user")
+                messages = step["input"]
+                if not messages:  # _last_text finds nothing in no messages
+                    continue
+                text_in = _last_text(messages, "user")
                 if text_in is not None:
                     break
         if text_out is None:
