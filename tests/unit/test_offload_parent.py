@@ -25,6 +25,7 @@ from galileo_otel.export.offload import (
 )
 from galileo_otel.export.offload.protocol import READY_SEQ
 from galileo_otel.settings import GalileoSettings
+from worker_start import ColdStart, wait_until_ready
 
 PID = "6a0b3c8e-1f2d-4e5f-9a8b-7c6d5e4f3a2b"
 LSID = "0f1e2d3c-4b5a-4968-8776-655443322110"
@@ -151,6 +152,36 @@ def test_no_child_can_start_then_the_export_runs_in_process(tmp_path: Path) -> N
         assert pipeline.shutdown(10.0) is True
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo (Unix)")
+def test_wait_ready_says_whether_the_worker_process_is_set_up(log: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    # The stand-in, held before it says it is ready until the test opens the FIFO.
+    gated = [sys.executable, "-c", f"open({str(gate)!r}, 'rb').close()\n" + _STAND_IN, str(log)]
+    pipeline = OffloadPipeline(settings(), command=gated, start=False, shutdown_at_exit=False)
+    assert pipeline.wait_ready(0) is False  # not started
+    pipeline.start()
+    try:
+        assert pipeline.wait_ready(0.05) is False  # started, still held on its gate
+        opener = os.open(gate, os.O_WRONLY)  # returns once the child opened its end
+        os.close(opener)
+        assert pipeline.wait_ready(30.0) is True
+        assert pipeline.wait_ready(0) is True
+        assert pipeline.force_flush(10.0) is True
+    finally:
+        assert pipeline.shutdown(10.0) is True
+
+
+def test_wait_ready_is_false_for_a_worker_process_that_exits_before_it_is_set_up() -> None:
+    quits = [sys.executable, "-c", "pass"]  # exits at once, never says it is ready
+    pipeline = OffloadPipeline(settings(), command=quits, start=False, shutdown_at_exit=False)
+    pipeline.start()
+    try:
+        assert pipeline.wait_ready(30.0) is False
+    finally:
+        pipeline.shutdown(10.0)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
 def test_a_fork_while_the_parent_holds_its_lock_leaves_the_child_a_working_pipeline(
     log: Path,
@@ -190,14 +221,18 @@ def test_the_worker_process_runs_at_nice_10(monkeypatch: pytest.MonkeyPatch) -> 
         shutdown_at_exit=False,
         destination=Destination(PID, "p", LSID, None, "default"),
     )
-    pipeline.start(wait=True)  # the real child: nice is applied before it says it is ready
+    pipeline.start()
+    cold = ColdStart(0.0)
     try:
+        # The real child: nice is applied before it says it is set up (its imports may take
+        # most of a minute at nice 10 on a loaded machine, hence the measured wait).
+        cold = wait_until_ready(pipeline)
         proc = pipeline.child
         assert proc is not None and proc.poll() is None
         ours = os.getpriority(os.PRIO_PROCESS, 0)
         assert os.getpriority(os.PRIO_PROCESS, proc.pid) == min(19, ours + 10)
     finally:
-        assert pipeline.shutdown(10.0) is True
+        assert pipeline.shutdown(cold.bound(10.0)) is True
 
 
 def test_process_hooks_hold_their_object_weakly_and_cancel_the_exit_hook(
