@@ -28,7 +28,10 @@ from galileo_otel.processor import GalileoSessionProcessor
 from galileo_otel.settings import GalileoSettings
 from worker_start import ColdStart, wait_until_ready
 
-pytestmark = pytest.mark.integration
+# A watchdog against a hang only: each step's own bound, derived from the measured cold start,
+# fails first. A test with restarts holds up to five cold starts (about a minute each at nice
+# 10 on a loaded machine, without compiled bytecode).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 OFFLOAD: dict[str, Any] = {"project": "offload", "export_process": True}
 

@@ -4,9 +4,12 @@ child can start, a fork mid-lock, and the real child's niceness."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,14 +185,39 @@ def test_wait_ready_is_false_for_a_worker_process_that_exits_before_it_is_set_up
         pipeline.shutdown(10.0)
 
 
+@contextlib.contextmanager
+def library_locks() -> Iterator[list[Any]]:
+    """Every ``threading.Lock()`` that galileo_otel's own code creates while inside, in order.
+
+    What a forked child inherits held, found without naming any object's private fields.
+    """
+    made: list[Any] = []
+    real = threading.Lock
+
+    def lock() -> Any:
+        new = real()
+        if sys._getframe(1).f_globals.get("__name__", "").startswith("galileo_otel."):
+            made.append(new)
+        return new
+
+    threading.Lock = lock  # type: ignore[assignment,misc]
+    try:
+        yield made
+    finally:
+        threading.Lock = real  # type: ignore[misc]
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
-def test_a_fork_while_the_parent_holds_its_lock_leaves_the_child_a_working_pipeline(
+def test_a_fork_while_the_parent_holds_its_locks_leaves_the_child_a_working_pipeline(
     log: Path,
 ) -> None:
-    pipeline = OffloadPipeline(
-        settings(), command=stand_in(log), start=False, shutdown_at_exit=False
-    )
-    pipeline.start(wait=True)
+    with library_locks() as locks:
+        pipeline = OffloadPipeline(
+            settings(), command=stand_in(log), start=False, shutdown_at_exit=False
+        )
+        pipeline.start(wait=True)
+    # The requests' and the replay buffer's locks at least (the reader and the writer take them).
+    assert len(locks) >= 2
     try:
         parent_child = pipeline.child
         assert parent_child is not None
@@ -203,8 +231,12 @@ def test_a_fork_while_the_parent_holds_its_lock_leaves_the_child_a_working_pipel
             done = pipeline.shutdown(10.0)
             return [ok, done, own is not None and own.pid != parent_child.pid]
 
-        # Held by this thread at the fork, as the reader or the writer thread might hold them.
-        with pipeline._requests._lock, pipeline._replay._lock:
+        # Every one of them held by this thread at the fork, as the reader or the writer thread
+        # might hold one; the library's after-fork hook must leave the child none of them.
+        with contextlib.ExitStack() as held:
+            for lock in locks:
+                assert lock.acquire(timeout=10)
+                held.callback(lock.release)
             assert run_forked(child, timeout_s=30) == [True, True, True]
         assert pipeline.child is parent_child  # the parent keeps its own
         assert pipeline.force_flush(10.0) is True
