@@ -5,6 +5,7 @@ child can start, a fork mid-lock, and the real child's niceness."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import signal
 import sys
@@ -196,7 +197,9 @@ def library_locks() -> Iterator[list[Any]]:
 
     def lock() -> Any:
         new = real()
-        if sys._getframe(1).f_globals.get("__name__", "").startswith("galileo_otel."):
+        frame = inspect.currentframe()
+        caller = frame.f_back if frame is not None else None
+        if caller is not None and caller.f_globals.get("__name__", "").startswith("galileo_otel."):
             made.append(new)
         return new
 
