@@ -7,6 +7,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -162,3 +163,31 @@ def emit(tracer: Any, session: str = "s1", children: int = 1, payload: str = "")
         for i in range(children):
             with tracer.start_as_current_span(f"child-{i}"):
                 pass
+
+
+def adopting_pipeline(spool_dir: Path, header: Any, payload: bytes) -> tuple[Any, FakeClient]:
+    """A batch left in ``spool_dir`` by a process that is gone, and a pipeline that adopts it.
+
+    Another process (API key ``"k"``) wrote ``header`` / ``payload`` and disowned its batch
+    (its writer is gone: the next process takes it at once); the returned ExportPipeline, on a
+    FakeClient, adopts it at start. The caller shuts the pipeline down.
+    """
+    from galileo_otel.export.pipeline import ExportPipeline
+    from galileo_otel.export.spool import Spool, key_fingerprint
+    from galileo_otel.settings import GalileoSettings
+
+    other = Spool(spool_dir, origin=key_fingerprint("k"))
+    assert other.write(header, payload) is not None
+    other.disown()
+    other.close()
+    client = FakeClient()
+    pipeline = ExportPipeline(
+        GalileoSettings(api_key="k", batch_delay=0.01, spool_dir=str(spool_dir)),
+        client=client,
+        tracker=FakeTracker(),
+        destination=DEST,
+        convert=fake_convert,
+        first_delay_s=0.0,
+        spool_retry_s=0.05,
+    )
+    return pipeline, client

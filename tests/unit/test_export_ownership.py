@@ -75,12 +75,6 @@ OUTSIDE_ALLOWED = {
     # rounds so the baseline is measured on the same queue size as ours.
     ("bench_app_thread.py", "processor._batch_processor"),
     ("bench_app_thread.py", "processor._batch_processor._queue"),
-    # A fork test holds the locks the offload pipeline's reader and writer threads take, as
-    # one of them may hold them at a fork: handing its locks out publicly would invite misuse.
-    ("test_offload_parent.py", "pipeline._requests._lock"),
-    ("test_offload_parent.py", "pipeline._requests"),
-    ("test_offload_parent.py", "pipeline._replay._lock"),
-    ("test_offload_parent.py", "pipeline._replay"),
 }
 
 

@@ -9,14 +9,13 @@ from typing import Any
 
 import pytest
 from conftest_api import PROJECT_ID, FakeAPI, ok, session_answer
-from conftest_pipeline import DEST, FakeClient, FakeTracker, fake_convert
+from conftest_pipeline import DEST, adopting_pipeline
 from opentelemetry.sdk.resources import Resource
 
 from galileo_otel.api.client import GalileoClient
 from galileo_otel.api.models import LoggingMethod
 from galileo_otel.errors import ConfigError
-from galileo_otel.export.pipeline import ExportPipeline
-from galileo_otel.export.spool import Spool, key_fingerprint, pending_in
+from galileo_otel.export.spool import pending_in
 from galileo_otel.export.spool_format import LOGGING_METHODS, VERSION, BatchHeader
 from galileo_otel.gateway.origin import logging_method_of, logging_method_of_language
 from galileo_otel.sessions.store import SessionRecord
@@ -153,23 +152,10 @@ def test_an_old_header_reads_as_the_clients_own_method() -> None:
 def test_a_spooled_batch_is_sent_with_its_method(tmp_path: Any, method: str | None) -> None:
     # Written by another process (a gateway that crashed), adopted and sent by this one.
     spool_dir = tmp_path / "spool"
-    other = Spool(spool_dir, origin=key_fingerprint("k"))
     session = SessionRecord(
         local_id="loc-1", key="k", galileo_id=GALILEO_SESSION, logging_method=method
     ).to_dict()
-    assert other.write(_header(session).encode(), b'[{"id": "t1"}]') is not None
-    other.disown()
-    other.close()
-    client = FakeClient()
-    pipeline = ExportPipeline(
-        GalileoSettings(api_key="k", batch_delay=0.01, spool_dir=str(spool_dir)),
-        client=client,
-        tracker=FakeTracker(),
-        destination=DEST,
-        convert=fake_convert,
-        first_delay_s=0.0,
-        spool_retry_s=0.05,
-    )
+    pipeline, client = adopting_pipeline(spool_dir, _header(session).encode(), b'[{"id": "t1"}]')
     try:
         assert pipeline.force_flush(5.0) is True
     finally:

@@ -4,9 +4,13 @@ child can start, a fork mid-lock, and the real child's niceness."""
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
 import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ from galileo_otel.export.offload import (
 )
 from galileo_otel.export.offload.protocol import READY_SEQ
 from galileo_otel.settings import GalileoSettings
+from worker_start import ColdStart, wait_until_ready
 
 PID = "6a0b3c8e-1f2d-4e5f-9a8b-7c6d5e4f3a2b"
 LSID = "0f1e2d3c-4b5a-4968-8776-655443322110"
@@ -151,14 +156,71 @@ def test_no_child_can_start_then_the_export_runs_in_process(tmp_path: Path) -> N
         assert pipeline.shutdown(10.0) is True
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo (Unix)")
+def test_wait_ready_says_whether_the_worker_process_is_set_up(log: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    # The stand-in, held before it says it is ready until the test opens the FIFO.
+    gated = [sys.executable, "-c", f"open({str(gate)!r}, 'rb').close()\n" + _STAND_IN, str(log)]
+    pipeline = OffloadPipeline(settings(), command=gated, start=False, shutdown_at_exit=False)
+    assert pipeline.wait_ready(0) is False  # not started
+    pipeline.start()
+    try:
+        assert pipeline.wait_ready(0.05) is False  # started, still held on its gate
+        opener = os.open(gate, os.O_WRONLY)  # returns once the child opened its end
+        os.close(opener)
+        assert pipeline.wait_ready(30.0) is True
+        assert pipeline.wait_ready(0) is True
+        assert pipeline.force_flush(10.0) is True
+    finally:
+        assert pipeline.shutdown(10.0) is True
+
+
+def test_wait_ready_is_false_for_a_worker_process_that_exits_before_it_is_set_up() -> None:
+    quits = [sys.executable, "-c", "pass"]  # exits at once, never says it is ready
+    pipeline = OffloadPipeline(settings(), command=quits, start=False, shutdown_at_exit=False)
+    pipeline.start()
+    try:
+        assert pipeline.wait_ready(30.0) is False
+    finally:
+        pipeline.shutdown(10.0)
+
+
+@contextlib.contextmanager
+def library_locks() -> Iterator[list[Any]]:
+    """Every ``threading.Lock()`` that galileo_otel's own code creates while inside, in order.
+
+    What a forked child inherits held, found without naming any object's private fields.
+    """
+    made: list[Any] = []
+    real = threading.Lock
+
+    def lock() -> Any:
+        new = real()
+        frame = inspect.currentframe()
+        caller = frame.f_back if frame is not None else None
+        if caller is not None and caller.f_globals.get("__name__", "").startswith("galileo_otel."):
+            made.append(new)
+        return new
+
+    threading.Lock = lock  # type: ignore[assignment,misc]
+    try:
+        yield made
+    finally:
+        threading.Lock = real  # type: ignore[misc]
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
-def test_a_fork_while_the_parent_holds_its_lock_leaves_the_child_a_working_pipeline(
+def test_a_fork_while_the_parent_holds_its_locks_leaves_the_child_a_working_pipeline(
     log: Path,
 ) -> None:
-    pipeline = OffloadPipeline(
-        settings(), command=stand_in(log), start=False, shutdown_at_exit=False
-    )
-    pipeline.start(wait=True)
+    with library_locks() as locks:
+        pipeline = OffloadPipeline(
+            settings(), command=stand_in(log), start=False, shutdown_at_exit=False
+        )
+        pipeline.start(wait=True)
+    # The requests' and the replay buffer's locks at least (the reader and the writer take them).
+    assert len(locks) >= 2
     try:
         parent_child = pipeline.child
         assert parent_child is not None
@@ -172,8 +234,12 @@ def test_a_fork_while_the_parent_holds_its_lock_leaves_the_child_a_working_pipel
             done = pipeline.shutdown(10.0)
             return [ok, done, own is not None and own.pid != parent_child.pid]
 
-        # Held by this thread at the fork, as the reader or the writer thread might hold them.
-        with pipeline._requests._lock, pipeline._replay._lock:
+        # Every one of them held by this thread at the fork, as the reader or the writer thread
+        # might hold one; the library's after-fork hook must leave the child none of them.
+        with contextlib.ExitStack() as held:
+            for lock in locks:
+                assert lock.acquire(timeout=10)
+                held.callback(lock.release)
             assert run_forked(child, timeout_s=30) == [True, True, True]
         assert pipeline.child is parent_child  # the parent keeps its own
         assert pipeline.force_flush(10.0) is True
@@ -190,14 +256,18 @@ def test_the_worker_process_runs_at_nice_10(monkeypatch: pytest.MonkeyPatch) -> 
         shutdown_at_exit=False,
         destination=Destination(PID, "p", LSID, None, "default"),
     )
-    pipeline.start(wait=True)  # the real child: nice is applied before it says it is ready
+    pipeline.start()
+    cold = ColdStart(0.0)
     try:
+        # The real child: nice is applied before it says it is set up (its imports may take
+        # most of a minute at nice 10 on a loaded machine, hence the measured wait).
+        cold = wait_until_ready(pipeline)
         proc = pipeline.child
         assert proc is not None and proc.poll() is None
         ours = os.getpriority(os.PRIO_PROCESS, 0)
         assert os.getpriority(os.PRIO_PROCESS, proc.pid) == min(19, ours + 10)
     finally:
-        assert pipeline.shutdown(10.0) is True
+        assert pipeline.shutdown(cold.bound(10.0)) is True
 
 
 def test_process_hooks_hold_their_object_weakly_and_cancel_the_exit_hook(

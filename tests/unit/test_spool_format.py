@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest_pipeline import DEST, FakeClient, FakeTracker, fake_convert
+from conftest_pipeline import DEST, adopting_pipeline
 
-from galileo_otel.export.pipeline import ExportPipeline
-from galileo_otel.export.spool import Spool, dead_in, key_fingerprint, pending_in
+from galileo_otel.export.spool import dead_in, pending_in
 from galileo_otel.export.spool_format import VERSION, BatchHeader, ForeignHeader
-from galileo_otel.settings import GalileoSettings
 
 
 def header(**overrides: Any) -> BatchHeader:
@@ -55,21 +53,8 @@ def test_foreign_or_malformed_headers_are_refused(stored: Any) -> None:
 
 def test_a_spooled_batch_of_another_version_is_set_aside_not_sent(tmp_path: Any) -> None:
     spool_dir = tmp_path / "spool"
-    other = Spool(spool_dir, origin=key_fingerprint("k"))
     future = {**header(traces=2).encode(), "v": VERSION + 1, "new_field": {"x": 1}}
-    assert other.write(future, b"[{}, {}]") is not None
-    other.disown()  # its writer is gone: the next process adopts it
-    other.close()
-    client = FakeClient()
-    pipeline = ExportPipeline(
-        GalileoSettings(api_key="k", batch_delay=0.01, spool_dir=str(spool_dir)),
-        client=client,
-        tracker=FakeTracker(),
-        destination=DEST,
-        convert=fake_convert,
-        first_delay_s=0.0,
-        spool_retry_s=0.05,
-    )
+    pipeline, client = adopting_pipeline(spool_dir, future, b"[{}, {}]")
     try:
         # adopted, then set aside: a loss in the flush's scope, never a crash or a send
         assert pipeline.force_flush(5.0) is False

@@ -152,6 +152,7 @@ class OffloadPipeline(SpanHandoff):
         self._dead = False
         self._stopping = False  # shutdown sent: the child's exit is expected
         self._ready = threading.Event()
+        self._said_ready = 0  # the generation of the last child that said it is set up
         self._sent_res: set[int] = set()
         self._unsent: deque[tuple[int, bytes]] = deque()  # (mark or 0, frame) until ready
         self._control_pending = False  # a control item is queued: the writer must not linger
@@ -183,6 +184,22 @@ class OffloadPipeline(SpanHandoff):
             target=suppressed(self._run), name="galileo-otel-offload", daemon=True
         )
         self._worker.start()
+
+    def wait_ready(self, timeout_s: float | None = None) -> bool:
+        """Wait up to ``timeout_s`` (``None``: no bound) until the worker process is set up.
+
+        Never needed for delivery (spans submitted earlier are kept and sent once it is); for
+        a caller that must know the child's one-time start-up (imports, client) is over.
+
+        Returns:
+            Whether the worker process last started has said it is set up; ``False`` when it
+            has not within ``timeout_s``, exited first, or none runs (not started, export
+            disabled, or the in-process fallback).
+        """
+        gen, ready = self._gen, self._ready
+        if not self._started or self._fallback is not None or not ready.wait(timeout_s):
+            return False
+        return self._said_ready == gen and not self._dead
 
     # --- the app thread -------------------------------------------------------------------------
     @suppressed  # the caller's thread may touch the spool (SQLite): never traced
@@ -364,6 +381,7 @@ class OffloadPipeline(SpanHandoff):
             while True:
                 seq, result = read_frame(out)
                 if seq == READY_SEQ:
+                    self._said_ready = gen
                     self._ready.set()
                     self._awake = True
                     self._wake.set()  # the writer sends what it kept while the child started
