@@ -8,7 +8,7 @@ through each stage of the export pipeline on one thread, and reports the CPU tim
 - ``record``: ``span_record`` of every span (what ``on_end`` does on the app thread: the span read
   into a tuple of builtins; app-thread work, not the worker's, so not in ``stages_sum``);
 - ``rebuild``: the span the worker's stages read, rebuilt from each record (``OffloadedSpan``,
-  what ``SpanHandoff.span_of`` makes of a queued record);
+  what ``SpanHandoff.worker_rebuild``'s function makes of a queued record);
 - ``assemble``: ``TraceAssembler.add`` for every rebuilt span (spans -> traces);
 - ``sessions``: ``SessionTracker.session_for_trace`` for every trace of rebuilt spans (memory
   store);
@@ -175,7 +175,7 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     from galileo_otel.export.convert import ConvertStats, convert_trace
     from galileo_otel.export.fit import encode_within
     from galileo_otel.export.pipeline import ExportPipeline
-    from galileo_otel.export.record import OffloadedSpan, make_resource
+    from galileo_otel.export.record import Rebuilder, make_resource
     from galileo_otel.export.sdk_span import span_attributes, span_record
     from galileo_otel.export.spool import Spool
     from galileo_otel.sessions.tracker import SessionTracker
@@ -214,7 +214,8 @@ def run_stages(spans: list[Any], url: str, profile: str | None) -> dict[str, flo
     # what the worker pays to rebuild the span its stages read from that record (record.py).
     records = timed("record", lambda: [span_record(s, 1) for s in spans])
     resource = make_resource(dict(getattr(spans[0].resource, "attributes", {}) or {}))
-    rebuilt = timed("rebuild", lambda: [OffloadedSpan(r, resource) for r in records])
+    span_of = Rebuilder({1: resource}).span_of
+    rebuilt = timed("rebuild", lambda: [span_of(r) for r in records])
 
     def assemble(these: list[Any]) -> list[Any]:
         assembler = TraceAssembler(

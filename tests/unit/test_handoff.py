@@ -64,7 +64,8 @@ def test_records_rebuild_into_spans_that_convert_like_the_originals() -> None:
         assert handoff.submit(span)
     queued = list(handoff._queue)
     assert all(type(item) is tuple for item in queued)  # the span objects are not kept
-    rebuilt = [handoff.span_of(item) for item in queued]
+    span_of = handoff.worker_rebuild()
+    rebuilt = [span_of(item) for item in queued]
     assert [convert_trace(t) for t in assemble(rebuilt)] == [
         convert_trace(t) for t in assemble(spans)
     ]
@@ -76,7 +77,7 @@ def test_records_are_off_unless_asked_for() -> None:
     handoff = Handoff()
     handoff.submit(span)
     assert handoff._queue[0] is span
-    assert handoff.span_of(span) is span
+    assert handoff.worker_rebuild()(span) is span
 
 
 def test_spans_of_too_many_resources_or_unreadable_ones_are_queued_as_they_are() -> None:
@@ -89,7 +90,7 @@ def test_spans_of_too_many_resources_or_unreadable_ones_are_queued_as_they_are()
     odd: Any = object()
     assert handoff.submit(span) and handoff.submit(odd)
     assert handoff._queue[-2] is span and handoff._queue[-1] is odd
-    assert handoff.span_of(span) is span
+    assert handoff.worker_rebuild()(span) is span
 
 
 def test_threads_adding_one_resource_at_once_get_one_number() -> None:

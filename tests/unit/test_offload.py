@@ -9,6 +9,7 @@ import json
 import marshal
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
@@ -26,6 +27,8 @@ from galileo_otel.export.offload import (
     settings_env,
     write_frame,
 )
+from galileo_otel.export.record import Rebuilder
+from galileo_otel.export.sdk_span import span_attributes
 from galileo_otel.settings import GalileoSettings
 
 
@@ -121,6 +124,50 @@ def test_extracted_span_is_plain_builtins() -> None:
     assert rebuilt.status.status_code is span.status.status_code
     assert dict(rebuilt.attributes) == dict(span.attributes or {})
     assert [e.name for e in rebuilt.events] == [e.name for e in span.events]
+
+
+def _record(sid: int, psid: int | None, remote: bool = False, rid: int = 1) -> tuple[Any, ...]:
+    return ("s", 7, sid, psid, remote, 1, 2, 0, 0, None, {"k": sid}, None, rid)
+
+
+def test_a_rebuilder_shares_context_objects_between_neighbours() -> None:
+    span_of = Rebuilder({1: make_resource({})}).span_of
+    # children end first: two siblings of parent 2, then the parent (child of remote 1)
+    a, b, parent = span_of(_record(3, 2)), span_of(_record(4, 2)), span_of(_record(2, 1, True))
+    assert a.parent is b.parent  # siblings: one parent context object
+    assert parent.context is a.parent  # the parent's own context is the one its children hold
+    assert (parent.context.trace_id, parent.context.span_id, parent.context.is_remote) == (
+        7,
+        2,
+        False,
+    )
+    assert parent.parent is not None and parent.parent.is_remote is True
+    assert parent.parent.span_id == 1
+    # a remote parent with the same ids is another context, not the shared one
+    other = span_of(_record(5, 1, False))
+    assert other.parent is not parent.parent and other.parent.is_remote is False
+    root = span_of(_record(1, None))
+    assert root.parent is None and root.context.span_id == 1
+    assert span_of("not a record") == "not a record"
+
+
+def test_rebuilders_keep_their_own_last_context() -> None:
+    resources = {1: make_resource({})}
+    one, two = Rebuilder(resources).span_of, Rebuilder(resources).span_of
+    first = one(_record(3, 2))
+    assert two(_record(4, 2)).parent is not first.parent  # no state shared between them
+    assert one(_record(4, 2)).parent is first.parent
+    # rebuild_span rebuilds one record at a time, with no state left behind
+    assert rebuild_span(_record(4, 2), resources).parent is not first.parent
+
+
+def test_records_of_unknown_resources() -> None:
+    resources: dict[int, Any] = {}
+    with pytest.raises(KeyError):
+        Rebuilder(resources).span_of(_record(3, 2, rid=9))
+    span = rebuild_span(_record(3, 2, rid=9), resources)  # an empty one, added
+    assert span.resource is resources[9] and resources[9].attributes == {}
+    assert span_attributes(span) is span.attributes == {"k": 3}  # read as is, not copied
 
 
 def test_worker_settings_travel_in_env_with_the_key_apart() -> None:

@@ -23,7 +23,6 @@ from galileo_otel.export._stage import Batch, Flush, Outbound, Report
 from galileo_otel.export.fit import encode_within
 from galileo_otel.export.handoff import SpanHandoff
 from galileo_otel.export.ledger import Ledger
-from galileo_otel.export.record import OffloadedSpan
 from galileo_otel.export.sdk_span import span_attributes
 from galileo_otel.export.spool_format import BatchHeader
 from galileo_otel.settings import GalileoSettings
@@ -256,9 +255,7 @@ class Batcher:
         handoff = self._handoff
         queue = handoff.worker_queue()
         half = self._max_queue // 2
-        # SpanHandoff.span_of, inline below (a call per span less): a record is rebuilt.
-        resources = handoff.worker_resources()
-        rebuild = OffloadedSpan
+        span_of = handoff.worker_rebuild()  # this thread's: a record is rebuilt
         add = assembler.add
         stop = self._ledger.stop_event
         while True:
@@ -272,9 +269,7 @@ class Batcher:
                         continue
                     self._taken += 1
                     try:
-                        if type(item) is tuple:
-                            item = rebuild(item, resources[item[12]])
-                        done = add(item)
+                        done = add(span_of(item))
                     except Exception as exc:
                         self._report.internal_error("assemble", exc)
                         continue
@@ -340,9 +335,7 @@ class Batcher:
         """
         try:
             root = trace.root if trace.root is not None else trace.spans[0]
-            attrs = getattr(root, "_attributes", None)
-            if type(attrs) is not dict:  # a rebuilt span's dict is read as is, without a call
-                attrs = span_attributes(root)
+            attrs = span_attributes(root)
             start_ns = root.start_time or 0
             end_ns = root.end_time or start_ns
             record = self._tracker.session_for_trace(attrs, start_ns, end_ns, root_name=root.name)

@@ -1540,8 +1540,7 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
 
     ``tail`` is ``_id_tail`` of the span's trace (made once a trace); ``ctx`` the span's context.
     """
-    raw = getattr(span, "_attributes", None)
-    attrs = raw if type(raw) is dict else span_attributes(span)  # a rebuilt span's, as is
+    attrs = span_attributes(span)
     op = attrs.get(GEN_AI_OPERATION_NAME)
     if op is not None and type(op) is str:
         kind = _OP_KINDS.get(op, "workflow")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
-from galileo_otel.export.record import OffloadedSpan
+from galileo_otel.export.record import Rebuilder
 from galileo_otel.export.sdk_span import plain_mapping, span_record, span_resource
 
 # Distinct resources numbered for records (a process has one per TracerProvider); spans of
@@ -32,7 +33,7 @@ class SpanHandoff:
     hundreds of spans) and meanwhile survive the garbage collector's young passes into the old
     generations, whose full passes over the whole heap then cost the app thread ~4-5 us per span
     (measured, benchmarks/README.md); records of builtins are dropped from the collector's
-    tracking. The worker turns a queued item into a span with :meth:`span_of`.
+    tracking. The worker turns a queued item into a span with :meth:`worker_rebuild`'s function.
     """
 
     _max_queue: int
@@ -95,20 +96,15 @@ class SpanHandoff:
         self._resource_of.setdefault(entry[1], resource)
         return entry
 
-    def span_of(self, item: Any) -> Any:
-        """A queued item as the span the worker's stages read (a record is rebuilt)."""
-        if type(item) is not tuple:
-            return item
-        return OffloadedSpan(item, self._resource_of[item[12]])
+    def worker_rebuild(self) -> Callable[[Any], Any]:
+        """What turns a queued item into the span the worker's stages read, for one thread.
 
-    def worker_resources(self) -> dict[int, Any]:
-        """Resource number -> resource, for a worker that rebuilds records inline.
-
-        What :meth:`span_of` does: ``OffloadedSpan(item, resources[item[12]])`` for a
-        ``tuple`` item, the item itself otherwise. Read-only for the worker; replaced after a
-        fork, like :meth:`worker_queue`.
+        A :class:`~galileo_otel.export.record.Rebuilder`'s ``span_of`` over the numbered
+        resources: a record is rebuilt, any other item comes back as it is. Each call makes a
+        new rebuilder (its reuse state is its thread's own); the resources it reads are replaced
+        after a fork, like :meth:`worker_queue`'s queue.
         """
-        return self._resource_of
+        return Rebuilder(self._resource_of).span_of
 
     # --- the worker's side, for a worker that is another object (the in-process Batcher) ----
     def worker_queue(self) -> deque[Any]:

@@ -4,7 +4,7 @@ A record is :func:`~galileo_otel.export.sdk_span.span_record`'s tuple. The app t
 as soon as a span ends, so the SDK span object dies at once instead of waiting in a queue for
 the worker thread (see ``handoff.py``); the worker, in this process or the export worker
 process, rebuilds an :class:`OffloadedSpan` with just what assembly, conversion and sessions
-read.
+read, through its own :class:`Rebuilder`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind, StatusCode
 
-__all__ = ["OffloadedSpan", "make_resource", "rebuild_span"]
+__all__ = ["OffloadedSpan", "Rebuilder", "make_resource", "rebuild_span"]
 
 _KINDS = {k.value: k for k in SpanKind}
 _CODES = {c.value: c for c in StatusCode}
@@ -57,15 +57,16 @@ class _Resource:
 _PLAIN_STATUS = {c.value: _Status(c, None) for c in StatusCode}
 _UNSET = _PLAIN_STATUS[StatusCode.UNSET.value]
 _INTERNAL = SpanKind.INTERNAL
-# The parent context the last rebuild made (see OffloadedSpan.__init__); a placeholder at first.
-_last_parent = _Ctx(0, 0, True)
+_new = object.__new__
 
 
 class OffloadedSpan:
-    """A span rebuilt in the worker process: just what assembly, conversion and sessions read."""
+    """A span rebuilt from a record: just what assembly, conversion and sessions read.
+
+    Made by :class:`Rebuilder` (or :func:`rebuild_span`); read-only once made.
+    """
 
     __slots__ = (
-        "_attributes",
         "attributes",
         "context",
         "end_time",
@@ -78,49 +79,89 @@ class OffloadedSpan:
         "status",
     )
 
+    attributes: dict[str, Any]
+    context: _Ctx
+    end_time: int | None
+    events: tuple[_Event, ...]
+    kind: SpanKind
+    name: str
+    parent: _Ctx | None
+    resource: Any
+    start_time: int | None
+    status: _Status
+
     # Not an SDK span: sdk_span.py's readers find no frozen SDK containers here (a class
     # attribute, so they do not pay for a failed lookup) and read ``events`` as is.
     _events = None
 
-    def __init__(self, item: tuple[Any, ...], resource: Any) -> None:
-        global _last_parent
-        (name, tid, sid, psid, premote, start, end, kind, code, desc, attrs, events, _) = item
-        self.name = name
-        # Spans end children first: siblings share their parent's context object, and a
-        # parent's own context is the one its children's `parent` already holds (same ids, not
-        # remote). Reusing the last parent made saves one or two objects per span (contexts are
-        # never mutated). A race between two rebuilding threads only misses the reuse: the
-        # candidate is read once and checked in full.
-        last = _last_parent
+
+class Rebuilder:
+    """Turns queued items into the spans the worker's stages read: records are rebuilt.
+
+    Args:
+        resources: Resource number (a record's last field) -> resource object. Read only; its
+            owner may add entries while this rebuilds.
+
+    State: the parent context the last rebuild made, so that neighbours share context objects.
+    Spans end children first: siblings share their parent's context object, and a parent's own
+    context is the one its children's ``parent`` already holds (same ids, not remote). Reusing
+    it saves one or two objects per span (contexts are never mutated). One rebuilder per
+    rebuilding thread (the worker's, the export worker process's reader): no lock, and a
+    rebuilder shared by mistake would only miss reuse, since the candidate is read once and
+    checked in full.
+    """
+
+    __slots__ = ("_last_parent", "_resources")
+
+    def __init__(self, resources: dict[int, Any]) -> None:
+        self._resources = resources
+        self._last_parent = _Ctx(0, 0, True)  # a placeholder no record matches
+
+    def span_of(self, item: Any) -> Any:
+        """A queued item as a span: a record (``tuple``) rebuilt, anything else as it is.
+
+        Raises:
+            KeyError: The record's resource number is not in ``resources``.
+        """
+        if type(item) is not tuple:
+            return item
+        (name, tid, sid, psid, premote, start, end, kind, code, desc, attrs, events, rid) = item
+        span = _new(OffloadedSpan)
+        span.resource = self._resources[rid]
+        span.name = name
+        last = self._last_parent
         if last.span_id == sid and last.trace_id == tid and last.is_remote is False:
-            self.context = last
+            span.context = last
         else:
-            self.context = _Ctx(tid, sid, False)
+            span.context = _Ctx(tid, sid, False)
         if psid is None:
-            self.parent = None
+            span.parent = None
         elif last.span_id == psid and last.trace_id == tid and last.is_remote is premote:
-            self.parent = last
+            span.parent = last
         else:
-            self.parent = _last_parent = _Ctx(tid, psid, premote)
-        self.start_time = start
-        self.end_time = end
-        self.kind = _KINDS.get(kind, _INTERNAL)
+            span.parent = self._last_parent = _Ctx(tid, psid, premote)
+        span.start_time = start
+        span.end_time = end
+        span.kind = _KINDS.get(kind, _INTERNAL)
         if desc is None:
-            self.status = _PLAIN_STATUS.get(code, _UNSET)
+            span.status = _PLAIN_STATUS.get(code, _UNSET)
         else:
-            self.status = _Status(_CODES.get(code, StatusCode.UNSET), desc)
-        self._attributes = attrs
-        self.attributes = attrs
-        self.events = tuple(_Event(*e) for e in events) if events else ()
-        self.resource = resource
+            span.status = _Status(_CODES.get(code, StatusCode.UNSET), desc)
+        span.attributes = attrs
+        span.events = tuple(_Event(*e) for e in events) if events else ()
+        return span
 
 
 def rebuild_span(item: tuple[Any, ...], resources: dict[int, Any]) -> OffloadedSpan:
-    """The inverse of :func:`extract_span` (``resources``: id -> resource object)."""
-    res = resources.get(item[12])
-    if res is None:
-        res = resources[item[12]] = _Resource({})
-    return OffloadedSpan(item, res)
+    """The inverse of :func:`~galileo_otel.export.sdk_span.span_record`.
+
+    ``resources``: resource number -> resource object; a number not in it gets an empty
+    resource, added to it. One record at a time: a :class:`Rebuilder` rebuilds many cheaper.
+    """
+    if item[12] not in resources:
+        resources[item[12]] = _Resource({})
+    span: OffloadedSpan = Rebuilder(resources).span_of(item)
+    return span
 
 
 def make_resource(attributes: dict[str, Any]) -> Any:

@@ -21,6 +21,8 @@ from opentelemetry import baggage as _baggage
 from opentelemetry.context import Context, get_current
 from opentelemetry.trace import SpanContext
 
+from galileo_otel.export.record import OffloadedSpan
+
 # The context key the API keeps baggage under; get_baggage() wraps the lookup in three calls and
 # a MappingProxyType (~0.3 us), paid by every span's on_start. None: take the public path.
 _BAGGAGE_KEY: str | None = getattr(_baggage, "_BAGGAGE_KEY", None)
@@ -45,10 +47,9 @@ def _frozen_events(span: Any) -> deque[Any] | None:
 
 def span_attributes(span: Any) -> Mapping[str, Any]:
     """The span's attributes as a read-only mapping, without copying when the span has ended."""
-    raw = getattr(span, "_attributes", None)
-    if type(raw) is dict:  # a rebuilt span (record.py): checked first, getattr(dict) would miss
-        return raw
-    inner = getattr(raw, "_dict", None)
+    if type(span) is OffloadedSpan:  # a rebuilt span (record.py): its plain dict, as is
+        return span.attributes
+    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
     return inner if type(inner) is dict else dict(span.attributes or {})
 
 

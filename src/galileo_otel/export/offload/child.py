@@ -30,7 +30,7 @@ from galileo_otel.export.offload.protocol import (
     iter_frames,
     write_frame,
 )
-from galileo_otel.export.record import OffloadedSpan, make_resource
+from galileo_otel.export.record import Rebuilder, make_resource
 
 
 def main() -> int:
@@ -84,15 +84,18 @@ def main() -> int:
 
     reply(READY_SEQ, True)  # set up: the parent's start() stops waiting
     resources: dict[int, Any] = {}
+    span_of = Rebuilder(resources).span_of  # this (reading) thread's own
     submit = pipeline.submit
     for msg in iter_frames(inp):
         tag = msg[0]
         if tag == MSG_SPANS:
             for item in msg[1]:
-                res = resources.get(item[12])
-                if res is None:
-                    res = resources[item[12]] = make_resource({})
-                submit(OffloadedSpan(item, res))
+                try:
+                    span = span_of(item)
+                except KeyError:  # a resource number never announced: an empty resource
+                    resources[item[12]] = make_resource({})
+                    span = span_of(item)
+                submit(span)
         elif tag == MSG_RESOURCE:
             resources[msg[1]] = make_resource(msg[2])
         elif tag == MSG_FLUSH:

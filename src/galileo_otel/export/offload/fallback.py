@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from galileo_otel.api.suppress import suppress_instrumentation, suppressed
 from galileo_otel.export.offload.protocol import MSG_STATS
 from galileo_otel.export.offload.requests import Waiter
-from galileo_otel.export.record import make_resource, rebuild_span
+from galileo_otel.export.record import Rebuilder, make_resource
 from galileo_otel.settings import GalileoSettings, merge_settings
 
 if TYPE_CHECKING:
@@ -69,17 +69,20 @@ class Fallback:
         assert pipeline is not None  # the parent never runs with export disabled
         self._pipeline = pipeline
         self._resources: dict[int, Any] = {}  # resource number -> rebuilt resource (writer's)
+        self._span_of = Rebuilder(self._resources).span_of  # the writer thread's
 
     def submit(
         self, records: Iterable[tuple[Any, ...]], resources: list[tuple[int, dict[str, Any]]]
     ) -> None:
         """Hand records to the pipeline; ``resources`` names every numbered resource's attributes."""
         known = self._resources
+        span_of = self._span_of
         for item in records:
             if item[12] not in known:
                 for rid, attrs in resources:
                     known.setdefault(rid, make_resource(attrs))
-            self._pipeline.submit(rebuild_span(item, known))
+                known.setdefault(item[12], make_resource({}))  # never announced: empty
+            self._pipeline.submit(span_of(item))
 
     def answer(self, waiter: Waiter) -> None:
         """Answer a request (flush, stats; a shutdown is a flush: ours shuts this down after)."""
