@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind
 
 from galileo_otel.export.assemble import AssembledTrace
 from galileo_otel.export.convert import ConvertStats, convert_trace
-from galileo_otel.export.record import OffloadedSpan, make_resource
+from galileo_otel.export.record import Rebuilder, make_resource
 from galileo_otel.export.sdk_span import span_record
 
 GOLDEN = Path(__file__).parent / "data" / "convert_golden.json"
@@ -641,8 +641,8 @@ CASES: dict[str, tuple[Callable[[], list[ReadableSpan]], int | None, bool, int, 
 
 def _rebuilt(spans: list[ReadableSpan]) -> list[Any]:
     """The spans as the export worker rebuilds them from their records."""
-    resource = make_resource(dict(spans[0].resource.attributes))
-    return [OffloadedSpan(span_record(s, 1), resource) for s in spans]
+    span_of = Rebuilder({1: make_resource(dict(spans[0].resource.attributes))}).span_of
+    return [span_of(span_record(s, 1)) for s in spans]
 
 
 def _convert(name: str, rebuilt: bool) -> dict[str, Any]:
