@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,28 @@ def _turn(provider: TracerProvider, conversation: str, user: str) -> None:
             attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-test"},
         ):
             pass
+
+
+def _send_turns(
+    gw: GatewayProcess,
+    turns: Iterable[tuple[str, Resource]],
+    after_each: Callable[[list[ReadableSpan]], None] | None = None,
+) -> list[ReadableSpan]:
+    """One turn per ``(conversation, resource)``, each through its own provider and stock exporter
+    to the gateway; the spans the gateway acknowledged (every one: a refusal fails the test).
+    ``after_each`` sees the spans acknowledged so far after each turn."""
+    acked: list[ReadableSpan] = []
+    for conversation, resource in turns:
+        exporter = Acknowledged(gw.traces_url)
+        provider = TracerProvider(resource=resource)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        _turn(provider, conversation, "ana")
+        provider.shutdown()
+        assert not exporter.failed
+        acked += exporter.acked
+        if after_each is not None:
+            after_each(acked)
+    return acked
 
 
 def _expected(spans: Sequence[ReadableSpan]) -> set[str]:
@@ -341,15 +363,7 @@ def test_sessions_say_which_client_sent_the_spans(
         "conv-go": Resource({"service.name": "go-chat", "telemetry.sdk.language": "go"}),
         "conv-bare": Resource({"service.name": "bare"}),  # no language at all
     }
-    acked: list[ReadableSpan] = []
-    for conversation, resource in resources.items():
-        exporter = Acknowledged(gw.traces_url)
-        provider = TracerProvider(resource=resource)
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        _turn(provider, conversation, "ana")
-        provider.shutdown()
-        assert not exporter.failed
-        acked += exporter.acked
+    acked = _send_turns(gw, resources.items())
     wait_for(lambda: _expected(acked) <= stored_ids(server, PROJECT), 60, "every trace")
     methods = {s["external_id"]: s["logging_method"] for s in sessions_of(server, PROJECT)}
     assert methods == {
@@ -369,21 +383,20 @@ def test_one_conversation_from_two_languages_is_one_session(
     env = gateway_env(server.url, tmp_path, GALILEO_EXPORT_PROCESS=str(export_process).lower())
     gw = GatewayProcess(env, tmp_path / "gw.log")
     gateways.append(gw.start())
-    acked: list[ReadableSpan] = []
-    for resource in (
-        Resource({"service.name": "node-front", "telemetry.sdk.language": "nodejs"}),
-        Resource.create({"service.name": "py-back"}),
-    ):
-        exporter = Acknowledged(gw.traces_url)
-        provider = TracerProvider(resource=resource)
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        _turn(provider, "conv-shared", "ana")
-        provider.shutdown()
-        assert not exporter.failed
-        acked += exporter.acked
+
+    def stored(acked: list[ReadableSpan]) -> None:
         # The second language's trace comes once the first one's session exists.
         want = _expected(acked)
-        wait_for(lambda want=want: want <= stored_ids(server, PROJECT), 60, "the traces")
+        wait_for(lambda: want <= stored_ids(server, PROJECT), 60, "the traces")
+
+    turns = [
+        (
+            "conv-shared",
+            Resource({"service.name": "node-front", "telemetry.sdk.language": "nodejs"}),
+        ),
+        ("conv-shared", Resource.create({"service.name": "py-back"})),
+    ]
+    _send_turns(gw, turns, after_each=stored)
     sessions = sessions_of(server, PROJECT)
     assert [(s["external_id"], s["logging_method"]) for s in sessions] == [
         ("conv-shared", "typescript_client")

@@ -172,22 +172,34 @@ def adopting_pipeline(spool_dir: Path, header: Any, payload: bytes) -> tuple[Any
     (its writer is gone: the next process takes it at once); the returned ExportPipeline, on a
     FakeClient, adopts it at start. The caller shuts the pipeline down.
     """
-    from galileo_otel.export.pipeline import ExportPipeline
     from galileo_otel.export.spool import Spool, key_fingerprint
-    from galileo_otel.settings import GalileoSettings
 
     other = Spool(spool_dir, origin=key_fingerprint("k"))
     assert other.write(header, payload) is not None
     other.disown()
     other.close()
     client = FakeClient()
-    pipeline = ExportPipeline(
-        GalileoSettings(api_key="k", batch_delay=0.01, spool_dir=str(spool_dir)),
+    return spool_pipeline(spool_dir, client), client
+
+
+def spool_pipeline(
+    spool_dir: Path, client: FakeClient, tracker: Any = None, **settings: Any
+) -> Any:
+    """An ExportPipeline on ``client`` with its spool in ``spool_dir``.
+
+    API key ``"k"``, batches closed after 10 ms, the first send at once, the spool retried every
+    50 ms; ``tracker`` (default a FakeTracker) and further ``settings`` as given. The caller
+    shuts it down.
+    """
+    from galileo_otel.export.pipeline import ExportPipeline
+    from galileo_otel.settings import GalileoSettings
+
+    return ExportPipeline(
+        GalileoSettings(api_key="k", batch_delay=0.01, spool_dir=str(spool_dir), **settings),
         client=client,
-        tracker=FakeTracker(),
+        tracker=FakeTracker() if tracker is None else tracker,
         destination=DEST,
         convert=fake_convert,
         first_delay_s=0.0,
         spool_retry_s=0.05,
     )
-    return pipeline, client

@@ -92,15 +92,25 @@ GENAI_LLM = {
     "server.address": "api.openai.com",
 }
 
+# A span without events, error or kind: ((name, span id, parent span id or None, start, end),
+# attributes), times in ns after T0.
+_Row = tuple[tuple[str, int, "int | None", int, int], dict[str, Any]]
+
+
+def _spans(*rows: _Row) -> list[ReadableSpan]:
+    """One span per row, in order (a span with events, an error or a kind: make_span)."""
+    return [
+        make_span(name, span_id, parent, start=start, end=end, attributes=attributes)
+        for (name, span_id, parent, start, end), attributes in rows
+    ]
+
 
 def _genai_agent() -> list[ReadableSpan]:
     """An agent with two model calls and two tools (GenAI conventions, messages recorded)."""
-    return [
-        make_span(
-            "invoke_agent Weather",
-            1,
-            end=90_000,
-            attributes={
+    return _spans(
+        (
+            ("invoke_agent Weather", 1, None, 0, 90_000),
+            {
                 "gen_ai.operation.name": "invoke_agent",
                 "gen_ai.agent.name": "Weather",
                 "user.id": "u-42",
@@ -108,13 +118,9 @@ def _genai_agent() -> list[ReadableSpan]:
                 "session.id": "s-1",
             },
         ),
-        make_span(
-            "chat gpt-4o",
-            2,
-            1,
-            start=1_000,
-            end=20_000,
-            attributes={
+        (
+            ("chat gpt-4o", 2, 1, 1_000, 20_000),
+            {
                 **GENAI_LLM,
                 "gen_ai.system_instructions": json.dumps(
                     [{"type": "text", "content": "Be brief."}]
@@ -127,13 +133,9 @@ def _genai_agent() -> list[ReadableSpan]:
                 "gen_ai.usage.cache_read.input_tokens": 4,
             },
         ),
-        make_span(
-            "execute_tool get_weather",
-            3,
-            1,
-            start=21_000,
-            end=30_000,
-            attributes={
+        (
+            ("execute_tool get_weather", 3, 1, 21_000, 30_000),
+            {
                 "gen_ai.operation.name": "execute_tool",
                 "gen_ai.tool.name": "get_weather",
                 "gen_ai.tool.call.id": "call_1",
@@ -141,74 +143,54 @@ def _genai_agent() -> list[ReadableSpan]:
                 "gen_ai.tool.call.result": "sunny",
             },
         ),
-        make_span(
-            "execute_tool get_time",
-            4,
-            1,
-            start=31_000,
-            end=32_000,
-            attributes={
+        (
+            ("execute_tool get_time", 4, 1, 31_000, 32_000),
+            {
                 "gen_ai.operation.name": "execute_tool",
                 "gen_ai.tool.name": "get_time",
                 "gen_ai.tool.call.arguments": {"tz": "CET"},
             },
         ),
-        make_span(
-            "chat gpt-4o",
-            5,
-            1,
-            start=40_000,
-            end=80_000,
-            attributes={
+        (
+            ("chat gpt-4o", 5, 1, 40_000, 80_000),
+            {
                 **GENAI_LLM,
                 "gen_ai.input.messages": MSGS_HISTORY,
                 "gen_ai.output.messages": MSGS_OUT_TEXT,
                 "gen_ai.response.time_to_first_chunk": 0.25,
             },
         ),
-    ]
+    )
 
 
 def _genai_no_messages() -> list[ReadableSpan]:
     """The benchmark's shape: a workflow root, a model call without messages, a tool."""
-    return [
-        make_span("handle_request", 1, end=50_000, attributes={"http.route": "/ask"}),
-        make_span("chat gpt-4o", 2, 1, start=10, end=20_000, attributes=dict(GENAI_LLM)),
-        make_span(
-            "chat",
-            3,
-            1,
-            start=20_010,
-            end=21_000,
-            attributes={
+    return _spans(
+        (("handle_request", 1, None, 0, 50_000), {"http.route": "/ask"}),
+        (("chat gpt-4o", 2, 1, 10, 20_000), dict(GENAI_LLM)),
+        (
+            ("chat", 3, 1, 20_010, 21_000),
+            {
                 "gen_ai.operation.name": "embeddings",
                 "embedding.model_name": "text-embed-3",
                 "gen_ai.usage.input_tokens": "9",
                 "llm.token_count.total": 9,
             },
         ),
-        make_span(
-            "execute_tool search",
-            4,
-            1,
-            start=21_010,
-            end=30_000,
-            attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search"},
+        (
+            ("execute_tool search", 4, 1, 21_010, 30_000),
+            {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search"},
         ),
-        make_span(
-            "legacy llm",
-            5,
-            1,
-            start=31_000,
-            end=32_000,
-            attributes={
+        (
+            ("legacy llm", 5, 1, 31_000, 32_000),
+            {
                 "gen_ai.request.model": "claude-3",
                 "gen_ai.system": "anthropic",
                 "gen_ai.usage.prompt_tokens": 3,
                 "gen_ai.usage.completion_tokens": 2,
             },
         ),
-    ]
+    )
 
 
 def _openinference() -> list[ReadableSpan]:
@@ -257,46 +239,36 @@ def _openinference() -> list[ReadableSpan]:
             attributes=llm,
             events=[("First Token Stream Event", {}, 3_000)],
         ),
-        make_span(
-            "retrieve",
-            3,
-            1,
-            start=10_000,
-            end=12_000,
-            attributes={
-                "openinference.span.kind": "RETRIEVER",
-                "input.value": "Find docs",
-                "retrieval.documents.0.document.content": "doc zero",
-                "retrieval.documents.0.document.id": "d0",
-                "retrieval.documents.0.document.score": 0.9,
-                "retrieval.documents.1.document.content": "doc one",
-                "retrieval.documents.1.document.metadata": '{"source": "wiki"}',
-            },
-        ),
-        make_span(
-            "embed",
-            4,
-            1,
-            start=12_500,
-            end=13_000,
-            attributes={
-                "openinference.span.kind": "EMBEDDING",
-                "embedding.model_name": "text-embedding-3-small",
-                "embedding.embeddings.0.embedding.text": "Find docs",
-            },
-        ),
-        make_span(
-            "retrieve tool",
-            5,
-            1,
-            start=14_000,
-            end=15_000,
-            attributes={
-                "openinference.span.kind": "TOOL",
-                "tool.name": "retrieve",
-                "input.value": "{}",
-                "output.value": "two docs",
-            },
+        *_spans(
+            (
+                ("retrieve", 3, 1, 10_000, 12_000),
+                {
+                    "openinference.span.kind": "RETRIEVER",
+                    "input.value": "Find docs",
+                    "retrieval.documents.0.document.content": "doc zero",
+                    "retrieval.documents.0.document.id": "d0",
+                    "retrieval.documents.0.document.score": 0.9,
+                    "retrieval.documents.1.document.content": "doc one",
+                    "retrieval.documents.1.document.metadata": '{"source": "wiki"}',
+                },
+            ),
+            (
+                ("embed", 4, 1, 12_500, 13_000),
+                {
+                    "openinference.span.kind": "EMBEDDING",
+                    "embedding.model_name": "text-embedding-3-small",
+                    "embedding.embeddings.0.embedding.text": "Find docs",
+                },
+            ),
+            (
+                ("retrieve tool", 5, 1, 14_000, 15_000),
+                {
+                    "openinference.span.kind": "TOOL",
+                    "tool.name": "retrieve",
+                    "input.value": "{}",
+                    "output.value": "two docs",
+                },
+            ),
         ),
     ]
 
@@ -321,49 +293,28 @@ def _langchain() -> list[ReadableSpan]:
         }
     )
     json_io = {"input.mime_type": "application/json", "output.mime_type": "application/json"}
-    return [
-        make_span(
-            "LangGraph",
-            1,
-            end=100_000,
-            attributes={
+    return _spans(
+        (
+            ("LangGraph", 1, None, 0, 100_000),
+            {
                 "openinference.span.kind": "CHAIN",
                 "input.value": state_in,
                 "output.value": state_out,
                 **json_io,
             },
         ),
-        make_span(
-            "RunnableSequence",
-            2,
-            1,
-            start=1_000,
-            end=40_000,
-            attributes={"openinference.span.kind": "CHAIN"},
+        (("RunnableSequence", 2, 1, 1_000, 40_000), {"openinference.span.kind": "CHAIN"}),
+        (
+            ("ChatPromptTemplate", 3, 2, 2_000, 3_000),
+            {"openinference.span.kind": "CHAIN", "input.value": "x"},
         ),
-        make_span(
-            "ChatPromptTemplate",
-            3,
-            2,
-            start=2_000,
-            end=3_000,
-            attributes={"openinference.span.kind": "CHAIN", "input.value": "x"},
+        (
+            ("agent", 4, 2, 4_000, 30_000),
+            {"openinference.span.kind": "CHAIN", "input.value": state_in, **json_io},
         ),
-        make_span(
-            "agent",
-            4,
-            2,
-            start=4_000,
-            end=30_000,
-            attributes={"openinference.span.kind": "CHAIN", "input.value": state_in, **json_io},
-        ),
-        make_span(
-            "agent",
-            5,
-            4,
-            start=5_000,
-            end=29_000,
-            attributes={
+        (
+            ("agent", 5, 4, 5_000, 29_000),
+            {
                 "openinference.span.kind": "LLM",
                 "llm.model_name": "gpt-4o",
                 "llm.input_messages.0.message.role": "user",
@@ -372,13 +323,9 @@ def _langchain() -> list[ReadableSpan]:
                 "output.mime_type": "application/json",
             },
         ),
-        make_span(
-            "add",
-            6,
-            1,
-            start=41_000,
-            end=42_000,
-            attributes={
+        (
+            ("add", 6, 1, 41_000, 42_000),
+            {
                 "openinference.span.kind": "TOOL",
                 "tool.name": "add",
                 "input.value": '{"a": 2, "b": 2}',
@@ -388,26 +335,18 @@ def _langchain() -> list[ReadableSpan]:
                 "output.mime_type": "application/json",
             },
         ),
-        make_span(
-            "should_continue",
-            7,
-            1,
-            start=43_000,
-            end=43_500,
-            attributes={"openinference.span.kind": "CHAIN", "output.value": "end"},
+        (
+            ("should_continue", 7, 1, 43_000, 43_500),
+            {"openinference.span.kind": "CHAIN", "output.value": "end"},
         ),
-        make_span(
-            "repr tool",
-            8,
-            1,
-            start=44_000,
-            end=45_000,
-            attributes={
+        (
+            ("repr tool", 8, 1, 44_000, 45_000),
+            {
                 "openinference.span.kind": "TOOL",
                 "output.value": "content='4' name='add' tool_call_id='lc1'",
             },
         ),
-    ]
+    )
 
 
 def _errors() -> list[ReadableSpan]:
@@ -462,31 +401,25 @@ def _duplicate_llm() -> list[ReadableSpan]:
             kind=SpanKind.CLIENT,
             attributes={**GENAI_LLM, "gen_ai.input.messages": MSGS_IN},
         ),
-        make_span(
-            "ChatCompletion",
-            2,
-            1,
-            start=100,
-            end=9_000,
-            attributes={
-                "openinference.span.kind": "LLM",
-                "llm.model_name": "gpt-4o",
-                "llm.output_messages.0.message.role": "assistant",
-                "llm.output_messages.0.message.content": "Hi there",
-                "llm.token_count.prompt": 50,
-                "tag.tags": ["dup"],
-            },
-        ),
-        make_span(
-            "inner inner",
-            3,
-            2,
-            start=200,
-            end=8_000,
-            attributes={
-                "gen_ai.operation.name": "chat",
-                "gen_ai.request.temperature": 1.0,
-            },
+        *_spans(
+            (
+                ("ChatCompletion", 2, 1, 100, 9_000),
+                {
+                    "openinference.span.kind": "LLM",
+                    "llm.model_name": "gpt-4o",
+                    "llm.output_messages.0.message.role": "assistant",
+                    "llm.output_messages.0.message.content": "Hi there",
+                    "llm.token_count.prompt": 50,
+                    "tag.tags": ["dup"],
+                },
+            ),
+            (
+                ("inner inner", 3, 2, 200, 8_000),
+                {
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.temperature": 1.0,
+                },
+            ),
         ),
     ]
 
@@ -530,73 +463,55 @@ def _events_and_legacy() -> list[ReadableSpan]:
                 ),
             ],
         ),
-        make_span(
-            "openai.chat",
-            3,
-            1,
-            start=11_000,
-            end=20_000,
-            attributes={
-                "gen_ai.system": "openai",
-                "gen_ai.request.model": "gpt-3.5",
-                "gen_ai.prompt.0.role": "user",
-                "gen_ai.prompt.0.content": "flat question",
-                "gen_ai.completion.0.role": "assistant",
-                "gen_ai.completion.0.content": "",
-                "gen_ai.completion.0.tool_calls.0.id": "f1",
-                "gen_ai.completion.0.tool_calls.0.name": "lookup",
-                "gen_ai.completion.0.tool_calls.0.arguments": '{"k": 1}',
-            },
-        ),
-        make_span(
-            "running tool",
-            4,
-            1,
-            start=21_000,
-            end=22_000,
-            attributes={
-                "gen_ai.tool.name": "lookup",
-                "tool_arguments": '{"k": 1}',
-                "tool_response": "found",
-                "gen_ai.tool.call.id": "f1",
-            },
-        ),
-        make_span(
-            "handoff to Billing",
-            5,
-            1,
-            start=23_000,
-            end=23_500,
-            attributes={
-                "gen_ai.operation.name": "execute_tool",
-                "gen_ai.tool.name": "handoff to Billing",
-            },
-        ),
-        make_span(
-            "dataset row",
-            6,
-            1,
-            start=24_000,
-            end=25_000,
-            attributes={
-                "galileo.dataset.input": "din",
-                "galileo.dataset.output": {"o": 1},
-                "galileo.dataset.metadata": '{"row": 3, "none": null}',
-                "galileo.project.name": "ignored",
-                "output.value": "done",
-            },
-        ),
-        make_span(
-            "invoke_workflow wf",
-            7,
-            1,
-            start=26_000,
-            end=27_000,
-            attributes={
-                "gen_ai.operation.name": "invoke_workflow",
-                "gen_ai.input.messages": MSGS_IN,
-                "gen_ai.output.messages": MSGS_OUT_TEXT,
-            },
+        *_spans(
+            (
+                ("openai.chat", 3, 1, 11_000, 20_000),
+                {
+                    "gen_ai.system": "openai",
+                    "gen_ai.request.model": "gpt-3.5",
+                    "gen_ai.prompt.0.role": "user",
+                    "gen_ai.prompt.0.content": "flat question",
+                    "gen_ai.completion.0.role": "assistant",
+                    "gen_ai.completion.0.content": "",
+                    "gen_ai.completion.0.tool_calls.0.id": "f1",
+                    "gen_ai.completion.0.tool_calls.0.name": "lookup",
+                    "gen_ai.completion.0.tool_calls.0.arguments": '{"k": 1}',
+                },
+            ),
+            (
+                ("running tool", 4, 1, 21_000, 22_000),
+                {
+                    "gen_ai.tool.name": "lookup",
+                    "tool_arguments": '{"k": 1}',
+                    "tool_response": "found",
+                    "gen_ai.tool.call.id": "f1",
+                },
+            ),
+            (
+                ("handoff to Billing", 5, 1, 23_000, 23_500),
+                {
+                    "gen_ai.operation.name": "execute_tool",
+                    "gen_ai.tool.name": "handoff to Billing",
+                },
+            ),
+            (
+                ("dataset row", 6, 1, 24_000, 25_000),
+                {
+                    "galileo.dataset.input": "din",
+                    "galileo.dataset.output": {"o": 1},
+                    "galileo.dataset.metadata": '{"row": 3, "none": null}',
+                    "galileo.project.name": "ignored",
+                    "output.value": "done",
+                },
+            ),
+            (
+                ("invoke_workflow wf", 7, 1, 26_000, 27_000),
+                {
+                    "gen_ai.operation.name": "invoke_workflow",
+                    "gen_ai.input.messages": MSGS_IN,
+                    "gen_ai.output.messages": MSGS_OUT_TEXT,
+                },
+            ),
         ),
     ]
 
@@ -613,14 +528,12 @@ def _odd_tree() -> list[ReadableSpan]:
             kind=SpanKind.SERVER,
             attributes={"openinference.span.kind": "AGENT", "input.value": "q", "agent.name": "A"},
         ),
-        make_span("orphan", 2, 0x99, start=500, end=900, attributes={"output.value": "o"}),
-        make_span(
-            "chat", 3, 1, start=1_000, end=9_000, attributes={**GENAI_LLM, "galileo.tags": '["t"]'}
-        ),
-        make_span("under llm", 4, 3, start=2_000, end=3_000, attributes={"input.value": "in"}),
-        make_span("work", 5, 1, start=10_000, end=20_000, attributes={"input.value": "w"}),
-        make_span(
-            "work", 6, 5, start=11_000, end=19_000, attributes={"gen_ai.operation.name": "x"}
+        *_spans(
+            (("orphan", 2, 0x99, 500, 900), {"output.value": "o"}),
+            (("chat", 3, 1, 1_000, 9_000), {**GENAI_LLM, "galileo.tags": '["t"]'}),
+            (("under llm", 4, 3, 2_000, 3_000), {"input.value": "in"}),
+            (("work", 5, 1, 10_000, 20_000), {"input.value": "w"}),
+            (("work", 6, 5, 11_000, 19_000), {"gen_ai.operation.name": "x"}),
         ),
     ]
 

@@ -6,13 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest_pipeline import DEST, Call, FakeClient, emit, fake_convert, tracer_for
+from conftest_pipeline import DEST, Call, FakeClient, emit, spool_pipeline, tracer_for
 
 from galileo_otel.errors import ValidationError
-from galileo_otel.export.pipeline import ExportPipeline
 from galileo_otel.export.spool import dead_in
 from galileo_otel.sessions.tracker import SessionTracker
-from galileo_otel.settings import GalileoSettings
 
 
 class LosesSessions(FakeClient):
@@ -39,17 +37,7 @@ def test_a_batch_for_a_lost_session_is_resent_to_the_session_made_again(
 ) -> None:
     client = LosesSessions()
     tracker = SessionTracker()
-    pipeline = ExportPipeline(
-        GalileoSettings(
-            api_key="k", batch_delay=0.01, reliable=reliable, spool_dir=str(tmp_path / "spool")
-        ),
-        client=client,
-        tracker=tracker,
-        destination=DEST,
-        convert=fake_convert,
-        first_delay_s=0.0,
-        spool_retry_s=0.05,
-    )
+    pipeline = spool_pipeline(tmp_path / "spool", client, tracker, reliable=reliable)
     try:
         tracer = tracer_for(pipeline)
         emit(tracer, "conv")
@@ -84,15 +72,7 @@ def test_a_session_lost_again_after_healing_is_set_aside_not_looped(tmp_path: Pa
             return created
 
     client = AlwaysLost()
-    pipeline = ExportPipeline(
-        GalileoSettings(api_key="k", batch_delay=0.01, spool_dir=str(tmp_path / "spool")),
-        client=client,
-        tracker=SessionTracker(),
-        destination=DEST,
-        convert=fake_convert,
-        first_delay_s=0.0,
-        spool_retry_s=0.05,
-    )
+    pipeline = spool_pipeline(tmp_path / "spool", client, SessionTracker())
     try:
         emit(tracer_for(pipeline), "conv")
         assert pipeline.force_flush(10.0) is False

@@ -5,12 +5,10 @@ child can start, a fork mid-lock, and the real child's niceness."""
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,39 +184,54 @@ def test_wait_ready_is_false_for_a_worker_process_that_exits_before_it_is_set_up
         pipeline.shutdown(10.0)
 
 
-@contextlib.contextmanager
-def library_locks() -> Iterator[list[Any]]:
-    """Every ``threading.Lock()`` that galileo_otel's own code creates while inside, in order.
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
 
-    What a forked child inherits held, found without naming any object's private fields.
+
+def library_locks(root: Any) -> list[Any]:
+    """Every lock held by ``root`` or the galileo_otel objects it reaches, in a stable order.
+
+    What a forked child inherits held, found by walking the objects (their ``__dict__`` and
+    slots, and the lists, tuples, sets and dicts in them) without naming any private field, and
+    without patching ``threading.Lock``.
     """
-    made: list[Any] = []
-    real = threading.Lock
+    found: list[Any] = []
+    seen: set[int] = set()
 
-    def lock() -> Any:
-        new = real()
-        frame = inspect.currentframe()
-        caller = frame.f_back if frame is not None else None
-        if caller is not None and caller.f_globals.get("__name__", "").startswith("galileo_otel."):
-            made.append(new)
-        return new
+    def walk(obj: Any) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, _LOCK_TYPES):
+            found.append(obj)
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            for item in obj:
+                walk(item)
+        elif isinstance(obj, dict):
+            for item in obj.values():
+                walk(item)
+        elif type(obj).__module__.startswith("galileo_otel."):
+            fields = list(getattr(obj, "__dict__", {}).values())
+            for cls in type(obj).__mro__:
+                slots = getattr(cls, "__slots__", ())
+                for name in (slots,) if isinstance(slots, str) else slots:
+                    if name not in ("__dict__", "__weakref__") and hasattr(obj, name):
+                        fields.append(getattr(obj, name))
+            for item in fields:
+                walk(item)
 
-    threading.Lock = lock  # type: ignore[assignment,misc]
-    try:
-        yield made
-    finally:
-        threading.Lock = real  # type: ignore[misc]
+    walk(root)
+    return found
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
 def test_a_fork_while_the_parent_holds_its_locks_leaves_the_child_a_working_pipeline(
     log: Path,
 ) -> None:
-    with library_locks() as locks:
-        pipeline = OffloadPipeline(
-            settings(), command=stand_in(log), start=False, shutdown_at_exit=False
-        )
-        pipeline.start(wait=True)
+    pipeline = OffloadPipeline(
+        settings(), command=stand_in(log), start=False, shutdown_at_exit=False
+    )
+    pipeline.start(wait=True)
+    locks = library_locks(pipeline)
     # The requests' and the replay buffer's locks at least (the reader and the writer take them).
     assert len(locks) >= 2
     try:

@@ -1228,6 +1228,36 @@ def _model(attrs: Mapping[str, Any], keys: tuple[str, ...] = _MODEL_KEYS) -> Any
     return attrs.get(EMBEDDING_MODEL_NAME) if keys else None
 
 
+def _strip_private(
+    inputs: list[dict[str, Any]], outputs: list[dict[str, Any]], *, keep_outputs: bool
+) -> bool:
+    """Drop the message readers' private keys; True when any message has tool calls.
+
+    The readers leave ``_finish_reason`` and ``_reasoning`` on a message for the step's own
+    fields; no message is sent with them. ``keep_outputs`` leaves them on the outputs, for a
+    caller that reads them into the step and drops them itself (the llm step). The answer says
+    whether ``_fill_call_ids`` has anything to do (most spans: no tool call).
+    """
+    calls = False
+    for msg in inputs:
+        if "_finish_reason" in msg:
+            del msg["_finish_reason"]
+        if "_reasoning" in msg:
+            del msg["_reasoning"]
+        if "tool_calls" in msg:
+            calls = True
+    for msg in outputs:
+        if "tool_calls" in msg:
+            calls = True
+        if keep_outputs:
+            continue
+        if "_finish_reason" in msg:
+            del msg["_finish_reason"]
+        if "_reasoning" in msg:
+            del msg["_reasoning"]
+    return calls
+
+
 def _llm_fields(
     span: ReadableSpan,
     attrs: Mapping[str, Any],
@@ -1287,17 +1317,9 @@ def _llm_fields(
     elif reasons is not None and isinstance(reasons, Sequence) and reasons:
         finish = str(reasons[0])
     output = outputs[0] if outputs else None
-    calls = False  # a message with tool calls (else _fill_call_ids has nothing to do)
-    for msg in inputs:
-        if "_finish_reason" in msg:
-            del msg["_finish_reason"]
-        if "_reasoning" in msg:
-            del msg["_reasoning"]
-        if "tool_calls" in msg:
-            calls = True
+    # The outputs keep their private keys for the finish reason and reasoning read here.
+    calls = _strip_private(inputs, outputs, keep_outputs=True)
     for msg in outputs:
-        if "tool_calls" in msg:
-            calls = True
         reason = msg.pop("_finish_reason", None)
         if finish is None and reason:
             finish = reason
@@ -1681,15 +1703,7 @@ def _convert_span(span: ReadableSpan, trace_id: str, tail: str, ctx: Any) -> dic
             # llm spans do.
             inputs = _genai_messages(attrs.get(GEN_AI_INPUT_MESSAGES))
             outputs = _genai_messages(attrs.get(GEN_AI_OUTPUT_MESSAGES), "assistant")
-            calls = False
-            for msg in (*inputs, *outputs):
-                if "_finish_reason" in msg:
-                    del msg["_finish_reason"]
-                if "_reasoning" in msg:
-                    del msg["_reasoning"]
-                if "tool_calls" in msg:
-                    calls = True
-            if calls:
+            if _strip_private(inputs, outputs, keep_outputs=False):
                 _fill_call_ids(outputs, external_id, _fill_call_ids(inputs, external_id))
             step["input"] = inputs if inputs else _text(input_value)
             if outputs:

@@ -188,11 +188,8 @@ def capture_root_keys(span: Any, parent_context: otel_context.Context | None) ->
                 value = str(value)
             if isinstance(value, str):
                 text = value.strip()
-                # Inline, on every root: is_scrubbed only for what starts like a scrubbed value
-                # (after strip: a value with leading blanks is no scrubbed value either), and
-                # encode_captured(text) spelt out.
-                if text and (text[0] != "[" or not is_scrubbed(value)):
-                    stamp_attributes(span, {CAPTURED_KEY: "a" + text.encode().hex()})
+                if text and not is_scrubbed(value):
+                    stamp_attributes(span, {CAPTURED_KEY: encode_captured(text)})
                     # A key of 0 is captured but does not count as naming one (see above).
                     return NAMED if named else baggage_value(SESSION_ID, parent_context)
     key = baggage_value(SESSION_ID, parent_context)

@@ -80,7 +80,11 @@ _GALILEO_ID_ATTRIBUTES = (GALILEO_SESSION_ID, CAPTURED_GALILEO_ID)
 
 
 def is_scrubbed(value: Any) -> bool:
-    """Whether ``value`` is what logfire's scrubbing left of a value (never a usable key)."""
+    """Whether ``value`` is what logfire's scrubbing left of a value (never a usable key).
+
+    Cheap enough for every root span: an ordinary key fails the prefix test on its first
+    character (``str.startswith`` stops there), so callers need no quicker test of their own.
+    """
     return isinstance(value, str) and value.startswith(_SCRUBBED_PREFIX) and value.endswith("]")
 
 
