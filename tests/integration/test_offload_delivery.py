@@ -185,7 +185,7 @@ def test_configure_with_export_process_uses_the_worker_and_delivers(
 
     provider = TracerProvider(shutdown_on_exit=False)
     handle = configure_offload(provider, local_server, tmp_path)
-    pipeline = handle._pipeline
+    pipeline = handle.processor.pipeline
     assert isinstance(pipeline, OffloadPipeline)
     cold = wait_until_ready(pipeline)
     tracer = provider.get_tracer("configure-offload")
@@ -231,7 +231,7 @@ def test_configure_never_waits_for_a_worker_process_still_starting(
     monkeypatch.setattr(parent, "worker_command", lambda: _gated_worker(gate))
     provider = TracerProvider(shutdown_on_exit=False)
     handle = configure_offload(provider, local_server, tmp_path)
-    pipeline = handle._pipeline
+    pipeline = handle.processor.pipeline
     assert isinstance(pipeline, OffloadPipeline)
     # configure() is back and the worker process is blocked on its gate: nothing waited for it.
     assert pipeline.wait_ready(0) is False
