@@ -14,7 +14,12 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from galileo_otel.export import Pipeline, make_pipeline
-from galileo_otel.export.sdk_span import baggage_value, stamp_attributes, start_attributes
+from galileo_otel.export.sdk_span import (
+    baggage_value,
+    has_local_parent,
+    stamp_attributes,
+    start_attributes,
+)
 from galileo_otel.sessions.context import (
     _CURRENT,
     NAMED,
@@ -114,16 +119,17 @@ class GalileoSessionProcessor(SpanProcessor):
             if current is not None:
                 stamp_attributes(span, current.span_attributes)
                 return
-            parent = span.parent
-            if parent is None or parent.is_remote:
+            if has_local_parent(span):
+                key = baggage_value(SESSION_ID, parent_context)
+                if not key:
+                    return  # most child spans: no inbound session.id in their baggage
+            else:
                 # Before other tools can scrub session.* keys; a root that names its own key
                 # needs no baggage (a key attribute wins over it). The capture reads the
                 # baggage for us otherwise: one lookup per root, not two.
                 key = capture_root_keys(span, parent_context)
                 if key is NAMED:
                     return
-            else:
-                key = baggage_value(SESSION_ID, parent_context)
             if not key or not isinstance(key, str):
                 return
             attributes = start_attributes(span) or {}

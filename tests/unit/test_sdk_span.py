@@ -2,12 +2,16 @@
 
 from importlib.metadata import version
 
-from opentelemetry import baggage
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 from opentelemetry.context import Context, attach, detach
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
+from galileo_otel.export import sdk_span
 from galileo_otel.export.sdk_span import (
     baggage_value,
+    has_local_parent,
     plain_mapping,
     span_attributes,
     span_events,
@@ -89,6 +93,64 @@ def test_baggage_value_matches_the_public_api():
         assert baggage_value("session.id") == "abc"
     finally:
         detach(token)
+
+
+def test_installed_api_lets_us_read_the_current_context_directly():
+    assert sdk_span._current_get is not None, (
+        "opentelemetry-api moved context._RUNTIME_CONTEXT._current_context: update "
+        "galileo_otel/export/sdk_span.py"
+    )
+    token = attach(baggage.set_baggage("session.id", "direct"))
+    try:
+        assert sdk_span._current_get() is otel_context.get_current()
+    finally:
+        detach(token)
+
+
+def test_baggage_value_follows_a_runtime_context_installed_later(monkeypatch):
+    ctx = baggage.set_baggage("session.id", "other-runtime")
+
+    class Runtime:
+        def get_current(self):
+            return ctx
+
+    monkeypatch.setattr(otel_context, "_RUNTIME_CONTEXT", Runtime())
+    assert baggage_value("session.id") == "other-runtime"
+
+
+def _remote_context():
+    return SpanContext(
+        trace_id=7, span_id=9, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+    )
+
+
+def test_has_local_parent_of_sdk_spans():
+    tracer = TracerProvider().get_tracer("t")
+    root = tracer.start_span("root")
+    child = tracer.start_span("child", context=trace.set_span_in_context(root))
+    remote_ctx = trace.set_span_in_context(NonRecordingSpan(_remote_context()))
+    remote = tracer.start_span("remote", context=remote_ctx)
+    assert [has_local_parent(s) for s in (root, child, remote)] == [False, True, False]
+    assert [s.parent is not None and not s.parent.is_remote for s in (root, child, remote)] == [
+        False,
+        True,
+        False,
+    ]
+
+
+def test_has_local_parent_of_spans_not_from_the_sdk():
+    class Public:
+        def __init__(self, parent):
+            self.parent = parent
+
+    class Ctx:  # a parent context that is not a SpanContext: read through is_remote
+        def __init__(self, is_remote):
+            self.is_remote = is_remote
+
+    local = SpanContext(trace_id=7, span_id=9, is_remote=False)
+    spans = [Public(None), Public(local), Public(_remote_context()), Public(Ctx(False))]
+    spans.append(Public(Ctx(True)))
+    assert [has_local_parent(s) for s in spans] == [False, True, False, True, False]
 
 
 class _PublicOnly:
