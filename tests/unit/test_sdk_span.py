@@ -11,7 +11,6 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from galileo_otel.export import sdk_span
 from galileo_otel.export.sdk_span import (
     baggage_value,
-    has_local_parent,
     plain_mapping,
     span_attributes,
     span_events,
@@ -118,41 +117,6 @@ def test_baggage_value_follows_a_runtime_context_installed_later(monkeypatch):
     assert baggage_value("session.id") == "other-runtime"
 
 
-def _remote_context():
-    return SpanContext(
-        trace_id=7, span_id=9, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
-    )
-
-
-def test_has_local_parent_of_sdk_spans():
-    tracer = TracerProvider().get_tracer("t")
-    root = tracer.start_span("root")
-    child = tracer.start_span("child", context=trace.set_span_in_context(root))
-    remote_ctx = trace.set_span_in_context(NonRecordingSpan(_remote_context()))
-    remote = tracer.start_span("remote", context=remote_ctx)
-    assert [has_local_parent(s) for s in (root, child, remote)] == [False, True, False]
-    assert [s.parent is not None and not s.parent.is_remote for s in (root, child, remote)] == [
-        False,
-        True,
-        False,
-    ]
-
-
-def test_has_local_parent_of_spans_not_from_the_sdk():
-    class Public:
-        def __init__(self, parent):
-            self.parent = parent
-
-    class Ctx:  # a parent context that is not a SpanContext: read through is_remote
-        def __init__(self, is_remote):
-            self.is_remote = is_remote
-
-    local = SpanContext(trace_id=7, span_id=9, is_remote=False)
-    spans = [Public(None), Public(local), Public(_remote_context()), Public(Ctx(False))]
-    spans.append(Public(Ctx(True)))
-    assert [has_local_parent(s) for s in spans] == [False, True, False, True, False]
-
-
 class _PublicOnly:
     """An SDK span seen through its public properties only (span_record's fallback path)."""
 
@@ -166,14 +130,10 @@ class _PublicOnly:
 
 
 def test_span_record_reads_the_internals_as_the_public_api_does():
-    from opentelemetry import trace
     from opentelemetry.trace import (
-        NonRecordingSpan,
-        SpanContext,
         SpanKind,
         Status,
         StatusCode,
-        TraceFlags,
     )
 
     from galileo_otel.export.sdk_span import span_record

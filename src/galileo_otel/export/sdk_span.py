@@ -198,23 +198,6 @@ def baggage_value(name: str, context: Context | None = None) -> object | None:
     return bag.get(name) if type(bag) is dict else None
 
 
-def has_local_parent(span: Any) -> bool:
-    """Whether ``span``'s parent is a span of this process (``False``: no parent, or remote).
-
-    Read off the SDK span's slot, and a ``SpanContext`` by index (its ``parent`` and
-    ``is_remote`` properties are two Python-level calls on every span's ``on_start``).
-    """
-    try:
-        parent = span._parent
-    except AttributeError:
-        parent = span.parent
-    if parent is None:
-        return False
-    if type(parent) is SpanContext:
-        return not parent[2]
-    return not parent.is_remote
-
-
 def uses_fast_stamp(span: Any) -> bool:
     """Whether :func:`stamp_attributes` writes straight into this (starting) span (tests pin this)."""
     raw = getattr(span, "_attributes", None)

@@ -20,12 +20,7 @@ from typing import Any, TypeVar, cast
 from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
 
-from galileo_otel.export.sdk_span import (
-    baggage_value,
-    has_local_parent,
-    stamp_attributes,
-    start_attributes,
-)
+from galileo_otel.export.sdk_span import baggage_value, stamp_attributes, start_attributes
 from galileo_otel.sessions.resolve import (
     CAPTURED_GALILEO_ID,
     CAPTURED_KEY,
@@ -160,7 +155,8 @@ def capture_keys(span: Any, parent_context: otel_context.Context | None = None) 
         True when the span names its own session key in an attribute (baggage cannot apply to
         it then), else False.
     """
-    if has_local_parent(span):
+    parent = span.parent
+    if parent is not None and not parent.is_remote:
         return False  # only the root span of a trace (in this process) decides its session
     return capture_root_keys(span, parent_context) is NAMED
 
