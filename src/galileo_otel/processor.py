@@ -114,16 +114,19 @@ class GalileoSessionProcessor(SpanProcessor):
             if current is not None:
                 stamp_attributes(span, current.span_attributes)
                 return
+            # The public properties: CPython 3.11+ specializes these reads, cheaper than a call.
             parent = span.parent
-            if parent is None or parent.is_remote:
+            if parent is not None and not parent.is_remote:
+                key = baggage_value(SESSION_ID, parent_context)
+                if not key:
+                    return  # most child spans: no inbound session.id in their baggage
+            else:
                 # Before other tools can scrub session.* keys; a root that names its own key
                 # needs no baggage (a key attribute wins over it). The capture reads the
                 # baggage for us otherwise: one lookup per root, not two.
                 key = capture_root_keys(span, parent_context)
                 if key is NAMED:
                     return
-            else:
-                key = baggage_value(SESSION_ID, parent_context)
             if not key or not isinstance(key, str):
                 return
             attributes = start_attributes(span) or {}

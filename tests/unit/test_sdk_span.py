@@ -2,10 +2,13 @@
 
 from importlib.metadata import version
 
-from opentelemetry import baggage
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 from opentelemetry.context import Context, attach, detach
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
+from galileo_otel.export import sdk_span
 from galileo_otel.export.sdk_span import (
     baggage_value,
     plain_mapping,
@@ -91,6 +94,29 @@ def test_baggage_value_matches_the_public_api():
         detach(token)
 
 
+def test_installed_api_lets_us_read_the_current_context_directly():
+    assert sdk_span._current_get is not None, (
+        "opentelemetry-api moved context._RUNTIME_CONTEXT._current_context: update "
+        "galileo_otel/export/sdk_span.py"
+    )
+    token = attach(baggage.set_baggage("session.id", "direct"))
+    try:
+        assert sdk_span._current_get() is otel_context.get_current()
+    finally:
+        detach(token)
+
+
+def test_baggage_value_follows_a_runtime_context_installed_later(monkeypatch):
+    ctx = baggage.set_baggage("session.id", "other-runtime")
+
+    class Runtime:
+        def get_current(self):
+            return ctx
+
+    monkeypatch.setattr(otel_context, "_RUNTIME_CONTEXT", Runtime())
+    assert baggage_value("session.id") == "other-runtime"
+
+
 class _PublicOnly:
     """An SDK span seen through its public properties only (span_record's fallback path)."""
 
@@ -104,14 +130,10 @@ class _PublicOnly:
 
 
 def test_span_record_reads_the_internals_as_the_public_api_does():
-    from opentelemetry import trace
     from opentelemetry.trace import (
-        NonRecordingSpan,
-        SpanContext,
         SpanKind,
         Status,
         StatusCode,
-        TraceFlags,
     )
 
     from galileo_otel.export.sdk_span import span_record
