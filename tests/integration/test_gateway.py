@@ -63,6 +63,15 @@ def _client(url: str, **kwargs: Any) -> tuple[TracerProvider, Acknowledged]:
     return provider, exporter
 
 
+def _started(
+    gateways: list[GatewayProcess], env: dict[str, str], log: Path, **kwargs: Any
+) -> GatewayProcess:
+    """A gateway started with ``env``; the ``gateways`` fixture stops it after the test."""
+    gw = GatewayProcess(env, log, **kwargs)
+    gateways.append(gw.start())
+    return gw
+
+
 def _turn(provider: TracerProvider, conversation: str, user: str) -> None:
     tracer = provider.get_tracer("tests")
     with tracer.start_as_current_span(
@@ -125,8 +134,7 @@ def test_kill_9_while_galileo_fails_loses_no_acknowledged_span(
     server: Any, tmp_path: Path, gateways: list[GatewayProcess]
 ) -> None:
     server.faults.fail("*", status=503)  # Galileo is down: nothing can be confirmed
-    gw = GatewayProcess(gateway_env(server.url, tmp_path), tmp_path / "gw.log")
-    gateways.append(gw.start())
+    gw = _started(gateways, gateway_env(server.url, tmp_path), tmp_path / "gw.log")
     provider, exporter = _client(gw.traces_url, compression=Compression.Gzip)
     conversations = [("conv-a1", "alice"), ("conv-b1", "bob"), ("conv-a2", "alice")]
     for _ in range(2):
@@ -181,8 +189,7 @@ def test_a_full_log_answers_503_and_the_clients_retry_delivers(
         GALILEO_GATEWAY_RETRY_AFTER="1",
         GALILEO_EXPORT_TIMEOUT="2",
     )
-    gw = GatewayProcess(env, tmp_path / "gw.log")
-    gateways.append(gw.start())
+    gw = _started(gateways, env, tmp_path / "gw.log")
     exporter = Acknowledged(gw.traces_url, timeout=60)
     memory = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "py-chat"}))
@@ -250,8 +257,7 @@ def test_inbound_key_is_required_and_never_forwarded(
     server: Any, tmp_path: Path, gateways: list[GatewayProcess]
 ) -> None:
     env = gateway_env(server.url, tmp_path, GALILEO_GATEWAY_KEY="inbound-key-for-clients")
-    gw = GatewayProcess(env, tmp_path / "gw.log")
-    gateways.append(gw.start())
+    gw = _started(gateways, env, tmp_path / "gw.log")
     body = {
         "resourceSpans": [
             {
@@ -297,8 +303,7 @@ def test_inbound_key_is_required_and_never_forwarded(
 def test_sigterm_stops_cleanly_and_leaves_an_empty_log(
     server: Any, tmp_path: Path, gateways: list[GatewayProcess]
 ) -> None:
-    gw = GatewayProcess(gateway_env(server.url, tmp_path), tmp_path / "gw.log")
-    gateways.append(gw.start())
+    gw = _started(gateways, gateway_env(server.url, tmp_path), tmp_path / "gw.log")
     line = startup_line(gw.output())
     assert KEY not in gw.output() and "gat******89" in line and PROJECT in line
     provider, exporter = _client(gw.traces_url)
@@ -320,8 +325,7 @@ def test_otlp_grpc_from_the_stock_exporter(
     )
 
     env = gateway_env(server.url, tmp_path, GALILEO_GATEWAY_KEY="inbound-key-for-clients")
-    gw = GatewayProcess(env, tmp_path / "gw.log", grpc=True)
-    gateways.append(gw.start())
+    gw = _started(gateways, env, tmp_path / "gw.log", grpc=True)
     assert f"OTLP/gRPC on port {gw.grpc_port}" in startup_line(gw.output())
     endpoint = f"127.0.0.1:{gw.grpc_port}"
     memory = InMemorySpanExporter()
@@ -355,8 +359,7 @@ def test_sessions_say_which_client_sent_the_spans(
     # Galileo shows who logged a session: the app's OpenTelemetry SDK language, not the gateway's,
     # whether the pipelines run in the gateway's process or in export worker processes.
     env = gateway_env(server.url, tmp_path, GALILEO_EXPORT_PROCESS=str(export_process).lower())
-    gw = GatewayProcess(env, tmp_path / "gw.log")
-    gateways.append(gw.start())
+    gw = _started(gateways, env, tmp_path / "gw.log")
     resources = {
         "conv-py": Resource.create({"service.name": "py-chat"}),  # telemetry.sdk.language=python
         "conv-node": Resource({"service.name": "node-chat", "telemetry.sdk.language": "nodejs"}),
@@ -381,8 +384,7 @@ def test_one_conversation_from_two_languages_is_one_session(
     # A Node.js front end opens the conversation, a Python back end continues it: one session,
     # logged by the client that opened it. Worker processes share it through the SQLite store.
     env = gateway_env(server.url, tmp_path, GALILEO_EXPORT_PROCESS=str(export_process).lower())
-    gw = GatewayProcess(env, tmp_path / "gw.log")
-    gateways.append(gw.start())
+    gw = _started(gateways, env, tmp_path / "gw.log")
 
     def stored(acked: list[ReadableSpan]) -> None:
         # The second language's trace comes once the first one's session exists.
